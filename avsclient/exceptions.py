@@ -1,0 +1,248 @@
+"""Every exception avsclient raises, in one tree rooted at `AVSError`.
+
+```
+AVSError
+├── ProtocolError
+│   ├── LocalProtocolError          we were about to break the protocol (a bug, or API misuse)
+│   ├── RemoteProtocolError         the peer broke it (malformed frames, bodies, JSON)
+│   └── MultipartError              a multipart body could not be parsed; carries `offset`
+│       ├── ParserError             malformed input
+│       ├── ParserLimitReached      a configured limit was exceeded
+│       └── ParserStateError        the parser was used after it failed or finished
+├── TransportError
+│   ├── NetworkError                connection refused, dropped, TLS or ALPN failure
+│   │   ├── ConnectError
+│   │   ├── ConnectionLost
+│   │   └── ALPNError
+│   ├── StreamReset                 RST_STREAM on one stream; carries `stream_id`, `error_code`
+│   ├── ConnectionDraining          GOAWAY received: no new streams on this connection
+│   └── TimeoutException
+│       ├── ConnectTimeout
+│       ├── ResponseTimeout
+│       ├── StreamInactivityTimeout
+│       └── PingTimeout
+├── AuthError                       Login with Amazon failed; carries `error` (the LWA code)
+│   ├── ReauthorizationRequired     invalid_grant: the device must be linked again
+│   ├── LinkingExpired              the code pair expired before the user finished
+│   ├── ClientConfigError           invalid_client, unauthorized_client, invalid_request, ...
+│   └── TokenStoreError             the token file is unreadable, corrupt or unwritable
+├── AudioError                      no PortAudio, no device, device busy, unsupported format
+└── ServerError                     AVS answered with an exception; carries `status`, `code`
+```
+
+Exceptions carry what a caller needs to react (the HTTP status, the AVS exception code, the
+HTTP/2 stream id and error code, the byte offset of a parse error), never secrets.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ALPNError",
+    "AVSError",
+    "AudioError",
+    "AuthError",
+    "ClientConfigError",
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionDraining",
+    "ConnectionLost",
+    "LinkingExpired",
+    "LocalProtocolError",
+    "MultipartError",
+    "NetworkError",
+    "ParserError",
+    "ParserLimitReached",
+    "ParserStateError",
+    "PingTimeout",
+    "ProtocolError",
+    "ReauthorizationRequired",
+    "RemoteProtocolError",
+    "ResponseTimeout",
+    "ServerError",
+    "StreamInactivityTimeout",
+    "StreamReset",
+    "TimeoutException",
+    "TokenStoreError",
+    "TransportError",
+]
+
+
+class AVSError(Exception):
+    """Base class of every exception raised by avsclient."""
+
+
+# -- protocol ------------------------------------------------------------------------------
+
+
+class ProtocolError(AVSError):
+    """A protocol was violated, by us (`LocalProtocolError`) or by the peer."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to do something the protocol forbids."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol forbids."""
+
+
+class MultipartError(ProtocolError):
+    """A multipart body could not be parsed.
+
+    Attributes:
+        offset: the byte offset into the whole body (counted from the first byte ever fed)
+            at which the problem was detected, or -1 when it does not apply.
+    """
+
+    def __init__(self, message: str, *, offset: int = -1) -> None:
+        super().__init__(message if offset < 0 else f"{message} (at byte {offset})")
+        self.offset = offset
+
+
+class ParserError(MultipartError):
+    """The multipart input is malformed."""
+
+
+class ParserLimitReached(MultipartError):
+    """The multipart input exceeded one of the configured `MultipartLimits`."""
+
+
+class ParserStateError(MultipartError):
+    """The parser was used after it had failed or finished."""
+
+
+# -- transport -----------------------------------------------------------------------------
+
+
+class TransportError(AVSError):
+    """The HTTP/2 connection or one of its streams failed."""
+
+
+class NetworkError(TransportError):
+    """The network connection failed."""
+
+
+class ConnectError(NetworkError):
+    """The connection could not be opened."""
+
+
+class ConnectionLost(NetworkError):
+    """An open connection broke (reset, closed by the peer, or a fatal protocol error)."""
+
+
+class ALPNError(NetworkError):
+    """TLS succeeded but the server did not select HTTP/2 through ALPN."""
+
+
+class StreamReset(TransportError):
+    """The peer reset one stream (RST_STREAM).
+
+    Attributes:
+        stream_id: the HTTP/2 stream that was reset.
+        error_code: the HTTP/2 error code the peer gave.
+    """
+
+    def __init__(self, message: str, *, stream_id: int, error_code: int) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+        self.error_code = error_code
+
+
+class ConnectionDraining(TransportError):
+    """The peer sent GOAWAY: this connection takes no new streams.
+
+    Attributes:
+        last_stream_id: the highest stream id the peer will still process.
+        error_code: the GOAWAY error code.
+    """
+
+    def __init__(self, message: str, *, last_stream_id: int = 0, error_code: int = 0) -> None:
+        super().__init__(message)
+        self.last_stream_id = last_stream_id
+        self.error_code = error_code
+
+
+class TimeoutException(TransportError):
+    """An operation did not finish in time."""
+
+
+class ConnectTimeout(TimeoutException):
+    """Connecting (TCP, TLS or the HTTP/2 preface) took too long."""
+
+
+class ResponseTimeout(TimeoutException):
+    """The response headers did not arrive in time."""
+
+
+class StreamInactivityTimeout(TimeoutException):
+    """A stream made no progress for too long."""
+
+
+class PingTimeout(TimeoutException):
+    """A PING was not acknowledged in time: the link is dead."""
+
+
+# -- auth ----------------------------------------------------------------------------------
+
+
+class AuthError(AVSError):
+    """Login with Amazon failed.
+
+    Attributes:
+        error: the LWA error code (`invalid_grant`, ...), or None.
+        status: the HTTP status of the LWA reply, or None.
+    """
+
+    def __init__(self, message: str, *, error: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.error = error
+        self.status = status
+
+
+class ReauthorizationRequired(AuthError):
+    """The refresh token or code was rejected (`invalid_grant`): link the device again."""
+
+
+class LinkingExpired(AuthError):
+    """The code pair expired before the user finished linking."""
+
+
+class ClientConfigError(AuthError):
+    """LWA rejected the client configuration (client id, secret, grant or request)."""
+
+
+class TokenStoreError(AuthError):
+    """The token file could not be read, parsed or written."""
+
+
+# -- audio ---------------------------------------------------------------------------------
+
+
+class AudioError(AVSError):
+    """Audio input or output failed: no PortAudio, no device, busy device, bad format."""
+
+
+# -- server --------------------------------------------------------------------------------
+
+
+class ServerError(AVSError):
+    """AVS answered with an error status and (usually) a JSON exception body.
+
+    Attributes:
+        status: the HTTP status.
+        code: the AVS exception code (`THROTTLING_EXCEPTION`, ...), or None.
+        description: the exception description, or None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.description = description
