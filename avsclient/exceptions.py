@@ -10,6 +10,7 @@ AVSError
 │       ├── ParserLimitReached      a configured limit was exceeded
 │       └── ParserStateError        the parser was used after it failed or finished
 ├── TransportError
+│   ├── ConnectionClosed            the owner closed the connection; it takes no more work
 │   ├── NetworkError                connection refused, dropped, TLS or ALPN failure
 │   │   ├── ConnectError
 │   │   ├── ConnectionLost
@@ -44,6 +45,7 @@ __all__ = [
     "ClientConfigError",
     "ConnectError",
     "ConnectTimeout",
+    "ConnectionClosed",
     "ConnectionDraining",
     "ConnectionLost",
     "LinkingExpired",
@@ -116,6 +118,10 @@ class ParserStateError(MultipartError):
 
 class TransportError(AVSError):
     """The HTTP/2 connection or one of its streams failed."""
+
+
+class ConnectionClosed(TransportError):
+    """The connection was closed by its owner (`aclose()`), not broken: it takes no more work."""
 
 
 class NetworkError(TransportError):
