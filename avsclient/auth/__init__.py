@@ -1,0 +1,73 @@
+"""Login with Amazon: token refresh, code-based linking, client credentials, token storage.
+
+`avsclient.auth.lwa` is the sans-IO core (requests, replies, retries, the code-pair state
+machine); `http` and `linking` drive it over HTTP/2 with httpx; `provider` offers the
+`TokenProvider` interface the connection manager consumes; `store` keeps the token file.
+Constants (`DEFAULT_LWA_URL`, `TOKEN_PATH`, the back-off table, ...) live in
+`avsclient.auth.lwa`.
+"""
+
+from __future__ import annotations
+
+from avsclient.auth.http import LWAHttpClient, LWAReply, run_exchange
+from avsclient.auth.linking import CodeCallback, link_device
+from avsclient.auth.lwa import (
+    CodePair,
+    CodePairLinking,
+    CodePairReceived,
+    Event,
+    LinkingState,
+    LWAConfig,
+    LWARequest,
+    PollScheduled,
+    RetryPolicy,
+    RetryScheduled,
+    TokenExchange,
+    TokenSet,
+    TokensReceived,
+    client_credentials_request,
+    codepair_request,
+    device_token_request,
+    parse_token_reply,
+    refresh_request,
+)
+from avsclient.auth.provider import (
+    ClientCredentialsTokenProvider,
+    RefreshingTokenProvider,
+    StaticTokenProvider,
+    TokenProvider,
+)
+from avsclient.auth.store import StoredTokens, TokenStore, default_token_path
+
+__all__ = [
+    "ClientCredentialsTokenProvider",
+    "CodeCallback",
+    "CodePair",
+    "CodePairLinking",
+    "CodePairReceived",
+    "Event",
+    "LWAConfig",
+    "LWAHttpClient",
+    "LWAReply",
+    "LWARequest",
+    "LinkingState",
+    "PollScheduled",
+    "RefreshingTokenProvider",
+    "RetryPolicy",
+    "RetryScheduled",
+    "StaticTokenProvider",
+    "StoredTokens",
+    "TokenExchange",
+    "TokenProvider",
+    "TokenSet",
+    "TokenStore",
+    "TokensReceived",
+    "client_credentials_request",
+    "codepair_request",
+    "default_token_path",
+    "device_token_request",
+    "link_device",
+    "parse_token_reply",
+    "refresh_request",
+    "run_exchange",
+]

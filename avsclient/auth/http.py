@@ -1,0 +1,215 @@
+"""The thin httpx shell around the LWA core: send `LWARequest`s over HTTP/2, map errors.
+
+It makes no protocol decisions: `avsclient.auth.lwa` decides what to send, what a reply
+means and how long to wait; this module sends, reads the (bounded) reply, sleeps, and turns
+httpx exceptions into avsclient ones, once, at this boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import httpx
+
+from avsclient.auth.lwa import (
+    DEFAULT_LWA_URL,
+    LWARequest,
+    RetryScheduled,
+    TokenExchange,
+    TokenSet,
+    TokensReceived,
+)
+from avsclient.exceptions import (
+    AuthError,
+    ConnectError,
+    ConnectionLost,
+    ConnectTimeout,
+    NetworkError,
+    ResponseTimeout,
+    TransportError,
+)
+
+__all__ = ["MAX_REPLY_BYTES", "LWAHttpClient", "LWAReply", "run_exchange"]
+
+logger = logging.getLogger("avsclient.auth")
+
+# LWA replies are a few hundred bytes of JSON; 64 KiB bounds what a hostile server can make
+# us buffer.
+MAX_REPLY_BYTES = 64 * 1024
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LWAReply:
+    """A complete LWA reply: status and body (the body is never shown in reprs).
+
+    Attributes:
+        status: the HTTP status.
+        body: the body bytes, at most `MAX_REPLY_BYTES`.
+    """
+
+    status: int
+    body: bytes
+
+    def __repr__(self) -> str:
+        return f"LWAReply(status={self.status}, body=<{len(self.body)} bytes>)"
+
+
+def _map_error(exc: httpx.TransportError) -> TransportError:
+    # Messages name the failure only: httpx messages never carry the form body, but keep
+    # them short anyway.
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ConnectTimeout(f"connecting to LWA timed out: {detail}")
+    if isinstance(exc, httpx.TimeoutException):
+        return ResponseTimeout(f"LWA did not answer in time: {detail}")
+    if isinstance(exc, httpx.ConnectError):
+        return ConnectError(f"cannot connect to LWA: {detail}")
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return ConnectionLost(f"the LWA connection broke: {detail}")
+    return NetworkError(f"LWA request failed: {detail}")
+
+
+class LWAHttpClient:
+    """Sends LWA requests over HTTP/2 (httpx, `http2=True`) and returns complete replies.
+
+    Args:
+        url: the LWA base URL (`https://api.amazon.com`, or the simulator's `sim.url`).
+            `http://` URLs use HTTP/2 with prior knowledge (h2c).
+        ca_file: a PEM file of CAs to trust instead of the system store (the simulator's CA).
+        ssl_context: a ready TLS context (takes precedence over `ca_file`).
+        timeout: seconds allowed for connecting, and for each read and write.
+        max_reply_bytes: the largest reply body accepted.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_LWA_URL,
+        *,
+        ca_file: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float = 10.0,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
+    ) -> None:
+        scheme = urlsplit(url).scheme
+        if scheme not in ("https", "http"):
+            raise ValueError(f"url must be an http(s) URL, got {url!r}")
+        if ssl_context is None:
+            ssl_context = ssl.create_default_context(cafile=ca_file)
+        self._url = url.rstrip("/")
+        self._max_reply_bytes = max_reply_bytes
+        self._client = httpx.AsyncClient(
+            base_url=self._url,
+            verify=ssl_context,
+            http2=True,
+            # Cleartext HTTP/2 needs prior knowledge: httpx does not upgrade from HTTP/1.1.
+            http1=scheme == "https",
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"LWAHttpClient({self._url!r})"
+
+    @property
+    def url(self) -> str:
+        """The LWA base URL."""
+        return self._url
+
+    async def __aenter__(self) -> LWAHttpClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def send(self, request: LWARequest) -> LWAReply:
+        """POST one form request and read the whole reply.
+
+        Returns:
+            The reply (any status).
+
+        Raises:
+            TransportError: connect failure, timeout, or the connection broke
+                (`ConnectError`, `ConnectTimeout`, `ResponseTimeout`, `ConnectionLost`,
+                `NetworkError`).
+            AuthError: the reply body is larger than `max_reply_bytes`.
+        """
+        logger.debug("LWA POST %s (%s)", request.path, request.grant_type or "codepair")
+        try:
+            async with self._client.stream(
+                "POST",
+                request.path,
+                content=request.body(),
+                headers={"Content-Type": request.content_type, "Accept": "application/json"},
+            ) as response:
+                body = bytearray()
+                async for chunk in response.aiter_raw():
+                    body += chunk
+                    if len(body) > self._max_reply_bytes:
+                        raise AuthError(
+                            f"LWA reply is larger than {self._max_reply_bytes} bytes",
+                            status=response.status_code,
+                        )
+                status = response.status_code
+        except httpx.TransportError as exc:
+            raise _map_error(exc) from exc
+        logger.debug("LWA %s answered HTTP %d (%d bytes)", request.path, status, len(body))
+        return LWAReply(status=status, body=bytes(body))
+
+
+async def run_exchange(
+    http: LWAHttpClient,
+    exchange: TokenExchange,
+    *,
+    clock: Clock = time.time,
+    sleep: Sleep = asyncio.sleep,
+) -> TokenSet:
+    """Drive a `TokenExchange` to the end: send, wait out retries, return the tokens.
+
+    Args:
+        http: the client to send with.
+        exchange: a fresh exchange.
+        clock: the time source for `expires_at` (a wall clock when tokens are stored).
+        sleep: the coroutine that waits between retries (tests pass a fake).
+
+    Returns:
+        The tokens.
+
+    Raises:
+        ReauthorizationRequired, ClientConfigError, AuthError: see
+            `TokenExchange.receive_reply`.
+        TransportError: the network kept failing until the retry policy ran out.
+    """
+    while True:
+        request = exchange.next_request()
+        event: TokensReceived | RetryScheduled
+        try:
+            reply = await http.send(request)
+        except TransportError as exc:
+            event = exchange.transport_failed(exc)
+        else:
+            result = exchange.receive_reply(reply.status, reply.body, now=clock())
+            assert isinstance(result, TokensReceived | RetryScheduled)
+            event = result
+        if isinstance(event, TokensReceived):
+            return event.tokens
+        await sleep(event.delay)
