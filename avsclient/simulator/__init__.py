@@ -1,0 +1,55 @@
+"""A local Alexa Voice Service: an HTTP/2 server speaking AVS v20160207 and Login with Amazon.
+
+```python
+from avsclient.simulator import Simulator
+
+async with Simulator() as sim:           # TLS; Simulator(tls=False) serves h2c
+    token = sim.add_token()
+    ...                                  # point a client at sim.url, trusting sim.ca_path
+    event = await sim.wait_for_event("SpeechRecognizer", "Recognize")
+```
+
+Nothing else in avsclient imports this package (except the `avsclient simulate` command).
+"""
+
+from __future__ import annotations
+
+from avsclient.simulator.config import SimulatorConfig
+from avsclient.simulator.faults import Faults
+from avsclient.simulator.lwa import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    CodePair,
+    CodePairState,
+    LWAReply,
+    LWAService,
+)
+from avsclient.simulator.scenarios import (
+    ReceivedEvent,
+    Reply,
+    Script,
+    directive,
+    speech_asset,
+    speech_asset_names,
+    speech_asset_text,
+)
+from avsclient.simulator.server import Simulator
+
+__all__ = [
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
+    "CodePair",
+    "CodePairState",
+    "Faults",
+    "LWAReply",
+    "LWAService",
+    "ReceivedEvent",
+    "Reply",
+    "Script",
+    "Simulator",
+    "SimulatorConfig",
+    "directive",
+    "speech_asset",
+    "speech_asset_names",
+    "speech_asset_text",
+]
