@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -69,10 +70,8 @@ def test_temp_file_is_never_world_readable(tmp_path: Path) -> None:
     def watch() -> None:
         while not stop.is_set():
             for entry in os.scandir(tmp_path):
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     seen.append(stat.S_IMODE(entry.stat().st_mode))
-                except FileNotFoundError:
-                    pass
 
     old = os.umask(0)
     watcher = threading.Thread(target=watch)
