@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from avsclient.multipart.encoder import MultipartEncoder, encode_event
 from avsclient.multipart.events import Event, MessageEnded, PartData, PartEnded, PartStarted
-from avsclient.multipart.headers import Headers, boundary_from_content_type, strip_angle_brackets
+from avsclient.multipart.headers import (
+    Headers,
+    boundary_from_content_type,
+    is_valid_boundary,
+    strip_angle_brackets,
+)
 from avsclient.multipart.parser import DEFAULT_LIMITS, MultipartLimits, MultipartParser
 
 __all__ = [
@@ -21,5 +26,6 @@ __all__ = [
     "PartStarted",
     "boundary_from_content_type",
     "encode_event",
+    "is_valid_boundary",
     "strip_angle_brackets",
 ]

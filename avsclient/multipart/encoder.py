@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from avsclient.exceptions import LocalProtocolError
-from avsclient.multipart.headers import boundary_from_content_type
+from avsclient.multipart.headers import is_valid_boundary
 
 __all__ = ["MultipartEncoder", "encode_event"]
 
@@ -51,13 +51,10 @@ class MultipartEncoder:
     def __init__(self, boundary: str | None = None) -> None:
         if boundary is None:
             boundary = f"avsclient-{secrets.token_hex(16)}"  # 128 random bits
-        content_type = f"multipart/form-data; boundary={boundary}"
-        try:
-            boundary_from_content_type(content_type)
-        except Exception as exc:
-            raise ValueError(f"invalid multipart boundary {boundary!r}") from exc
+        if not is_valid_boundary(boundary):
+            raise ValueError(f"invalid multipart boundary {boundary!r} (RFC 2046: 1-70 bchars)")
         self.boundary = boundary
-        self.content_type = content_type
+        self.content_type = f"multipart/form-data; boundary={boundary}"
         self._delimiter = b"\r\n--" + boundary.encode("ascii")
         self._started = False
         self._ended = False

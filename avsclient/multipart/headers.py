@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 
 from avsclient.exceptions import ParserError
 
-__all__ = ["Headers", "boundary_from_content_type", "strip_angle_brackets"]
+__all__ = ["Headers", "boundary_from_content_type", "is_valid_boundary", "strip_angle_brackets"]
 
 
 class Headers(Mapping[str, str]):
@@ -90,6 +90,11 @@ _MEDIA_TYPE = re.compile(rf"\s*(?P<type>{_TOKEN})/(?P<subtype>{_TOKEN})\s*")
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 
 
+def is_valid_boundary(boundary: str) -> bool:
+    """True when `boundary` is 1 to 70 RFC 2046 bchars and does not end in a space."""
+    return _BOUNDARY.fullmatch(boundary) is not None
+
+
 def boundary_from_content_type(content_type: str) -> str:
     """Return the boundary parameter of a multipart Content-Type header value.
 
@@ -120,6 +125,6 @@ def boundary_from_content_type(content_type: str) -> str:
             break
     if boundary is None:
         raise ParserError(f"Content-Type has no boundary parameter: {content_type!r}")
-    if not _BOUNDARY.fullmatch(boundary):
+    if not is_valid_boundary(boundary):
         raise ParserError(f"invalid multipart boundary {boundary!r} (RFC 2046: 1-70 bchars)")
     return boundary

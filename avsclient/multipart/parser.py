@@ -159,7 +159,9 @@ class MultipartParser:
     )
 
     def __init__(self, boundary: str | bytes, *, limits: MultipartLimits = DEFAULT_LIMITS):
-        raw = boundary.encode("ascii", "replace") if isinstance(boundary, str) else boundary
+        raw = boundary.encode("latin-1", "replace") if isinstance(boundary, str) else boundary
+        if isinstance(boundary, str) and not boundary.isascii():
+            raw = b""  # rejected below
         if not 1 <= len(raw) <= 70 or min(raw) < 0x20 or max(raw) > 0x7E:
             raise ValueError(f"invalid multipart boundary {boundary!r}")
         self.boundary = raw.decode("ascii")
