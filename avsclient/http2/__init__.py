@@ -1,0 +1,28 @@
+"""HTTP/2 transport: a sans-IO client core on h2 and a thin asyncio shell around it."""
+
+from __future__ import annotations
+
+from avsclient.http2._h2 import FAST_RECEIVE_ACTIVE, VERIFIED_H2_VERSIONS, H2Connection
+from avsclient.http2.config import (
+    DEFAULT_CONNECTION_WINDOW,
+    DEFAULT_STREAM_WINDOW,
+    ConnectionConfig,
+)
+from avsclient.http2.connection import DEFAULT, Body, HTTP2Connection, HTTP2Stream, Response
+from avsclient.http2.core import ClientCore, ConnectionState
+
+__all__ = [
+    "DEFAULT",
+    "DEFAULT_CONNECTION_WINDOW",
+    "DEFAULT_STREAM_WINDOW",
+    "FAST_RECEIVE_ACTIVE",
+    "VERIFIED_H2_VERSIONS",
+    "Body",
+    "ClientCore",
+    "ConnectionConfig",
+    "ConnectionState",
+    "H2Connection",
+    "HTTP2Connection",
+    "HTTP2Stream",
+    "Response",
+]

@@ -1,0 +1,1122 @@
+"""The asyncio shell around `ClientCore`: sockets, TLS and ALPN, tasks, waits and timeouts.
+
+It makes no protocol decisions (the core does): it connects, reads all the time, writes what
+the core queues, wakes waiting callers, and turns foreign exceptions (OSError, ssl, timeouts,
+h2 through the core) into `avsclient.exceptions`, once, with `from exc`.
+
+Writing: every change to the core is followed by `_flush()`, which moves `data_to_send()` into
+the transport in one synchronous step. asyncio transports never block on `write()`, so that
+one step is the single write path (no lock is needed: nothing can interleave between taking
+the bytes and writing them), and the reader can answer PINGs and SETTINGS without ever waiting
+for the socket. Uploads then await `drain()`, so a fast producer waits for a slow network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
+
+from h2.errors import ErrorCodes
+
+from avsclient.exceptions import (
+    ALPNError,
+    ConnectError,
+    ConnectionClosed,
+    ConnectionDraining,
+    ConnectionLost,
+    ConnectTimeout,
+    LocalProtocolError,
+    PingTimeout,
+    RemoteProtocolError,
+    ResponseTimeout,
+    StreamInactivityTimeout,
+    StreamReset,
+    TransportError,
+)
+from avsclient.http2.config import ConnectionConfig
+from avsclient.http2.core import ClientCore
+from avsclient.http2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    GoAwayReceived,
+    PingAcknowledged,
+    ResponseReceived,
+    SettingsReceived,
+    StreamEnded,
+    StreamRefused,
+    StreamResetReceived,
+    TrailersReceived,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["DEFAULT", "Body", "HTTP2Connection", "HTTP2Stream", "Response"]
+
+logger = logging.getLogger("avsclient.http2")
+
+#: A request body: bytes sent at once, or chunks sent as they arrive (never joined).
+Body = bytes | bytearray | memoryview | AsyncIterable[bytes]
+
+
+class _Default:
+    """Marks "use the value from ConnectionConfig" in per-call timeout arguments."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Final = _Default()
+
+
+def _timeout(value: float | _Default | None, default: float | None) -> float | None:
+    return default if isinstance(value, _Default) else value
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The status and headers of a response (its body is read from the `HTTP2Stream`).
+
+    Attributes:
+        stream_id: the HTTP/2 stream.
+        status: the HTTP status code.
+        headers: the response headers (names lower-case, values latin-1 decoded), in order.
+    """
+
+    stream_id: int
+    status: int
+    headers: tuple[tuple[str, str], ...]
+
+    def header(self, name: str) -> str | None:
+        """Return the first value of a header (case-insensitive), or None."""
+        name = name.lower()
+        return next((value for key, value in self.headers if key == name), None)
+
+
+class HTTP2Stream:
+    """One request/response exchange on an `HTTP2Connection`.
+
+    The response body is an async iterator of `bytes` chunks, handed over as they arrived.
+    Each chunk's flow-control window is given back to the server only when the chunk is taken
+    here, so a slow reader slows the server down instead of filling memory: a stream buffers
+    at most `ConnectionConfig.stream_window` bytes.
+
+    Use it as an async context manager (or call `aclose()`): leaving early resets the stream.
+    """
+
+    def __init__(
+        self,
+        connection: HTTP2Connection,
+        stream_id: int,
+        *,
+        response_timeout: float | None,
+        inactivity_timeout: float | None,
+        upload_open: bool,
+    ) -> None:
+        self._conn = connection
+        self.stream_id = stream_id
+        self.response_timeout = response_timeout
+        self.inactivity_timeout = inactivity_timeout
+        self.trailers: tuple[tuple[str, str], ...] = ()
+        loop = asyncio.get_running_loop()
+        self._response: asyncio.Future[Response] = loop.create_future()
+        self._chunks: deque[tuple[bytes, int]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._ended = False  # END_STREAM received
+        self._error: BaseException | None = None  # sticky: every later call raises it
+        self._upload_open = upload_open
+        self._upload_task: asyncio.Task[None] | None = None
+        self._upload_error: BaseException | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<HTTP2Stream {self.stream_id} ended={self._ended} error={self._error!r}>"
+
+    # -- called by the connection ------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _on_response(self, response: Response) -> None:
+        if not self._response.done():
+            self._response.set_result(response)
+
+    def _on_data(self, data: bytes, length: int) -> None:
+        self._chunks.append((data, length))
+        self._wake()
+
+    def _on_end(self) -> None:
+        self._ended = True
+        self._wake()
+
+    def _fail(self, exc: BaseException) -> None:
+        """Fail the stream (sticky); queued chunks are dropped, their window handed back."""
+        if self._error is not None:
+            return
+        self._error = exc
+        self._upload_open = False
+        if not self._response.done():
+            self._response.set_exception(exc)
+            # Nobody may be waiting for the headers; do not warn about an unretrieved error.
+            self._response.exception()
+        self._wake()
+
+    def _stop_upload(self) -> None:
+        """The server reset the stream after a complete response: only the upload stops."""
+        self._upload_open = False
+
+    # -- response ----------------------------------------------------------------------------
+
+    async def response(self) -> Response:
+        """Wait for the response status and headers.
+
+        Returns:
+            The response.
+
+        Raises:
+            ResponseTimeout: nothing arrived within `response_timeout` (the stream is reset).
+            StreamReset: the server reset the stream.
+            ConnectionDraining: the server's GOAWAY refused this stream (safe to retry).
+            ConnectionLost: the connection broke.
+            ConnectionClosed: the connection or the stream was closed by its owner.
+        """
+        if self._response.done():
+            return self._response.result()
+        try:
+            async with asyncio.timeout(self.response_timeout):
+                return await asyncio.shield(self._response)
+        except TimeoutError as exc:
+            if self._response.done():  # pragma: no cover - arrived in the same loop turn
+                return self._response.result()
+            error = ResponseTimeout(
+                f"no response headers on stream {self.stream_id} within {self.response_timeout} s"
+            )
+            self._conn._reset(self, error)
+            raise error from exc
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """Return the next body chunk.
+
+        Raises:
+            StopAsyncIteration: the body is complete.
+            StreamInactivityTimeout: no chunk within `inactivity_timeout` (the stream is reset).
+            ResponseTimeout, StreamReset, ConnectionDraining, ConnectionLost, ConnectionClosed:
+                as `response()`.
+        """
+        if not self._response.done():
+            await self.response()
+        chunks = self._chunks
+        while not chunks:
+            if self._error is not None:
+                raise self._error
+            if self._ended:
+                self._conn._maybe_forget(self)
+                raise StopAsyncIteration
+            await self._wait_for_data()
+        data, length = chunks.popleft()
+        conn = self._conn
+        if length:
+            # Give the window back now that the consumer has the bytes (STYLE.md section 9).
+            conn._core.acknowledge(self.stream_id, length)
+            conn._flush()
+        return data
+
+    async def _wait_for_data(self) -> None:
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(self.inactivity_timeout):
+                await waiter
+        except TimeoutError as exc:
+            error = StreamInactivityTimeout(
+                f"stream {self.stream_id} received nothing for {self.inactivity_timeout} s"
+            )
+            self._conn._reset(self, error)
+            raise error from exc
+        finally:
+            self._waiter = None
+
+    async def read(self, max_size: int | None = None) -> bytes:
+        """Read the whole response body.
+
+        Args:
+            max_size: fail instead of holding more than this many bytes.
+
+        Returns:
+            The body.
+
+        Raises:
+            ValueError: the body is larger than `max_size` (the stream is reset).
+            ResponseTimeout, StreamInactivityTimeout, StreamReset, ConnectionDraining,
+                ConnectionLost, ConnectionClosed: as `__anext__`.
+        """
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self:
+            size += len(chunk)
+            if max_size is not None and size > max_size:
+                await self.aclose()
+                raise ValueError(f"response body exceeds {max_size} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    # -- upload ------------------------------------------------------------------------------
+
+    async def send_data(
+        self, data: bytes | bytearray | memoryview, *, end_stream: bool = False
+    ) -> None:
+        """Send body bytes as they are, within the flow-control windows; wait for room.
+
+        Args:
+            data: the bytes (sent in frames of at most the server's max frame size).
+            end_stream: end the request body after them.
+
+        Raises:
+            StreamInactivityTimeout: the server gave no window for `inactivity_timeout`.
+            StreamReset: the server reset the stream (error code 0 after a complete response:
+                it wants no more of the body).
+            LocalProtocolError: the request body was already ended.
+            ConnectionDraining, ConnectionLost, ConnectionClosed: as `response()`.
+        """
+        conn = self._conn
+        core = conn._core
+        view = memoryview(data).cast("B")
+        while True:
+            self._check_upload()
+            try:
+                sent = core.send_data(self.stream_id, view, end_stream=end_stream)
+            except (LocalProtocolError, RemoteProtocolError, ConnectionClosed) as exc:
+                self._check_upload()
+                raise conn._error_for(exc) from exc
+            conn._flush()
+            if sent == len(view):
+                break
+            view = view[sent:]
+            if not sent:
+                await conn._wait_progress(self.inactivity_timeout, self)
+        if end_stream:
+            self._upload_open = False
+        await conn._drain(self)
+
+    async def end_stream(self) -> None:
+        """End the request body.
+
+        Raises:
+            As `send_data`.
+        """
+        await self.send_data(b"", end_stream=True)
+
+    def _check_upload(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if not self._upload_open:
+            if self._ended:
+                raise StreamReset(
+                    f"stream {self.stream_id}: the server finished the response and stopped "
+                    "the upload",
+                    stream_id=self.stream_id,
+                    error_code=ErrorCodes.NO_ERROR,
+                )
+            raise LocalProtocolError(f"the request body of stream {self.stream_id} has ended")
+
+    async def _pump(self, body: Body) -> None:
+        """Send a whole body; failures end up on the stream, never in the caller's task."""
+        try:
+            if isinstance(body, (bytes, bytearray, memoryview)):
+                await self.send_data(body, end_stream=True)
+            else:
+                async for chunk in body:
+                    await self.send_data(chunk)
+                await self.end_stream()
+        except StreamReset as exc:
+            if exc.error_code != ErrorCodes.NO_ERROR or not self._ended:
+                self._upload_error = exc
+                self._fail(exc)
+        except TransportError as exc:
+            self._upload_error = exc
+            self._fail(exc)
+        except Exception as exc:
+            # The body iterator failed (a microphone error, say): cancel the request and let
+            # whoever waits for the response see that very error.
+            logger.warning("stream %d: the request body failed: %r", self.stream_id, exc)
+            self._upload_error = exc
+            self._conn._reset(self, exc)
+        else:
+            self._conn._maybe_forget(self)
+
+    async def wait_upload(self) -> None:
+        """Wait until the body given to `open_stream` is sent.
+
+        Raises:
+            LocalProtocolError: no body task exists (the body was empty, or None).
+            Exception: what stopped the upload: a `TransportError`, or the body iterator's
+                own exception.
+        """
+        task = self._upload_task
+        if task is None:
+            raise LocalProtocolError(f"stream {self.stream_id} has no body being sent")
+        await asyncio.shield(task)
+        if self._upload_error is not None:
+            raise self._upload_error
+
+    # -- closing -----------------------------------------------------------------------------
+
+    @property
+    def complete(self) -> bool:
+        """True once the response body was read to its end."""
+        return self._ended and not self._chunks and self._error is None
+
+    async def reset(self, error_code: int = ErrorCodes.CANCEL) -> None:
+        """Reset the stream (RST_STREAM); later calls raise `StreamReset`.
+
+        Args:
+            error_code: the HTTP/2 error code (CANCEL by default).
+        """
+        self._conn._reset(
+            self,
+            StreamReset(
+                f"stream {self.stream_id} was reset locally",
+                stream_id=self.stream_id,
+                error_code=error_code,
+            ),
+            error_code,
+        )
+
+    async def aclose(self) -> None:
+        """Release the stream: reset it unless the exchange finished; stop the upload."""
+        if self._closed:
+            return
+        self._closed = True
+        if not (self._ended and not self._upload_open) and self._error is None:
+            self._conn._reset(
+                self, ConnectionClosed(f"stream {self.stream_id} was closed by its owner")
+            )
+        task = self._upload_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._conn._forget(self)
+
+    async def __aenter__(self) -> HTTP2Stream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class HTTP2Connection:
+    """One HTTP/2 client connection over TLS (ALPN h2) or cleartext with prior knowledge (h2c).
+
+    Args:
+        host: the server name or address.
+        port: the TCP port.
+        tls: True for TLS (certificates verified), False for h2c (loopback use).
+        ca_file: a PEM file of CAs to trust instead of the system's (the simulator's CA).
+        ssl_context: a ready client context (its ALPN must offer h2); overrides `ca_file`.
+        server_hostname: the name to verify and send in SNI (default: `host`).
+        config: timeouts, windows and limits.
+        on_goaway: called (in the loop) with the `GoAwayReceived` event when the server
+            sends GOAWAY: the owner should open a new connection for new requests.
+
+    Use `async with HTTP2Connection(...) as conn:` or `await conn.connect()` and
+    `await conn.aclose()`.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: bool = True,
+        ca_file: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        config: ConnectionConfig | None = None,
+        on_goaway: Callable[[GoAwayReceived], object] | None = None,
+    ) -> None:
+        if not tls and (ca_file is not None or ssl_context is not None):
+            raise ValueError("ca_file and ssl_context need tls=True")
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.config = config or ConnectionConfig()
+        self._ca_file = ca_file
+        self._ssl_context = ssl_context
+        self._server_hostname = server_hostname or host
+        self._on_goaway = on_goaway
+        self._scheme = "https" if tls else "http"
+        default_port = 443 if tls else 80
+        host_part = f"[{host}]" if ":" in host else host
+        self.authority = host_part if port == default_port else f"{host_part}:{port}"
+        self._core = ClientCore(self.config)
+        self._streams: dict[int, HTTP2Stream] = {}
+        self._pings: dict[bytes, asyncio.Future[None]] = {}
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._transport: asyncio.BaseTransport | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._progress: asyncio.Future[None] | None = None
+        self._settings_received: asyncio.Future[None] | None = None
+        self._goaway_future: asyncio.Future[GoAwayReceived] | None = None
+        self._closed_future: asyncio.Future[BaseException | None] | None = None
+        self._uploads: set[asyncio.Task[None]] = set()
+        self._last_activity = 0.0
+        self._state = "new"  # new, connecting, open, closed
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: object) -> HTTP2Connection:
+        """Build a connection from `https://host[:port]` (TLS) or `http://host[:port]` (h2c).
+
+        Args:
+            url: the base URL, as `Simulator.url` prints it.
+            **kwargs: the other `HTTP2Connection` arguments.
+
+        Raises:
+            ValueError: the URL is not http(s) or has no host.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL with a host, not {url!r}")
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        return cls(parts.hostname, port, tls=tls, **kwargs)  # type: ignore[arg-type]
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """True while new streams may be opened (connected, no GOAWAY, not closed)."""
+        return self._state == "open" and self._core.goaway is None
+
+    @property
+    def goaway(self) -> GoAwayReceived | None:
+        """The GOAWAY the server sent, or None."""
+        return self._core.goaway
+
+    @property
+    def open_stream_count(self) -> int:
+        """Streams in use (including those whose body is still being read)."""
+        return len(self._streams)
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        """The server's SETTINGS_MAX_CONCURRENT_STREAMS."""
+        return self._core.max_concurrent_streams
+
+    # -- connecting --------------------------------------------------------------------------
+
+    def _client_ssl_context(self) -> ssl.SSLContext:
+        if self._ssl_context is not None:
+            return self._ssl_context
+        context = ssl.create_default_context(cafile=self._ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2  # avs-protocol.md section 1.3
+        context.set_alpn_protocols(["h2"])
+        return context
+
+    async def connect(self) -> None:
+        """Open TCP, then TLS with ALPN h2 (unless h2c), then exchange HTTP/2 SETTINGS.
+
+        Raises:
+            ConnectTimeout: TCP, TLS or the server's SETTINGS took too long.
+            ConnectError: refused, unreachable, certificate rejected, or not an HTTP/2 server.
+            ALPNError: TLS worked but the server did not select h2.
+            LocalProtocolError: called twice.
+        """
+        if self._state != "new":
+            raise LocalProtocolError("connect() may be called once per HTTP2Connection")
+        self._state = "connecting"
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self._progress = loop.create_future()
+        self._settings_received = loop.create_future()
+        self._goaway_future = loop.create_future()
+        self._closed_future = loop.create_future()
+        where = f"{self.host}:{self.port}"
+        try:
+            try:
+                async with asyncio.timeout(cfg.connect_timeout):
+                    reader, writer = await asyncio.open_connection(
+                        self.host, self.port, limit=max(cfg.read_size, 2**16)
+                    )
+            except TimeoutError as exc:
+                raise ConnectTimeout(
+                    f"TCP connect to {where} took over {cfg.connect_timeout} s"
+                ) from exc
+            except OSError as exc:
+                raise ConnectError(f"cannot connect to {where}: {exc}") from exc
+            self._reader, self._writer = reader, writer
+            if self.tls:
+                await self._start_tls(writer, where)
+            transport = writer.transport
+            self._transport = transport
+            transport.set_write_buffer_limits(high=cfg.write_buffer_limit)
+            self._core.initiate()
+            self._flush()
+            self._last_activity = loop.time()
+            self._supervisor = asyncio.create_task(self._run(), name=f"http2 {where}")
+            try:
+                async with asyncio.timeout(cfg.connect_timeout):
+                    await asyncio.shield(self._settings_received)
+            except TimeoutError as exc:
+                raise ConnectTimeout(
+                    f"{where} sent no HTTP/2 SETTINGS within {cfg.connect_timeout} s"
+                ) from exc
+            except TransportError as exc:
+                raise ConnectError(f"{where} did not open an HTTP/2 connection: {exc}") from exc
+        except BaseException:
+            await self._abort()
+            raise
+        self._state = "open"
+        logger.info("HTTP/2 connection to %s open (%s)", where, self._scheme)
+
+    async def _start_tls(self, writer: asyncio.StreamWriter, where: str) -> None:
+        cfg = self.config
+        try:
+            context = self._client_ssl_context()
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectError(f"cannot load the CA file {self._ca_file!r}: {exc}") from exc
+        try:
+            async with asyncio.timeout(cfg.tls_handshake_timeout):
+                await writer.start_tls(context, server_hostname=self._server_hostname)
+        except TimeoutError as exc:
+            raise ConnectTimeout(
+                f"TLS handshake with {where} took over {cfg.tls_handshake_timeout} s"
+            ) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise ConnectError(
+                f"the certificate of {where} was rejected: {exc.verify_message}"
+            ) from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectError(f"TLS handshake with {where} failed: {exc}") from exc
+        ssl_object = writer.get_extra_info("ssl_object")
+        selected = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        if selected != "h2":
+            raise ALPNError(
+                f"{where} did not agree to HTTP/2 in the TLS handshake (ALPN selected "
+                f"{selected!r}, expected 'h2'): the server or a proxy in between speaks only "
+                "HTTP/1.1"
+            )
+
+    async def _abort(self) -> None:
+        """Tear down a half-open connection after a failed connect()."""
+        self._state = "closed"
+        supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+        if self._writer is not None:
+            self._writer.transport.abort()
+            with contextlib.suppress(Exception):
+                await self._writer.wait_closed()
+        closed = self._closed_future
+        if closed is not None and not closed.done():
+            closed.set_result(None)
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Own the reader and keep-alive tasks in one TaskGroup.
+
+        The group lives in this dedicated task, not in connect()'s caller: a TaskGroup cancels
+        the task that entered it when a child fails, and that must never be the owner's task.
+        """
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._read_loop(), name="http2 reader")
+                if self.config.keepalive_interval is not None:
+                    group.create_task(self._keepalive_loop(), name="http2 keep-alive")
+        except Exception as exc:  # pragma: no cover - a bug in the loops themselves
+            logger.exception("HTTP/2 connection tasks failed")
+            self._fail(ConnectionLost(f"internal error in the HTTP/2 connection: {exc!r}"))
+
+    async def _read_loop(self) -> None:
+        """Read without pause and feed the core: the downchannel must never stall."""
+        reader = self._reader
+        assert reader is not None
+        core = self._core
+        read_size = self.config.read_size
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    data = await reader.read(read_size)
+                except (OSError, ssl.SSLError) as exc:
+                    self._fail(ConnectionLost(f"reading from the server failed: {exc}"), cause=exc)
+                    return
+                if not data:
+                    ended = core.receive_data(b"")
+                    self._handle(ended)
+                    clean = core.goaway is not None and all(
+                        isinstance(e, ConnectionTerminated) and e.clean for e in ended
+                    )
+                    self._fail(ConnectionLost("the server closed the connection"), clean=clean)
+                    return
+                self._last_activity = loop.time()
+                try:
+                    events = core.receive_data(data)
+                except (RemoteProtocolError, LocalProtocolError) as exc:
+                    self._flush()  # the GOAWAY h2 queued for the server
+                    self._fail(ConnectionLost(f"HTTP/2 protocol error: {exc}"), cause=exc)
+                    return
+                self._flush()
+                self._handle(events)
+        finally:
+            # Whatever ends the loop (cancellation included), every keep-alive ends too.
+            if self._closed_future is not None and not self._closed_future.done():
+                self._fail(ConnectionClosed("the HTTP/2 connection was closed"))
+
+    async def _keepalive_loop(self) -> None:
+        interval = self.config.keepalive_interval
+        assert interval is not None
+        closed = self._closed_future
+        assert closed is not None
+        loop = asyncio.get_running_loop()
+        while not closed.done():
+            idle = loop.time() - self._last_activity
+            if idle < interval:
+                await asyncio.wait([closed], timeout=interval - idle)
+                continue
+            try:
+                await self.ping()
+            except PingTimeout as exc:
+                self._fail(ConnectionLost(f"the server did not answer a PING: {exc}"), cause=exc)
+                return
+            except TransportError:
+                return
+
+    def _handle(self, events: list[Event]) -> None:
+        streams = self._streams
+        for event in events:
+            if type(event) is DataReceived:
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._on_data(event.data, event.flow_controlled_length)
+                else:
+                    self._core.acknowledge(event.stream_id, event.flow_controlled_length)
+            elif isinstance(event, ResponseReceived):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._on_response(Response(event.stream_id, event.status, event.headers))
+            elif isinstance(event, StreamEnded):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._on_end()
+            elif isinstance(event, TrailersReceived):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.trailers = event.headers
+            elif isinstance(event, StreamResetReceived):
+                self._on_reset(event)
+            elif isinstance(event, StreamRefused):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._fail(
+                        ConnectionDraining(
+                            f"stream {event.stream_id} was not processed: the server sent "
+                            f"GOAWAY (last stream {event.last_stream_id}); retry elsewhere",
+                            last_stream_id=event.last_stream_id,
+                            error_code=event.error_code,
+                        )
+                    )
+            elif isinstance(event, PingAcknowledged):
+                waiter = self._pings.get(event.payload)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            elif isinstance(event, SettingsReceived):
+                settings = self._settings_received
+                if settings is not None and not settings.done():
+                    settings.set_result(None)
+            elif isinstance(event, GoAwayReceived):
+                self._on_goaway_received(event)
+            elif isinstance(event, ConnectionTerminated):
+                error = ConnectionLost(f"the HTTP/2 connection ended: {event.reason}")
+                for stream_id in event.open_stream_ids:
+                    stream = streams.get(stream_id)
+                    if stream is not None:
+                        stream._fail(error)
+        self._notify_progress()
+
+    def _on_reset(self, event: StreamResetReceived) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            return
+        if stream._ended and event.error_code == ErrorCodes.NO_ERROR:
+            # RFC 9113 section 8.1: a complete response followed by RST_STREAM(NO_ERROR)
+            # asks the client to stop sending; the response stands.
+            stream._stop_upload()
+            return
+        why = (
+            "reset by the server" if event.remote else "reset: the server's response was malformed"
+        )
+        stream._fail(
+            StreamReset(
+                f"stream {event.stream_id} was {why} (error code {event.error_code})",
+                stream_id=event.stream_id,
+                error_code=event.error_code,
+            )
+        )
+
+    def _on_goaway_received(self, event: GoAwayReceived) -> None:
+        future = self._goaway_future
+        if future is not None and not future.done():
+            future.set_result(event)
+        if self._on_goaway is not None:
+            try:
+                self._on_goaway(event)
+            except Exception:  # the owner's bug must not stop the reader
+                logger.exception("the on_goaway callback failed")
+
+    # -- waiting and writing -----------------------------------------------------------------
+
+    def _notify_progress(self) -> None:
+        """Wake every task waiting for a window, a stream slot or the connection's end."""
+        progress = self._progress
+        if progress is not None and not progress.done():
+            progress.set_result(None)
+            self._progress = asyncio.get_running_loop().create_future()
+
+    async def _wait_progress(self, timeout: float | None, stream: HTTP2Stream | None) -> None:
+        progress = self._progress
+        assert progress is not None
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(progress)
+        except TimeoutError as exc:
+            if stream is None:  # pragma: no cover - callers without a stream pass no timeout
+                raise
+            error = StreamInactivityTimeout(
+                f"stream {stream.stream_id}: the server gave no flow-control window for {timeout} s"
+            )
+            self._reset(stream, error)
+            raise error from exc
+
+    def _flush(self) -> None:
+        """The single write path: move the core's pending bytes into the transport."""
+        data = self._core.data_to_send()
+        if data and self._writer is not None and not self._writer.transport.is_closing():
+            self._writer.write(data)
+
+    async def _drain(self, stream: HTTP2Stream) -> None:
+        writer = self._writer
+        assert writer is not None
+        try:
+            async with asyncio.timeout(stream.inactivity_timeout):
+                await writer.drain()
+        except TimeoutError as exc:
+            error = StreamInactivityTimeout(
+                f"stream {stream.stream_id}: the network took nothing for "
+                f"{stream.inactivity_timeout} s"
+            )
+            self._reset(stream, error)
+            raise error from exc
+        except (OSError, ssl.SSLError) as exc:
+            lost = ConnectionLost(f"writing to the server failed: {exc}")
+            self._fail(lost, cause=exc)
+            raise lost from exc
+
+    def _error_for(self, exc: BaseException) -> BaseException:
+        closed = self._closed_future
+        if closed is not None and closed.done():
+            reason = closed.result()
+            if reason is not None:
+                return reason
+        return exc
+
+    def _reset(
+        self, stream: HTTP2Stream, error: BaseException, error_code: int = ErrorCodes.CANCEL
+    ) -> None:
+        """Fail a stream with `error` and tell the server with RST_STREAM."""
+        stream._fail(error)
+        self._core.reset_stream(stream.stream_id, error_code)
+        self._flush()
+        self._forget(stream)
+        self._notify_progress()
+
+    def _maybe_forget(self, stream: HTTP2Stream) -> None:
+        """Drop a stream whose exchange is over in both directions (nothing left to route)."""
+        if stream._ended and not stream._chunks and not stream._upload_open:
+            self._forget(stream)
+
+    def _forget(self, stream: HTTP2Stream) -> None:
+        if self._streams.get(stream.stream_id) is stream:
+            del self._streams[stream.stream_id]
+            self._notify_progress()
+
+    def _fail(
+        self, error: TransportError, *, cause: BaseException | None = None, clean: bool = False
+    ) -> None:
+        """End the connection: every stream and ping waiter gets `error`.
+
+        Args:
+            error: what waiters raise.
+            cause: set as `error.__cause__` (the foreign exception it translates); the socket
+                is aborted rather than closed.
+            clean: the server ended the connection after GOAWAY with nothing lost, so
+                `wait_closed()` returns None.
+        """
+        closed = self._closed_future
+        if closed is None or closed.done():
+            return
+        if cause is not None:
+            error.__cause__ = cause
+        self._state = "closed"
+        self._handle(self._core.connection_lost(str(error)))
+        for stream in list(self._streams.values()):
+            stream._fail(error)
+        for waiter in self._pings.values():
+            if not waiter.done():
+                waiter.set_exception(error)
+                waiter.exception()
+        for future in (self._settings_received, self._goaway_future):
+            if future is not None and not future.done():
+                future.set_exception(error)
+                future.exception()
+        closed.set_result(None if clean or isinstance(error, ConnectionClosed) else error)
+        if self._writer is not None:
+            if cause is not None:
+                self._writer.transport.abort()
+            else:
+                self._writer.close()
+        self._notify_progress()
+        logger.info("HTTP/2 connection to %s:%s ended: %s", self.host, self.port, error)
+
+    # -- public operations -------------------------------------------------------------------
+
+    async def open_stream(
+        self,
+        method: str,
+        path: str,
+        headers: Sequence[tuple[str, str]] = (),
+        *,
+        body: Body | None = b"",
+        response_timeout: float | _Default | None = DEFAULT,
+        inactivity_timeout: float | _Default | None = DEFAULT,
+    ) -> HTTP2Stream:
+        """Open a request stream, waiting for a free slot under the server's stream limit.
+
+        Returns once the HEADERS are written; the body (if any) is sent by a task of its own,
+        so the response can be read while the upload goes on.
+
+        Args:
+            method: `GET`, `POST`, ...
+            path: the request target.
+            headers: further request headers (`authorization`, `content-type`, ...).
+            body: `b""` for none (END_STREAM on the HEADERS); bytes, or an async iterable of
+                chunks sent as they arrive; None to send it yourself with
+                `HTTP2Stream.send_data()` and `end_stream()`.
+            response_timeout: wait for the response headers (default from the config).
+            inactivity_timeout: longest stall of the stream (default from the config; None
+                for a downchannel).
+
+        Returns:
+            The stream.
+
+        Raises:
+            ConnectionDraining: the server sent GOAWAY.
+            ConnectionLost: the connection broke.
+            ConnectionClosed: the connection was closed (or never opened).
+            LocalProtocolError: invalid headers.
+        """
+        if self._state != "open":
+            if self._state == "closed":
+                raise self._closed_error()
+            raise ConnectionClosed("the HTTP/2 connection is not open: call connect() first")
+        core = self._core
+        while True:
+            try:
+                if core.can_open_stream():
+                    break
+            except (ConnectionDraining, LocalProtocolError, RemoteProtocolError) as exc:
+                raise self._error_for(exc) from None
+            except ConnectionClosed:
+                raise self._closed_error() from None
+            await self._wait_progress(None, None)
+        end_stream = isinstance(body, (bytes, bytearray, memoryview)) and not body
+        try:
+            stream_id = core.open_stream(
+                method,
+                path,
+                scheme=self._scheme,
+                authority=self.authority,
+                headers=headers,
+                end_stream=end_stream,
+            )
+        except ConnectionClosed:
+            raise self._closed_error() from None
+        stream = HTTP2Stream(
+            self,
+            stream_id,
+            response_timeout=_timeout(response_timeout, self.config.response_timeout),
+            inactivity_timeout=_timeout(inactivity_timeout, self.config.stream_inactivity_timeout),
+            upload_open=not end_stream,
+        )
+        self._streams[stream_id] = stream
+        self._flush()
+        if body is not None and not end_stream:
+            task = asyncio.create_task(stream._pump(body), name=f"http2 upload {stream_id}")
+            stream._upload_task = task
+            self._uploads.add(task)
+            task.add_done_callback(self._uploads.discard)
+        return stream
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        headers: Sequence[tuple[str, str]] = (),
+        *,
+        body: Body | None = b"",
+        response_timeout: float | _Default | None = DEFAULT,
+        inactivity_timeout: float | _Default | None = DEFAULT,
+    ) -> tuple[HTTP2Stream, Response]:
+        """Open a stream and wait for its response headers (`open_stream` + `response`).
+
+        Returns:
+            The stream (read its body from it, then close it) and the response.
+
+        Raises:
+            As `open_stream` and `HTTP2Stream.response`.
+        """
+        stream = await self.open_stream(
+            method,
+            path,
+            headers,
+            body=body,
+            response_timeout=response_timeout,
+            inactivity_timeout=inactivity_timeout,
+        )
+        try:
+            return stream, await stream.response()
+        except BaseException:
+            await stream.aclose()
+            raise
+
+    async def ping(self, timeout: float | _Default | None = DEFAULT) -> float:
+        """Send an HTTP/2 PING and wait for its acknowledgement.
+
+        Args:
+            timeout: seconds to wait (default `ConnectionConfig.ping_timeout`).
+
+        Returns:
+            The round-trip time in seconds.
+
+        Raises:
+            PingTimeout: no acknowledgement in time (the connection is probably dead; the
+                owner decides, except for keep-alive pings, which break the connection).
+            ConnectionLost, ConnectionClosed: the connection is over.
+        """
+        if self._state != "open":
+            raise self._closed_error()
+        try:
+            payload = self._core.send_ping()
+        except (ConnectionClosed, LocalProtocolError, RemoteProtocolError) as exc:
+            raise self._error_for(exc) from None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._pings[payload] = waiter
+        self._flush()
+        start = loop.time()
+        limit = _timeout(timeout, self.config.ping_timeout)
+        try:
+            async with asyncio.timeout(limit):
+                await waiter
+        except TimeoutError as exc:
+            raise PingTimeout(f"no PING acknowledgement within {limit} s") from exc
+        finally:
+            del self._pings[payload]
+        return loop.time() - start
+
+    async def wait_goaway(self) -> GoAwayReceived:
+        """Wait until the server sends GOAWAY.
+
+        Returns:
+            The GOAWAY.
+
+        Raises:
+            ConnectionLost, ConnectionClosed: the connection ended without a GOAWAY.
+        """
+        future = self._goaway_future
+        if future is None:
+            raise ConnectionClosed("the HTTP/2 connection is not open: call connect() first")
+        return await asyncio.shield(future)
+
+    async def wait_closed(self) -> BaseException | None:
+        """Wait until the connection is over.
+
+        Returns:
+            What ended it (`ConnectionLost`, with the foreign error as its `__cause__`, or
+            `PingTimeout` from a keep-alive), or None when the owner closed it or the server
+            ended it cleanly.
+        """
+        future = self._closed_future
+        if future is None:
+            return None
+        return await asyncio.shield(future)
+
+    def _closed_error(self) -> TransportError:
+        future = self._closed_future
+        if future is not None and future.done():
+            reason = future.result()
+            if isinstance(reason, TransportError):
+                return reason
+        return ConnectionClosed("the HTTP/2 connection is closed")
+
+    async def aclose(self) -> None:
+        """Close the connection: GOAWAY, fail open streams with `ConnectionClosed`, stop tasks.
+
+        Safe to call more than once, and after the connection broke.
+        """
+        if self._state == "new":
+            self._state = "closed"
+            return
+        if self._state == "open":
+            with contextlib.suppress(LocalProtocolError):
+                self._core.close()
+            self._flush()
+        self._fail(ConnectionClosed("the HTTP/2 connection was closed by its owner"))
+        # Cleanup is shielded from the caller's cancellation, so no task or socket leaks.
+        await asyncio.shield(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        tasks = [t for t in (self._supervisor, *self._uploads) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        writer = self._writer
+        if writer is not None:
+            try:
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
+            except (TimeoutError, OSError, ssl.SSLError):
+                writer.transport.abort()
+
+    async def __aenter__(self) -> HTTP2Connection:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
