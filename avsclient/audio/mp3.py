@@ -1,0 +1,498 @@
+"""MP3 (the AUDIO_MPEG of Speak) decoded progressively with miniaudio while it streams in.
+
+Three layers:
+
+- `Mp3FrameSplitter` (no I/O) cuts the byte stream into whole MPEG audio frames, skipping
+  ID3v2 tags and garbage between frames.
+- `Mp3Decoder` runs miniaudio's stream decoder on a worker thread. miniaudio pulls input
+  through a read callback that must block until data arrives (dr_mp3 treats a short read as
+  the end of the stream, and a partial frame at the end of its buffer as garbage to skip), so
+  the callback hands over exactly one whole frame per call and waits when none is ready.
+  PCM therefore comes out frame by frame as the attachment arrives.
+- `Mp3Sink` adapts any `AudioSink` to accept MP3 chunks, with backpressure: when the sink is
+  full, the decoder waits, its input queue fills, and `write()` waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import miniaudio
+
+from avsclient.exceptions import AudioError
+
+from .format import AudioFormat, SampleEncoding
+from .sinks import AudioSink
+
+__all__ = [
+    "DEFAULT_MP3_QUEUE_FRAMES",
+    "Mp3Decoder",
+    "Mp3FrameSplitter",
+    "Mp3Sink",
+    "decode_mp3",
+]
+
+_log = logging.getLogger("avsclient.audio")
+
+#: MP3 frames queued ahead of the decoder (about 1.3 s at 24 kHz) before `Mp3Sink.write()`
+#: waits. The decoder itself waits on the sink, so this bounds the memory between the
+#: network and the speaker.
+DEFAULT_MP3_QUEUE_FRAMES = 50
+
+# PCM is handed to the sink in pieces of this length: short enough that playback starts
+# within one piece of the first frame, long enough to keep per-call overhead low.
+_CHUNK_MS = 40
+
+# -- frame headers (ISO/IEC 11172-3 2.4.1.3, ISO/IEC 13818-3 2.4.1.3) ----------------------
+
+_BITRATES_KBPS: dict[tuple[bool, int], tuple[int, ...]] = {
+    # (MPEG-1?, layer) -> bitrate by index 0..14 (0 is "free format", unsupported here)
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+_HEADER_SIZE = 4
+_ID3_HEADER_SIZE = 10
+
+
+def _parse_header(b: bytes | bytearray) -> tuple[int, tuple[int, int, int], int, int] | None:
+    """(frame length, (version, layer, rate), channels, samples) of a valid header, or None."""
+    if b[0] != 0xFF or (b[1] & 0xE0) != 0xE0:
+        return None
+    version = (b[1] >> 3) & 3  # 3: MPEG-1, 2: MPEG-2, 0: MPEG-2.5, 1: reserved
+    layer = 4 - ((b[1] >> 1) & 3)  # bits 11/10/01 are layers 1/2/3; 00 is reserved
+    bitrate_index = b[2] >> 4
+    rate_index = (b[2] >> 2) & 3
+    if version == 1 or layer == 4 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    mpeg1 = version == 3
+    bitrate = _BITRATES_KBPS[(mpeg1, layer)][bitrate_index] * 1000
+    rate = _RATES[version][rate_index]
+    padding = (b[2] >> 1) & 1
+    if layer == 1:
+        length, samples = (12 * bitrate // rate + padding) * 4, 384
+    elif layer == 2 or mpeg1:
+        length, samples = 144 * bitrate // rate + padding, 1152
+    else:
+        length, samples = 72 * bitrate // rate + padding, 576
+    channels = 1 if (b[3] >> 6) == 3 else 2
+    return length, (version, layer, rate), channels, samples
+
+
+class Mp3FrameSplitter:
+    """Cuts an MPEG audio byte stream into whole frames (no I/O).
+
+    The first valid header fixes the stream's version, layer and rate; later headers must
+    match, which keeps random bytes that look like a sync word from being taken as frames.
+    Bytes that are not part of a frame (ID3v2 tags, an ID3v1 tag, garbage) are skipped and
+    counted in `skipped_bytes`.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._skip = 0  # bytes of an ID3v2 tag still to skip
+        self._signature: tuple[int, int, int] | None = None
+        #: Sample rate of the stream, known after the first frame.
+        self.sample_rate: int | None = None
+        #: Channels of the stream, known after the first frame.
+        self.channels: int | None = None
+        #: PCM samples per channel in each frame, known after the first frame.
+        self.samples_per_frame: int | None = None
+        #: Bytes skipped because they were not part of a frame.
+        self.skipped_bytes = 0
+        #: Whole frames returned so far.
+        self.frames = 0
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Add stream bytes; returns every frame they complete, in order."""
+        buf = self._buf
+        if self._skip:
+            n = min(self._skip, len(data))
+            self._skip -= n
+            self.skipped_bytes += n
+            data = memoryview(data)[n:]
+        buf += data
+        frames: list[bytes] = []
+        pos = 0
+        size = len(buf)
+        while size - pos >= _HEADER_SIZE:
+            if buf[pos] != 0xFF:
+                if buf[pos : pos + 3] == b"ID3":
+                    if size - pos < _ID3_HEADER_SIZE:
+                        break
+                    tag = self._id3_length(buf, pos)
+                    if tag is not None:
+                        skip = min(tag, size - pos)
+                        self._skip = tag - skip
+                        self.skipped_bytes += skip
+                        pos += skip
+                        continue
+                nxt = buf.find(b"\xff", pos + 1)
+                skipped_to = size if nxt < 0 else nxt
+                self.skipped_bytes += skipped_to - pos
+                pos = skipped_to
+                continue
+            header = _parse_header(buf[pos : pos + _HEADER_SIZE])
+            if header is None or (self._signature not in (None, header[1])):
+                self.skipped_bytes += 1
+                pos += 1
+                continue
+            length = header[0]
+            if size - pos < length:
+                break
+            if self._signature is None:
+                self._signature = header[1]
+                self.sample_rate = header[1][2]
+                self.channels = header[2]
+                self.samples_per_frame = header[3]
+            frames.append(bytes(buf[pos : pos + length]))
+            pos += length
+        del buf[:pos]
+        self.frames += len(frames)
+        return frames
+
+    @staticmethod
+    def _id3_length(buf: bytearray, pos: int) -> int | None:
+        """Total length of the ID3v2 tag at `pos` (header, body, footer), or None if invalid."""
+        size_bytes = buf[pos + 6 : pos + 10]
+        if any(b & 0x80 for b in size_bytes):
+            return None
+        body = 0
+        for b in size_bytes:
+            body = (body << 7) | b  # "syncsafe" integer: 7 bits per byte
+        footer = 10 if buf[pos + 5] & 0x10 else 0
+        return _ID3_HEADER_SIZE + body + footer
+
+    def close(self) -> int:
+        """End of stream: returns (and counts as skipped) the bytes of a truncated last frame."""
+        leftover = len(self._buf)
+        self.skipped_bytes += leftover
+        self._buf.clear()
+        return leftover
+
+
+# -- decoding --------------------------------------------------------------------------------
+
+_SAMPLE_FORMATS: dict[tuple[SampleEncoding, int], Any] = {
+    (SampleEncoding.UNSIGNED, 1): miniaudio.SampleFormat.UNSIGNED8,
+    (SampleEncoding.SIGNED, 2): miniaudio.SampleFormat.SIGNED16,
+    (SampleEncoding.SIGNED, 3): miniaudio.SampleFormat.SIGNED24,
+    (SampleEncoding.SIGNED, 4): miniaudio.SampleFormat.SIGNED32,
+    (SampleEncoding.FLOAT, 4): miniaudio.SampleFormat.FLOAT32,
+}
+
+
+def _sample_format(fmt: AudioFormat) -> Any:
+    try:
+        return _SAMPLE_FORMATS[(fmt.encoding, fmt.sample_width)]
+    except KeyError:
+        raise ValueError(f"miniaudio cannot decode to {fmt}") from None
+
+
+def decode_mp3(data: bytes, fmt: AudioFormat) -> bytes:
+    """Decode a whole MP3 held in memory to PCM of `fmt` (resampled and mixed by miniaudio).
+
+    Raises:
+        AudioError: `data` is not a decodable MP3 stream.
+        ValueError: miniaudio has no output for `fmt` (64-bit float).
+    """
+    sample_format = _sample_format(fmt)
+    try:
+        decoded = miniaudio.decode(
+            data,
+            output_format=sample_format,
+            nchannels=fmt.channels,
+            sample_rate=fmt.rate,
+        )
+    except miniaudio.MiniaudioError as exc:
+        raise AudioError(f"MP3 decoding failed: {exc}") from exc
+    return bytes(decoded.samples.tobytes())
+
+
+class _FrameSource(miniaudio.StreamableSource):  # type: ignore[misc]
+    """miniaudio's input: one whole frame per read, blocking until one is available."""
+
+    def __init__(self, decoder: Mp3Decoder) -> None:
+        self._decoder = decoder
+
+    def read(self, num_bytes: int) -> bytes:
+        return self._decoder._next_input(num_bytes)
+
+
+class Mp3Decoder:
+    """Decodes an MP3 byte stream progressively on a worker thread.
+
+    `feed()` never blocks; each decoded piece of PCM (in `fmt`) is passed to `on_pcm` on the
+    worker thread, which may block to apply backpressure. Call `end()` after the last byte,
+    or `cancel()` to abandon the stream; `done` is set when the worker has finished, and
+    `error` then holds a decoding failure, if any.
+    """
+
+    def __init__(
+        self,
+        fmt: AudioFormat,
+        on_pcm: Callable[[bytes], None],
+        *,
+        on_progress: Callable[[], None] | None = None,
+    ) -> None:
+        """Create a decoder; the worker starts with the first whole frame.
+
+        Args:
+            fmt: the PCM format to produce (miniaudio resamples and mixes as needed).
+            on_pcm: receives each piece of PCM, on the worker thread.
+            on_progress: called on the worker thread whenever it takes a frame from the
+                queue or finishes (to wake a producer waiting for room).
+
+        Raises:
+            ValueError: miniaudio has no output for `fmt`.
+        """
+        self.format = fmt
+        self._sample_format = _sample_format(fmt)
+        self._on_pcm = on_pcm
+        self._on_progress = on_progress
+        self._splitter = Mp3FrameSplitter()
+        self._cond = threading.Condition()
+        self._frames: collections.deque[bytes] = collections.deque()
+        self._partial = b""  # the rest of a frame miniaudio asked for only part of
+        self._ended = False
+        self._cancelled = False
+        self._thread: threading.Thread | None = None
+        #: Set when the worker has finished (or was never needed).
+        self.done = threading.Event()
+        #: The decoding failure, once `done` is set (None on success or cancellation).
+        self.error: AudioError | None = None
+        #: PCM bytes handed to `on_pcm`.
+        self.pcm_bytes = 0
+
+    @property
+    def splitter(self) -> Mp3FrameSplitter:
+        """The frame splitter (stream rate, channels and skipped-byte counts)."""
+        return self._splitter
+
+    @property
+    def pending_frames(self) -> int:
+        """MP3 frames queued and not yet taken by the decoder."""
+        return len(self._frames)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Add MP3 bytes (any split). Never blocks.
+
+        Raises:
+            RuntimeError: called after `end()` or `cancel()`.
+        """
+        if self._ended or self._cancelled:
+            raise RuntimeError("Mp3Decoder.feed() after end() or cancel()")
+        frames = self._splitter.feed(data)
+        if not frames:
+            return
+        with self._cond:
+            self._frames.extend(frames)
+            self._cond.notify()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="avsclient-mp3", daemon=True)
+            self._thread.start()
+
+    def end(self) -> None:
+        """No more input: decode what is queued, then finish."""
+        truncated = self._splitter.close()
+        if truncated:
+            _log.warning("MP3 stream ended inside a frame: %d bytes not decoded", truncated)
+        with self._cond:
+            self._ended = True
+            self._cond.notify()
+        if self._thread is None:
+            if self._splitter.frames == 0:
+                self.error = AudioError(
+                    f"no MP3 frames in the stream ({self._splitter.skipped_bytes} bytes skipped)"
+                )
+            self._finish()
+
+    def cancel(self) -> None:
+        """Abandon the stream: the worker stops before its next piece of PCM."""
+        with self._cond:
+            self._cancelled = True
+            self._frames.clear()
+            self._cond.notify()
+        if self._thread is None:
+            self._finish()
+
+    def _finish(self) -> None:
+        self.done.set()
+        if self._on_progress is not None:
+            self._on_progress()
+
+    # The worker thread ---------------------------------------------------------------------
+
+    def _next_input(self, num_bytes: int) -> bytes:
+        with self._cond:
+            if not self._partial:
+                while not self._frames and not self._ended and not self._cancelled:
+                    self._cond.wait()
+                if self._cancelled or not self._frames:
+                    return b""  # the end of the stream, as miniaudio understands it
+                self._partial = self._frames.popleft()
+            chunk, self._partial = self._partial[:num_bytes], self._partial[num_bytes:]
+        if self._on_progress is not None:
+            self._on_progress()
+        return chunk
+
+    def _run(self) -> None:
+        fmt = self.format
+        stream = None
+        try:
+            stream = miniaudio.stream_any(
+                _FrameSource(self),
+                source_format=miniaudio.FileFormat.MP3,
+                output_format=self._sample_format,
+                nchannels=fmt.channels,
+                sample_rate=fmt.rate,
+                frames_to_read=max(1, fmt.rate * _CHUNK_MS // 1000),
+            )
+            for samples in stream:
+                if self._cancelled:
+                    break
+                pcm = samples.tobytes()
+                self.pcm_bytes += len(pcm)
+                self._on_pcm(pcm)
+        except miniaudio.MiniaudioError as exc:
+            if not self._cancelled:
+                self.error = AudioError(f"MP3 decoding failed: {exc}")
+        except AudioError as exc:
+            if not self._cancelled:
+                self.error = exc
+        except Exception as exc:  # the sink failed: report it, the thread must not die silently
+            if not self._cancelled:
+                self.error = AudioError(f"MP3 playback failed: {exc!r}")
+                self.error.__cause__ = exc
+        finally:
+            if stream is not None:
+                stream.close()
+            self._finish()
+
+
+class Mp3Sink:
+    """Makes an `AudioSink` accept MP3 chunks (a Speak attachment as it streams in).
+
+    Each `write()` feeds the decoder; decoded PCM goes to `sink` as soon as each frame is
+    decoded. `drain()` ends the current MP3 stream, waits until it has been decoded and
+    played, and makes the adapter ready for the next stream; `stop()` abandons the stream and
+    stops the sink at once.
+    """
+
+    def __init__(self, sink: AudioSink, *, queue_frames: int = DEFAULT_MP3_QUEUE_FRAMES) -> None:
+        """Wrap a sink.
+
+        Args:
+            sink: where decoded PCM goes, in `sink.format`.
+            queue_frames: MP3 frames held ahead of the decoder before `write()` waits.
+
+        Raises:
+            ValueError: `queue_frames` is not positive.
+        """
+        if queue_frames <= 0:
+            raise ValueError("queue_frames must be positive")
+        self.sink = sink
+        self._max = queue_frames
+        self._decoder: Mp3Decoder | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._progress = asyncio.Event()
+        self._closed = False
+        #: MP3 bytes accepted since creation.
+        self.bytes_fed = 0
+
+    @property
+    def decoder(self) -> Mp3Decoder | None:
+        """The decoder of the stream in progress, if any."""
+        return self._decoder
+
+    def _new_decoder(self) -> Mp3Decoder:
+        loop = self._loop = asyncio.get_running_loop()
+        sink = self.sink
+        progress = self._progress
+
+        def on_pcm(pcm: bytes) -> None:
+            asyncio.run_coroutine_threadsafe(sink.write(pcm), loop).result()
+
+        def on_progress() -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(progress.set)
+
+        return Mp3Decoder(sink.format, on_pcm, on_progress=on_progress)
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed MP3 bytes; waits while `queue_frames` frames are waiting to be decoded.
+
+        Raises:
+            AudioError: the adapter is closed, or decoding or the sink failed.
+        """
+        if self._closed:
+            raise AudioError("Mp3Sink is closed")
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = self._new_decoder()
+        self.bytes_fed += len(data)
+        decoder.feed(data)
+        while decoder.pending_frames > self._max and not decoder.done.is_set():
+            self._progress.clear()
+            await self._progress.wait()
+        if decoder.error is not None:
+            raise decoder.error
+
+    async def _wait_done(self, decoder: Mp3Decoder) -> None:
+        while not decoder.done.is_set():
+            self._progress.clear()
+            if decoder.done.is_set():
+                break
+            await self._progress.wait()
+
+    async def drain(self) -> None:
+        """End the MP3 stream, then wait until all of it has been played.
+
+        Raises:
+            AudioError: the stream could not be decoded or played.
+        """
+        decoder, self._decoder = self._decoder, None
+        if decoder is None:
+            return
+        decoder.end()
+        await self._wait_done(decoder)
+        if decoder.error is not None:
+            raise decoder.error
+        await self.sink.drain()
+
+    async def stop(self) -> None:
+        """Abandon the MP3 stream and stop the sink at once (barge-in)."""
+        decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            decoder.cancel()
+            await self.sink.stop()  # releases a write the worker may be waiting on
+            await self._wait_done(decoder)
+        await self.sink.stop()  # and silences anything written meanwhile
+
+    async def aclose(self) -> None:
+        """Stop, then close the wrapped sink. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self.stop()
+            await self.sink.aclose()
+
+    async def __aenter__(self) -> Mp3Sink:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
