@@ -113,6 +113,10 @@ class Connection(asyncio.Protocol):
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: config.max_frame_size,
             }
         )
+        # h2 raises its inbound frame limit only when the client ACKs these settings, and applies
+        # the new limit from the next read on: an ACK and a large DATA frame arriving in one read
+        # would fail with FRAME_SIZE_ERROR. Accepting large frames from the start is harmless.
+        conn.max_inbound_frame_size = config.max_frame_size
         conn.increment_flow_control_window(config.connection_window_size - 65_535)
         self._h2 = conn
         self.sim._connection_opened(self)
