@@ -734,4 +734,3 @@ _DISPATCH: dict[type[h2.events.Event], Any] = {
     h2.events.RemoteSettingsChanged: Connection._on_settings,
     h2.events.ConnectionTerminated: Connection._on_terminated,
 }
-

@@ -274,9 +274,7 @@ class LWAService:
         status, reply = self.respond(path, form, now)
         return LWAReply(status=status, body=_dump(reply), delay=delay)
 
-    def respond(
-        self, path: str, form: Mapping[str, str], now: float
-    ) -> tuple[int, dict[str, Any]]:
+    def respond(self, path: str, form: Mapping[str, str], now: float) -> tuple[int, dict[str, Any]]:
         """Answer one request without faults or bookkeeping of `requests`.
 
         Returns:
@@ -329,9 +327,7 @@ class LWAService:
             return _error("invalid_client", "client authentication failed")
         return 200, self._token_reply(client_id, None, scope, now)
 
-    def _device_code_grant(
-        self, form: Mapping[str, str], now: float
-    ) -> tuple[int, dict[str, Any]]:
+    def _device_code_grant(self, form: Mapping[str, str], now: float) -> tuple[int, dict[str, Any]]:
         device_code, user_code = form.get("device_code"), form.get("user_code")
         if not device_code or not user_code:
             return _error("invalid_request", "device_code and user_code are required")

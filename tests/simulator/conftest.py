@@ -107,7 +107,5 @@ async def post_event(
 
 
 def boundary_of(content_type: str) -> str:
-    params = dict(
-        p.strip().split("=", 1) for p in content_type.split(";")[1:] if "=" in p
-    )
+    params = dict(p.strip().split("=", 1) for p in content_type.split(";")[1:] if "=" in p)
     return params["boundary"].strip('"')

@@ -22,6 +22,18 @@ from avsclient.simulator import Simulator
 READ_SIZE = 256 * 1024
 
 
+class _GoawayTolerantConnection(h2.connection.H2Connection):
+    """h2 refuses to send anything after receiving GOAWAY, even on the streams GOAWAY lets
+    finish (RFC 9113 6.8). The tests need to finish in-flight streams, and to play a client
+    that ignores GOAWAY, so the state machine is kept open after recording the event."""
+
+    def _receive_goaway_frame(self, frame):  # type: ignore[no-untyped-def]
+        state = self.state_machine.state
+        frames, events = super()._receive_goaway_frame(frame)
+        self.state_machine.state = state
+        return frames, events
+
+
 @dataclass
 class StreamState:
     headers: asyncio.Future[dict[str, str]]
@@ -67,7 +79,7 @@ class RawClient:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.conn = h2.connection.H2Connection(
+        self.conn = _GoawayTolerantConnection(
             h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
         )
         self.streams: dict[int, StreamState] = {}

@@ -229,7 +229,7 @@ def directives_of(headers: dict[str, str], body: bytes) -> list[tuple[dict[str, 
 async def test_close_talk_recognize_gets_speak_with_mp3(
     sim: Simulator, client: RawClient, token: str
 ) -> None:
-    """CLOSE_TALK Recognize: Speak with the same dialogRequestId and the MP3 by cid, no StopCapture."""
+    """CLOSE_TALK Recognize: Speak (same dialogRequestId) with the MP3 by cid, no StopCapture."""
     audio = bytes(range(200)) * 160
     headers, body = await post_event(client, token, event_body(recognize(), audio))
     parts = directives_of(headers, body)
@@ -270,7 +270,9 @@ async def test_far_field_recognize_gets_stop_capture_while_audio_flows(
     assert json.loads(stop[0][1])["directive"]["header"]["name"] == "StopCapture"
     await client.send(sid, b"\x01" * 320 + closing(), end=True)
     parts = directives_of(headers, await client.body(sid))
-    names = [json.loads(p[1])["directive"]["header"]["name"] for p in (parts[0], parts[1], parts[3])]
+    names = [
+        json.loads(p[1])["directive"]["header"]["name"] for p in (parts[0], parts[1], parts[3])
+    ]
     assert names == ["StopCapture", "Speak", "ExpectSpeech"]
     assert parts[2][1] == speech_asset("hello")
     expect = json.loads(parts[3][1])["directive"]
@@ -283,7 +285,9 @@ async def test_far_field_recognize_gets_stop_capture_while_audio_flows(
 async def test_stop_capture_can_be_disabled(sim: Simulator, client: RawClient, token: str) -> None:
     """stop_capture_after=None answers NEAR_FIELD like CLOSE_TALK."""
     sim.script.recognize(stop_capture_after=None, speech="follow_up")
-    headers, body = await post_event(client, token, event_body(recognize("NEAR_FIELD"), b"a" * 64000))
+    headers, body = await post_event(
+        client, token, event_body(recognize("NEAR_FIELD"), b"a" * 64000)
+    )
     parts = directives_of(headers, body)
     assert [json.loads(parts[0][1])["directive"]["header"]["name"]] == ["Speak"]
     assert parts[1][1] == speech_asset("follow_up")
@@ -306,7 +310,10 @@ async def test_recognize_handler_callable_sync_and_async(
     headers, body = await post_event(client, token, event_body(recognize(), b"pcm"))
     parts = directives_of(headers, body)
     assert json.loads(parts[0][1])["directive"]["payload"] == {"volume": 5}
-    assert parts[1] == ({"content-type": "application/octet-stream", "content-id": "<extra>"}, b"bytes")
+    assert parts[1] == (
+        {"content-type": "application/octet-stream", "content-id": "<extra>"},
+        b"bytes",
+    )
     assert seen[0].audio == b"pcm"
 
     async def async_handler(event):  # type: ignore[no-untyped-def]
@@ -347,7 +354,9 @@ async def test_synchronize_state_and_other_events_get_204_and_are_recorded(
     sim: Simulator, client: RawClient, token: str
 ) -> None:
     """SynchronizeState and unscripted events answer 204; every field is recorded."""
-    context = [{"header": {"namespace": "Speaker", "name": "VolumeState"}, "payload": {"volume": 40}}]
+    context = [
+        {"header": {"namespace": "Speaker", "name": "VolumeState"}, "payload": {"volume": 40}}
+    ]
     sync = event_metadata("System", "SynchronizeState", context=context)
     headers, body = await post_event(client, token, event_body(sync))
     assert (headers[":status"], body) == ("204", b"")
@@ -371,27 +380,40 @@ async def test_synchronize_state_and_other_events_get_204_and_are_recorded(
         await sim.wait_for_event("System", "SynchronizeState", nth=2, timeout=0.1)
 
 
-async def test_scripted_reply_for_other_events(sim: Simulator, client: RawClient, token: str) -> None:
+async def test_scripted_reply_for_other_events(
+    sim: Simulator, client: RawClient, token: str
+) -> None:
     """script.on answers an event with a fixed reply, a handler, or back to 204."""
     alert = directive("Alerts", "SetAlert", {"token": "a", "type": "TIMER"})
     sim.script.on("System", "SynchronizeState", Reply.of(alert))
-    headers, body = await post_event(client, token, event_body(event_metadata("System", "SynchronizeState")))
+    headers, body = await post_event(
+        client, token, event_body(event_metadata("System", "SynchronizeState"))
+    )
     assert json.loads(directives_of(headers, body)[0][1]) == alert
     sim.script.on("System", "SynchronizeState", lambda e: Reply(status=429))
-    headers, body = await post_event(client, token, event_body(event_metadata("System", "SynchronizeState")))
+    headers, body = await post_event(
+        client, token, event_body(event_metadata("System", "SynchronizeState"))
+    )
     assert headers[":status"] == "429"
     assert json.loads(body)["payload"]["code"] == "THROTTLING_EXCEPTION"
     sim.script.on("System", "SynchronizeState", None)
-    headers, _ = await post_event(client, token, event_body(event_metadata("System", "SynchronizeState")))
+    headers, _ = await post_event(
+        client, token, event_body(event_metadata("System", "SynchronizeState"))
+    )
     assert headers[":status"] == "204"
 
 
 async def test_extra_parts_are_recorded(sim: Simulator, client: RawClient, token: str) -> None:
     """Parts other than metadata and audio (wakewordEngineMetadata) are kept."""
-    body = metadata_part(recognize()) + audio_head() + b"pcm" + (
-        '\r\n--sim-test-boundary-4f7a9c\r\nContent-Disposition: form-data; name="wakewordEngineMetadata"'
-        "\r\nContent-Type: application/json\r\n\r\n{}"
-    ).encode() + closing()
+    body = (
+        metadata_part(recognize())
+        + audio_head()
+        + b"pcm"
+        + b"\r\n--sim-test-boundary-4f7a9c\r\n"
+        + b'Content-Disposition: form-data; name="wakewordEngineMetadata"\r\n'
+        + b"Content-Type: application/json\r\n\r\n{}"
+        + closing()
+    )
     headers, _ = await post_event(client, token, body)
     assert headers[":status"] == "200"
     assert sim.events[-1].extra_parts == (("wakewordEngineMetadata", "application/json", b"{}"),)
@@ -406,7 +428,7 @@ MALFORMED = {
     "empty name": (FORM_DATA, event_body(event_metadata("A", ""))),
     "audio first": (
         FORM_DATA,
-        b"--sim-test-boundary-4f7a9c\r\nContent-Disposition: form-data; name=\"audio\"\r\n"
+        b'--sim-test-boundary-4f7a9c\r\nContent-Disposition: form-data; name="audio"\r\n'
         b"Content-Type: application/octet-stream\r\n\r\nxx" + closing(),
     ),
     "metadata not json type": (
