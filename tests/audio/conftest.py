@@ -1,0 +1,169 @@
+"""Audio test fixtures: a real PulseAudio daemon with a null sink, espeak-ng speech, MP3 files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avsclient.audio import AVS_FORMAT, WavFileSource
+from tests.helpers import require_executable, system_part_missing
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "audio"
+SPEECH_MP3 = DATA / "speech-24k-mono.mp3"
+STEREO_ID3_MP3 = DATA / "short-44k-stereo-id3.mp3"
+
+NULL_SINK = "vmic"
+
+
+class PulseServer:
+    """A PulseAudio daemon whose null sink `vmic` is the default sink and whose monitor is
+    the default source: what is played is what the microphone hears."""
+
+    def __init__(self, runtime_dir: str, started: bool) -> None:
+        self.runtime_dir = runtime_dir
+        self.started = started
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "XDG_RUNTIME_DIR": self.runtime_dir}
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            args, env=self.env(), capture_output=True, text=True, timeout=10, check=False
+        )
+
+
+def _answers(env: dict[str, str]) -> bool:
+    try:
+        result = subprocess.run(
+            ["pactl", "info"], env=env, capture_output=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def _rescan_portaudio() -> None:
+    # PortAudio lists devices once, when sounddevice is imported. If something imported it
+    # before the daemon ran, list them again (no stream is open at this point).
+    sd = sys.modules.get("sounddevice")
+    if sd is not None:
+        sd._terminate()
+        sd._initialize()
+
+
+@pytest.fixture(scope="session")
+def pulse() -> Iterator[PulseServer]:
+    """A running PulseAudio with the null sink `vmic` (started here unless one already runs)."""
+    require_executable("pactl")
+    pulseaudio = require_executable("pulseaudio")
+    saved = os.environ.get("XDG_RUNTIME_DIR")
+    runtime_dir = tempfile.mkdtemp(prefix="avsclient-pulse-")
+    os.chmod(runtime_dir, 0o700)
+    env = {**os.environ, "XDG_RUNTIME_DIR": runtime_dir}
+    # -n: no default.pa (so no hardware probing); the null sink's monitor is our microphone.
+    command = [
+        pulseaudio,
+        "-D",
+        "--exit-idle-time=-1",
+        "-n",
+        f"--load=module-null-sink sink_name={NULL_SINK}",
+        "--load=module-native-protocol-unix",
+        "--load=module-always-sink",
+    ]
+    started = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    deadline = time.monotonic() + 10
+    while not _answers(env) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not _answers(env):
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+        system_part_missing(f"a PulseAudio daemon (pulseaudio said: {started.stderr.strip()})")
+    server = PulseServer(runtime_dir, started=True)
+    for args in (
+        ("pactl", "set-default-sink", NULL_SINK),
+        ("pactl", "set-default-source", f"{NULL_SINK}.monitor"),
+    ):
+        result = server.run(*args)
+        assert result.returncode == 0, result.stderr
+    os.environ["XDG_RUNTIME_DIR"] = runtime_dir
+    _rescan_portaudio()
+    try:
+        yield server
+    finally:
+        subprocess.run(
+            [pulseaudio, "--kill"], env=env, capture_output=True, timeout=10, check=False
+        )
+        if saved is None:
+            os.environ.pop("XDG_RUNTIME_DIR", None)
+        else:
+            os.environ["XDG_RUNTIME_DIR"] = saved
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+
+
+def espeak(path: Path, text: str) -> Path:
+    """Write `text` spoken by espeak-ng to `path` (22050 Hz mono WAV)."""
+    exe = require_executable("espeak-ng")
+    subprocess.run([exe, "-w", str(path), text], check=True, capture_output=True, timeout=30)
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About three seconds of espeak-ng speech."""
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    return espeak(path, "Alexa, what is the weather like in Seattle today?")
+
+
+def read_wav_as_avs(path: Path) -> np.ndarray:
+    """A WAV file converted to 16 kHz mono int16 samples (through WavFileSource)."""
+    import asyncio
+
+    async def collect() -> bytes:
+        async with WavFileSource(path, AVS_FORMAT) as source:
+            return b"".join([frame async for frame in source])
+
+    return np.frombuffer(asyncio.run(collect()), dtype="<i2")
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int) -> Path:
+    """Write int16 samples shaped (frames,) or (frames, channels) as a WAV file."""
+    samples = np.asarray(samples, dtype="<i2")
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(samples.tobytes())
+    return path
+
+
+def envelope(samples: np.ndarray, rate: int, frame_ms: int = 10) -> np.ndarray:
+    """RMS energy per `frame_ms`, in dB, of int16 samples."""
+    n = rate * frame_ms // 1000
+    frames = samples[: len(samples) // n * n].astype(np.float64).reshape(-1, n)
+    return 10 * np.log10(np.mean(frames**2, axis=1) + 1.0)
+
+
+def best_alignment(reference: np.ndarray, recorded: np.ndarray) -> tuple[float, int]:
+    """The highest Pearson correlation of `reference` against any window of `recorded`,
+    and the lag (in envelope frames) where it occurs."""
+    best, lag = -1.0, 0
+    ref = (reference - reference.mean()) / (reference.std() + 1e-9)
+    for shift in range(0, len(recorded) - len(reference) + 1):
+        window = recorded[shift : shift + len(reference)]
+        std = window.std()
+        if std < 1e-9:
+            continue
+        corr = float(np.mean(ref * (window - window.mean()) / std))
+        if corr > best:
+            best, lag = corr, shift
+    return best, lag
