@@ -9,14 +9,13 @@ Constants (`DEFAULT_LWA_URL`, `TOKEN_PATH`, the back-off table, ...) live in
 
 from __future__ import annotations
 
+from avsclient.auth.codepair import CodePairLinking, LinkingState
 from avsclient.auth.http import LWAHttpClient, LWAReply, run_exchange
 from avsclient.auth.linking import CodeCallback, link_device
 from avsclient.auth.lwa import (
     CodePair,
-    CodePairLinking,
     CodePairReceived,
     Event,
-    LinkingState,
     LWAConfig,
     LWARequest,
     PollScheduled,

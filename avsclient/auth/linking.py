@@ -13,10 +13,10 @@ import random as _random
 import time
 from collections.abc import Awaitable, Callable
 
+from avsclient.auth.codepair import CodePairLinking
 from avsclient.auth.http import Clock, LWAHttpClient, Sleep
 from avsclient.auth.lwa import (
     CodePair,
-    CodePairLinking,
     CodePairReceived,
     Event,
     PollScheduled,

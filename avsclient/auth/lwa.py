@@ -1,9 +1,10 @@
-"""Login with Amazon token logic without I/O: requests, replies, retries and code-pair linking.
+"""Login with Amazon token logic without I/O: requests, replies, tokens and retries.
 
 Nothing here touches the network or reads the clock: callers pass `now` (seconds on one clock
 of their choice; a wall clock when tokens are stored) and a `random` callable for jitter, send
 the `LWARequest`s these objects build, and feed back the status and body they got. Protocol:
-avs-protocol.md section 6 (LWA endpoints, grants, code-based linking, refresh).
+avs-protocol.md section 6 (LWA endpoints, grants, refresh). The code-pair state machine that
+builds on these lives in `avsclient.auth.codepair`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from urllib.parse import urlencode, urlsplit
 from avsclient.exceptions import (
     AuthError,
     ClientConfigError,
-    LinkingExpired,
     LocalProtocolError,
     ReauthorizationRequired,
     TransportError,
@@ -36,12 +36,10 @@ __all__ = [
     "MAX_POLL_INTERVAL",
     "TOKEN_PATH",
     "CodePair",
-    "CodePairLinking",
     "CodePairReceived",
     "Event",
     "LWAConfig",
     "LWARequest",
-    "LinkingState",
     "PollScheduled",
     "RetryPolicy",
     "RetryScheduled",
@@ -94,12 +92,6 @@ _CONFIG_ERRORS = frozenset(
 )
 # Error codes that mean "LWA had a problem": retried with back-off whatever the status.
 _SERVER_ERRORS = frozenset({"servererror", "server_error", "temporarily_unavailable"})
-# Errors that end a code pair: request a new one (section 6.3; expired_token and
-# access_denied are RFC 8628 names, treated as "restart linking").
-_KEEP_POLLING_ERRORS = frozenset({"authorization_pending", "slow_down"})
-_PAIR_ENDED_ERRORS = frozenset(
-    {"invalid_code_pair", "expired_token", "invalid_grant", "access_denied"}
-)
 
 
 def _is_retryable_status(status: int) -> bool:
@@ -703,277 +695,3 @@ class TokenExchange:
             delay,
         )
         return RetryScheduled(delay=delay, attempt=self._attempts, reason=reason)
-
-
-# -- code-based linking --------------------------------------------------------------------
-
-
-class LinkingState(enum.Enum):
-    """States of `CodePairLinking`."""
-
-    IDLE = "idle"
-    REQUESTING_PAIR = "requesting pair"
-    PAIR_BACKOFF = "pair backoff"
-    WAITING = "waiting"
-    POLLING = "polling"
-    LINKED = "linked"
-    EXPIRED = "expired"
-    ERROR = "error"
-
-
-class _LinkInput(enum.Enum):
-    SEND_CODEPAIR = "send codepair request"
-    PAIR_RECEIVED = "code pair received"
-    RETRY = "transient failure"
-    SEND_POLL = "send poll"
-    PENDING = "authorization pending"
-    TOKENS = "tokens received"
-    PAIR_ENDED = "code pair ended"
-    FAIL = "final failure"
-
-
-_S, _I = LinkingState, _LinkInput
-
-# Theory of operation (section 6.3): request a code pair (REQUESTING_PAIR; transient
-# failures go through PAIR_BACKOFF and ask again), then alternate WAITING (the user is at
-# the verification page; the driver sleeps) and POLLING (one device_code grant in flight).
-# authorization_pending and slow_down return to WAITING, slow_down with a doubled interval;
-# transient failures also return to WAITING with a back-off delay. Tokens end in LINKED; the
-# pair running out (expires_in elapsed, invalid_code_pair, expired_token, invalid_grant,
-# access_denied) ends in EXPIRED, after which the driver may start over with a new machine.
-# Final failures end in ERROR. LINKED, EXPIRED and ERROR are terminal; any pair missing from
-# the table is driver misuse and moves to ERROR.
-_LINK_TRANSITIONS: dict[tuple[LinkingState, _LinkInput], LinkingState] = {
-    (_S.IDLE, _I.SEND_CODEPAIR): _S.REQUESTING_PAIR,
-    (_S.PAIR_BACKOFF, _I.SEND_CODEPAIR): _S.REQUESTING_PAIR,
-    (_S.REQUESTING_PAIR, _I.PAIR_RECEIVED): _S.WAITING,
-    (_S.REQUESTING_PAIR, _I.RETRY): _S.PAIR_BACKOFF,
-    (_S.REQUESTING_PAIR, _I.FAIL): _S.ERROR,
-    (_S.WAITING, _I.SEND_POLL): _S.POLLING,
-    (_S.WAITING, _I.PAIR_ENDED): _S.EXPIRED,
-    (_S.POLLING, _I.PENDING): _S.WAITING,
-    (_S.POLLING, _I.RETRY): _S.WAITING,
-    (_S.POLLING, _I.TOKENS): _S.LINKED,
-    (_S.POLLING, _I.PAIR_ENDED): _S.EXPIRED,
-    (_S.POLLING, _I.FAIL): _S.ERROR,
-}
-
-
-class CodePairLinking:
-    """Code-based linking for a headless device (section 6.3), without I/O.
-
-    Drive it like this: send `codepair_request()`, feed the reply to `receive_codepair_reply`
-    (on `RetryScheduled` wait and ask again; on `CodePairReceived` show the code), then loop:
-    wait the event's delay, send `poll_request(now)`, feed the reply to `receive_poll_reply`,
-    until `TokensReceived`. `LinkingExpired` means the pair ran out: start a new machine to
-    restart. Errors are sticky.
-
-    Args:
-        client_id: the LWA client id.
-        product_id: the AVS product id.
-        serial: the device serial number (deviceSerialNumber).
-        retry: the retry policy for transport errors, 5xx and 429 replies.
-        random: returns a float in [0, 1) for jitter.
-    """
-
-    def __init__(
-        self,
-        client_id: str,
-        product_id: str,
-        serial: str,
-        *,
-        retry: RetryPolicy | None = None,
-        random: Callable[[], float] = _random.random,
-    ) -> None:
-        self._request = codepair_request(client_id, product_id, serial)
-        self._retry = retry or RetryPolicy()
-        self._random = random
-        self._state = LinkingState.IDLE
-        self._pair: CodePair | None = None
-        self._interval = DEFAULT_POLL_INTERVAL
-        self._failures = 0  # consecutive transient failures
-        self._error: BaseException | None = None
-
-    @property
-    def state(self) -> LinkingState:
-        """The current state."""
-        return self._state
-
-    @property
-    def code_pair(self) -> CodePair | None:
-        """The code pair, once received."""
-        return self._pair
-
-    @property
-    def interval(self) -> float:
-        """The poll interval in force."""
-        return self._interval
-
-    def _step(self, event: _LinkInput) -> None:
-        if self._error is not None:
-            raise self._error
-        try:
-            self._state = _LINK_TRANSITIONS[(self._state, event)]
-        except KeyError:
-            message = (
-                f"CodePairLinking cannot handle {event.value!r} in state {self._state.value!r}"
-            )
-            self._state = LinkingState.ERROR
-            self._error = LocalProtocolError(message)
-            raise self._error from None
-
-    def _end(self, event: _LinkInput, exc: BaseException) -> BaseException:
-        self._step(event)
-        self._error = exc
-        return exc
-
-    def _transient(self, reason: str, final: BaseException) -> RetryScheduled:
-        self._failures += 1
-        if self._retry.exhausted(self._failures):
-            raise self._end(_I.FAIL, final)
-        self._step(_I.RETRY)
-        delay = self._retry.delay(self._failures, self._random())
-        logger.debug("LWA code-pair linking: %s; retrying in %.2f s", reason, delay)
-        return RetryScheduled(delay=delay, attempt=self._failures, reason=reason)
-
-    def codepair_request(self) -> LWARequest:
-        """Return the code-pair request to send.
-
-        Raises:
-            LocalProtocolError: not in IDLE or PAIR_BACKOFF.
-        """
-        self._step(_I.SEND_CODEPAIR)
-        return self._request
-
-    def receive_codepair_reply(self, status: int, body: bytes, *, now: float) -> Event:
-        """Feed the reply to the code-pair request.
-
-        Returns:
-            `CodePairReceived`, or `RetryScheduled` after a 5xx or 429 reply.
-
-        Raises:
-            ClientConfigError: the client, product or request was rejected.
-            AuthError: a malformed reply, another final error, or retries exhausted.
-            LocalProtocolError: no code-pair request is outstanding.
-        """
-        if self._state is not LinkingState.REQUESTING_PAIR:
-            self._step(_I.PAIR_RECEIVED)  # raises: misuse
-        try:
-            reply = _classify(status, body)
-            if reply.kind is _Kind.OK:
-                pair = _codepair_from(reply, now)
-            elif reply.kind is _Kind.ERROR:
-                raise _failure(reply, "LWA code-pair request")
-        except AuthError as exc:
-            raise self._end(_I.FAIL, exc) from None
-        if reply.kind is _Kind.RETRY:
-            reason = f"HTTP {status}" + (f" {reply.error}" if reply.error else "")
-            return self._transient(
-                reason,
-                AuthError(f"LWA code-pair request kept failing ({reason})", status=status),
-            )
-        self._step(_I.PAIR_RECEIVED)
-        self._pair = pair
-        self._interval = pair.interval
-        self._failures = 0
-        logger.debug("LWA code pair received; polling every %.1f s", pair.interval)
-        return CodePairReceived(code_pair=pair)
-
-    def poll_request(self, now: float) -> LWARequest:
-        """Return the next poll of the token endpoint.
-
-        Raises:
-            LinkingExpired: the pair's `expires_in` has elapsed.
-            LocalProtocolError: not WAITING.
-        """
-        if self._state is LinkingState.WAITING and self._pair and now >= self._pair.expires_at:
-            raise self._end(
-                _I.PAIR_ENDED,
-                LinkingExpired("the code pair expired before the user finished linking"),
-            )
-        self._step(_I.SEND_POLL)
-        assert self._pair is not None  # WAITING is reached only with a pair
-        return device_token_request(self._pair)
-
-    def _next_poll(self, now: float, delay: float) -> float:
-        assert self._pair is not None
-        # Never sleep past the pair's end: the next poll_request then reports expiry.
-        return max(0.0, min(delay, self._pair.expires_at - now))
-
-    def receive_poll_reply(self, status: int, body: bytes, *, now: float) -> Event:
-        """Feed the reply to the poll last returned by `poll_request`.
-
-        Returns:
-            `TokensReceived`; `PollScheduled` for authorization_pending and slow_down;
-            `RetryScheduled` after a 5xx or 429 reply.
-
-        Raises:
-            LinkingExpired: the pair expired, was refused or is unknown.
-            ClientConfigError: the client or request was rejected.
-            AuthError: a malformed reply, another final error, or retries exhausted.
-            LocalProtocolError: no poll is outstanding.
-        """
-        if self._state is not LinkingState.POLLING:
-            self._step(_I.TOKENS)  # raises: misuse
-        try:
-            reply = _classify(status, body)
-            if reply.kind is _Kind.OK:
-                tokens = _tokens_from(reply, now=now, require_refresh_token=True)
-            elif reply.kind is _Kind.ERROR and reply.error in _PAIR_ENDED_ERRORS:
-                raise self._end(
-                    _I.PAIR_ENDED,
-                    LinkingExpired(
-                        f"the code pair ended before linking finished ({reply.error})",
-                        error=reply.error,
-                        status=status,
-                    ),
-                )
-            elif reply.kind is _Kind.ERROR and reply.error not in _KEEP_POLLING_ERRORS:
-                raise _failure(reply, "LWA code-pair poll")
-        except LinkingExpired:
-            raise
-        except AuthError as exc:
-            raise self._end(_I.FAIL, exc) from None
-        if reply.kind is _Kind.OK:
-            self._step(_I.TOKENS)
-            logger.debug("LWA code pair linked")
-            return TokensReceived(tokens=tokens)
-        if reply.kind is _Kind.RETRY:
-            reason = f"HTTP {status}" + (f" {reply.error}" if reply.error else "")
-            event = self._transient(
-                reason, AuthError(f"LWA code-pair poll kept failing ({reason})", status=status)
-            )
-            delay = self._next_poll(now, max(event.delay, self._interval))
-            return RetryScheduled(delay=delay, attempt=event.attempt, reason=reason)
-        self._step(_I.PENDING)
-        self._failures = 0
-        slowed = reply.error == "slow_down"
-        if slowed:
-            self._interval = max(self._interval, min(self._interval * 2, MAX_POLL_INTERVAL))
-            logger.debug("LWA asked to slow down; polling every %.1f s", self._interval)
-        return PollScheduled(
-            delay=self._next_poll(now, self._interval),
-            interval=self._interval,
-            slowed_down=slowed,
-        )
-
-    def transport_failed(self, error: TransportError, *, now: float) -> RetryScheduled:
-        """Report that the last request got no reply (connect error, timeout, drop).
-
-        Returns:
-            When to send it again (`codepair_request` or `poll_request`).
-
-        Raises:
-            TransportError: `error` itself, once the retry policy is exhausted.
-            LocalProtocolError: no request is outstanding.
-        """
-        if self._state is LinkingState.REQUESTING_PAIR:
-            return self._transient(type(error).__name__, error)
-        if self._state is not LinkingState.POLLING:
-            self._step(_I.RETRY)  # raises: misuse
-        event = self._transient(type(error).__name__, error)
-        return RetryScheduled(
-            delay=self._next_poll(now, max(event.delay, self._interval)),
-            attempt=event.attempt,
-            reason=event.reason,
-        )

@@ -10,16 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from avsclient.auth.codepair import _LINK_TRANSITIONS, CodePairLinking, LinkingState, _LinkInput
 from avsclient.auth.lwa import (
     _EXCHANGE_TRANSITIONS,
-    _LINK_TRANSITIONS,
     CODEPAIR_PATH,
     DEFAULT_BACKOFF,
     MAX_POLL_INTERVAL,
     TOKEN_PATH,
-    CodePairLinking,
     CodePairReceived,
-    LinkingState,
     LWAConfig,
     PollScheduled,
     RetryPolicy,
@@ -29,7 +27,6 @@ from avsclient.auth.lwa import (
     TokensReceived,
     _ExchangeInput,
     _ExchangeState,
-    _LinkInput,
     client_credentials_request,
     codepair_request,
     parse_token_reply,
