@@ -807,3 +807,23 @@ async def test_no_secret_reaches_any_log(
     for secret in secrets:
         assert secret not in text
         assert secret[5:40] not in text  # no fragment either
+
+
+async def test_aclose_cancels_a_refresh_in_flight(
+    avs_simulator: Simulator, sim_http: LWAHttpClient
+) -> None:
+    """Closing the provider cancels a slow refresh; later calls say it is closed."""
+    avs_simulator.lwa.delay_next(5.0)
+    provider = RefreshingTokenProvider(
+        config(avs_simulator),
+        refresh_token=avs_simulator.lwa.issue_refresh_token(),
+        http=sim_http,
+    )
+    waiter = asyncio.create_task(provider.get_token())
+    while not avs_simulator.lwa.requests:
+        await asyncio.sleep(0.01)
+    await provider.aclose()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    with pytest.raises(RuntimeError, match="closed"):
+        await provider.get_token()
