@@ -137,6 +137,8 @@ class UploadParser:
             raise self._error
         if self.complete:
             raise ValueError("feed() after close()")
+        if not data:
+            return  # defnull's parser reads an empty chunk as the end of input; close() is that
         try:
             for item in self._parser.parse(data):
                 if item is None:

@@ -1,0 +1,107 @@
+"""`avsclient simulate` and `python -m avsclient.simulator`: URL and CA printed, signals stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+COMMANDS = {
+    "module": [sys.executable, "-m", "avsclient.simulator"],
+    "subcommand": [sys.executable, "-m", "avsclient", "simulate"],
+}
+
+
+async def start(argv: list[str]) -> tuple[asyncio.subprocess.Process, list[str]]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    lines = []
+    async with asyncio.timeout(30):
+        while not lines or not lines[-1].startswith("Press Ctrl-C"):
+            line = await proc.stdout.readline()
+            assert line, (await proc.stderr.read()).decode() if proc.stderr else "no output"
+            lines.append(line.decode().strip())
+    return proc, lines
+
+
+@pytest.mark.parametrize("how", sorted(COMMANDS))
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_tls_simulator_prints_url_and_ca_and_stops_on_signal(
+    how: str, stop: signal.Signals
+) -> None:
+    """The TLS simulator prints a working https URL and CA file, and exits 0 on a signal."""
+    proc, lines = await start([*COMMANDS[how], "--port", "0", "--token", "cli-token"])
+    try:
+        url = re.fullmatch(r"AVS simulator listening on (https://127\.0\.0\.1:\d+)", lines[0])
+        assert url is not None, lines
+        ca = re.fullmatch(r"CA file: (.+)", lines[1])
+        assert ca is not None, lines
+        ca_path = Path(ca.group(1))
+        assert ca_path.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+        assert lines[3].startswith("LWA refresh token: Atzr|")
+        async with httpx.AsyncClient(http1=False, http2=True, verify=_ctx(ca_path)) as client:
+            ping = await client.get(
+                url.group(1) + "/ping", headers={"authorization": "Bearer cli-token"}
+            )
+            assert ping.status_code == 204
+    finally:
+        proc.send_signal(stop)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert b"AVS simulator stopped." in out
+    assert not ca_path.exists()
+
+
+async def test_h2c_simulator_on_a_given_port() -> None:
+    """--h2c --port N serves cleartext HTTP/2 on that port and prints no CA."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc, lines = await start([*COMMANDS["subcommand"], "--h2c", "--port", str(port)])
+    try:
+        assert lines[0] == f"AVS simulator listening on http://127.0.0.1:{port}"
+        assert lines[1] == "CA file: (none: h2c)"
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            ping = await client.get(f"http://127.0.0.1:{port}/ping")
+            assert ping.status_code == 403
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+
+
+async def test_port_in_use_exits_1() -> None:
+    """A port that cannot be bound gives exit status 1 and a message."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            *COMMANDS["module"],
+            "--port",
+            str(port),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert b"avsclient simulate:" in err
+
+
+def _ctx(ca_path: Path):  # type: ignore[no-untyped-def]
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(ca_path))
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
