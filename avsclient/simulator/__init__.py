@@ -36,10 +36,10 @@ from avsclient.simulator.scenarios import (
 from avsclient.simulator.server import Simulator
 
 __all__ = [
-    "DEFAULT_CLIENT_ID",
-    "DEFAULT_CLIENT_SECRET",
     "CodePair",
     "CodePairState",
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
     "Faults",
     "LWAReply",
     "LWAService",

@@ -20,10 +20,10 @@ from enum import Enum
 from typing import Any
 
 __all__ = [
-    "DEFAULT_CLIENT_ID",
-    "DEFAULT_CLIENT_SECRET",
     "CodePair",
     "CodePairState",
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
     "LWAReply",
     "LWAService",
 ]
