@@ -20,10 +20,10 @@ from enum import Enum
 from typing import Any
 
 __all__ = [
-    "CodePair",
-    "CodePairState",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
+    "CodePair",
+    "CodePairState",
     "LWAReply",
     "LWAService",
 ]
@@ -36,6 +36,7 @@ CODEPAIR_PATH = "/auth/o2/create/codepair"  # compared case-insensitively: docs 
 
 # LWA access tokens are at least 350 characters (avs-protocol.md 6.2): 5 + 400 is well above.
 _ACCESS_TOKEN_RANDOM_CHARS = 400
+_MAX_LIVE_ACCESS_TOKENS = 10_000
 _USER_CODE_ALPHABET = string.ascii_uppercase + string.digits
 _ERROR_STATUS = {"invalid_client": 401}
 
@@ -408,6 +409,11 @@ class LWAService:
         return token
 
     def _new_access_token(self, client_id: str, scope: str | None, now: float) -> str:
+        if len(self._access_tokens) >= _MAX_LIVE_ACCESS_TOKENS:
+            # Bounded memory for long-running simulators: forget the expired tokens.
+            expired = [t for t, issued in self._access_tokens.items() if now >= issued.expires_at]
+            for old in expired:
+                del self._access_tokens[old]
         token = "Atza|" + secrets.token_urlsafe(_ACCESS_TOKEN_RANDOM_CHARS * 3 // 4)
         self._access_tokens[token] = _AccessToken(
             client_id, now + self.access_token_lifetime, scope

@@ -9,13 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from avsclient.simulator import (
-    DEFAULT_CLIENT_ID,
-    DEFAULT_CLIENT_SECRET,
-    CodePairState,
-    LWAService,
-    Simulator,
-)
+from avsclient.simulator import CodePairState, LWAService, Simulator
+from avsclient.simulator.lwa import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 
 TOKEN = "/auth/o2/token"
 CODEPAIR = "/auth/O2/create/codepair"
