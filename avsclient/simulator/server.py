@@ -339,12 +339,14 @@ class Simulator:
         return chunks
 
     def goaway_all(self, error_code: int, close_after: float | None) -> int:
+        """Send GOAWAY on every open connection (use `faults.goaway()`); returns the count."""
         conns = list(self._connections)
         for conn in conns:
             conn.goaway(error_code, close_after)
         return len(conns)
 
     def reset_downchannels(self, error_code: int) -> int:
+        """RST_STREAM every open downchannel (use `faults.reset_downchannel()`)."""
         channels = [c.downchannel for c in self._connections if c.downchannel is not None]
         for channel in channels:
             channel.conn.reset(channel.stream_id, error_code)
@@ -352,6 +354,7 @@ class Simulator:
         return len(channels)
 
     def drop_all(self) -> int:
+        """Abort every open connection (use `faults.drop_connections()`)."""
         conns = list(self._connections)
         for conn in conns:
             conn.abort()
