@@ -13,7 +13,17 @@ espeak-ng -w "$tmp/short.wav" "Hello there."
 
 # MPEG-2 layer III, 24 kHz mono, 32 kbit/s: the shape of AVS speech. -t: no Xing/Info frame.
 lame --quiet -t --resample 24 -b 32 -m m "$tmp/speech.wav" "$out/speech-24k-mono.mp3"
+# lame keeps mono input mono: make the short phrase stereo (right channel at half level).
+python3 - "$tmp/short.wav" "$tmp/short-stereo.wav" <<'PY'
+import array, sys, wave
+with wave.open(sys.argv[1]) as w:
+    params, mono = w.getparams(), array.array("h", w.readframes(w.getnframes()))
+stereo = array.array("h", [s for x in mono for s in (x, x // 2)])
+with wave.open(sys.argv[2], "wb") as w:
+    w.setnchannels(2); w.setsampwidth(2); w.setframerate(params.framerate)
+    w.writeframes(stereo.tobytes())
+PY
 # MPEG-1 layer III, 44.1 kHz stereo, 64 kbit/s, behind an ID3v2 tag: the other common shape.
-lame --quiet --resample 44.1 -b 64 -m j --add-id3v2 --tt "avsclient fixture" \
-    "$tmp/short.wav" "$out/short-44k-stereo-id3.mp3"
+lame --quiet --resample 44.1 -b 64 -m s --add-id3v2 --tt "avsclient fixture" \
+    "$tmp/short-stereo.wav" "$out/short-44k-stereo-id3.mp3"
 ls -l "$out"

@@ -49,6 +49,9 @@ DEFAULT_MP3_QUEUE_FRAMES = 50
 # within one piece of the first frame, long enough to keep per-call overhead low.
 _CHUNK_MS = 40
 
+# How much of the stream's start stays replayable for miniaudio's seeks (see _handed).
+_REPLAYABLE_BYTES = 64 * 1024
+
 # -- frame headers (ISO/IEC 11172-3 2.4.1.3, ISO/IEC 13818-3 2.4.1.3) ----------------------
 
 _BITRATES_KBPS: dict[tuple[bool, int], tuple[int, ...]] = {
@@ -228,6 +231,9 @@ class _FrameSource(miniaudio.StreamableSource):  # type: ignore[misc]
     def read(self, num_bytes: int) -> bytes:
         return self._decoder._next_input(num_bytes)
 
+    def seek(self, offset: int, origin: miniaudio.SeekOrigin) -> bool:
+        return self._decoder._seek_input(offset, origin)
+
 
 class Mp3Decoder:
     """Decodes an MP3 byte stream progressively on a worker thread.
@@ -264,6 +270,9 @@ class Mp3Decoder:
         self._cond = threading.Condition()
         self._frames: collections.deque[bytes] = collections.deque()
         self._partial = b""  # the rest of a frame miniaudio asked for only part of
+        # Everything handed to miniaudio so far, while short: its decoder peeks at the start
+        # of the stream (for an ID3 tag) and seeks back, so that much must be replayable.
+        self._handed: bytearray | None = bytearray()
         self._ended = False
         self._cancelled = False
         self._thread: threading.Thread | None = None
@@ -342,9 +351,28 @@ class Mp3Decoder:
                     return b""  # the end of the stream, as miniaudio understands it
                 self._partial = self._frames.popleft()
             chunk, self._partial = self._partial[:num_bytes], self._partial[num_bytes:]
+            if self._handed is not None:
+                self._handed += chunk
+                if len(self._handed) > _REPLAYABLE_BYTES:
+                    self._handed = None
         if self._on_progress is not None:
             self._on_progress()
         return chunk
+
+    def _seek_input(self, offset: int, origin: miniaudio.SeekOrigin) -> bool:
+        with self._cond:
+            handed = self._handed
+            if handed is None:
+                return False
+            if origin == miniaudio.SeekOrigin.CURRENT:
+                offset += len(handed)
+            elif origin != miniaudio.SeekOrigin.START:
+                return False  # the length of a stream still arriving is unknown
+            if not 0 <= offset <= len(handed):
+                return False
+            self._partial = bytes(handed[offset:]) + self._partial
+            del handed[offset:]
+            return True
 
     def _run(self) -> None:
         fmt = self.format

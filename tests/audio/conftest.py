@@ -158,7 +158,7 @@ def best_alignment(reference: np.ndarray, recorded: np.ndarray) -> tuple[float, 
     and the lag (in envelope frames) where it occurs."""
     best, lag = -1.0, 0
     ref = (reference - reference.mean()) / (reference.std() + 1e-9)
-    for shift in range(0, len(recorded) - len(reference) + 1):
+    for shift in range(len(recorded) - len(reference) + 1):
         window = recorded[shift : shift + len(reference)]
         std = window.std()
         if std < 1e-9:

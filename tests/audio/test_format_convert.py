@@ -37,7 +37,7 @@ def tone(rate: int, seconds: float, freq: float = 440.0, amplitude: float = 0.5)
 
 def test_avs_format_is_16k_mono_s16le_with_320_byte_frames() -> None:
     """The upload format and its 10 ms frame match avs-protocol 1.5."""
-    assert AVS_FORMAT == AudioFormat(rate=16000, channels=1, sample_width=2)
+    assert AudioFormat(rate=16000, channels=1, sample_width=2) == AVS_FORMAT
     assert AVS_FRAME_BYTES == 320
     assert AVS_FORMAT.bytes_per_second == 32000
     assert AVS_FORMAT_NAME == "AUDIO_L16_RATE_16000_CHANNELS_1"
