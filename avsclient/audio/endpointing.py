@@ -56,7 +56,8 @@ class EndpointingConfig:
             after about 10 s anyway.
         noise_rise_db_per_s: how fast the noise floor estimate may rise (it falls at once),
             so that speech itself is not learned as noise.
-        initial_noise_dbfs: the noise floor assumed before any audio is measured.
+        initial_noise_dbfs: the noise floor reported before any audio is measured (the
+            first frame then replaces it).
     """
 
     threshold_db: float = 12.0
@@ -196,6 +197,11 @@ class EndpointDetector:
         duration = 1000.0 * (len(frame) // 2) / self.format.rate
         self._ms += duration
         level = frame_energy_dbfs(frame)
+        if not self._seeded:
+            # The first frame is taken as the room: users do not speak within 10 ms of the
+            # microphone opening, and this adapts at once to a loud or a silent input.
+            self.noise_floor_dbfs = level
+            self._seeded = True
         threshold = max(self.noise_floor_dbfs + cfg.threshold_db, cfg.min_threshold_dbfs)
         voiced = level > threshold
         self._track_noise(level, duration)
@@ -204,10 +210,7 @@ class EndpointDetector:
         return self._speaking(start, duration, voiced)
 
     def _track_noise(self, level: float, duration: float) -> None:
-        if not self._seeded:
-            self.noise_floor_dbfs = min(self.noise_floor_dbfs, level) if level > -99 else level
-            self._seeded = True
-        elif level < self.noise_floor_dbfs:
+        if level < self.noise_floor_dbfs:
             self.noise_floor_dbfs = level
         else:
             rise = self.config.noise_rise_db_per_s * duration / 1000.0

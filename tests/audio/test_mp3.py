@@ -95,7 +95,7 @@ def test_decode_mp3_decodes_a_whole_file_at_the_requested_format() -> None:
     """Whole-buffer decoding yields about the stream's duration in the given format."""
     pcm = decode_mp3(SPEECH, AVS_FORMAT)
     seconds = len(pcm) / AVS_FORMAT.bytes_per_second
-    frames, splitter = split_all(SPEECH, [])
+    frames, _ = split_all(SPEECH, [])
     assert abs(seconds - len(frames) * 576 / 24000) < 0.1
     with pytest.raises(AudioError, match="MP3"):
         decode_mp3(b"not an mp3 at all" * 100, AVS_FORMAT)
