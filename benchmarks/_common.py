@@ -10,10 +10,10 @@ import gc
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Timing", "markdown_table", "measure"]
+__all__ = ["Timing", "markdown_table", "measure", "measure_interleaved"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +87,41 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
         + "|"
     )
     return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+def measure_interleaved(
+    fns: Mapping[str, Callable[[], object]], *, runs: int = 7, min_time: float = 0.1
+) -> dict[str, Timing]:
+    """Time several functions like `measure`, taking their runs in turn.
+
+    Run 1 of every function, then run 2 of every function, and so on: on a shared machine a
+    slow spell then costs every contender a run, instead of all the runs of one of them.
+
+    Args:
+        fns: the work to time, by name; return values are ignored.
+        runs: timed runs per function (the median is taken over them).
+        min_time: seconds each run should last at least.
+
+    Returns:
+        The median and best time per call, by name.
+    """
+    loops: dict[str, int] = {}
+    for name, fn in fns.items():
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        once = max(time.perf_counter() - start, 1e-7)
+        loops[name] = max(1, math.ceil(min_time / once))
+    per_call: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            count = loops[name]
+            gc.collect()
+            start = time.perf_counter()
+            for _ in range(count):
+                fn()
+            per_call[name].append((time.perf_counter() - start) / count)
+    return {
+        name: Timing(statistics.median(times), min(times), runs, loops[name])
+        for name, times in per_call.items()
+    }

@@ -7,7 +7,8 @@ Run it with::
 
 Every parser gets the same run: the same body, fed in the same pre-split 16 KiB `bytes` chunks
 (splitting happens up front, so slicing is not timed), one warm-up pass, then the median of at
-least five timed runs (`_common.measure`). The parsers compared:
+least five timed runs, the parsers taking their runs in turn (`_common.measure_interleaved`).
+The parsers compared:
 
 - `avsclient`: `MultipartParser.feed(chunk)` returns events; `PartData.data` is a memoryview.
 - `defnull`: `multipart.PushMultipartParser.parse(chunk)` yields a segment, `bytes` chunks,
@@ -54,7 +55,7 @@ from typing import Any
 
 import multipart as defnull_multipart
 import python_multipart
-from _common import Timing, markdown_table, measure
+from _common import Timing, markdown_table, measure_interleaved
 
 from avsclient.multipart import MultipartParser, PartData, PartStarted
 
@@ -481,7 +482,7 @@ def _timed(
     """The call to time: one parse without crc32, its result kept for checking."""
 
     def call() -> None:
-        results.append(run(workload, False))
+        results[:] = [run(workload, False)]
 
     return call
 
@@ -517,11 +518,12 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[tuple[str, str], Timing] = {}
     try:
         for workload in workloads:
+            last: dict[str, list[Result]] = {name: [] for name in PARSERS}
             for name, run in PARSERS.items():
                 check(name, workload, run(workload, True), with_crc=True)
-                last: list[Result] = []
-                timing = measure(_timed(run, workload, last), runs=runs, min_time=min_time)
-                check(name, workload, last[-1], with_crc=False)
+            calls = {name: _timed(run, workload, last[name]) for name, run in PARSERS.items()}
+            for name, timing in measure_interleaved(calls, runs=runs, min_time=min_time).items():
+                check(name, workload, last[name][-1], with_crc=False)
                 timings[workload.name, name] = timing
                 print(f"  {workload.name:9} {name:17} {timing.median * 1e3:9.3f} ms", flush=True)
     except OutputMismatch as exc:
