@@ -2,7 +2,7 @@
 
 Run it with::
 
-    .venv/bin/python benchmarks/bench_multipart.py           # the full run, about a minute
+    .venv/bin/python benchmarks/bench_multipart.py           # the full run, under a minute
     .venv/bin/python benchmarks/bench_multipart.py --quick   # a smoke run, a few seconds
 
 Every parser gets the same run: the same body, fed in the same pre-split 16 KiB `bytes` chunks
@@ -496,10 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     options.add_argument(
         "--quick", action="store_true", help="a fast smoke run: 3 short runs, 8 MiB `big`"
     )
-    options.add_argument("--runs", type=int, default=None, help="timed runs (default 7)")
+    options.add_argument("--runs", type=int, default=None, help="timed runs (default 9)")
     args = options.parse_args(argv)
-    runs = args.runs or (3 if args.quick else 7)
-    min_time = 0.02 if args.quick else 0.1
+    runs = args.runs or (3 if args.quick else 9)
+    min_time = 0.02 if args.quick else 0.2
     big_size = (8 if args.quick else 32) * 1024 * 1024
 
     print(f"building workloads (seed {SEED}) ...", flush=True)
