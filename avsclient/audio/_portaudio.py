@@ -67,8 +67,8 @@ def map_device_error(exc: Exception, *, kind: str, device: object, rate: int) ->
         )
     if code in (_PA_INVALID_CHANNEL_COUNT, _PA_SAMPLE_FORMAT_NOT_SUPPORTED):
         return AudioError(f"{name} {kind} device rejected the format ({exc}): pick another device")
-    if code == _PA_INVALID_DEVICE or isinstance(exc, ValueError):
-        # sounddevice raises ValueError for "No input device matching ..." and when there is
-        # no default device at all.
+    if code == _PA_INVALID_DEVICE or isinstance(exc, ValueError) or "device -1" in str(exc):
+        # sounddevice raises ValueError for "No input device matching ...", and
+        # PortAudioError("Error querying device -1") when there is no default device at all.
         return AudioError(f"no usable {kind} device ({name}: {exc}): {_DEVICE_HINT}")
     return AudioError(f"{name} {kind} device failed ({exc}): {_DEVICE_HINT}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avsclient.audio import AVS_FORMAT, WavFileSource
+from avsclient.audio import AVS_FORMAT, AudioFormat, PcmConverter
 from tests.helpers import require_executable, system_part_missing
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "audio"
@@ -91,6 +91,9 @@ def pulse() -> Iterator[PulseServer]:
     for args in (
         ("pactl", "set-default-sink", NULL_SINK),
         ("pactl", "set-default-source", f"{NULL_SINK}.monitor"),
+        # A fresh null sink starts suspended, and its monitor then delivers nothing (a real
+        # microphone always does): resume it so that capture runs before anything plays.
+        ("pactl", "suspend-sink", NULL_SINK, "0"),
     ):
         result = server.run(*args)
         assert result.returncode == 0, result.stderr
@@ -124,14 +127,12 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def read_wav_as_avs(path: Path) -> np.ndarray:
-    """A WAV file converted to 16 kHz mono int16 samples (through WavFileSource)."""
-    import asyncio
-
-    async def collect() -> bytes:
-        async with WavFileSource(path, AVS_FORMAT) as source:
-            return b"".join([frame async for frame in source])
-
-    return np.frombuffer(asyncio.run(collect()), dtype="<i2")
+    """A 16-bit WAV file converted to 16 kHz mono int16 samples."""
+    with wave.open(str(path)) as wav:
+        src = AudioFormat(rate=wav.getframerate(), channels=wav.getnchannels())
+        data = wav.readframes(wav.getnframes())
+    converter = PcmConverter(src, AVS_FORMAT)
+    return np.frombuffer(converter.convert(data) + converter.flush(), dtype="<i2")
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int) -> Path:

@@ -139,7 +139,7 @@ def test_detector_is_terminal_after_the_end() -> None:
 )
 def test_config_rejects_bad_values(kwargs: dict[str, float]) -> None:
     """Impossible settings fail when the config is built."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must|need"):
         EndpointingConfig(**kwargs)  # type: ignore[arg-type]
 
 
