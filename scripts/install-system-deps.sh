@@ -5,8 +5,9 @@
 set -euo pipefail
 
 # curl + nghttp2: real HTTP/2 peers; PortAudio + PulseAudio: a real audio path on a null sink;
-# espeak-ng: speech for the audio tests.
-packages=(curl nghttp2-client nghttp2-server libportaudio2 pulseaudio pulseaudio-utils espeak-ng)
+# espeak-ng: speech for the audio tests. libasound2-plugins holds the ALSA 'pulse' device through
+# which PortAudio (ALSA host API) reaches PulseAudio.
+packages=(curl nghttp2-client nghttp2-server libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils espeak-ng)
 
 missing=()
 for p in "${packages[@]}"; do
