@@ -43,7 +43,11 @@ if TYPE_CHECKING:
     from hpack.struct import HeaderWeaklyTyped
     from hyperframe.frame import Frame
 
-__all__ = ["FAST_RECEIVE_ACTIVE", "VERIFIED_H2_VERSIONS", "H2Connection"]
+__all__ = [
+    "FAST_RECEIVE_ACTIVE",
+    "VERIFIED_H2_VERSIONS",
+    "H2Connection",
+]
 
 #: h2 versions whose `H2Connection._receive_frame` matches the override below.
 VERIFIED_H2_VERSIONS = frozenset({"4.4.1"})

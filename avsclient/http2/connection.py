@@ -59,7 +59,13 @@ from avsclient.http2.events import (
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["DEFAULT", "Body", "HTTP2Connection", "HTTP2Stream", "Response"]
+__all__ = [
+    "DEFAULT",
+    "Body",
+    "HTTP2Connection",
+    "HTTP2Stream",
+    "Response",
+]
 
 logger = logging.getLogger("avsclient.http2")
 
@@ -564,7 +570,14 @@ class HTTP2Connection:
                 raise ConnectError(f"cannot connect to {where}: {exc}") from exc
             self._reader, self._writer = reader, writer
             if self.tls:
-                await self._start_tls(writer, where)
+                try:
+                    await self._start_tls(writer, where)
+                except BaseException:
+                    # A failed start_tls leaves the stream protocol detached from the socket,
+                    # so wait_closed() would never return: abort the socket and forget it.
+                    writer.transport.abort()
+                    self._writer = None
+                    raise
             transport = writer.transport
             self._transport = transport
             transport.set_write_buffer_limits(high=cfg.write_buffer_limit)
@@ -609,10 +622,10 @@ class HTTP2Connection:
         ssl_object = writer.get_extra_info("ssl_object")
         selected = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         if selected != "h2":
+            chosen = "no protocol" if selected is None else repr(selected)
             raise ALPNError(
-                f"{where} did not agree to HTTP/2 in the TLS handshake (ALPN selected "
-                f"{selected!r}, expected 'h2'): the server or a proxy in between speaks only "
-                "HTTP/1.1"
+                f"{where} did not agree to HTTP/2 in the TLS handshake (ALPN chose {chosen}, "
+                "expected 'h2'): the server, or a proxy in between, speaks only HTTP/1.1"
             )
 
     async def _abort(self) -> None:
@@ -879,7 +892,8 @@ class HTTP2Connection:
         if cause is not None:
             error.__cause__ = cause
         self._state = "closed"
-        self._handle(self._core.connection_lost(str(error)))
+        # The core forgets its streams; every stream of ours gets this very error below.
+        self._core.connection_lost(str(error))
         for stream in list(self._streams.values()):
             stream._fail(error)
         for waiter in self._pings.values():

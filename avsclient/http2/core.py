@@ -48,7 +48,10 @@ from avsclient.http2.events import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-__all__ = ["ClientCore", "ConnectionState"]
+__all__ = [
+    "ClientCore",
+    "ConnectionState",
+]
 
 logger = logging.getLogger("avsclient.http2")
 
@@ -124,6 +127,7 @@ class ClientCore:
         self._streams: dict[int, _Stream] = {}
         self._goaway: GoAwayReceived | None = None
         self._ping_counter = 0
+        self._preface: bytes | None = b""  # the server's first bytes, until 9 are checked
         self._initiated = False
 
     # -- state ------------------------------------------------------------------------------
@@ -447,6 +451,8 @@ class ClientCore:
             return self.connection_lost("the server closed the connection")
         if self._state is ConnectionState.CLOSED:
             self._transition(_Input.PROTOCOL_ERROR)  # data after the end: a caller bug
+        if self._preface is not None:
+            self._check_preface(data)
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -459,6 +465,23 @@ class ClientCore:
             if handler is not None:
                 handler(self, h2_event, events)
         return events
+
+    def _check_preface(self, data: bytes | bytearray | memoryview) -> None:
+        # RFC 9113 section 3.4: the server's preface is a SETTINGS frame. Check the first frame
+        # header here, because h2 would first buffer a whole "frame" of up to 16 MiB from,
+        # say, an HTTP/1.1 server whose "HTTP/1.1 " reads as a 4.7 MB frame length.
+        assert self._preface is not None
+        self._preface += bytes(data[: 9 - len(self._preface)])
+        if len(self._preface) < 9:
+            return
+        frame_type = self._preface[3]
+        self._preface = None
+        if frame_type != 0x4:
+            self._transition(_Input.PROTOCOL_ERROR)
+            self._error = RemoteProtocolError(
+                "the server is not speaking HTTP/2: its first frame is not SETTINGS"
+            )
+            raise self._error
 
     # Each handler appends the events one h2 event means (dispatch table, STYLE.md section 8).
 
@@ -500,9 +523,11 @@ class ClientCore:
         assert stream_id is not None
         assert ev.data is not None
         length = ev.flow_controlled_length or 0
-        if stream_id not in self._streams:
-            # A stream we reset or forgot: give the window back at once, nobody will read it.
-            self._h2.acknowledge_received_data(length, stream_id)
+        if not ev.data or stream_id not in self._streams:
+            # Nothing to hand out (an empty frame, maybe with padding), or a stream we reset:
+            # give the window back at once, nobody will read it.
+            if length:
+                self._h2.acknowledge_received_data(length, stream_id)
             return
         out.append(DataReceived(stream_id=stream_id, data=ev.data, flow_controlled_length=length))
 

@@ -66,7 +66,9 @@ class _Stream:
 
 
 class _ServerConnection:
-    def __init__(self, server: H2Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(
+        self, server: H2Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ):
         self.server = server
         self.reader = reader
         self.writer = writer
@@ -127,7 +129,10 @@ class _ServerConnection:
             assert event.data is not None
             if stream is not None:
                 stream.body.put_nowait(event.data)
-            self.h2.acknowledge_received_data(event.flow_controlled_length or 0, event.stream_id or 0)
+            if self.server.ack_uploads:
+                self.h2.acknowledge_received_data(
+                    event.flow_controlled_length or 0, event.stream_id or 0
+                )
         elif isinstance(event, h2.events.StreamEnded):
             stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
@@ -140,7 +145,9 @@ class _ServerConnection:
         elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
             self.window_changed.set()
 
-    async def send_headers(self, stream_id: int, status: str, end: bool = False, **extra: str) -> None:
+    async def send_headers(
+        self, stream_id: int, status: str, end: bool = False, **extra: str
+    ) -> None:
         self.h2.send_headers(stream_id, [(":status", status), *extra.items()], end_stream=end)
         self.flush()
 
@@ -170,10 +177,11 @@ class _ServerConnection:
         return b"".join(parts)
 
     async def respond(self, stream_id: int, stream: _Stream) -> None:
-        try:
+        # The client may go away or reset the stream at any point.
+        with contextlib.suppress(
+            OSError, ssl.SSLError, h2.exceptions.ProtocolError, asyncio.CancelledError
+        ):
             await self._respond(stream_id, stream)
-        except (OSError, ssl.SSLError, h2.exceptions.ProtocolError, asyncio.CancelledError):
-            pass  # the client went away or reset the stream
 
     async def _respond(self, stream_id: int, stream: _Stream) -> None:
         path = stream.path
@@ -240,6 +248,7 @@ class H2Server:
         max_concurrent_streams: SETTINGS_MAX_CONCURRENT_STREAMS advertised.
         stream_window, connection_window: the server's receive windows.
         ignore_pings: never acknowledge PINGs.
+        ack_uploads: hand back flow-control window for request bodies (False: never).
         tmp_path: where to write the CA file.
     """
 
@@ -253,7 +262,9 @@ class H2Server:
         stream_window: int = 4 * 1024 * 1024,
         connection_window: int = 16 * 1024 * 1024,
         ignore_pings: bool = False,
+        ack_uploads: bool = True,
     ) -> None:
+        self.ack_uploads = ack_uploads
         self.tls = tls
         self.alpn = alpn
         self.max_concurrent_streams = max_concurrent_streams
