@@ -223,3 +223,16 @@ def test_portaudio_errors_map_to_messages_that_say_what_to_do() -> None:
     other = map_device_error(OSError("boom"), kind="output", device=None, rate=16000)
     assert "boom" in str(other)
     assert isinstance(other, AudioError)
+
+
+def test_importing_avsclient_does_not_load_portaudio() -> None:
+    """`import avsclient.audio` leaves sounddevice (and so PortAudio) unloaded."""
+    result = run_python(
+        """
+        import sys
+        import avsclient, avsclient.audio
+        print("sounddevice" in sys.modules, "_sounddevice" in sys.modules)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
