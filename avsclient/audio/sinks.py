@@ -172,11 +172,16 @@ class WavFileSink(AudioSink):
         self._format = fmt
         self._pending = b""
         try:
-            wav = wave.open(str(path), "wb")  # noqa: SIM115 - closed by aclose()
+            self._file = open(path, "wb")  # noqa: SIM115 - closed by aclose()
+        except OSError as exc:
+            raise AudioError(f"{path}: cannot create WAV file: {exc}") from exc
+        try:
+            wav = wave.open(self._file, "wb")  # noqa: SIM115 - closed by aclose()
             wav.setnchannels(fmt.channels)
             wav.setsampwidth(fmt.sample_width)
             wav.setframerate(fmt.rate)
         except (OSError, wave.Error) as exc:
+            self._file.close()
             raise AudioError(f"{path}: cannot create WAV file: {exc}") from exc
         self._wav: wave.Wave_write | None = wav
 
@@ -199,7 +204,10 @@ class WavFileSink(AudioSink):
     async def drain(self) -> None:
         """A file has "played" what was written: this flushes it to the OS."""
         if self._wav is not None:
-            self._wav._file.flush()  # type: ignore[attr-defined]  # wave has no public flush
+            try:
+                self._file.flush()
+            except OSError as exc:
+                raise AudioError(f"{self.path}: write failed: {exc}") from exc
 
     async def stop(self) -> None:
         """Keeps what was written (a file cannot be unplayed); drops a partial sample frame."""
@@ -212,6 +220,8 @@ class WavFileSink(AudioSink):
                 wav.close()  # patches the header with the final length
             except OSError as exc:
                 raise AudioError(f"{self.path}: close failed: {exc}") from exc
+            finally:
+                self._file.close()  # wave leaves a file object it was given open
 
 
 class Speaker(AudioSink):
