@@ -33,9 +33,9 @@ import h2.settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import avsclient.http2.core as transport_core  # noqa: E402
-from avsclient.http2 import ConnectionConfig, H2Connection, HTTP2Connection  # noqa: E402
-from tests.http2.h2server import H2Server  # noqa: E402
+import avsclient.http2.core as transport_core
+from avsclient.http2 import ConnectionConfig, H2Connection, HTTP2Connection
+from tests.http2.h2server import H2Server
 
 MIB = 1024 * 1024
 CHUNK = 16 * 1024  # upload chunk size, everywhere
@@ -267,13 +267,10 @@ async def main() -> None:
     print("ratios (target: transport >= 0.7x the stock in-memory loop)")
     for direction in ("upload", "download"):
         base = rows[f"memory {direction} stock"]
-        print(
-            f"  transport {direction} / memory stock:  {rows[f'transport {direction} fast'] / base:5.2f}x"
-        )
-        if f"simulator {direction} fast" in rows:
-            print(
-                f"  simulator {direction} / memory stock:  {rows[f'simulator {direction} fast'] / base:5.2f}x"
-            )
+        for source in ("transport", "simulator"):
+            key = f"{source} {direction} fast"
+            if key in rows:
+                print(f"  {source} {direction} / memory stock: {rows[key] / base:5.2f}x")
     print("repr fast path gain (fast / stock, same run)")
     for where in ("memory", "transport"):
         for direction in ("upload", "download"):
