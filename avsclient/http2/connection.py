@@ -59,9 +59,10 @@ from avsclient.http2.events import (
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = [
-    "DEFAULT",
+# Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
+__all__ = [  # noqa: RUF022
     "Body",
+    "DEFAULT",
     "HTTP2Connection",
     "HTTP2Stream",
     "Response",
