@@ -58,10 +58,6 @@ FLAG_BYTEWISE = 0x08  # split run feeds one byte at a time (bodies up to 2 KiB)
 FLAG_BYTEARRAY = 0x10  # split run feeds bytearray chunks (the copying path)
 FLAG_MEMORYVIEW = 0x20  # split run feeds memoryview chunks (the copying path)
 
-# FUZZ_MULTIPART_LAX=limit-offset compares ParserLimitReached by class only, not offset, so
-# that a long run can look past that known discrepancy (see README.md, "Findings").
-LAX_LIMIT_OFFSETS = "limit-offset" in os.environ.get("FUZZ_MULTIPART_LAX", "").split(",")
-
 # How far the held-back tail may grow: a header block at its limit, the transport padding
 # limit, and a few delimiters (the parser's own bound, with room to spare).
 _PADDING_ALLOWANCE = 1024
@@ -239,9 +235,6 @@ def TestOneInput(data: bytes) -> None:
     if whole.error is not None or split.error is not None:
         # Events before the error differ in granularity (a failing feed returns none of its
         # events), so compare the error only: same class at the same offset.
-        names = {error[0] for error in (whole.error, split.error) if error is not None}
-        if LAX_LIMIT_OFFSETS and names == {"ParserLimitReached"} and whole.error and split.error:
-            return
         assert whole.error == split.error, f"whole run {whole.error} != split run {split.error}"
         return
     assert whole.events == split.events, (

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from avsclient.exceptions import ParserStateError
+from avsclient.exceptions import ParserLimitReached, ParserStateError
 from avsclient.multipart import (
     MessageEnded,
+    MultipartLimits,
     MultipartParser,
     PartData,
     PartEnded,
@@ -133,3 +134,14 @@ def test_part_data_repr_shows_only_a_prefix() -> None:
     """Audio never floods a log: the repr shows a length and 20 bytes."""
     text = repr(PartData(data=memoryview(b"x" * 100_000)))
     assert text == "PartData(len=100000, data=b'xxxxxxxxxxxxxxxxxxxx'...)"
+
+
+def test_a_remembered_header_block_still_obeys_each_parsers_limits() -> None:
+    """Header blocks parsed once are reused, but a stricter parser still rejects them."""
+    body = b"--b\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\nx\r\n--b--"
+    lenient = MultipartParser("b").feed(body)
+    again = MultipartParser("b").feed(body)
+    assert normalize(again) == normalize(lenient)
+    strict = MultipartParser("b", limits=MultipartLimits(max_headers=2))
+    with pytest.raises(ParserLimitReached, match="more than 2 headers"):
+        strict.feed(body)

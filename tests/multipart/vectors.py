@@ -40,7 +40,7 @@ class BadVector:
     error: type[MultipartError]
     boundary: str = B
     limits: MultipartLimits = DEFAULT_LIMITS
-    offset: int | None = None  # exact offset where it applies (ParserError only)
+    offset: int | None = None  # the exact offset, the same however the body is split
 
 
 def part(*headers: tuple[str, str], data: bytes = b"") -> list[Norm]:
@@ -189,17 +189,20 @@ BAD_VECTORS = [
     BadVector("padding before the close delimiter's dashes", b"--------abcde123 --",
               ParserError, offset=17),
     BadVector("header block over the limit", b"--------abcde123\r\nA: " + b"x" * 200 + b"\r\n\r\n",
-              ParserLimitReached, limits=MultipartLimits(max_header_size=64)),
+              ParserLimitReached, limits=MultipartLimits(max_header_size=64), offset=18 + 64),
     BadVector("too many headers",
               b"--------abcde123\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(5)) + b"\r\n",
               ParserLimitReached, limits=MultipartLimits(max_headers=4)),
     BadVector("preamble over the limit", b"x" * 100 + b"\r\n--------abcde123\r\n\r\n",
-              ParserLimitReached, limits=MultipartLimits(max_preamble_size=50)),
+              ParserLimitReached, limits=MultipartLimits(max_preamble_size=50), offset=50),
+    BadVector("preamble over the limit just before the delimiter (found by fuzzing)",
+              b"x" * 40 + b"\r\n--b\r\n\r\nhi\r\n--b--", ParserLimitReached, boundary="b",
+              limits=MultipartLimits(max_preamble_size=32), offset=32),
     BadVector("too many parts",
               b"--------abcde123\r\n\r\na\r\n--------abcde123\r\n\r\nb\r\n--------abcde123--",
               ParserLimitReached, limits=MultipartLimits(max_parts=1)),
     BadVector("endless transport padding", b"--------abcde123" + b" " * 2000 + b"\r\n",
-              ParserLimitReached),
+              ParserLimitReached, offset=16 + 1024),
     BadVector("truncated inside a part", b"--------abcde123\r\nA: 1\r\n\r\ndata", ParserError),
     BadVector("truncated inside headers", b"--------abcde123\r\nA: 1\r\n", ParserError),
     BadVector("truncated after a delimiter",
