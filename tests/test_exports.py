@@ -11,11 +11,15 @@ import pytest
 import avsclient
 
 # Packages whose import needs optional system parts are still importable: imports are lazy.
-PACKAGES = sorted(
-    name
-    for _, name, is_pkg in pkgutil.walk_packages(avsclient.__path__, "avsclient.")
-    if is_pkg
-) + ["avsclient", "avsclient.exceptions"]
+PACKAGES = [
+    *sorted(
+        name
+        for _, name, is_pkg in pkgutil.walk_packages(avsclient.__path__, "avsclient.")
+        if is_pkg
+    ),
+    "avsclient",
+    "avsclient.exceptions",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -44,7 +44,7 @@ from .sources import (
     WavFileSource,
 )
 
-__all__ = [  # noqa: RUF022 - plain sorted(), the order tests/test_exports.py checks
+__all__ = [
     "AVS_FORMAT",
     "AVS_FORMAT_NAME",
     "AVS_FRAME_BYTES",

@@ -20,7 +20,7 @@ from .format import AVS_FORMAT, AudioFormat, SampleEncoding
 if TYPE_CHECKING:
     import os
 
-__all__ = [  # noqa: RUF022 - plain sorted(), the order tests/test_exports.py checks
+__all__ = [
     "AudioSink",
     "DEFAULT_SPEAKER_BUFFER_MS",
     "NullSink",

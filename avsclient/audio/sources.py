@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
-__all__ = [  # noqa: RUF022 - plain sorted(), the order tests/test_exports.py checks
+__all__ = [
     "ArraySource",
     "AudioSource",
     "CaptureBridge",

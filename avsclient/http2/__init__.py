@@ -12,7 +12,7 @@ from avsclient.http2.connection import DEFAULT, Body, HTTP2Connection, HTTP2Stre
 from avsclient.http2.core import ClientCore, ConnectionState
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
-__all__ = [  # noqa: RUF022
+__all__ = [
     "Body",
     "ClientCore",
     "ConnectionConfig",

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from hyperframe.frame import Frame
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
-__all__ = [  # noqa: RUF022
+__all__ = [
     "FAST_RECEIVE_ACTIVE",
     "H2Connection",
     "VERIFIED_H2_VERSIONS",

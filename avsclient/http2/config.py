@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
-__all__ = [  # noqa: RUF022
+__all__ = [
     "ConnectionConfig",
     "DEFAULT_CONNECTION_WINDOW",
     "DEFAULT_STREAM_WINDOW",

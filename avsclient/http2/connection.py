@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
-__all__ = [  # noqa: RUF022
+__all__ = [
     "Body",
     "DEFAULT",
     "HTTP2Connection",

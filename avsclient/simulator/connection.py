@@ -29,6 +29,7 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 from avsclient.exceptions import ConnectionLost
+from avsclient.http2 import H2Connection
 from avsclient.simulator.mime import (
     RelatedWriter,
     UploadError,
@@ -52,7 +53,7 @@ _LWA_PATHS = frozenset({"/auth/o2/token", "/auth/o2/create/codepair"})
 _JSON = "application/json"
 
 
-class _ServerH2Connection(h2.connection.H2Connection):
+class _ServerH2Connection(H2Connection):
     """h2's connection, able to leave PING frames unanswered (the ignore-pings fault).
 
     h2 acknowledges every PING inside `_receive_ping_frame` with no public switch, so this
