@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from avsclient.simulator.config import SimulatorConfig
 from avsclient.simulator.faults import Faults
-from avsclient.simulator.lwa import CodePair, CodePairState, LWAReply, LWAService
+from avsclient.simulator.lwa import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    CodePair,
+    CodePairState,
+    LWAReply,
+    LWAService,
+)
 from avsclient.simulator.scenarios import (
     ReceivedEvent,
     Reply,
@@ -31,6 +38,8 @@ from avsclient.simulator.server import Simulator
 __all__ = [
     "CodePair",
     "CodePairState",
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
     "Faults",
     "LWAReply",
     "LWAService",
