@@ -8,8 +8,9 @@ from avsclient.http2.config import (
     DEFAULT_STREAM_WINDOW,
     ConnectionConfig,
 )
-from avsclient.http2.connection import DEFAULT, Body, HTTP2Connection, HTTP2Stream, Response
+from avsclient.http2.connection import HTTP2Connection
 from avsclient.http2.core import ClientCore, ConnectionState
+from avsclient.http2.stream import DEFAULT, Body, HTTP2Stream, Response
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [

@@ -1,0 +1,403 @@
+"""One request/response exchange of the asyncio shell: `HTTP2Stream` and its `Response`.
+
+A stream holds the chunks the connection's reader routed to it and hands them out as an async
+iterator, giving their flow-control window back to the core only when the consumer takes them
+(STYLE.md section 9). Its upload is sent within the windows through the connection's single
+write path. Everything that touches the socket or the core's connection-wide state lives in
+`connection.py`; the stream calls into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from h2.errors import ErrorCodes
+
+from avsclient.exceptions import (
+    ConnectionClosed,
+    LocalProtocolError,
+    RemoteProtocolError,
+    ResponseTimeout,
+    StreamInactivityTimeout,
+    StreamReset,
+    TransportError,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from avsclient.http2.connection import HTTP2Connection
+
+# Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
+__all__ = [
+    "Body",
+    "DEFAULT",
+    "HTTP2Stream",
+    "Response",
+]
+
+logger = logging.getLogger("avsclient.http2")
+
+#: A request body: bytes sent at once, or chunks sent as they arrive (never joined).
+Body = bytes | bytearray | memoryview | AsyncIterable[bytes]
+
+
+class _Default:
+    """Marks "use the value from ConnectionConfig" in per-call timeout arguments."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Final = _Default()
+
+
+def _timeout(value: float | _Default | None, default: float | None) -> float | None:
+    return default if isinstance(value, _Default) else value
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The status and headers of a response (its body is read from the `HTTP2Stream`).
+
+    Attributes:
+        stream_id: the HTTP/2 stream.
+        status: the HTTP status code.
+        headers: the response headers (names lower-case, values latin-1 decoded), in order.
+    """
+
+    stream_id: int
+    status: int
+    headers: tuple[tuple[str, str], ...]
+
+    def header(self, name: str) -> str | None:
+        """Return the first value of a header (case-insensitive), or None."""
+        name = name.lower()
+        return next((value for key, value in self.headers if key == name), None)
+
+
+class HTTP2Stream:
+    """One request/response exchange on an `HTTP2Connection`.
+
+    The response body is an async iterator of `bytes` chunks, handed over as they arrived.
+    Each chunk's flow-control window is given back to the server only when the chunk is taken
+    here, so a slow reader slows the server down instead of filling memory: a stream buffers
+    at most `ConnectionConfig.stream_window` bytes.
+
+    Use it as an async context manager (or call `aclose()`): leaving early resets the stream.
+    """
+
+    def __init__(
+        self,
+        connection: HTTP2Connection,
+        stream_id: int,
+        *,
+        response_timeout: float | None,
+        inactivity_timeout: float | None,
+        upload_open: bool,
+    ) -> None:
+        self._conn = connection
+        self.stream_id = stream_id
+        self.response_timeout = response_timeout
+        self.inactivity_timeout = inactivity_timeout
+        self.trailers: tuple[tuple[str, str], ...] = ()
+        loop = asyncio.get_running_loop()
+        self._response: asyncio.Future[Response] = loop.create_future()
+        self._chunks: deque[tuple[bytes, int]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._ended = False  # END_STREAM received
+        self._error: BaseException | None = None  # sticky: every later call raises it
+        self._upload_open = upload_open
+        self._upload_task: asyncio.Task[None] | None = None
+        self._upload_error: BaseException | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<HTTP2Stream {self.stream_id} ended={self._ended} error={self._error!r}>"
+
+    # -- called by the connection ------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _on_response(self, response: Response) -> None:
+        if not self._response.done():
+            self._response.set_result(response)
+
+    def _on_data(self, data: bytes, length: int) -> None:
+        self._chunks.append((data, length))
+        self._wake()
+
+    def _on_end(self) -> None:
+        self._ended = True
+        self._wake()
+
+    def _fail(self, exc: BaseException) -> None:
+        """Fail the stream (sticky); queued chunks are dropped, their window handed back."""
+        if self._error is not None:
+            return
+        self._error = exc
+        self._upload_open = False
+        if not self._response.done():
+            self._response.set_exception(exc)
+            # Nobody may be waiting for the headers; do not warn about an unretrieved error.
+            self._response.exception()
+        self._wake()
+
+    def _stop_upload(self) -> None:
+        """The server reset the stream after a complete response: only the upload stops."""
+        self._upload_open = False
+
+    # -- response ----------------------------------------------------------------------------
+
+    async def response(self) -> Response:
+        """Wait for the response status and headers.
+
+        Returns:
+            The response.
+
+        Raises:
+            ResponseTimeout: nothing arrived within `response_timeout` (the stream is reset).
+            StreamReset: the server reset the stream.
+            ConnectionDraining: the server's GOAWAY refused this stream (safe to retry).
+            ConnectionLost: the connection broke.
+            ConnectionClosed: the connection or the stream was closed by its owner.
+        """
+        if self._response.done():
+            return self._response.result()
+        try:
+            async with asyncio.timeout(self.response_timeout):
+                return await asyncio.shield(self._response)
+        except TimeoutError as exc:
+            if self._response.done():  # pragma: no cover - arrived in the same loop turn
+                return self._response.result()
+            error = ResponseTimeout(
+                f"no response headers on stream {self.stream_id} within {self.response_timeout} s"
+            )
+            self._conn._reset(self, error)
+            raise error from exc
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """Return the next body chunk.
+
+        Raises:
+            StopAsyncIteration: the body is complete.
+            StreamInactivityTimeout: no chunk within `inactivity_timeout` (the stream is reset).
+            ResponseTimeout, StreamReset, ConnectionDraining, ConnectionLost, ConnectionClosed:
+                as `response()`.
+        """
+        if not self._response.done():
+            await self.response()
+        chunks = self._chunks
+        while not chunks:
+            if self._error is not None:
+                raise self._error
+            if self._ended:
+                self._conn._maybe_forget(self)
+                raise StopAsyncIteration
+            await self._wait_for_data()
+        data, length = chunks.popleft()
+        conn = self._conn
+        if length:
+            # Give the window back now that the consumer has the bytes (STYLE.md section 9).
+            conn._core.acknowledge(self.stream_id, length)
+            conn._flush()
+        return data
+
+    async def _wait_for_data(self) -> None:
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(self.inactivity_timeout):
+                await waiter
+        except TimeoutError as exc:
+            error = StreamInactivityTimeout(
+                f"stream {self.stream_id} received nothing for {self.inactivity_timeout} s"
+            )
+            self._conn._reset(self, error)
+            raise error from exc
+        finally:
+            self._waiter = None
+
+    async def read(self, max_size: int | None = None) -> bytes:
+        """Read the whole response body.
+
+        Args:
+            max_size: fail instead of holding more than this many bytes.
+
+        Returns:
+            The body.
+
+        Raises:
+            ValueError: the body is larger than `max_size` (the stream is reset).
+            ResponseTimeout, StreamInactivityTimeout, StreamReset, ConnectionDraining,
+                ConnectionLost, ConnectionClosed: as `__anext__`.
+        """
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self:
+            size += len(chunk)
+            if max_size is not None and size > max_size:
+                await self.aclose()
+                raise ValueError(f"response body exceeds {max_size} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    # -- upload ------------------------------------------------------------------------------
+
+    async def send_data(
+        self, data: bytes | bytearray | memoryview, *, end_stream: bool = False
+    ) -> None:
+        """Send body bytes as they are, within the flow-control windows; wait for room.
+
+        Args:
+            data: the bytes (sent in frames of at most the server's max frame size).
+            end_stream: end the request body after them.
+
+        Raises:
+            StreamInactivityTimeout: the server gave no window for `inactivity_timeout`.
+            StreamReset: the server reset the stream (error code 0 after a complete response:
+                it wants no more of the body).
+            LocalProtocolError: the request body was already ended.
+            ConnectionDraining, ConnectionLost, ConnectionClosed: as `response()`.
+        """
+        conn = self._conn
+        core = conn._core
+        view = memoryview(data).cast("B")
+        while True:
+            self._check_upload()
+            try:
+                sent = core.send_data(self.stream_id, view, end_stream=end_stream)
+            except (LocalProtocolError, RemoteProtocolError, ConnectionClosed) as exc:
+                self._check_upload()
+                raise conn._error_for(exc) from exc
+            conn._flush()
+            if sent == len(view):
+                break
+            view = view[sent:]
+            if not sent:
+                await conn._wait_progress(self.inactivity_timeout, self)
+        if end_stream:
+            self._upload_open = False
+        await conn._drain(self)
+
+    async def end_stream(self) -> None:
+        """End the request body.
+
+        Raises:
+            As `send_data`.
+        """
+        await self.send_data(b"", end_stream=True)
+
+    def _check_upload(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if not self._upload_open:
+            if self._ended:
+                raise StreamReset(
+                    f"stream {self.stream_id}: the server finished the response and stopped "
+                    "the upload",
+                    stream_id=self.stream_id,
+                    error_code=ErrorCodes.NO_ERROR,
+                )
+            raise LocalProtocolError(f"the request body of stream {self.stream_id} has ended")
+
+    async def _pump(self, body: Body) -> None:
+        """Send a whole body; failures end up on the stream, never in the caller's task."""
+        try:
+            if isinstance(body, (bytes, bytearray, memoryview)):
+                await self.send_data(body, end_stream=True)
+            else:
+                async for chunk in body:
+                    await self.send_data(chunk)
+                await self.end_stream()
+        except StreamReset as exc:
+            if exc.error_code != ErrorCodes.NO_ERROR or not self._ended:
+                self._upload_error = exc
+                self._fail(exc)
+        except TransportError as exc:
+            self._upload_error = exc
+            self._fail(exc)
+        except Exception as exc:
+            # The body iterator failed (a microphone error, say): cancel the request and let
+            # whoever waits for the response see that very error.
+            logger.warning("stream %d: the request body failed: %r", self.stream_id, exc)
+            self._upload_error = exc
+            self._conn._reset(self, exc)
+        else:
+            self._conn._maybe_forget(self)
+
+    async def wait_upload(self) -> None:
+        """Wait until the body given to `open_stream` is sent.
+
+        Raises:
+            LocalProtocolError: no body task exists (the body was empty, or None).
+            Exception: what stopped the upload: a `TransportError`, or the body iterator's
+                own exception.
+        """
+        task = self._upload_task
+        if task is None:
+            raise LocalProtocolError(f"stream {self.stream_id} has no body being sent")
+        await asyncio.shield(task)
+        if self._upload_error is not None:
+            raise self._upload_error
+
+    # -- closing -----------------------------------------------------------------------------
+
+    @property
+    def complete(self) -> bool:
+        """True once the response body was read to its end."""
+        return self._ended and not self._chunks and self._error is None
+
+    async def reset(self, error_code: int = ErrorCodes.CANCEL) -> None:
+        """Reset the stream (RST_STREAM); later calls raise `StreamReset`.
+
+        Args:
+            error_code: the HTTP/2 error code (CANCEL by default).
+        """
+        self._conn._reset(
+            self,
+            StreamReset(
+                f"stream {self.stream_id} was reset locally",
+                stream_id=self.stream_id,
+                error_code=error_code,
+            ),
+            error_code,
+        )
+
+    async def aclose(self) -> None:
+        """Release the stream: reset it unless the exchange finished; stop the upload."""
+        if self._closed:
+            return
+        self._closed = True
+        if not (self._ended and not self._upload_open) and self._error is None:
+            self._conn._reset(
+                self, ConnectionClosed(f"stream {self.stream_id} was closed by its owner")
+            )
+        task = self._upload_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._conn._forget(self)
+
+    async def __aenter__(self) -> HTTP2Stream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
