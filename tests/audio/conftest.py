@@ -29,17 +29,31 @@ class PulseServer:
     """A PulseAudio daemon whose null sink `vmic` is the default sink and whose monitor is
     the default source: what is played is what the microphone hears."""
 
-    def __init__(self, runtime_dir: str, started: bool) -> None:
+    def __init__(self, runtime_dir: str, env: dict[str, str]) -> None:
         self.runtime_dir = runtime_dir
-        self.started = started
+        self._env = env
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "XDG_RUNTIME_DIR": self.runtime_dir}
+        """The environment that reaches this daemon (and no other)."""
+        return dict(self._env)
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             args, env=self.env(), capture_output=True, text=True, timeout=10, check=False
         )
+
+
+# Variables that would point clients at another daemon, or at another daemon's files.
+_FOREIGN_PULSE_VARIABLES = (
+    "PULSE_CLIENTCONFIG",
+    "PULSE_COOKIE",
+    "PULSE_RUNTIME_PATH",
+    "PULSE_SERVER",
+    "PULSE_SINK",
+    "PULSE_SOURCE",
+    "PULSE_STATE_PATH",
+)
+_RUNTIME_PREFIX = "avsclient-pulse-"
 
 
 def _answers(env: dict[str, str]) -> bool:
@@ -61,15 +75,62 @@ def _rescan_portaudio() -> None:
         sd._initialize()
 
 
+def _remove_dead_runtime_dirs(parent: Path) -> None:
+    """Delete runtime directories left by earlier runs whose daemon no longer exists.
+
+    Each run uses a fresh directory, so leftovers never collide with it; this only stops them
+    from piling up. A directory whose daemon still runs may belong to a concurrent test run
+    and is left alone.
+    """
+    for old in parent.glob(f"{_RUNTIME_PREFIX}*"):
+        try:
+            pid = int((old / "pulse" / "pid").read_text().strip())
+        except (OSError, ValueError):
+            pid = None
+        if pid is None:
+            try:
+                young = time.time() - old.stat().st_mtime < 600  # maybe still starting
+            except OSError:
+                continue
+            if young:
+                continue
+        else:
+            try:
+                os.kill(pid, 0)
+                continue  # alive
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # alive, someone else's
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pulse() -> Iterator[PulseServer]:
-    """A running PulseAudio with the null sink `vmic` (started here unless one already runs)."""
+    """A private PulseAudio daemon with the null sink `vmic`, started for this test run.
+
+    It runs in a fresh XDG_RUNTIME_DIR, so a user's own daemon, a stale one from an earlier
+    run, or leftover sockets cannot answer in its place; clients never autospawn another
+    daemon and need no cookie (the socket is private to its 0700 directory).
+    """
     require_executable("pactl")
+    parec = require_executable("parec")
     pulseaudio = require_executable("pulseaudio")
-    saved = os.environ.get("XDG_RUNTIME_DIR")
-    runtime_dir = tempfile.mkdtemp(prefix="avsclient-pulse-")
+    # A short parent keeps .../pulse/native under the 108-byte limit of a socket path.
+    parent = Path("/tmp") if Path("/tmp").is_dir() else Path(tempfile.gettempdir())
+    _remove_dead_runtime_dirs(parent)
+    runtime_dir = tempfile.mkdtemp(prefix=_RUNTIME_PREFIX, dir=parent)
     os.chmod(runtime_dir, 0o700)
-    env = {**os.environ, "XDG_RUNTIME_DIR": runtime_dir}
+    client_conf = Path(runtime_dir) / "client.conf"
+    client_conf.write_text("autospawn = no\n")
+    ours = {
+        "XDG_RUNTIME_DIR": runtime_dir,
+        "PULSE_CLIENTCONFIG": str(client_conf),
+        "PULSE_STATE_PATH": str(Path(runtime_dir) / "state"),
+    }
+    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_PULSE_VARIABLES}
+    env.update(ours)
+    saved = {k: os.environ.get(k) for k in {*_FOREIGN_PULSE_VARIABLES, "XDG_RUNTIME_DIR"}}
     # -n: no default.pa (so no hardware probing); the null sink's monitor is our microphone.
     command = [
         pulseaudio,
@@ -77,38 +138,65 @@ def pulse() -> Iterator[PulseServer]:
         "--exit-idle-time=-1",
         "-n",
         f"--load=module-null-sink sink_name={NULL_SINK}",
-        "--load=module-native-protocol-unix",
+        "--load=module-native-protocol-unix auth-anonymous=1",
         "--load=module-always-sink",
     ]
-    started = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    try:
+        started = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+        said = started.stderr.strip()
+    except subprocess.TimeoutExpired:
+        said = "no answer within 30 s"
     deadline = time.monotonic() + 10
     while not _answers(env) and time.monotonic() < deadline:
         time.sleep(0.1)
     if not _answers(env):
-        shutil.rmtree(runtime_dir, ignore_errors=True)
-        system_part_missing(f"a PulseAudio daemon (pulseaudio said: {started.stderr.strip()})")
-    server = PulseServer(runtime_dir, started=True)
-    for args in (
-        ("pactl", "set-default-sink", NULL_SINK),
-        ("pactl", "set-default-source", f"{NULL_SINK}.monitor"),
-        # A fresh null sink starts suspended, and its monitor then delivers nothing (a real
-        # microphone always does): resume it so that capture runs before anything plays.
-        ("pactl", "suspend-sink", NULL_SINK, "0"),
-    ):
-        result = server.run(*args)
-        assert result.returncode == 0, result.stderr
-    os.environ["XDG_RUNTIME_DIR"] = runtime_dir
-    _rescan_portaudio()
-    try:
-        yield server
-    finally:
         subprocess.run(
             [pulseaudio, "--kill"], env=env, capture_output=True, timeout=10, check=False
         )
-        if saved is None:
-            os.environ.pop("XDG_RUNTIME_DIR", None)
-        else:
-            os.environ["XDG_RUNTIME_DIR"] = saved
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+        system_part_missing(f"a PulseAudio daemon (pulseaudio said: {said})")
+    server = PulseServer(runtime_dir, env)
+    keeper: subprocess.Popen[bytes] | None = None
+    try:
+        for args in (
+            ("pactl", "set-default-sink", NULL_SINK),
+            ("pactl", "set-default-source", f"{NULL_SINK}.monitor"),
+            # A fresh null sink starts suspended, and its monitor then delivers nothing (a
+            # real microphone always does): resume it so that capture runs before anything
+            # plays.
+            ("pactl", "suspend-sink", NULL_SINK, "0"),
+        ):
+            result = server.run(*args)
+            assert result.returncode == 0, result.stderr
+        # A null sink renders in 2 s blocks unless a client asks for less, and the ALSA
+        # plugin PortAudio goes through never asks: capture would then start 2 s late and
+        # every drain would wait 2 s. One idle low-latency reader of the monitor makes the
+        # sink render every 10 ms, as a sound card does.
+        keeper = subprocess.Popen(
+            [parec, "--latency-msec=10", f"--device={NULL_SINK}.monitor", "--raw"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name in _FOREIGN_PULSE_VARIABLES:
+            os.environ.pop(name, None)
+        os.environ.update(ours)  # PortAudio's ALSA plugin runs in this process
+        _rescan_portaudio()
+        yield server
+    finally:
+        if keeper is not None:
+            keeper.terminate()
+            keeper.wait(10)
+        subprocess.run(
+            [pulseaudio, "--kill"], env=env, capture_output=True, timeout=10, check=False
+        )
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
