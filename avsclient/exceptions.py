@@ -5,6 +5,7 @@ AVSError
 ├── ProtocolError
 │   ├── LocalProtocolError          we were about to break the protocol (a bug, or API misuse)
 │   ├── RemoteProtocolError         the peer broke it (malformed frames, bodies, JSON)
+│   │   └── AttachmentError         a `cid:` attachment is missing, cut off or over its limits
 │   └── MultipartError              a multipart body could not be parsed; carries `offset`
 │       ├── ParserError             malformed input
 │       ├── ParserLimitReached      a configured limit was exceeded
@@ -28,6 +29,8 @@ AVSError
 │   ├── ClientConfigError           invalid_client, unauthorized_client, invalid_request, ...
 │   └── TokenStoreError             the token file is unreadable, corrupt or unwritable
 ├── AudioError                      no PortAudio, no device, device busy, unsupported format
+├── DirectiveError                  a directive could not be handled; carries `error_type`
+├── StateError                      an operation is not allowed in the current state
 └── ServerError                     AVS answered with an exception; carries `status`, `code`
 ```
 
@@ -40,6 +43,7 @@ from __future__ import annotations
 __all__ = [
     "ALPNError",
     "AVSError",
+    "AttachmentError",
     "AudioError",
     "AuthError",
     "ClientConfigError",
@@ -48,6 +52,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionDraining",
     "ConnectionLost",
+    "DirectiveError",
     "LinkingExpired",
     "LocalProtocolError",
     "MultipartError",
@@ -61,6 +66,7 @@ __all__ = [
     "RemoteProtocolError",
     "ResponseTimeout",
     "ServerError",
+    "StateError",
     "StreamInactivityTimeout",
     "StreamReset",
     "TimeoutException",
@@ -86,6 +92,11 @@ class LocalProtocolError(ProtocolError):
 
 class RemoteProtocolError(ProtocolError):
     """The peer sent something the protocol forbids."""
+
+
+class AttachmentError(RemoteProtocolError):
+    """A `cid:` attachment cannot be read: its response ended without it, broke off, or it was
+    dropped unread (expired, or larger than the unread limit)."""
 
 
 class MultipartError(ProtocolError):
@@ -226,6 +237,27 @@ class TokenStoreError(AuthError):
 
 class AudioError(AVSError):
     """Audio input or output failed: no PortAudio, no device, busy device, bad format."""
+
+
+# -- directives and agents ----------------------------------------------------------------
+
+
+class DirectiveError(AVSError):
+    """A directive could not be handled; AVS is told with `System.ExceptionEncountered`.
+
+    Attributes:
+        error_type: the ExceptionEncountered `error.type`: `UNEXPECTED_INFORMATION_RECEIVED`
+            (malformed or out-of-range values), `UNSUPPORTED_OPERATION` or `INTERNAL_ERROR`.
+    """
+
+    def __init__(self, message: str, *, error_type: str = "UNEXPECTED_INFORMATION_RECEIVED"):
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class StateError(AVSError):
+    """The operation is not allowed in the current state (e.g. `recognize()` while a
+    recognition is already streaming)."""
 
 
 # -- server --------------------------------------------------------------------------------

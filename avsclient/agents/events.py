@@ -1,0 +1,121 @@
+"""What applications can observe of a running client: directives, state changes, failures.
+
+`AVSClient` delivers these to listeners (callbacks) and subscriptions (async iteration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from avsclient.agents.speech_recognizer import RecognizerState
+    from avsclient.agents.speech_synthesizer import SpeechActivity
+    from avsclient.directives import Disposition
+    from avsclient.http2.manager import ChangedReason, ConnectionStatus, EventResult
+    from avsclient.messages import Directive
+
+__all__ = [
+    "ClientEvent",
+    "ConnectionStatusChanged",
+    "DirectiveObserved",
+    "EventFailed",
+    "ExceptionReceived",
+    "ExpectingSpeech",
+    "RecognizerStateChanged",
+    "SpeechStateChanged",
+    "VolumeStateChanged",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientEvent:
+    """Base class of everything a client reports to the application."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DirectiveObserved(ClientEvent):
+    """A directive arrived and was dispatched, dropped, cancelled or found unsupported.
+
+    Attributes:
+        directive: the directive.
+        disposition: what the pipeline did with it.
+    """
+
+    directive: Directive
+    disposition: Disposition
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecognizerStateChanged(ClientEvent):
+    """The speech recognizer moved from `old` to `new`."""
+
+    old: RecognizerState
+    new: RecognizerState
+    dialog_request_id: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpectingSpeech(ClientEvent):
+    """AVS asked for more speech (ExpectSpeech): call `recognize()` within `timeout` seconds.
+
+    Attributes:
+        timeout: seconds before `ExpectSpeechTimedOut` is sent.
+        initiator: the opaque initiator the next Recognize will carry, or None.
+    """
+
+    timeout: float
+    initiator: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechStateChanged(ClientEvent):
+    """Speech output started, finished or was interrupted."""
+
+    token: str
+    activity: SpeechActivity
+    offset_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VolumeStateChanged(ClientEvent):
+    """The speaker volume or mute state changed (by AVS or locally)."""
+
+    volume: int
+    muted: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExceptionReceived(ClientEvent):
+    """AVS sent a `System.Exception` message.
+
+    Attributes:
+        code: the exception code, e.g. `THROTTLING_EXCEPTION`.
+        description: the description, or None.
+    """
+
+    code: str
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventFailed(ClientEvent):
+    """An event the client sent on its own (SpeechStarted, VolumeChanged, ...) failed.
+
+    Attributes:
+        namespace: the event's namespace.
+        name: the event's name.
+        result: the outcome the connection manager reported.
+    """
+
+    namespace: str
+    name: str
+    result: EventResult
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionStatusChanged(ClientEvent):
+    """The connection status changed (CONNECTED only once SynchronizeState succeeded)."""
+
+    status: ConnectionStatus
+    reason: ChangedReason

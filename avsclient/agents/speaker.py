@@ -1,0 +1,138 @@
+"""The Speaker interface: volume and mute, set by AVS or locally (avs-protocol 5.5)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from avsclient.agents.base import CapabilityAgent, Messenger
+from avsclient.agents.events import VolumeStateChanged
+from avsclient.exceptions import DirectiveError
+from avsclient.messages import ContextState, Directive, Event
+
+__all__ = ["DEFAULT_VOLUME", "SpeakerAgent", "VolumeApplier"]
+
+_log = logging.getLogger("avsclient.agents")
+
+#: The volume a new device reports until told otherwise.
+DEFAULT_VOLUME = 50
+
+VolumeApplier = Callable[[int, bool], "Awaitable[None] | None"]
+"""Applies `(volume, muted)` to the device's output (sync or async)."""
+
+
+def _int_in(payload: dict[str, Any], key: str, low: int, high: int) -> int:
+    value = payload.get(key)
+    # bool is an int subclass; AVS never means True as a volume.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DirectiveError(f"{key} must be an integer, not {value!r}")
+    if not low <= value <= high:
+        raise DirectiveError(f"{key} {value} is outside {low}..{high}")
+    return value
+
+
+class SpeakerAgent(CapabilityAgent):
+    """Keeps the volume (0-100) and mute state, answers SetVolume, AdjustVolume and SetMute
+    with VolumeChanged / MuteChanged, and reports `Speaker.VolumeState`.
+
+    Out-of-range or malformed values are reported as UNEXPECTED_INFORMATION_RECEIVED and
+    change nothing. Like the SDK, setting or adjusting the volume unmutes.
+    """
+
+    namespace = "Speaker"
+
+    def __init__(
+        self,
+        messenger: Messenger,
+        *,
+        volume: int = DEFAULT_VOLUME,
+        muted: bool = False,
+        apply: VolumeApplier | None = None,
+    ) -> None:
+        """Create the agent.
+
+        Args:
+            messenger: where events and observations go.
+            volume: the initial volume, 0..100.
+            muted: the initial mute state.
+            apply: called with `(volume, muted)` after every change.
+
+        Raises:
+            ValueError: `volume` is out of range.
+        """
+        super().__init__(messenger)
+        if not 0 <= volume <= 100:
+            raise ValueError("volume must be within 0..100")
+        self.volume = volume
+        self.muted = muted
+        self._apply = apply
+
+    def handlers(self) -> dict[str, Callable[[Directive], Any]]:
+        return {
+            "SetVolume": self._on_set_volume,
+            "AdjustVolume": self._on_adjust_volume,
+            "SetMute": self._on_set_mute,
+        }
+
+    def context_states(self) -> list[ContextState]:
+        return [
+            ContextState(
+                namespace="Speaker",
+                name="VolumeState",
+                payload={"volume": self.volume, "muted": self.muted},
+            )
+        ]
+
+    async def _on_set_volume(self, directive: Directive) -> None:
+        volume = _int_in(directive.payload, "volume", 0, 100)
+        await self._change(volume, False, "VolumeChanged")
+
+    async def _on_adjust_volume(self, directive: Directive) -> None:
+        delta = _int_in(directive.payload, "volume", -100, 100)
+        await self._change(max(0, min(100, self.volume + delta)), False, "VolumeChanged")
+
+    async def _on_set_mute(self, directive: Directive) -> None:
+        mute = directive.payload.get("mute")
+        if not isinstance(mute, bool):
+            raise DirectiveError(f"mute must be true or false, not {mute!r}")
+        await self._change(self.volume, mute, "MuteChanged")
+
+    # -- local changes ---------------------------------------------------------------------
+
+    async def set_volume(self, volume: int) -> None:
+        """Set the volume locally (unmutes) and tell AVS with VolumeChanged.
+
+        Raises:
+            ValueError: `volume` is outside 0..100.
+        """
+        if not 0 <= volume <= 100:
+            raise ValueError("volume must be within 0..100")
+        await self._change(volume, False, "VolumeChanged")
+
+    async def adjust_volume(self, delta: int) -> None:
+        """Change the volume by `delta` locally (clamped to 0..100; unmutes).
+
+        Raises:
+            ValueError: `delta` is outside -100..100.
+        """
+        if not -100 <= delta <= 100:
+            raise ValueError("delta must be within -100..100")
+        await self._change(max(0, min(100, self.volume + delta)), False, "VolumeChanged")
+
+    async def set_mute(self, muted: bool) -> None:
+        """Mute or unmute locally and tell AVS with MuteChanged."""
+        await self._change(self.volume, muted, "MuteChanged")
+
+    async def _change(self, volume: int, muted: bool, event_name: str) -> None:
+        self.volume, self.muted = volume, muted
+        if self._apply is not None:
+            result = self._apply(volume, muted)
+            if inspect.isawaitable(result):
+                await result
+        _log.debug("volume %d, muted %s", volume, muted)
+        self.messenger.notify(VolumeStateChanged(volume=volume, muted=muted))
+        await self.messenger.post_event(
+            Event.build("Speaker", event_name, {"volume": volume, "muted": muted})
+        )

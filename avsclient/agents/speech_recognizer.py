@@ -1,0 +1,358 @@
+"""The SpeechRecognizer interface: Recognize streamed from an `AudioSource`, StopCapture and
+ExpectSpeech (avs-protocol 5.2), driven by one transition table."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from avsclient.agents.base import CapabilityAgent, Dialog, Messenger
+from avsclient.agents.events import ExpectingSpeech, RecognizerStateChanged
+from avsclient.audio import AVS_FORMAT, AVS_FORMAT_NAME, AudioSource
+from avsclient.exceptions import DirectiveError, StateError
+from avsclient.messages import Directive, Event, ExceptionType
+
+if TYPE_CHECKING:
+    from avsclient.agents.speech_synthesizer import SpeechSynthesizerAgent
+    from avsclient.agents.system import SystemAgent
+    from avsclient.directives import DirectivePipeline
+
+__all__ = [
+    "DEFAULT_INITIATORS",
+    "PROFILES",
+    "RecognizerInput",
+    "RecognizerMachine",
+    "RecognizerState",
+    "SourceFactory",
+    "SpeechRecognizerAgent",
+    "TRANSITIONS",
+]
+
+_log = logging.getLogger("avsclient.agents")
+
+#: The ASR profiles (avs-protocol 5.2): CLOSE_TALK ends on the device, the others in the cloud.
+PROFILES = frozenset({"CLOSE_TALK", "NEAR_FIELD", "FAR_FIELD"})
+
+#: The initiator type sent when the caller gives none, by profile (the SDK's defaults:
+#: hold-to-talk for close talk, tap for the far-field profiles).
+DEFAULT_INITIATORS = {"CLOSE_TALK": "PRESS_AND_HOLD", "NEAR_FIELD": "TAP", "FAR_FIELD": "TAP"}
+
+SourceFactory: TypeAlias = Callable[[], "AudioSource | Awaitable[AudioSource | None] | None"]
+"""Opens the microphone again for ExpectSpeech; returning None lets the timeout run."""
+
+
+class RecognizerState(enum.Enum):
+    """Where the recognizer is (the SDK's states)."""
+
+    IDLE = "IDLE"
+    #: Audio is streaming to AVS.
+    RECOGNIZING = "RECOGNIZING"
+    #: AVS asked for more speech; waiting for the next Recognize or the timeout.
+    EXPECTING_SPEECH = "EXPECTING_SPEECH"
+    #: The upload ended; waiting for the response ("thinking").
+    BUSY = "BUSY"
+
+
+class RecognizerInput(enum.Enum):
+    """What happens to the recognizer."""
+
+    RECOGNIZE = "recognize"  # a Recognize starts
+    STOP_CAPTURE = "stop_capture"  # the StopCapture directive
+    AUDIO_ENDED = "audio_ended"  # the source ended (release, endpointing, end of file)
+    RESPONSE_ENDED = "response_ended"  # the Recognize's response is complete
+    EXPECT_SPEECH = "expect_speech"  # the ExpectSpeech directive
+    EXPECT_TIMED_OUT = "expect_timed_out"  # nobody spoke within its timeout
+
+
+S = RecognizerState
+I = RecognizerInput  # noqa: E741 - a table reads better with one-letter names
+
+# Theory of operation: a Recognize may start from any state but RECOGNIZING (one upload at a
+# time; from BUSY or EXPECTING_SPEECH it supersedes the dialog). The upload ends by StopCapture
+# or by the source ending (CLOSE_TALK release or endpointing), then the response completes.
+# ExpectSpeech is valid only while idle or busy (avs-protocol 5.2). Late inputs that change
+# nothing (a StopCapture after the audio ended, a response ending while speech is expected)
+# are listed as self-transitions so they are not mistaken for errors.
+TRANSITIONS: dict[tuple[RecognizerState, RecognizerInput], RecognizerState] = {
+    (S.IDLE, I.RECOGNIZE): S.RECOGNIZING,
+    (S.BUSY, I.RECOGNIZE): S.RECOGNIZING,
+    (S.EXPECTING_SPEECH, I.RECOGNIZE): S.RECOGNIZING,
+    (S.RECOGNIZING, I.STOP_CAPTURE): S.BUSY,
+    (S.RECOGNIZING, I.AUDIO_ENDED): S.BUSY,
+    (S.RECOGNIZING, I.RESPONSE_ENDED): S.IDLE,  # the request failed before the audio ended
+    (S.BUSY, I.STOP_CAPTURE): S.BUSY,
+    (S.BUSY, I.AUDIO_ENDED): S.BUSY,
+    (S.BUSY, I.RESPONSE_ENDED): S.IDLE,
+    (S.BUSY, I.EXPECT_SPEECH): S.EXPECTING_SPEECH,
+    (S.IDLE, I.EXPECT_SPEECH): S.EXPECTING_SPEECH,
+    (S.IDLE, I.STOP_CAPTURE): S.IDLE,
+    (S.EXPECTING_SPEECH, I.RESPONSE_ENDED): S.EXPECTING_SPEECH,
+    (S.EXPECTING_SPEECH, I.EXPECT_TIMED_OUT): S.IDLE,
+}
+del S, I
+
+
+class RecognizerMachine:
+    """The recognizer's state, moved only through `TRANSITIONS` (no I/O).
+
+    Unlike a protocol connection, an illegal input does not break the machine: the device must
+    go on listening. It raises `StateError` and leaves the state as it was.
+    """
+
+    def __init__(self) -> None:
+        self.state = RecognizerState.IDLE
+
+    def can(self, event: RecognizerInput) -> bool:
+        """True if `event` is legal now."""
+        return (self.state, event) in TRANSITIONS
+
+    def handle(self, event: RecognizerInput) -> tuple[RecognizerState, RecognizerState]:
+        """Apply `event`; returns `(old, new)`.
+
+        Raises:
+            StateError: `event` is not legal in the current state.
+        """
+        new = TRANSITIONS.get((self.state, event))
+        if new is None:
+            raise StateError(f"{event.value} is not allowed while {self.state.value}")
+        old, self.state = self.state, new
+        return old, new
+
+
+def _initiator(value: Mapping[str, Any] | str | None, profile: str) -> dict[str, Any]:
+    if value is None:
+        return {"type": DEFAULT_INITIATORS[profile], "payload": {}}
+    if isinstance(value, str):
+        return {"type": value, "payload": {}}
+    return dict(value)
+
+
+class SpeechRecognizerAgent(CapabilityAgent):
+    """Streams Recognize events and follows StopCapture and ExpectSpeech."""
+
+    namespace = "SpeechRecognizer"
+
+    def __init__(
+        self,
+        messenger: Messenger,
+        pipeline: DirectivePipeline,
+        *,
+        synthesizer: SpeechSynthesizerAgent | None = None,
+        system: SystemAgent | None = None,
+        source_factory: SourceFactory | None = None,
+    ) -> None:
+        """Create the agent.
+
+        Args:
+            messenger: where events and observations go.
+            pipeline: whose current dialog each Recognize sets.
+            synthesizer: interrupted when a Recognize starts during speech (barge-in).
+            system: told about user activity.
+            source_factory: opens the microphone when AVS expects speech; without one the
+                application gets `ExpectingSpeech` and should call `recognize()` itself.
+        """
+        super().__init__(messenger)
+        self.pipeline = pipeline
+        self.synthesizer = synthesizer
+        self.system = system
+        self.source_factory = source_factory
+        self.machine = RecognizerMachine()
+        self.dialog: Dialog | None = None
+        self.profile = "NEAR_FIELD"
+        self._source: AudioSource | None = None
+        self._stop = False
+        self._expect_initiator: dict[str, Any] | None = None
+        self._expect_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def state(self) -> RecognizerState:
+        """The current state."""
+        return self.machine.state
+
+    def handlers(self) -> dict[str, Callable[[Directive], Any]]:
+        return {"StopCapture": self._on_stop_capture, "ExpectSpeech": self._on_expect_speech}
+
+    def _move(self, event: RecognizerInput) -> None:
+        old, new = self.machine.handle(event)
+        if old is not new:
+            _log.debug("recognizer %s -> %s", old.value, new.value)
+            dialog = None if self.dialog is None else self.dialog.dialog_request_id
+            self.messenger.notify(
+                RecognizerStateChanged(old=old, new=new, dialog_request_id=dialog)
+            )
+
+    # -- Recognize -------------------------------------------------------------------------
+
+    async def recognize(
+        self,
+        source: AudioSource,
+        *,
+        profile: str = "NEAR_FIELD",
+        initiator: Mapping[str, Any] | str | None = None,
+    ) -> Dialog:
+        """Stream `source` as a Recognize event and return when its response has ended.
+
+        The recognizer owns `source` from here on and closes it when the upload ends: at the
+        end of its audio, on StopCapture, or when the caller closes it (CLOSE_TALK release;
+        an `EndpointedSource` ends by itself at the end of speech).
+
+        Args:
+            source: 16 kHz 16-bit mono PCM frames (the AVS format).
+            profile: CLOSE_TALK, NEAR_FIELD or FAR_FIELD.
+            initiator: an initiator object, or just its type (TAP, PRESS_AND_HOLD,
+                WAKEWORD); by default TAP, or PRESS_AND_HOLD for CLOSE_TALK. When AVS expects
+                speech, its ExpectSpeech initiator is sent instead, verbatim.
+
+        Returns:
+            The dialog: its directives, outcome and latency trace.
+
+        Raises:
+            StateError: a recognition is already streaming.
+            ValueError: unknown profile, or the source is not in the AVS format.
+        """
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {sorted(PROFILES)}")
+        if source.format != AVS_FORMAT:
+            raise ValueError(f"the source must produce {AVS_FORMAT_NAME}, not {source.format}")
+        if not self.machine.can(RecognizerInput.RECOGNIZE):
+            await source.aclose()
+            raise StateError(f"cannot recognize while {self.state.value}")
+        expecting = self.state is RecognizerState.EXPECTING_SPEECH
+        self._cancel_expect_timer()
+        payload: dict[str, Any] = {"profile": profile, "format": AVS_FORMAT_NAME}
+        if expecting:
+            if self._expect_initiator is not None:
+                payload["initiator"] = self._expect_initiator
+        else:
+            payload["initiator"] = _initiator(initiator, profile)
+        self._expect_initiator = None
+        dialog_id = str(uuid.uuid4())
+        event = Event.build(self.namespace, "Recognize", payload, dialog_request_id=dialog_id)
+        dialog = Dialog(dialog_id, event.message_id)
+        dialog._pipeline = self.pipeline
+        self.messenger.add_dialog(dialog)
+        self.pipeline.start_dialog(dialog_id)
+        self.dialog, self.profile = dialog, profile
+        self._source, self._stop = source, False
+        self._move(RecognizerInput.RECOGNIZE)
+        if self.system is not None:
+            self.system.user_activity()
+        if self.synthesizer is not None:
+            await self.synthesizer.interrupt()  # barge-in
+        try:
+            dialog.result = await self.messenger.send(
+                event, context=True, audio=self._stream(source, dialog)
+            )
+        finally:
+            await source.aclose()
+            if self.dialog is dialog:
+                self._source = None
+                if self.machine.can(RecognizerInput.RESPONSE_ENDED):
+                    self._move(RecognizerInput.RESPONSE_ENDED)
+        if self.system is not None:
+            self.system.user_activity()
+        _log.debug(
+            "dialog %s: %s, trace %s",
+            dialog_id,
+            dialog.result.outcome.name,
+            dialog.trace.relative_ms(),
+        )
+        return dialog
+
+    async def _stream(self, source: AudioSource, dialog: Dialog) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        trace = dialog.trace
+        try:
+            while True:
+                frame = await source.read_frame()
+                if not frame or self._stop:
+                    break
+                if trace.audio_started_at is None:
+                    trace.audio_started_at = loop.time()
+                yield frame
+            trace.last_audio_sent_at = loop.time()
+        finally:
+            if self.dialog is dialog and self.state is RecognizerState.RECOGNIZING:
+                self._move(RecognizerInput.AUDIO_ENDED)
+
+    async def _on_stop_capture(self, directive: Directive) -> None:
+        if self.state is not RecognizerState.RECOGNIZING:
+            _log.debug("StopCapture while %s: nothing to stop", self.state.value)
+            return
+        self._stop = True
+        self._move(RecognizerInput.STOP_CAPTURE)
+        source = self._source
+        if source is not None:
+            await source.aclose()  # a read in progress returns at once
+
+    # -- ExpectSpeech ----------------------------------------------------------------------
+
+    async def _on_expect_speech(self, directive: Directive) -> None:
+        payload = directive.payload
+        if "timeoutInMilliseconds" not in payload:
+            raise DirectiveError(
+                "ExpectSpeech without timeoutInMilliseconds",
+                error_type=ExceptionType.UNSUPPORTED_OPERATION.value,
+            )
+        timeout_ms = payload["timeoutInMilliseconds"]
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 0:
+            raise DirectiveError(f"bad timeoutInMilliseconds {timeout_ms!r}")
+        initiator = payload.get("initiator")
+        if initiator is not None and not isinstance(initiator, dict):
+            raise DirectiveError("ExpectSpeech initiator must be an object")
+        if not self.machine.can(RecognizerInput.EXPECT_SPEECH):
+            raise DirectiveError(f"ExpectSpeech while {self.state.value}")
+        self._move(RecognizerInput.EXPECT_SPEECH)
+        self._expect_initiator = initiator
+        timeout = timeout_ms / 1000
+        self.messenger.notify(ExpectingSpeech(timeout=timeout, initiator=initiator))
+        loop = asyncio.get_running_loop()
+        self._expect_timer = loop.call_later(timeout, self._expect_timed_out)
+        if self.source_factory is not None:
+            opened = self.source_factory()
+            source = await opened if inspect.isawaitable(opened) else opened
+            if source is not None and self.state is RecognizerState.EXPECTING_SPEECH:
+                self._spawn(self.recognize(source, profile=self.profile))
+            elif source is not None:
+                await source.aclose()
+
+    def _expect_timed_out(self) -> None:
+        self._expect_timer = None
+        if self.state is not RecognizerState.EXPECTING_SPEECH:
+            return
+        self._move(RecognizerInput.EXPECT_TIMED_OUT)
+        self._expect_initiator = None
+        _log.info("nobody spoke after ExpectSpeech: sending ExpectSpeechTimedOut")
+        self._spawn(self.messenger.post_event(Event.build(self.namespace, "ExpectSpeechTimedOut")))
+
+    def _cancel_expect_timer(self) -> None:
+        if self._expect_timer is not None:
+            self._expect_timer.cancel()
+            self._expect_timer = None
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("recognizer task failed", exc_info=task.exception())
+
+    async def aclose(self) -> None:
+        """Stop the expect-speech timer and any recognition it started."""
+        self._cancel_expect_timer()
+        self._stop = True
+        if self._source is not None:
+            await self._source.aclose()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,200 @@
+"""The SpeechSynthesizer interface: Speak plays its MP3 attachment as it streams in
+(avs-protocol 5.4), with SpeechStarted, SpeechFinished and, on barge-in, SpeechInterrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from avsclient.agents.base import CapabilityAgent, Messenger
+from avsclient.agents.events import SpeechStateChanged
+from avsclient.attachments import AttachmentReader, AttachmentStore, cid_of
+from avsclient.audio import AudioSink, Mp3Sink
+from avsclient.exceptions import AttachmentError, AudioError, DirectiveError
+from avsclient.messages import ContextState, Directive, Event, ExceptionType
+
+__all__ = ["SpeechActivity", "SpeechSynthesizerAgent"]
+
+_log = logging.getLogger("avsclient.agents")
+
+
+class SpeechActivity(enum.Enum):
+    """`playerActivity` of `SpeechSynthesizer.SpeechState`."""
+
+    PLAYING = "PLAYING"
+    FINISHED = "FINISHED"
+    #: Cut short by barge-in (later SpeechSynthesizer versions).
+    INTERRUPTED = "INTERRUPTED"
+
+
+class SpeechSynthesizerAgent(CapabilityAgent):
+    """Plays Speak directives through an `AudioSink` (decoded by `Mp3Sink`).
+
+    The Speak handler returns once the speech finished, which holds back the later
+    directives of its dialog (avs-protocol 5.0). `interrupt()` stops it at once.
+    """
+
+    namespace = "SpeechSynthesizer"
+
+    def __init__(
+        self,
+        messenger: Messenger,
+        attachments: AttachmentStore,
+        sink: AudioSink,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """Create the agent.
+
+        Args:
+            messenger: where events and observations go.
+            attachments: where Speak finds its `cid:` attachment.
+            sink: the audio output; the agent does not close it.
+            clock: seconds for offsets (default: the event loop's clock).
+        """
+        super().__init__(messenger)
+        self.attachments = attachments
+        self.mp3 = Mp3Sink(sink)
+        self._clock = clock
+        self.token = ""
+        self.activity = SpeechActivity.FINISHED
+        self._started_at: float | None = None
+        self._offset_ms = 0
+        self._playback: asyncio.Task[None] | None = None
+        self._dialog: str | None = None
+
+    def handlers(self) -> dict[str, Callable[[Directive], Any]]:
+        return {"Speak": self._on_speak}
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    @property
+    def offset_ms(self) -> int:
+        """Milliseconds into the current (or last) speech."""
+        if self.activity is SpeechActivity.PLAYING and self._started_at is not None:
+            return max(0, round((self._now() - self._started_at) * 1000))
+        return self._offset_ms
+
+    def context_states(self) -> list[ContextState]:
+        return [
+            ContextState(
+                namespace="SpeechSynthesizer",
+                name="SpeechState",
+                payload={
+                    "token": self.token,
+                    "offsetInMilliseconds": self.offset_ms,
+                    "playerActivity": self.activity.value,
+                },
+            )
+        ]
+
+    def _set_activity(self, activity: SpeechActivity) -> None:
+        if activity is not SpeechActivity.PLAYING:
+            self._offset_ms = self.offset_ms
+        self.activity = activity
+        self.messenger.notify(
+            SpeechStateChanged(token=self.token, activity=activity, offset_ms=self._offset_ms)
+        )
+
+    async def _on_speak(self, directive: Directive) -> None:
+        payload = directive.payload
+        token, url = payload.get("token"), payload.get("url")
+        if not isinstance(token, str) or not isinstance(url, str):
+            raise DirectiveError("Speak needs a token and a url")
+        fmt = payload.get("format", "AUDIO_MPEG")
+        if fmt != "AUDIO_MPEG":
+            raise DirectiveError(
+                f"unsupported Speak format {fmt!r}",
+                error_type=ExceptionType.UNSUPPORTED_OPERATION.value,
+            )
+        cid = cid_of(url)
+        if cid is None:
+            raise DirectiveError(
+                "only cid: Speak URLs are supported",
+                error_type=ExceptionType.UNSUPPORTED_OPERATION.value,
+            )
+        try:
+            reader = self.attachments.open(directive.source, cid)
+        except AttachmentError as exc:
+            raise DirectiveError(str(exc)) from exc
+        await self._stop_playback()  # a Speak without a dialog may overlap an earlier one
+        self.token = token
+        self._dialog = directive.dialog_request_id
+        self._started_at = self._now()
+        self._offset_ms = 0
+        self._set_activity(SpeechActivity.PLAYING)
+        dialog = self.messenger.dialog(directive.dialog_request_id)
+        if dialog is not None:
+            dialog.trace.speech_started_at = self._started_at
+        await self.messenger.post_event(
+            Event.build(self.namespace, "SpeechStarted", {"token": token})
+        )
+        playback = self._playback = asyncio.create_task(self._play(reader))
+        await asyncio.wait({playback})
+        if self._playback is playback:
+            self._playback = None
+        if playback.cancelled():
+            return  # interrupted: interrupt() reported it
+        error = playback.exception()
+        self._set_activity(SpeechActivity.FINISHED)
+        if dialog is not None:
+            dialog.trace.speech_finished_at = self._now()
+        if error is not None:
+            raise DirectiveError(
+                f"speech playback failed: {error}", error_type=ExceptionType.INTERNAL_ERROR.value
+            ) from error
+        await self.messenger.post_event(
+            Event.build(self.namespace, "SpeechFinished", {"token": token})
+        )
+
+    async def _play(self, reader: AttachmentReader) -> None:
+        try:
+            async with reader:
+                async for chunk in reader:
+                    await self.mp3.write(chunk)
+            await self.mp3.drain()
+        except (AttachmentError, AudioError):
+            await self.mp3.stop()
+            raise
+
+    async def _stop_playback(self) -> bool:
+        playback, self._playback = self._playback, None
+        if playback is None or playback.done():
+            return False
+        playback.cancel()
+        await asyncio.gather(playback, return_exceptions=True)
+        await self.mp3.stop()
+        return True
+
+    async def interrupt(self) -> bool:
+        """Stop the speech playing now (barge-in) and send SpeechInterrupted.
+
+        Returns:
+            True if speech was playing.
+        """
+        if self.activity is not SpeechActivity.PLAYING:
+            return False
+        offset = self.offset_ms
+        if not await self._stop_playback():
+            return False
+        self._set_activity(SpeechActivity.INTERRUPTED)
+        dialog = self.messenger.dialog(self._dialog)
+        if dialog is not None:
+            dialog.trace.speech_finished_at = self._now()
+        _log.debug("speech %r interrupted at %d ms", self.token, offset)
+        await self.messenger.post_event(
+            Event.build(
+                self.namespace,
+                "SpeechInterrupted",
+                {"token": self.token, "offsetInMilliseconds": offset},
+            )
+        )
+        return True
+
+    async def aclose(self) -> None:
+        """Stop playback (the sink stays open: it belongs to the application)."""
+        await self._stop_playback()

@@ -1,0 +1,132 @@
+"""The System interface: inactivity reports, endpoint changes, exceptions (avs-protocol 5.3).
+
+SynchronizeState itself is sent by the connection manager on every connect, with the full
+context the client gathers from all agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from avsclient.agents.base import CapabilityAgent, Messenger
+from avsclient.agents.events import ExceptionReceived
+from avsclient.exceptions import DirectiveError
+from avsclient.messages import Directive, Event, ExceptionType, exception_encountered
+
+__all__ = ["DEFAULT_INACTIVITY_REPORT_INTERVAL", "SystemAgent"]
+
+_log = logging.getLogger("avsclient.agents")
+
+#: AVS asks for a UserInactivityReport every hour (avs-protocol 5.3).
+DEFAULT_INACTIVITY_REPORT_INTERVAL = 3600.0
+
+# Longest endpoint URL accepted from SetEndpoint: a host name and a little more.
+_MAX_ENDPOINT = 2048
+
+
+class SystemAgent(CapabilityAgent):
+    """System directives (ResetUserInactivity, SetEndpoint, Exception) and events
+    (UserInactivityReport every `inactivity_report_interval`, ExceptionEncountered)."""
+
+    namespace = "System"
+
+    def __init__(
+        self,
+        messenger: Messenger,
+        *,
+        set_endpoint: Callable[[str], Awaitable[None]],
+        inactivity_report_interval: float = DEFAULT_INACTIVITY_REPORT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Create the agent.
+
+        Args:
+            messenger: where events and observations go.
+            set_endpoint: persists a new endpoint and reconnects (the manager's).
+            inactivity_report_interval: seconds between UserInactivityReports.
+            clock: monotonic seconds, for the inactivity time.
+
+        Raises:
+            ValueError: the interval is not positive.
+        """
+        super().__init__(messenger)
+        if inactivity_report_interval <= 0:
+            raise ValueError("inactivity_report_interval must be positive")
+        self.inactivity_report_interval = inactivity_report_interval
+        self._set_endpoint = set_endpoint
+        self._clock = clock
+        self._last_activity = clock()
+        self._timer: asyncio.Task[None] | None = None
+        #: The last System.Exception received, as (code, description).
+        self.last_exception: tuple[str, str | None] | None = None
+
+    def handlers(self) -> dict[str, Callable[[Directive], Any]]:
+        return {
+            "ResetUserInactivity": self._on_reset_user_inactivity,
+            "SetEndpoint": self._on_set_endpoint,
+            "Exception": self._on_exception,
+        }
+
+    @property
+    def inactive_seconds(self) -> int:
+        """Whole seconds since the last user activity."""
+        return max(0, int(self._clock() - self._last_activity))
+
+    def user_activity(self) -> None:
+        """Record user activity now (a Recognize starting or ending counts, avs-protocol 5.3)."""
+        self._last_activity = self._clock()
+
+    def start(self) -> None:
+        """Start the hourly UserInactivityReport timer."""
+        if self._timer is None:
+            self._timer = asyncio.create_task(self._report_inactivity())
+
+    async def _report_inactivity(self) -> None:
+        while True:
+            await asyncio.sleep(self.inactivity_report_interval)
+            await self.send_user_inactivity_report()
+
+    async def send_user_inactivity_report(self) -> None:
+        """Queue a UserInactivityReport with the current inactive time."""
+        payload = {"inactiveTimeInSeconds": self.inactive_seconds}
+        await self.messenger.post_event(Event.build("System", "UserInactivityReport", payload))
+
+    async def send_exception_encountered(
+        self, unparsed: bytes | str, error: ExceptionType, message: str
+    ) -> None:
+        """Queue a System.ExceptionEncountered about a directive (with `"context": []`)."""
+        await self.messenger.post(exception_encountered(unparsed, error, message))
+
+    async def _on_reset_user_inactivity(self, directive: Directive) -> None:
+        self.user_activity()
+
+    async def _on_set_endpoint(self, directive: Directive) -> None:
+        endpoint = directive.payload.get("endpoint")
+        if (
+            not isinstance(endpoint, str)
+            or not endpoint.startswith(("https://", "http://"))
+            or len(endpoint) > _MAX_ENDPOINT
+        ):
+            raise DirectiveError(f"SetEndpoint needs an http(s) URL, not {endpoint!r}")
+        _log.info("AVS asked to switch to endpoint %s", endpoint)
+        await self._set_endpoint(endpoint)
+
+    async def _on_exception(self, directive: Directive) -> None:
+        code = directive.payload.get("code")
+        description = directive.payload.get("description")
+        code_text = code if isinstance(code, str) else "UNKNOWN"
+        text = description if isinstance(description, str) else None
+        _log.warning("AVS sent System.Exception %s: %s", code_text, text)
+        self.last_exception = (code_text, text)
+        self.messenger.notify(ExceptionReceived(code=code_text, description=text))
+
+    async def aclose(self) -> None:
+        """Stop the inactivity timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            await asyncio.gather(self._timer, return_exceptions=True)
+            self._timer = None

@@ -1,0 +1,441 @@
+"""The directive pipeline: response parts in, directives routed to their handlers, in order.
+
+Two layers, as elsewhere in avsclient:
+
+- `DialogSequencer` (no I/O) holds the dialogRequestId rules of avs-protocol 5.0: which dialog
+  is current, which directives are stale, the queue of the current dialog, and what a failure
+  cancels.
+- `DirectivePipeline` implements the connection manager's `ResponseSink`: JSON parts become
+  `Directive`s, parts with a Content-ID become attachments (`AttachmentStore`), and each
+  directive runs its handler: at once when it has no dialog id, else in its dialog's lane.
+
+A dialog's lane runs one directive at a time in arrival order, so a Speak (whose handler
+returns when the speech finished) holds back the directives after it, e.g. ExpectSpeech
+(the SDK's blocking policy). A lane never holds back the response stream itself: the Speak's
+attachment arrives on the same stream after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from typing import Any
+
+from avsclient.attachments import Attachment, AttachmentStore, cid_of
+from avsclient.exceptions import DirectiveError, RemoteProtocolError
+from avsclient.messages import Directive, ExceptionType, parse_directive
+from avsclient.multipart import Headers
+
+__all__ = [
+    "DEFAULT_MAX_JSON_PART",
+    "DEFAULT_MAX_QUEUE",
+    "DialogSequencer",
+    "DirectivePipeline",
+    "Disposition",
+    "Handler",
+]
+
+_log = logging.getLogger("avsclient.directives")
+
+#: Largest JSON part accepted (256 KiB): real directives are a few KiB; the SDK uses the
+#: same order of magnitude. A larger part is skipped and reported as malformed.
+DEFAULT_MAX_JSON_PART = 256 * 1024
+
+#: Directives a dialog may have waiting behind a blocking one (AVS sends a handful).
+DEFAULT_MAX_QUEUE = 64
+
+# How deep `_cids` looks into a payload for `cid:` URLs (AudioPlayer.Play nests it at 3).
+_CID_DEPTH = 4
+
+Handler = Callable[[Directive], Awaitable[None]]
+"""A directive handler. It raises `DirectiveError` to have AVS told, with its error type."""
+
+Reporter = Callable[[bytes, ExceptionType, str], Awaitable[None]]
+Observer = Callable[[Directive, "Disposition"], None]
+
+
+class Disposition(enum.Enum):
+    """What the sequencer decided for a directive."""
+
+    #: No dialog id: run at once, outside any lane.
+    IMMEDIATE = "immediate"
+    #: The first of the current dialog's lane: a lane starts and runs it.
+    START_LANE = "start_lane"
+    #: Queued in the current dialog's running lane.
+    QUEUED = "queued"
+    #: Its dialog is not the current one: dropped (avs-protocol 5.0).
+    STALE = "stale"
+    #: The lane's queue is full: dropped (and reported).
+    OVERFLOW = "overflow"
+    #: Dropped because an earlier directive of its dialog failed, or its dialog ended.
+    CANCELLED = "cancelled"
+    #: Handed to its handler (reported to observers when the handler is called).
+    DISPATCHED = "dispatched"
+    #: No handler for its namespace and name (answered with UNSUPPORTED_OPERATION).
+    UNSUPPORTED = "unsupported"
+
+
+# Theory of operation: `current` is the dialog the device last started (a Recognize). A
+# directive with a dialog id is processed only if the id is current. The current dialog has at
+# most one lane; `_lane` names the dialog whose lane is running. A lane pulls directives with
+# `next(dialog)` until it gets None, which also ends it; starting a new dialog orphans the old
+# lane (its next `next()` returns None) and cancels its queue.
+class DialogSequencer:
+    """The dialogRequestId rules of avs-protocol 5.0, with no I/O."""
+
+    def __init__(self, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
+        """Create a sequencer with no current dialog.
+
+        Raises:
+            ValueError: `max_queue` is not positive.
+        """
+        if max_queue <= 0:
+            raise ValueError("max_queue must be positive")
+        self.max_queue = max_queue
+        self.current: str | None = None
+        self._lane: str | None = None
+        self._queue: collections.deque[Directive] = collections.deque()
+
+    @property
+    def queued(self) -> int:
+        """Directives waiting in the current dialog's lane."""
+        return len(self._queue)
+
+    def start_dialog(self, dialog_id: str) -> list[Directive]:
+        """Make `dialog_id` current; returns the old dialog's queued directives, cancelled."""
+        cancelled = list(self._queue)
+        self._queue.clear()
+        self.current = dialog_id
+        self._lane = None
+        return cancelled
+
+    def end_dialog(self, dialog_id: str) -> list[Directive]:
+        """Forget `dialog_id` if it is current (its directives become stale); returns the
+        cancelled queue."""
+        if self.current != dialog_id:
+            return []
+        cancelled = list(self._queue)
+        self._queue.clear()
+        self.current = None
+        self._lane = None
+        return cancelled
+
+    def receive(self, directive: Directive) -> Disposition:
+        """Decide what to do with a directive that just arrived."""
+        dialog = directive.dialog_request_id
+        if dialog is None:
+            return Disposition.IMMEDIATE
+        if dialog != self.current:
+            return Disposition.STALE
+        if len(self._queue) >= self.max_queue:
+            return Disposition.OVERFLOW
+        self._queue.append(directive)
+        if self._lane == dialog:
+            return Disposition.QUEUED
+        self._lane = dialog
+        return Disposition.START_LANE
+
+    def next(self, dialog_id: str) -> Directive | None:
+        """The next directive for the lane of `dialog_id`, or None: the lane must end."""
+        if dialog_id != self.current or self._lane != dialog_id or not self._queue:
+            if self._lane == dialog_id:
+                self._lane = None
+            return None
+        return self._queue.popleft()
+
+    def failed(self, directive: Directive) -> list[Directive]:
+        """A directive's handler failed: cancel the rest of its dialog's queue (SDK rule)."""
+        if directive.dialog_request_id is None or directive.dialog_request_id != self.current:
+            return []
+        cancelled = list(self._queue)
+        self._queue.clear()
+        return cancelled
+
+
+class _PartKind(enum.Enum):
+    JSON = "json"
+    ATTACHMENT = "attachment"
+    SKIP = "skip"
+
+
+class _Part:
+    __slots__ = ("attachment", "buffer", "kind", "too_large")
+
+    def __init__(self, kind: _PartKind, attachment: Attachment | None = None) -> None:
+        self.kind = kind
+        self.attachment = attachment
+        self.buffer = bytearray()
+        self.too_large = False
+
+
+def _cids(value: Any, depth: int = 0) -> list[str]:
+    """Every `cid:` URL in a payload (Speak's `url`, Play's `audioItem.stream.url`)."""
+    if depth > _CID_DEPTH:
+        return []
+    if isinstance(value, dict):
+        return [c for v in value.values() for c in _cids(v, depth + 1)]
+    if isinstance(value, list):
+        return [c for v in value for c in _cids(v, depth + 1)]
+    cid = cid_of(value)
+    return [] if cid is None else [cid]
+
+
+class DirectivePipeline:
+    """Turns response parts into directives and runs their handlers (a `ResponseSink`).
+
+    Handlers are registered per `(namespace, name)`. Unknown directives and directives whose
+    handler raises are reported through `report` (which sends `System.ExceptionEncountered`);
+    the pipeline carries on either way.
+    """
+
+    def __init__(
+        self,
+        *,
+        report: Reporter,
+        attachments: AttachmentStore | None = None,
+        max_json_part: int = DEFAULT_MAX_JSON_PART,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        observer: Observer | None = None,
+        on_response_started: Callable[[Hashable], None] | None = None,
+    ) -> None:
+        """Create a pipeline.
+
+        Args:
+            report: sends ExceptionEncountered for `(raw directive, error type, message)`.
+            attachments: where attachment parts go (a new store by default).
+            max_json_part: the largest JSON part accepted, in bytes.
+            max_queue: directives a dialog may queue.
+            observer: called with each directive and what happened to it.
+            on_response_started: called with the source when a response's first part starts.
+
+        Raises:
+            ValueError: a limit is not positive.
+        """
+        if max_json_part <= 0:
+            raise ValueError("max_json_part must be positive")
+        self.attachments = attachments or AttachmentStore()
+        self.sequencer = DialogSequencer(max_queue)
+        self.max_json_part = max_json_part
+        self._report = report
+        self._observer = observer
+        self._on_response_started = on_response_started
+        self._routes: dict[tuple[str, str], Handler] = {}
+        self._parts: dict[Hashable, _Part] = {}
+        self._seen: set[Hashable] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
+
+    # -- routing -------------------------------------------------------------------------
+
+    def register(self, namespace: str, name: str, handler: Handler) -> None:
+        """Route directives `namespace.name` to `handler` (replacing any earlier one)."""
+        self._routes[(namespace, name)] = handler
+
+    def supports(self, namespace: str, name: str) -> bool:
+        """True when a handler is registered for `namespace.name`."""
+        return (namespace, name) in self._routes
+
+    def start_dialog(self, dialog_id: str) -> None:
+        """Make `dialog_id` current: queued directives of the previous dialog are dropped."""
+        for directive in self.sequencer.start_dialog(dialog_id):
+            self._done(directive, Disposition.CANCELLED)
+
+    def end_dialog(self, dialog_id: str) -> None:
+        """Forget `dialog_id` if current: its later directives are dropped as stale."""
+        for directive in self.sequencer.end_dialog(dialog_id):
+            self._done(directive, Disposition.CANCELLED)
+
+    # -- ResponseSink --------------------------------------------------------------------
+
+    async def part_started(self, source: Any, headers: Headers) -> None:
+        """A part of response `source` began (ResponseSink)."""
+        if source not in self._seen:
+            self._seen.add(source)
+            if self._on_response_started is not None:
+                self._on_response_started(source)
+        content_type = (headers.content_type or "").lower()
+        cid = headers.content_id
+        if "application/json" in content_type:
+            self._parts[source] = _Part(_PartKind.JSON)
+        elif cid:
+            self._parts[source] = _Part(_PartKind.ATTACHMENT, self.attachments.begin(source, cid))
+        else:
+            # avs-protocol 4.2 rule 6: unknown part types and parts without Content-Type are
+            # skipped; the SDK warns.
+            _log.warning("skipping a response part of type %r without Content-ID", content_type)
+            self._parts[source] = _Part(_PartKind.SKIP)
+
+    async def part_data(self, source: Any, data: memoryview) -> None:
+        """Content of the current part of `source` (ResponseSink); may wait (backpressure)."""
+        part = self._parts.get(source)
+        if part is None:
+            return
+        if part.kind is _PartKind.ATTACHMENT:
+            assert part.attachment is not None
+            await part.attachment.put(data)
+        elif part.kind is _PartKind.JSON and not part.too_large:
+            if len(part.buffer) + len(data) > self.max_json_part:
+                part.too_large = True
+                del part.buffer[1024:]  # keep a prefix for the report
+            else:
+                part.buffer += data
+
+    async def part_ended(self, source: Any) -> None:
+        """The current part of `source` ended (ResponseSink)."""
+        part = self._parts.pop(source, None)
+        if part is None:
+            return
+        if part.kind is _PartKind.ATTACHMENT:
+            assert part.attachment is not None
+            part.attachment.finish()
+        elif part.kind is _PartKind.JSON:
+            raw = bytes(part.buffer)
+            if part.too_large:
+                self._spawn_report(
+                    raw,
+                    ExceptionType.UNEXPECTED_INFORMATION_RECEIVED,
+                    f"directive larger than {self.max_json_part} bytes",
+                )
+                return
+            try:
+                directive = parse_directive(raw, source=source)
+            except RemoteProtocolError as exc:
+                _log.warning("malformed directive: %s", exc)
+                self._spawn_report(raw, ExceptionType.UNEXPECTED_INFORMATION_RECEIVED, str(exc))
+                return
+            self.dispatch(directive)
+
+    async def response_ended(self, source: Any, error: BaseException | None) -> None:
+        """Response `source` ended, normally or with `error` (ResponseSink)."""
+        part = self._parts.pop(source, None)
+        if part is not None and part.attachment is not None:
+            part.attachment.finish(error)
+        self._seen.discard(source)
+        self.attachments.response_ended(source, error)
+
+    # -- dispatching ---------------------------------------------------------------------
+
+    def dispatch(self, directive: Directive) -> Disposition:
+        """Route one directive: run it, queue it in its dialog's lane, or drop it."""
+        if self._closed:
+            return Disposition.CANCELLED
+        handler = self._routes.get(directive.key)
+        if handler is None:
+            _log.warning("unsupported directive %s.%s", directive.namespace, directive.name)
+            self._notify(directive, Disposition.UNSUPPORTED)
+            self._spawn_report(
+                directive.raw,
+                ExceptionType.UNSUPPORTED_OPERATION,
+                f"{directive.namespace}.{directive.name} is not supported",
+            )
+            return Disposition.UNSUPPORTED
+        for cid in _cids(directive.payload):
+            self.attachments.claim(directive.source, cid)
+        disposition = self.sequencer.receive(directive)
+        if disposition is Disposition.IMMEDIATE:
+            self._spawn(self._run(directive))
+        elif disposition is Disposition.START_LANE:
+            dialog = directive.dialog_request_id
+            assert dialog is not None
+            lane = self._spawn(self._lane(dialog))
+            if lane is not None:
+                self._lanes[dialog] = lane
+                lane.add_done_callback(lambda t: self._lane_done(dialog, t))
+        elif disposition is Disposition.STALE:
+            _log.debug("dropping %r: dialog is not current", directive)
+            self._done(directive, disposition)
+        elif disposition is Disposition.OVERFLOW:
+            _log.warning("dropping %r: its dialog queue is full", directive)
+            self._done(directive, disposition)
+            self._spawn_report(
+                directive.raw, ExceptionType.INTERNAL_ERROR, "directive queue is full"
+            )
+        return disposition
+
+    async def _lane(self, dialog_id: str) -> None:
+        while (directive := self.sequencer.next(dialog_id)) is not None:
+            if not await self._run(directive):
+                for cancelled in self.sequencer.failed(directive):
+                    self._done(cancelled, Disposition.CANCELLED)
+
+    async def _run(self, directive: Directive) -> bool:
+        handler = self._routes[directive.key]
+        self._notify(directive, Disposition.DISPATCHED)
+        try:
+            await handler(directive)
+        except DirectiveError as exc:
+            _log.warning("directive %r failed: %s", directive, exc)
+            try:
+                error = ExceptionType(exc.error_type)
+            except ValueError:
+                error = ExceptionType.INTERNAL_ERROR
+            self._spawn_report(directive.raw, error, str(exc))
+            return False
+        except Exception as exc:
+            _log.exception("handler of %r failed", directive)
+            self._spawn_report(directive.raw, ExceptionType.INTERNAL_ERROR, repr(exc))
+            return False
+        finally:
+            self._release(directive)
+        return True
+
+    def _lane_done(self, dialog: str, task: asyncio.Task[None]) -> None:
+        if self._lanes.get(dialog) is task:
+            del self._lanes[dialog]
+
+    async def wait_lane(self, dialog_id: str) -> None:
+        """Wait until the lane of `dialog_id` has handled everything queued in it."""
+        while (lane := self._lanes.get(dialog_id)) is not None:
+            await asyncio.wait({lane})
+
+    def _done(self, directive: Directive, disposition: Disposition) -> None:
+        self._release(directive)
+        self._notify(directive, disposition)
+
+    def _release(self, directive: Directive) -> None:
+        for cid in _cids(directive.payload):
+            self.attachments.release(directive.source, cid)
+
+    def _notify(self, directive: Directive, disposition: Disposition) -> None:
+        if self._observer is not None:
+            try:
+                self._observer(directive, disposition)
+            except Exception:
+                _log.exception("directive observer failed")
+
+    def _spawn_report(self, raw: bytes, error: ExceptionType, message: str) -> None:
+        self._spawn(self._send_report(raw, error, message))
+
+    async def _send_report(self, raw: bytes, error: ExceptionType, message: str) -> None:
+        try:
+            await self._report(raw, error, message)
+        except Exception:
+            _log.exception("could not report %s", error.value)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[None] | None:
+        if self._closed:
+            coro.close()
+            return None
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def wait_idle(self) -> None:
+        """Wait until every running handler and lane has finished."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Cancel running handlers and lanes and wait for them. Idempotent."""
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._parts.clear()
