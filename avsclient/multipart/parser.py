@@ -354,10 +354,9 @@ class MultipartParser:
         the buffer is used up (a possible partial delimiter is then in `self._held`)."""
         steps = _STEPS
         while pos < stop:
-            state = self._state
-            if state is _DONE:
-                return -1
-            pos = steps[state](self, buf, pos, base, events, stop)
+            # A step that reaches DONE (or needs more input) returns -1, so the state here
+            # always has a step.
+            pos = steps[self._state](self, buf, pos, base, events, stop)
             if pos < 0:
                 return -1
         return pos if pos < len(buf) else -1

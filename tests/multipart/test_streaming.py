@@ -6,6 +6,7 @@ import pytest
 
 from avsclient.exceptions import ParserLimitReached, ParserStateError
 from avsclient.multipart import (
+    Headers,
     MessageEnded,
     MultipartLimits,
     MultipartParser,
@@ -145,3 +146,29 @@ def test_a_remembered_header_block_still_obeys_each_parsers_limits() -> None:
     strict = MultipartParser("b", limits=MultipartLimits(max_headers=2))
     with pytest.raises(ParserLimitReached, match="more than 2 headers"):
         strict.feed(body)
+
+
+def test_large_header_blocks_are_parsed_each_time_not_remembered() -> None:
+    """Blocks over the memo's entry size are parsed afresh and still give equal events."""
+    block = b"X-Big: " + b"v" * 600
+    body = b"--b\r\n" + block + b"\r\n\r\nx\r\n--b--"
+    first, second = MultipartParser("b").feed(body)[0], MultipartParser("b").feed(body)[0]
+    assert isinstance(first, PartStarted)
+    assert first == second
+    assert first is not second
+    assert first.headers["x-big"] == "v" * 600
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"max_header_size": 0}, {"max_headers": 0}, {"max_preamble_size": -1}, {"max_parts": 0}],
+)
+def test_limits_must_be_positive(limits: dict[str, int]) -> None:
+    """A limit below 1 is a configuration error, raised at once."""
+    with pytest.raises(ValueError, match="at least 1"):
+        MultipartLimits(**limits)
+
+
+def test_headers_repr_lists_fields() -> None:
+    """Headers show their fields in received order."""
+    assert repr(Headers((("A", "1"), ("b", "2")))) == "Headers([('A', '1'), ('b', '2')])"
