@@ -32,6 +32,14 @@ AVSError
 ├── DirectiveError                  a directive could not be handled; carries `error_type`
 ├── StateError                      an operation is not allowed in the current state
 └── ServerError                     AVS answered with an exception; carries `status`, `code`
+    └── GatewayError                the event gateway or Skill Messaging API refused a request
+        ├── InvalidGatewayRequest   400 INVALID_REQUEST_EXCEPTION: fix the message
+        ├── InvalidAccessToken      401 again after one refresh: re-link the user
+        ├── SkillDisabled           403 SKILL_DISABLED_EXCEPTION: delete the user's tokens
+        ├── InsufficientPermission  403 INSUFFICIENT_PERMISSION_EXCEPTION: grant the permission
+        ├── SkillNotFound           404 SKILL_NOT_FOUND_EXCEPTION: wrong skill or region
+        ├── ReportTooLarge          413 for a message that cannot be split any further
+        └── GatewayUnavailable      429 or 5xx still after every retry: try again later
 ```
 
 Exceptions carry what a caller needs to react (the HTTP status, the AVS exception code, the
@@ -53,6 +61,11 @@ __all__ = [
     "ConnectionDraining",
     "ConnectionLost",
     "DirectiveError",
+    "GatewayError",
+    "GatewayUnavailable",
+    "InsufficientPermission",
+    "InvalidAccessToken",
+    "InvalidGatewayRequest",
     "LinkingExpired",
     "LocalProtocolError",
     "MultipartError",
@@ -64,8 +77,11 @@ __all__ = [
     "ProtocolError",
     "ReauthorizationRequired",
     "RemoteProtocolError",
+    "ReportTooLarge",
     "ResponseTimeout",
     "ServerError",
+    "SkillDisabled",
+    "SkillNotFound",
     "StateError",
     "StreamInactivityTimeout",
     "StreamReset",
@@ -284,3 +300,42 @@ class ServerError(AVSError):
         self.status = status
         self.code = code
         self.description = description
+
+
+class GatewayError(ServerError):
+    """The Alexa event gateway or the Skill Messaging API refused a request
+    (avs-protocol.md 7.3 and 8). `code` is the error body's `payload.code` (or
+    `payload.type`), and the message says what to do about it."""
+
+
+class InvalidGatewayRequest(GatewayError):
+    """400 INVALID_REQUEST_EXCEPTION: the message is malformed; fix it, do not resend it."""
+
+
+class InvalidAccessToken(GatewayError):
+    """401 INVALID_ACCESS_TOKEN_EXCEPTION even after one token refresh: link the user again."""
+
+
+class SkillDisabled(GatewayError):
+    """403 SKILL_DISABLED_EXCEPTION: the user disabled or unlinked the skill; delete the
+    user's stored tokens and send nothing more until the next AcceptGrant."""
+
+
+class InsufficientPermission(GatewayError):
+    """403 INSUFFICIENT_PERMISSION_EXCEPTION: the skill lacks the "Send Alexa Events"
+    permission; enable it in the developer console and have the user link again."""
+
+
+class SkillNotFound(GatewayError):
+    """404 SKILL_NOT_FOUND_EXCEPTION: the skill is unknown in this region; check the skill id
+    and the region the user enabled it in, and delete tokens issued for the wrong one."""
+
+
+class ReportTooLarge(GatewayError):
+    """413 REQUEST_ENTITY_TOO_LARGE_EXCEPTION for a message that cannot be split further
+    (a ChangeReport or a one-endpoint discovery report): make the endpoint smaller."""
+
+
+class GatewayUnavailable(GatewayError):
+    """429, 5xx or no connection after every retry: the gateway is throttling or down; send
+    the report again later."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from avsclient.simulator.config import SimulatorConfig
 from avsclient.simulator.faults import Faults
+from avsclient.simulator.gateway import GatewayReply, GatewayRequest, GatewayService
 from avsclient.simulator.lwa import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -41,6 +42,9 @@ __all__ = [
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "Faults",
+    "GatewayReply",
+    "GatewayRequest",
+    "GatewayService",
     "LWAReply",
     "LWAService",
     "ReceivedEvent",

@@ -30,6 +30,8 @@ from hyperframe.frame import GoAwayFrame
 
 from avsclient.exceptions import ConnectionLost
 from avsclient.http2 import H2Connection
+from avsclient.simulator.gateway import GatewayReply
+from avsclient.simulator.gateway import route as gateway_route
 from avsclient.simulator.mime import (
     RelatedWriter,
     UploadError,
@@ -180,6 +182,8 @@ class Connection(asyncio.Protocol):
             self._streams[sid] = _LWAStream(self, sid, headers, path)
         elif path == EVENTS_PATH:
             self._streams[sid] = _EventStream(self, sid, headers)
+        elif gateway_route(path) is not None:
+            self._streams[sid] = _GatewayStream(self, sid, headers, path)
         elif path == DIRECTIVES_PATH:
             self._streams[sid] = _DownchannelRequest(self, sid, headers)
         elif path == PING_PATH:
@@ -188,7 +192,8 @@ class Connection(asyncio.Protocol):
             self._streams[sid] = _Stream(self, sid, headers)
             self.respond_error(sid, 404, f"no such path: {path}")
             return
-        expected = "POST" if path == EVENTS_PATH or path.lower() in _LWA_PATHS else "GET"
+        posts = path == EVENTS_PATH or path.lower() in _LWA_PATHS or gateway_route(path) is not None
+        expected = "POST" if posts else "GET"
         if method != expected:
             self.respond_error(sid, 405, f"{path} takes {expected}, not {method}")
             return
@@ -473,6 +478,37 @@ class _LWAStream(_Stream):
             self.conn.abort()
             return
         self.conn.respond(self.stream_id, status, body, "application/json;charset=UTF-8")
+
+
+class _GatewayStream(_LWAStream):
+    """POST /v3/events and /v1/skillmessages/users/{userId}, answered by `sim.gateway`."""
+
+    def start(self) -> None:
+        """The gateway checks headers and body together once the body is complete."""
+
+    def on_data(self, data: bytes) -> None:
+        # Keep one byte past the limit: enough for the gateway to answer 413.
+        room = self.conn.sim.gateway.max_body_bytes + 1 - len(self.body)
+        if room > 0:
+            self.body += data[:room]
+
+    def on_end(self) -> None:
+        reply = self.conn.sim.gateway.handle(self.path, self.headers, bytes(self.body))
+        self.conn.spawn(self._reply(reply))
+
+    async def _reply(self, reply: GatewayReply) -> None:
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        conn, sid, extra = self.conn, self.stream_id, list(reply.headers)
+        if reply.drop:
+            conn.abort()
+        elif not reply.body:
+            conn.send_headers(sid, reply.status, extra, end=True)
+            conn.finish(sid)
+        else:
+            extra += [("content-type", _JSON), ("content-length", str(len(reply.body)))]
+            conn.send_headers(sid, reply.status, extra, end=False)
+            await conn._send_and_finish(sid, reply.body)
 
 
 class _Downchannel:

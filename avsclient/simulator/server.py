@@ -25,6 +25,7 @@ import trustme
 from avsclient.simulator.config import SimulatorConfig
 from avsclient.simulator.connection import Connection
 from avsclient.simulator.faults import Faults
+from avsclient.simulator.gateway import GatewayService
 from avsclient.simulator.lwa import LWAService
 from avsclient.simulator.mime import RelatedWriter
 from avsclient.simulator.scenarios import ReceivedEvent, Reply, Script
@@ -52,6 +53,7 @@ class Simulator:
         script: how events are answered (`Script`).
         faults: faults to inject (`Faults`).
         lwa: the Login with Amazon service (`LWAService`).
+        gateway: the smart-home event gateway and Skill Messaging API (`GatewayService`).
         config: the `SimulatorConfig` in use.
     """
 
@@ -73,6 +75,7 @@ class Simulator:
         self.script = Script()
         self.faults = Faults(self)
         self.lwa = LWAService()
+        self.gateway = GatewayService(self.token_accepted)
         self._tokens: set[str] = set()
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()

@@ -1,0 +1,109 @@
+"""Smart-home event gateway and Skill Messaging clients (avs-protocol.md sections 7 and 8).
+
+`EventGatewayClient` sends `AddOrUpdateReport`, `DeleteReport` and `ChangeReport` for one user,
+built from typed `Endpoint`, `Capability` and `Property` builders; `SkillMessagingClient`
+queues messages for a skill. Both take tokens from `avsclient.auth` providers, follow the
+gateway's error table (`avsclient.gateway.core`, sans-IO) and end every report or message with
+exactly one result.
+"""
+
+from __future__ import annotations
+
+from avsclient.gateway.builders import (
+    DISPLAY_CATEGORIES,
+    CameraStreamConfiguration,
+    Capability,
+    Endpoint,
+    Property,
+    alexa_interface,
+    brightness,
+    brightness_controller,
+    camera_stream_controller,
+    check_endpoint_id,
+    connectivity,
+    contact_sensor,
+    detection_state,
+    endpoint_health,
+    motion_sensor,
+    power_controller,
+    power_state,
+)
+from avsclient.gateway.client import EventGatewayClient, ReportResult
+from avsclient.gateway.config import (
+    EVENT_GATEWAY_HOSTS,
+    SKILL_MESSAGING_HOSTS,
+    GatewayConfig,
+    Region,
+    ReportLimits,
+    RetryPolicy,
+    SkillMessagingConfig,
+)
+from avsclient.gateway.core import (
+    BatchOutcome,
+    Delivery,
+    DeliveryFinished,
+    DeliveryResult,
+    Outcome,
+    RequestReady,
+    RetryScheduled,
+    TokenRefreshRequired,
+    parse_error_body,
+)
+from avsclient.gateway.reports import (
+    AddOrUpdateReport,
+    Batch,
+    Cause,
+    ChangeReport,
+    DeleteReport,
+    Report,
+    validate_event,
+)
+from avsclient.gateway.skill_messaging import MessageResult, SkillMessage, SkillMessagingClient
+
+__all__ = [
+    "AddOrUpdateReport",
+    "Batch",
+    "BatchOutcome",
+    "CameraStreamConfiguration",
+    "Capability",
+    "Cause",
+    "ChangeReport",
+    "DISPLAY_CATEGORIES",
+    "DeleteReport",
+    "Delivery",
+    "DeliveryFinished",
+    "DeliveryResult",
+    "EVENT_GATEWAY_HOSTS",
+    "Endpoint",
+    "EventGatewayClient",
+    "GatewayConfig",
+    "MessageResult",
+    "Outcome",
+    "Property",
+    "Region",
+    "Report",
+    "ReportLimits",
+    "ReportResult",
+    "RequestReady",
+    "RetryPolicy",
+    "RetryScheduled",
+    "SKILL_MESSAGING_HOSTS",
+    "SkillMessage",
+    "SkillMessagingClient",
+    "SkillMessagingConfig",
+    "TokenRefreshRequired",
+    "alexa_interface",
+    "brightness",
+    "brightness_controller",
+    "camera_stream_controller",
+    "check_endpoint_id",
+    "connectivity",
+    "contact_sensor",
+    "detection_state",
+    "endpoint_health",
+    "motion_sensor",
+    "parse_error_body",
+    "power_controller",
+    "power_state",
+    "validate_event",
+]

@@ -1,0 +1,203 @@
+"""The thin httpx shell shared by both gateway clients: POST JSON, read a bounded reply, and
+drive a `Delivery` to its end (tokens, sleeps, exception mapping). It decides nothing: the
+error table lives in `avsclient.gateway.core`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from avsclient.auth.provider import TokenProvider
+from avsclient.exceptions import (
+    AuthError,
+    AVSError,
+    ConnectError,
+    ConnectionLost,
+    ConnectTimeout,
+    LocalProtocolError,
+    NetworkError,
+    ResponseTimeout,
+    TransportError,
+)
+from avsclient.gateway.config import MAX_REPLY_BYTES
+from avsclient.gateway.core import (
+    B,
+    Delivery,
+    DeliveryFinished,
+    DeliveryResult,
+    RequestReady,
+    RetryScheduled,
+    TokenRefreshRequired,
+)
+
+__all__ = ["Clock", "JsonPoster", "Reply", "Sleep", "drive"]
+
+logger = logging.getLogger("avsclient.gateway")
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    """A reply: status, the first `MAX_REPLY_BYTES` of the body, and Retry-After in seconds."""
+
+    status: int
+    body: bytes
+    retry_after: float | None
+
+    def __repr__(self) -> str:
+        return f"Reply(status={self.status}, body=<{len(self.body)} bytes>)"
+
+
+def _map_error(exc: httpx.TransportError, what: str) -> TransportError:
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ConnectTimeout(f"connecting to the {what} timed out: {detail}")
+    if isinstance(exc, httpx.TimeoutException):
+        return ResponseTimeout(f"the {what} did not answer in time: {detail}")
+    if isinstance(exc, httpx.ConnectError):
+        return ConnectError(f"cannot connect to the {what}: {detail}")
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return ConnectionLost(f"the connection to the {what} broke: {detail}")
+    return NetworkError(f"the {what} request failed: {detail}")
+
+
+def _retry_after(value: str | None) -> float | None:
+    # Only the delta-seconds form; Retry-After is not documented for the gateway (7.3).
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+class JsonPoster:
+    """POSTs JSON bodies with a bearer token over HTTP/2 (HTTP/1.1 as a TLS fallback).
+
+    Args:
+        url: the base URL (`https://host[:port]`); `http://` uses h2c with prior knowledge.
+        what: the API's name for error messages.
+        ca_file: a PEM file of CAs to trust instead of the system store.
+        timeout: seconds for connecting and for each read and write.
+    """
+
+    def __init__(self, url: str, *, what: str, ca_file: str | None, timeout: float) -> None:
+        scheme = urlsplit(url).scheme
+        self._url = url
+        self._what = what
+        verify = ssl.create_default_context(cafile=ca_file)
+        self._client = httpx.AsyncClient(
+            base_url=url,
+            verify=verify,
+            http2=True,
+            http1=scheme == "https",
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"JsonPoster({self._url!r})"
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def post(self, path: str, body: bytes, token: str) -> Reply:
+        """POST `body` to `path` and read the reply (at most `MAX_REPLY_BYTES` of it).
+
+        Raises:
+            TransportError: connecting failed, timed out, or the connection broke.
+        """
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        try:
+            async with self._client.stream("POST", path, content=body, headers=headers) as resp:
+                data = bytearray()
+                async for chunk in resp.aiter_raw():
+                    data += chunk
+                    if len(data) >= MAX_REPLY_BYTES:
+                        # Enough to classify the reply; a hostile server cannot make us buffer.
+                        del data[MAX_REPLY_BYTES:]
+                        break
+                return Reply(
+                    status=resp.status_code,
+                    body=bytes(data),
+                    retry_after=_retry_after(resp.headers.get("retry-after")),
+                )
+        except httpx.TransportError as exc:
+            raise _map_error(exc, self._what) from exc
+
+
+async def drive(
+    delivery: Delivery[B],
+    *,
+    tokens: TokenProvider,
+    send: Callable[[B, str], Awaitable[Reply]],
+    clock: Clock = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
+) -> DeliveryResult[B]:
+    """Run a `Delivery` to its end.
+
+    Args:
+        delivery: a fresh delivery.
+        tokens: where bearer tokens come from; a refused token is reported with `invalidate`.
+        send: encodes a batch with the token and sends it (may raise `TransportError`, or
+            `LocalProtocolError` for a body that fails validation).
+        clock: a monotonic time source.
+        sleep: waits between retries (tests pass a fake).
+
+    Returns:
+        The delivery's one result (a failure is in `result.error`, not raised).
+    """
+    token: str | None = None
+    while True:
+        event = delivery.next_event(clock())
+        if isinstance(event, DeliveryFinished):
+            return event.result
+        if isinstance(event, RetryScheduled):
+            logger.info("retrying in %.1f s (%s)", event.delay, event.reason)
+            await sleep(event.delay)
+            continue
+        if isinstance(event, TokenRefreshRequired):
+            if token is not None:
+                await tokens.invalidate(token)
+            token = None
+            continue
+        assert isinstance(event, RequestReady)
+        try:
+            token = await tokens.get_token()
+        except (AuthError, TransportError) as exc:
+            logger.warning("no access token for the report: %s", exc)
+            delivery.abort(exc)
+            continue
+        try:
+            reply = await send(event.batch, token)
+        except TransportError as exc:
+            logger.info("attempt %d got no reply: %s", event.attempt, exc)
+            delivery.transport_failed(exc, now=clock())
+            continue
+        except (LocalProtocolError, ValueError) as exc:
+            error = exc if isinstance(exc, AVSError) else LocalProtocolError(str(exc))
+            delivery.abort(error)
+            continue
+        delivery.receive_response(
+            reply.status, reply.body, now=clock(), retry_after=reply.retry_after
+        )
