@@ -7,8 +7,9 @@ AVS simulator to develop and test against.
 
 from __future__ import annotations
 
+from avsclient.config import ClientConfig, Region
 from avsclient.exceptions import AVSError
 
-__all__ = ["AVSError", "__version__"]
+__all__ = ["AVSError", "ClientConfig", "Region", "__version__"]
 
 __version__ = "0.1.0.dev0"
