@@ -9,6 +9,12 @@ the transport in one synchronous step. asyncio transports never block on `write(
 one step is the single write path (no lock is needed: nothing can interleave between taking
 the bytes and writing them), and the reader can answer PINGs and SETTINGS without ever waiting
 for the socket. Uploads then await `drain()`, so a fast producer waits for a slow network.
+
+Upload chunks that a body produces back to back (a file, a buffer) are written together:
+`_flush_soon()` leaves them in the core until the event loop's next turn, or until
+`_COALESCE_BYTES` are queued, so the TLS layer and the kernel see one write per 256 KiB
+instead of one per chunk. Each chunk is still its own DATA frame, and a chunk that arrives
+alone (a microphone's) goes out on the next loop turn, as soon as before.
 """
 
 from __future__ import annotations
@@ -70,6 +76,11 @@ __all__ = [
 
 logger = logging.getLogger("avsclient.http2")
 
+#: Upload bytes queued in the core before `_flush_soon()` writes them at once. A write costs
+#: a TLS record pass and a send() call whatever its size; with 16 KiB chunks that per-write
+#: cost was about a third of an upload's CPU time (benchmarks/bench_transport.py).
+_COALESCE_BYTES = 256 * 1024
+
 
 class HTTP2Connection:
     """One HTTP/2 client connection over TLS (ALPN h2) or cleartext with prior knowledge (h2c).
@@ -128,6 +139,9 @@ class HTTP2Connection:
         self._closed_future: asyncio.Future[BaseException | None] | None = None
         self._uploads: set[asyncio.Task[None]] = set()
         self._last_activity = 0.0
+        self._unflushed = 0  # upload bytes queued in the core since the last write
+        self._flush_handle: asyncio.Handle | None = None
+        self._drain_below = 0  # the write buffer's low-water mark: below it, drain() is a no-op
         self._state = "new"  # new, connecting, open, closed
 
     @classmethod
@@ -224,6 +238,7 @@ class HTTP2Connection:
             transport = writer.transport
             self._transport = transport
             transport.set_write_buffer_limits(high=cfg.write_buffer_limit)
+            self._drain_below = transport.get_write_buffer_limits()[0]
             self._core.initiate()
             self._flush()
             self._last_activity = loop.time()
@@ -467,13 +482,35 @@ class HTTP2Connection:
 
     def _flush(self) -> None:
         """The single write path: move the core's pending bytes into the transport."""
+        self._unflushed = 0
+        handle = self._flush_handle
+        if handle is not None:
+            handle.cancel()
+            self._flush_handle = None
         data = self._core.data_to_send()
         if data and self._writer is not None and not self._writer.transport.is_closing():
             self._writer.write(data)
 
+    def _flush_soon(self, queued: int) -> None:
+        """Write upload bytes on the loop's next turn, or now if `_COALESCE_BYTES` are queued.
+
+        Args:
+            queued: body bytes just queued in the core.
+        """
+        self._unflushed += queued
+        if self._unflushed >= _COALESCE_BYTES:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
     async def _drain(self, stream: HTTP2Stream) -> None:
         writer = self._writer
         assert writer is not None
+        transport = writer.transport
+        if transport.get_write_buffer_size() <= self._drain_below and not transport.is_closing():
+            # Not paused, so drain() would return at once: skip its timeout scope (a timer
+            # armed and cancelled per chunk).
+            return
         try:
             async with asyncio.timeout(stream.inactivity_timeout):
                 await writer.drain()
@@ -754,6 +791,9 @@ class HTTP2Connection:
         await asyncio.shield(self._shutdown())
 
     async def _shutdown(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         tasks = [t for t in (self._supervisor, *self._uploads) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()

@@ -281,7 +281,7 @@ class HTTP2Stream:
             except (LocalProtocolError, RemoteProtocolError, ConnectionClosed) as exc:
                 self._check_upload()
                 raise conn._error_for(exc) from exc
-            conn._flush()
+            conn._flush_soon(sent)
             if sent == len(view):
                 break
             view = view[sent:]
