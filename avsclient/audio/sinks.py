@@ -9,7 +9,7 @@ import logging
 import threading
 import wave
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from avsclient.exceptions import AudioError
 
@@ -76,7 +76,7 @@ class AudioSink(abc.ABC):
     async def aclose(self) -> None:
         """Stop and release the device or file. Idempotent."""
 
-    async def __aenter__(self) -> AudioSink:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -401,16 +401,20 @@ class Speaker(AudioSink):
         tail = self._converter.flush()
         if tail:
             await self.write(tail)
-        with self._lock:
-            if not self._playing:
-                return
-            self._draining = True
-            self._empty.clear()
-            empty_now = not self._buf
-        if not empty_now:
+        generation = self._generation
+        # The callback sets `_empty` through the loop, so a set left over from an earlier
+        # drain can arrive after this one started: trust only the buffer, read under the lock.
+        while True:
+            with self._lock:
+                if not self._playing or self._generation != generation:
+                    return  # nothing was playing, or stop() cut it short meanwhile
+                self._draining = True
+                if not self._buf:
+                    break
+                self._empty.clear()
             await self._empty.wait()
-        if self._error is not None:
-            raise self._error
+            if self._error is not None:
+                raise self._error
         # The buffer is empty; wait until its last samples have left the DAC.
         with self._lock:
             remaining = self._end_time - self._stream.time
@@ -436,5 +440,8 @@ class Speaker(AudioSink):
         if self._closed:
             return
         self._closed = True
-        await self.stop()
-        await asyncio.to_thread(self._stream.close)
+        try:
+            await self.stop()
+        finally:
+            # Release the device even when stopping failed or this task is being cancelled.
+            await asyncio.shield(asyncio.to_thread(self._stream.close))
