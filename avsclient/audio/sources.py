@@ -10,7 +10,7 @@ import logging
 import time
 import wave
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -91,7 +91,7 @@ class AudioSource(abc.ABC):
             raise StopAsyncIteration
         return frame
 
-    async def __aenter__(self) -> AudioSource:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -480,6 +480,7 @@ class Microphone(CaptureBridge):
         sd = load_sounddevice()
         self.device = device
         self._closing = False
+        self._released: asyncio.Future[None] | None = None
         channels = fmt.channels
         direct = (
             capture_rate in (None, fmt.rate)
@@ -508,6 +509,7 @@ class Microphone(CaptureBridge):
                 rate=rate, channels=channels, sample_width=4, encoding=SampleEncoding.FLOAT
             )
             self._converter = PcmConverter(captured, fmt)
+        self._callback_abort = sd.CallbackAbort
         try:
             self._stream = sd.InputStream(
                 samplerate=rate,
@@ -519,33 +521,47 @@ class Microphone(CaptureBridge):
                 callback=self._callback,
                 finished_callback=self._finished,
             )
+        except (sd.PortAudioError, ValueError, OSError) as exc:
+            raise map_device_error(exc, kind="input", device=device, rate=rate) from exc
+        try:
             self._stream.start()
         except (sd.PortAudioError, ValueError, OSError) as exc:
+            self._closing = True  # the stream never ran: its end is no failure to report
+            self._stream.close()
             raise map_device_error(exc, kind="input", device=device, rate=rate) from exc
         mode = "direct" if direct else "resampled"
         _log.debug("microphone open: %s at %d Hz (%s)", device, rate, mode)
 
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         # PortAudio's thread: convert and hand over, nothing that can block.
-        data = indata.tobytes()
-        if self._converter is not None:
-            data = self._converter.convert(data)
-        self.push(data, input_overflow=bool(status.input_overflow))
+        try:
+            data = indata.tobytes()
+            if self._converter is not None:
+                data = self._converter.convert(data)
+            self.push(data, input_overflow=bool(status.input_overflow))
+        except Exception as exc:
+            # sounddevice would only print it; the reader must see it, and not as a device
+            # that went away.
+            self._closing = True
+            error = AudioError(f"capture from {self.device!r} failed in its callback: {exc!r}")
+            error.__cause__ = exc
+            self.fail(error)
+            raise self._callback_abort from exc
 
     def _finished(self) -> None:
         if not self._closing:
             self.fail(AudioError(f"capture from {self.device!r} stopped: the device went away"))
 
     async def aclose(self) -> None:
-        if self._closing:
-            await super().aclose()
-            return
-        self._closing = True
         await super().aclose()
-        stream = self._stream
-        # abort() drops pending buffers; close() waits for PortAudio's thread: keep both off
-        # the event loop.
-        await asyncio.to_thread(_abort_and_close, stream)
+        if self._released is None:
+            self._closing = True
+            # abort() drops pending buffers; close() waits for PortAudio's thread: keep both
+            # off the event loop, and finish them even if this task is cancelled meanwhile.
+            release = asyncio.to_thread(_abort_and_close, self._stream)
+            self._released = asyncio.ensure_future(release)
+        # A second aclose() (another task) also returns only once the device is released.
+        await asyncio.shield(self._released)
 
 
 def _abort_and_close(stream: Any) -> None:
