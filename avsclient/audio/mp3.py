@@ -312,7 +312,9 @@ class Mp3Decoder:
             self._thread.start()
 
     def end(self) -> None:
-        """No more input: decode what is queued, then finish."""
+        """No more input: decode what is queued, then finish. Idempotent."""
+        if self._ended:
+            return
         truncated = self._splitter.close()
         if truncated:
             _log.warning("MP3 stream ended inside a frame: %d bytes not decoded", truncated)
@@ -334,6 +336,18 @@ class Mp3Decoder:
             self._cond.notify()
         if self._thread is None:
             self._finish()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker thread to exit; once `done` is set this returns at once.
+
+        Returns:
+            True when no worker thread is left running.
+        """
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     def _finish(self) -> None:
         self.done.set()
@@ -482,6 +496,8 @@ class Mp3Sink:
             if decoder.done.is_set():
                 break
             await self._progress.wait()
+        # `done` is the worker's last act, so this join is short; it leaves no thread behind.
+        await asyncio.to_thread(decoder.join)
 
     async def drain(self) -> None:
         """End the MP3 stream, then wait until all of it has been played.
@@ -489,11 +505,15 @@ class Mp3Sink:
         Raises:
             AudioError: the stream could not be decoded or played.
         """
-        decoder, self._decoder = self._decoder, None
+        decoder = self._decoder
         if decoder is None:
             return
         decoder.end()
+        # The decoder stays attached until it is done: if this wait is cancelled (a barge-in
+        # cancelling the playing task), stop() must still find it to cut it off.
         await self._wait_done(decoder)
+        if self._decoder is decoder:
+            self._decoder = None
         if decoder.error is not None:
             raise decoder.error
         await self.sink.drain()
@@ -511,8 +531,10 @@ class Mp3Sink:
         """Stop, then close the wrapped sink. Idempotent."""
         if not self._closed:
             self._closed = True
-            await self.stop()
-            await self.sink.aclose()
+            try:
+                await self.stop()
+            finally:
+                await self.sink.aclose()
 
     async def __aenter__(self) -> Mp3Sink:
         return self
