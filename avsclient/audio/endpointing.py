@@ -9,17 +9,14 @@ frames (the hangover), when the utterance gets too long, or when nobody spoke at
 
 from __future__ import annotations
 
+import collections
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .format import AVS_FORMAT, AudioFormat, SampleEncoding
 from .sources import AudioSource
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = [
     "EndReason",
@@ -168,7 +165,8 @@ class EndpointDetector:
         self.state = EndpointState.WAITING
         self.noise_floor_dbfs = self.config.initial_noise_dbfs
         self._ms = 0.0  # audio fed so far
-        self._recent: list[tuple[float, float, bool]] = []  # (start ms, duration, voiced)
+        # (start ms, duration, voiced) of the frames inside the start window
+        self._recent: collections.deque[tuple[float, float, bool]] = collections.deque()
         self._speech_start = 0.0
         self._last_voice_end = 0.0
         self._seeded = False
@@ -221,7 +219,7 @@ class EndpointDetector:
         recent = self._recent
         recent.append((start, duration, voiced))
         while recent and recent[0][0] + recent[0][1] <= self._ms - cfg.start_window_ms:
-            recent.pop(0)
+            recent.popleft()
         voiced_ms = sum(d for _, d, v in recent if v)
         if voiced_ms >= cfg.start_ms:
             self.state = EndpointState.SPEAKING
@@ -287,14 +285,3 @@ class EndpointedSource(AudioSource):
 
     async def aclose(self) -> None:
         await self.source.aclose()
-
-    async def __aenter__(self) -> EndpointedSource:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
