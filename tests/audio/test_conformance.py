@@ -18,12 +18,14 @@ from avsclient.audio import (
     AudioSink,
     AudioSource,
     CaptureBridge,
+    EndpointedSource,
     Microphone,
     Mp3Sink,
     NullSink,
     Speaker,
     WavFileSink,
     WavFileSource,
+    decode_mp3,
 )
 from avsclient.exceptions import AudioError
 from tests.audio.conftest import write_wav
@@ -46,7 +48,7 @@ def _feed_from_thread(bridge: CaptureBridge) -> threading.Thread:
     return thread
 
 
-FINITE = ["wav", "wav-44k-stereo", "array", "array-float-48k", "bridge"]
+FINITE = ["wav", "wav-44k-stereo", "array", "array-float-48k", "bridge", "endpointed"]
 
 
 @pytest.fixture(params=[*FINITE, "mic"])
@@ -89,6 +91,9 @@ async def _sources(
             bridge = CaptureBridge()
             threads.append(_feed_from_thread(bridge))
             return bridge
+        if kind == "endpointed":
+            # A steady tone from the first frame is the room, not speech: nothing is cut.
+            return EndpointedSource(ArraySource(TONE, 16000))
         request.getfixturevalue("pulse")
         return Microphone()
 
@@ -109,7 +114,7 @@ async def test_source_yields_fixed_size_frames_in_its_format(
         async for frame in source:
             assert len(frame) == AVS_FRAME_BYTES
             frames.append(frame)
-            if len(frames) == 150:  # 1.5 s: the microphone never ends by itself
+            if kind == "mic" and len(frames) == 30:  # the microphone never ends by itself
                 break
     if kind != "mic":
         assert len(frames) == 100  # exactly one second
@@ -123,7 +128,7 @@ async def test_finite_sources_carry_the_audio_unchanged(
     async with await factory() as source:
         samples = np.frombuffer(b"".join([f async for f in source]), "<i2").astype(float)
     error = np.abs(samples[100:-100] - TONE[100:-100]).max()
-    assert error <= (1 if kind in ("wav", "array", "bridge") else 40)
+    assert error <= (1 if kind in ("wav", "array", "bridge", "endpointed") else 40)
 
 
 async def test_source_ends_after_aclose_and_aclose_is_idempotent(
@@ -217,17 +222,26 @@ async def test_sink_accepts_chunks_of_any_size_then_drains(
 async def test_sink_stop_discards_queued_audio_and_sink_stays_usable(
     make_sink: tuple[str, SinkFactory, Path],
 ) -> None:
-    """stop() cuts playback short; writing and draining afterwards works again."""
-    kind, factory, _ = make_sink
+    """stop() releases a write waiting for room and cuts playback short; the sink then
+    plays again."""
+    kind, factory, path = make_sink
+    ten_seconds = np.tile(TONE, 10).tobytes()
     async with await factory() as sink:
-        await sink.write(np.tile(TONE, 2).tobytes())
+        writer = asyncio.create_task(sink.write(ten_seconds))
+        await asyncio.sleep(0.2)
         await sink.stop()
+        # A device sink holds 300 ms: without stop() this write would take about 10 s.
+        await asyncio.wait_for(writer, 5)
         await sink.stop()
-        if isinstance(sink, NullSink) and kind == "null-realtime":
+        if kind == "null-realtime":
+            assert isinstance(sink, NullSink)
             assert sink.stops == 1
-            assert sink.bytes_played < len(TONE) * 4
+            assert sink.bytes_played < len(ten_seconds) // 10  # about 0.2 s "played"
         await sink.write(TONE[:1600].tobytes())
         await asyncio.wait_for(sink.drain(), 5)
+    if kind == "wav":  # a file keeps what was written; the sink went on writing after stop()
+        with wave.open(str(path)) as wav:
+            assert wav.getnframes() == len(ten_seconds) // 2 + 1600
 
 
 async def test_sink_write_after_aclose_raises_audio_error(
@@ -248,10 +262,18 @@ async def test_mp3_adapter_runs_on_every_sink(
     """Every sink accepts AUDIO_MPEG through Mp3Sink and drains it."""
     from tests.audio.conftest import SPEECH_MP3
 
-    _, factory, _ = make_sink
+    kind, factory, path = make_sink
     data = SPEECH_MP3.read_bytes()[:4000]
-    async with Mp3Sink(await factory()) as sink:
+    inner = await factory()
+    async with Mp3Sink(inner) as sink:
         for i in range(0, len(data), 700):
             await sink.write(data[i : i + 700])
         await asyncio.wait_for(sink.drain(), 10)
         assert sink.bytes_fed == len(data)
+    # The frames that arrived whole are decoded: as much PCM as decoding the whole prefix.
+    expected = len(decode_mp3(data, AVS_FORMAT))
+    if isinstance(inner, NullSink):
+        assert inner.bytes_written == inner.bytes_played == expected
+    if kind == "wav":
+        with wave.open(str(path)) as wav:
+            assert wav.getnframes() * 2 == expected
