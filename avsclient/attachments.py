@@ -14,8 +14,9 @@ Theory of operation, and why memory stays bounded:
   stream, which would deadlock), so it buffers up to `max_unclaimed_bytes`; beyond that it
   fails, and its reader, if one ever comes, gets `AttachmentError`.
 - An attachment no directive claims expires `ttl` seconds after it arrived, and at most
-  `max_unclaimed` are kept (the oldest go first). Claimed ones live until their directive is
-  done (`release()`), bounded by `max_claimed`.
+  `max_unclaimed` are kept (the oldest go first); when its response ends, nothing can claim
+  it any more and it goes at once. Claimed ones live until their directive is done
+  (`release()`), bounded by `max_claimed`.
 """
 
 from __future__ import annotations
@@ -331,7 +332,11 @@ class AttachmentStore:
         while len(self._ended) > _ENDED_SOURCES:
             self._ended.popitem(last=False)
         for entry in [e for e in self._entries.values() if e.source == source]:
-            if not entry.started:
+            if not entry.claimed and not entry.opened:
+                # Every directive of the response has arrived: nothing can claim it now.
+                _log.debug("attachment %r was never referenced: dropped", entry.cid)
+                self._drop(entry)
+            elif not entry.started:
                 entry.fail(AttachmentError(f"no attachment {entry.cid!r} in its response"))
                 if not entry.opened:
                     self._forget(entry)

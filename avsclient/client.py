@@ -325,14 +325,13 @@ class AVSClient:
     # -- wiring ----------------------------------------------------------------------------
 
     def _observe_directive(self, directive: Directive, disposition: Disposition) -> None:
-        if disposition is Disposition.DISPATCHED:
-            dialog = self.messenger.dialog(directive.dialog_request_id)
-            if dialog is not None:
-                loop = asyncio.get_running_loop()
+        dialog = self.messenger.dialog(directive.dialog_request_id)
+        if dialog is not None:
+            if disposition is Disposition.RECEIVED:
                 dialog.directives.append(directive)
-                dialog.trace.directives.append(
-                    (f"{directive.namespace}.{directive.name}", loop.time())
-                )
+            elif disposition is Disposition.DISPATCHED:
+                stamp = asyncio.get_running_loop().time()
+                dialog.trace.directives.append((f"{directive.namespace}.{directive.name}", stamp))
         self._publish(DirectiveObserved(directive=directive, disposition=disposition))
 
     def _response_started(self, source: Hashable) -> None:

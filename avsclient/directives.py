@@ -58,8 +58,10 @@ Observer = Callable[[Directive, "Disposition"], None]
 
 
 class Disposition(enum.Enum):
-    """What the sequencer decided for a directive."""
+    """What happened to a directive (reported to the pipeline's observer)."""
 
+    #: It arrived and was parsed (reported first, before any of the others).
+    RECEIVED = "received"
     #: No dialog id: run at once, outside any lane.
     IMMEDIATE = "immediate"
     #: The first of the current dialog's lane: a lane starts and runs it.
@@ -155,6 +157,9 @@ class DialogSequencer:
         return cancelled
 
 
+_ACCEPTED = frozenset({Disposition.IMMEDIATE, Disposition.START_LANE, Disposition.QUEUED})
+
+
 class _PartKind(enum.Enum):
     JSON = "json"
     ATTACHMENT = "attachment"
@@ -216,7 +221,7 @@ class DirectivePipeline:
         """
         if max_json_part <= 0:
             raise ValueError("max_json_part must be positive")
-        self.attachments = attachments or AttachmentStore()
+        self.attachments = attachments if attachments is not None else AttachmentStore()
         self.sequencer = DialogSequencer(max_queue)
         self.max_json_part = max_json_part
         self._report = report
@@ -323,6 +328,7 @@ class DirectivePipeline:
         """Route one directive: run it, queue it in its dialog's lane, or drop it."""
         if self._closed:
             return Disposition.CANCELLED
+        self._notify(directive, Disposition.RECEIVED)
         handler = self._routes.get(directive.key)
         if handler is None:
             _log.warning("unsupported directive %s.%s", directive.namespace, directive.name)
@@ -333,9 +339,10 @@ class DirectivePipeline:
                 f"{directive.namespace}.{directive.name} is not supported",
             )
             return Disposition.UNSUPPORTED
-        for cid in _cids(directive.payload):
-            self.attachments.claim(directive.source, cid)
         disposition = self.sequencer.receive(directive)
+        if disposition in _ACCEPTED:
+            for cid in _cids(directive.payload):
+                self.attachments.claim(directive.source, cid)
         if disposition is Disposition.IMMEDIATE:
             self._spawn(self._run(directive))
         elif disposition is Disposition.START_LANE:

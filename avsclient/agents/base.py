@@ -111,7 +111,7 @@ class Dialog:
         dialog_request_id: the Recognize's dialogRequestId.
         message_id: the Recognize's messageId.
         trace: the latency trace (still filled in while speech plays).
-        directives: the directives of this dialog dispatched so far.
+        directives: the directives that arrived for this dialog, in arrival order.
         result: the Recognize event's outcome, once its response ended.
     """
 
