@@ -157,8 +157,7 @@ async def running_manager(
     )
     sink = RecordingSink()
     statuses: list[tuple[ConnectionStatus, ChangedReason]] = []
-    random = overrides.pop("random", None)
-    extra = {"random": random} if random is not None else {}
+    extra = {k: overrides.pop(k) for k in ("random", "endpoint_store") if k in overrides}
     manager = ConnectionManager(
         sim_config(sim, **overrides),
         tokens,

@@ -251,7 +251,7 @@ async def test_static_token_rejected_stays_pending_with_invalid_auth(sim: Simula
     sim.remove_token(token)
     statuses: list[tuple[ConnectionStatus, ChangedReason]] = []
     manager = ConnectionManager(
-        sim_config(sim),
+        sim_config(sim, queue_timeout=0.2),
         StaticTokenProvider(token),
         RecordingSink(),
         context=list,
@@ -263,8 +263,7 @@ async def test_static_token_rejected_stays_pending_with_invalid_auth(sim: Simula
                 await asyncio.sleep(0.01)
         with pytest.raises(ConnectTimeout):
             await manager.wait_connected(0.1)
-        result = await manager.send_event(make_event())
-        # The queue gives up after queue_timeout; shorten it with a second manager instead.
+        result = await manager.send_event(make_event())  # waits queue_timeout, then gives up
         assert result.outcome is Outcome.NOT_CONNECTED
     assert manager.status is ConnectionStatus.DISCONNECTED
 
@@ -359,15 +358,15 @@ async def test_config_url_regions_and_validation() -> None:
     )
     assert ClientConfig(endpoint="http://127.0.0.1:9/").url() == "http://127.0.0.1:9"
     for bad in ("ftp://x", "https://h/path", "https://", "https://h:99999"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="endpoint"):
             ClientConfig(endpoint=bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="backoff"):
         ClientConfig(backoff=())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="backoff_jitter"):
         ClientConfig(backoff_jitter=(2.0, 1.0))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="ping_interval"):
         ClientConfig(ping_interval=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="queue_size"):
         ClientConfig(queue_size=0)
     transport = ClientConfig(event_timeout=7.0, connect_timeout=3.0).connection_config()
     assert transport.response_timeout == 7.0

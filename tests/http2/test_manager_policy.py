@@ -1,0 +1,304 @@
+"""The connection manager's sans-IO rules: state table, back-off, outcomes, exception bodies."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from avsclient.exceptions import (
+    ConnectError,
+    ConnectionClosed,
+    ConnectionDraining,
+    ConnectionLost,
+    LocalProtocolError,
+    ParserError,
+    PingTimeout,
+    RemoteProtocolError,
+    ResponseTimeout,
+    StreamInactivityTimeout,
+    StreamReset,
+    TransportError,
+)
+from avsclient.http2.policy import (
+    MAX_EXCEPTION_BODY,
+    STATUS_OF,
+    TRANSITIONS,
+    Action,
+    Backoff,
+    ConnectionStatus,
+    Input,
+    LifecycleMachine,
+    Outcome,
+    State,
+    outcome_for_error,
+    outcome_for_status,
+    parse_exception_body,
+    ping_due_in,
+)
+
+SDK_TABLE = (0.25, 1.0, 3.0, 5.0, 10.0, 20.0)
+
+# -- back-off --------------------------------------------------------------------------------
+
+
+def test_backoff_follows_the_table_and_repeats_the_last_entry() -> None:
+    """With the draw at the middle of [0.667, 1.5] each delay is its entry times 1.0835."""
+    backoff = Backoff(SDK_TABLE, (0.667, 1.5), lambda: 0.4)
+    factor = 0.667 + 0.833 * 0.4
+    delays = [backoff.next_delay() for _ in range(9)]
+    expected = [*SDK_TABLE, 20.0, 20.0, 20.0]
+    assert delays == pytest.approx([e * factor for e in expected])
+    assert backoff.attempt == 9
+
+
+def test_backoff_extremes_of_the_draw() -> None:
+    """A draw of 0 gives 0.667 x, a draw just under 1 gives almost 1.5 x."""
+    low = Backoff(SDK_TABLE, (0.667, 1.5), lambda: 0.0)
+    high = Backoff(SDK_TABLE, (0.667, 1.5), lambda: 0.999999)
+    assert low.next_delay() == pytest.approx(0.25 * 0.667)
+    assert high.next_delay() == pytest.approx(0.25 * 1.5, rel=1e-5)
+
+
+def test_backoff_reset_starts_over() -> None:
+    backoff = Backoff(SDK_TABLE, (1.0, 1.0), lambda: 0.5)
+    assert [backoff.next_delay() for _ in range(3)] == [0.25, 1.0, 3.0]
+    backoff.reset()
+    assert backoff.attempt == 0
+    assert backoff.next_delay() == 0.25
+
+
+def test_backoff_clamps_a_misbehaving_random() -> None:
+    """A random source outside [0, 1) cannot push a delay outside the jitter range."""
+    assert Backoff((1.0,), (0.5, 2.0), lambda: 7.0).next_delay() == 2.0
+    assert Backoff((1.0,), (0.5, 2.0), lambda: -3.0).next_delay() == 0.5
+
+
+@given(
+    draws=st.lists(st.floats(min_value=0.0, max_value=1.0, exclude_max=True), max_size=40),
+)
+def test_every_draw_lies_in_the_jitter_range(draws: list[float]) -> None:
+    """Each delay is within [0.667 x, 1.5 x] of its table entry, whatever the draws."""
+    source = deque(draws)
+    backoff = Backoff(SDK_TABLE, (0.667, 1.5), source.popleft)
+    for index in range(len(draws)):
+        entry = SDK_TABLE[min(index, len(SDK_TABLE) - 1)]
+        delay = backoff.next_delay()
+        assert 0.667 * entry - 1e-9 <= delay <= 1.5 * entry + 1e-9
+
+
+def test_backoff_rejects_bad_tables() -> None:
+    with pytest.raises(ValueError, match="table"):
+        Backoff((), (1.0, 1.0), lambda: 0.0)
+    with pytest.raises(ValueError, match="table"):
+        Backoff((1.0, -1.0), (1.0, 1.0), lambda: 0.0)
+    with pytest.raises(ValueError, match="jitter"):
+        Backoff((1.0,), (0.0, 1.0), lambda: 0.0)
+
+
+def test_ping_due_in() -> None:
+    assert ping_due_in(100.0, 100.0, 300.0) == 300.0
+    assert ping_due_in(100.0, 350.0, 300.0) == 50.0
+    assert ping_due_in(100.0, 500.0, 300.0) == 0.0
+
+
+# -- the state table -------------------------------------------------------------------------
+
+
+@given(st.sampled_from(State), st.sampled_from(Input))
+def test_every_state_input_pair_is_a_transition_or_a_clean_error(
+    state: State, event: Input
+) -> None:
+    """Pairs in the table move to a valid state; others raise and change nothing."""
+    machine = LifecycleMachine()
+    machine.state = state
+    if (state, event) in TRANSITIONS:
+        assert machine.accepts(event)
+        action = machine.feed(event)
+        assert (action, machine.state) == TRANSITIONS[(state, event)]
+        assert isinstance(machine.status, ConnectionStatus)
+    else:
+        assert not machine.accepts(event)
+        with pytest.raises(LocalProtocolError, match=event.name):
+            machine.feed(event)
+        assert machine.state is state
+
+
+def test_connected_is_reached_only_through_a_successful_attempt() -> None:
+    """Status CONNECTED starts only with ATTEMPT_SUCCEEDED (SynchronizeState accepted)."""
+    for (state, event), (_action, target) in TRANSITIONS.items():
+        if STATUS_OF[target] is ConnectionStatus.CONNECTED and (
+            STATUS_OF[state] is not ConnectionStatus.CONNECTED
+        ):
+            assert event is Input.ATTEMPT_SUCCEEDED
+
+
+def test_no_live_state_can_get_stuck() -> None:
+    """From every state but CLOSED, CONNECTED is reachable; every live state can close; the
+    states that wait for work have an exit for each way that work ends."""
+    live = [s for s in State if s is not State.CLOSED]
+    for start in live:
+        seen, frontier = {start}, [start]
+        while frontier:
+            state = frontier.pop()
+            for (source, _event), (_action, target) in TRANSITIONS.items():
+                if source is state and target not in seen:
+                    seen.add(target)
+                    frontier.append(target)
+        assert State.CONNECTED in seen, start
+        assert TRANSITIONS[(start, Input.CLOSE)] == (Action.SHUT_DOWN, State.CLOSED)
+    for attempting in (State.CONNECTING, State.REPLACING):
+        assert (attempting, Input.ATTEMPT_FAILED) in TRANSITIONS
+        assert (attempting, Input.ATTEMPT_SUCCEEDED) in TRANSITIONS
+        assert (attempting, Input.DRAIN) in TRANSITIONS
+    assert TRANSITIONS[(State.WAITING, Input.RETRY)][1] is State.CONNECTING
+    assert TRANSITIONS[(State.CONNECTED, Input.LINK_LOST)] == (
+        Action.SCHEDULE_RETRY,
+        State.WAITING,
+    )
+    # A failed attempt always schedules a retry: nothing ends in a state without a timer.
+    for (source, event), (action, _target) in TRANSITIONS.items():
+        if event is Input.ATTEMPT_FAILED and source is not State.CLOSED:
+            assert action is Action.SCHEDULE_RETRY
+
+
+def test_make_before_break_keeps_connected_while_replacing() -> None:
+    machine = LifecycleMachine()
+    assert machine.feed(Input.START) is Action.CONNECT
+    assert machine.feed(Input.ATTEMPT_SUCCEEDED) is Action.RESET_BACKOFF
+    assert machine.feed(Input.DRAIN) is Action.CONNECT
+    assert machine.state is State.REPLACING
+    assert machine.status is ConnectionStatus.CONNECTED
+    assert machine.feed(Input.LINK_LOST) is Action.NONE  # the old link died first
+    assert machine.status is ConnectionStatus.PENDING
+    assert machine.feed(Input.ATTEMPT_SUCCEEDED) is Action.RESET_BACKOFF
+    assert machine.status is ConnectionStatus.CONNECTED
+
+
+@given(st.lists(st.sampled_from(Input), max_size=30))
+def test_closed_absorbs_everything(events: list[Input]) -> None:
+    machine = LifecycleMachine()
+    machine.feed(Input.CLOSE)
+    for event in events:
+        assert machine.feed(event) is Action.NONE
+        assert machine.status is ConnectionStatus.DISCONNECTED
+
+
+# -- outcomes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (200, Outcome.SUCCESS),
+        (204, Outcome.SUCCESS_NO_CONTENT),
+        (202, Outcome.SUCCESS_NO_CONTENT),
+        (400, Outcome.BAD_REQUEST),
+        (404, Outcome.BAD_REQUEST),
+        (403, Outcome.INVALID_AUTH),
+        (429, Outcome.THROTTLED),
+        (500, Outcome.SERVER_ERROR),
+        (502, Outcome.SERVER_ERROR),
+        (503, Outcome.REFUSED),
+        (301, Outcome.PROTOCOL_ERROR),
+        (100, Outcome.PROTOCOL_ERROR),
+        (999, Outcome.PROTOCOL_ERROR),
+    ],
+)
+def test_status_outcomes(status: int, outcome: Outcome) -> None:
+    """avs-protocol.md 4.1 and the SDK's mapping."""
+    assert outcome_for_status(status) is outcome
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (ResponseTimeout("t"), Outcome.TIMEDOUT),
+        (StreamInactivityTimeout("t"), Outcome.TIMEDOUT),
+        (PingTimeout("t"), Outcome.TIMEDOUT),
+        (ConnectionClosed("c"), Outcome.CANCELED),
+        (ConnectionLost("l"), Outcome.NOT_CONNECTED),
+        (ConnectError("e"), Outcome.NOT_CONNECTED),
+        (ConnectionDraining("d"), Outcome.NOT_CONNECTED),
+        (StreamReset("r", stream_id=1, error_code=2), Outcome.PROTOCOL_ERROR),
+        (ParserError("p"), Outcome.PROTOCOL_ERROR),
+        (RemoteProtocolError("p"), Outcome.PROTOCOL_ERROR),
+        (TransportError("t"), Outcome.NOT_CONNECTED),
+        (OSError("mic"), Outcome.INTERNAL_ERROR),
+    ],
+)
+def test_error_outcomes(error: BaseException, outcome: Outcome) -> None:
+    assert outcome_for_error(error) is outcome
+
+
+# -- exception bodies ------------------------------------------------------------------------
+
+
+def test_documented_exception_body() -> None:
+    body = json.dumps(
+        {
+            "header": {"namespace": "System", "name": "Exception", "messageId": "m"},
+            "payload": {"code": "THROTTLING_EXCEPTION", "description": "slow down"},
+        }
+    ).encode()
+    assert parse_exception_body(body) == ("THROTTLING_EXCEPTION", "slow down")
+
+
+def test_null_description_and_legacy_shape() -> None:
+    """description may be null; the v1 API's {"error": {...}} is read too (avs-protocol 4.1)."""
+    assert parse_exception_body(b'{"payload": {"code": "N/A", "description": null}}') == (
+        "N/A",
+        None,
+    )
+    legacy = b'{"error": {"code": "InvalidAccessTokenException", "message": "expired"}}'
+    assert parse_exception_body(legacy) == ("InvalidAccessTokenException", "expired")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"not json", b"\xff\xfe", b"[1, 2]", b'{"payload": 3}', b'{"payload": {"code": 7}}'],
+)
+def test_malformed_exception_bodies_give_nothing(body: bytes) -> None:
+    code, description = parse_exception_body(body)
+    assert code is None
+    assert description is None
+
+
+def test_only_the_first_4096_bytes_are_read() -> None:
+    """A body cut at MAX_EXCEPTION_BODY no longer parses: nothing past it is looked at."""
+    padding = " " * MAX_EXCEPTION_BODY
+    assert parse_exception_body(f'{{"payload": {{"code": "X"}}}}{padding}'.encode()) == ("X", None)
+    assert parse_exception_body(f'{padding}{{"payload": {{"code": "X"}}}}'.encode()) == (
+        None,
+        None,
+    )
+
+
+@given(st.binary(max_size=5000))
+def test_any_bytes_parse_without_raising(body: bytes) -> None:
+    code, description = parse_exception_body(body)
+    assert code is None or isinstance(code, str)
+    assert description is None or isinstance(description, str)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["payload", "error", "code", "description", "message"]),
+            inner,
+            max_size=3,
+        )
+    ),
+)
+
+
+@given(JSON)
+def test_any_json_shape_parses_without_raising(document: object) -> None:
+    code, description = parse_exception_body(json.dumps(document).encode())
+    assert code is None or isinstance(code, str)
+    assert description is None or isinstance(description, str)
