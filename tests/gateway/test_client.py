@@ -28,7 +28,6 @@ from avsclient.gateway import (
     GatewayConfig,
     Outcome,
     ReportLimits,
-    RetryPolicy,
     connectivity,
     power_controller,
     power_state,
@@ -229,9 +228,7 @@ async def test_413_for_an_oversized_body_splits_a_delete_report(env: Env) -> Non
     env.sim.gateway.max_body_bytes = 12_000
     result = await env.gateway.send(DeleteReport(endpoint_ids=ids))
     assert result.ok
-    assert [i for r in env.sim.gateway.reports("DeleteReport") for i in r.endpoint_ids] == list(
-        ids
-    )
+    assert [i for r in env.sim.gateway.reports("DeleteReport") for i in r.endpoint_ids] == list(ids)
     assert any(r.status == 413 for r in env.sim.gateway.requests)
 
 
