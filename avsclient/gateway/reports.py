@@ -9,6 +9,7 @@ before it leaves (`validate_event`).
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 import uuid
@@ -84,7 +85,12 @@ class Batch:
         return self.name != "ChangeReport" and len(self._parts) > 1
 
     def document(self, token: str) -> dict[str, Any]:
-        """The event as a JSON-ready dict, with `token` in its scope."""
+        """The event as a JSON-ready dict, with `token` in its scope (a copy: changing it
+        leaves the batch as it was)."""
+        return copy.deepcopy(self._document(token))
+
+    def _document(self, token: str) -> dict[str, Any]:
+        # Shares the batch's parts: callers only read it.
         header = {
             "namespace": self.namespace,
             "name": self.name,
@@ -115,7 +121,7 @@ class Batch:
             LocalProtocolError: the event is not valid (see `validate_event`), or it encodes
                 to more than `ReportLimits.max_body_bytes`.
         """
-        doc = self.document(token)
+        doc = self._document(token)
         validate_event(doc, self._limits)
         body = _dumps(doc)
         if len(body) > self._limits.max_body_bytes:
@@ -152,7 +158,7 @@ def _pack(
     name: str, parts: Sequence[dict[str, Any]], ids: Sequence[str], limits: ReportLimits
 ) -> list[Batch]:
     """Greedy packing: fill each batch up to the endpoint and byte limits, in order."""
-    overhead = len(_dumps(_make_batch(name, [], [], limits).document(_TOKEN_RESERVE)))
+    overhead = len(_dumps(_make_batch(name, [], [], limits)._document(_TOKEN_RESERVE)))
     batches: list[Batch] = []
     start, size = 0, overhead
     for index, part in enumerate(parts):
@@ -295,7 +301,7 @@ class ChangeReport:
             "context": {"properties": [p.to_json() for p in self.context]},
         }
         batch = _make_batch(self.name, [part], [self.endpoint_id], limits)
-        size = len(_dumps(batch.document(_TOKEN_RESERVE)))
+        size = len(_dumps(batch._document(_TOKEN_RESERVE)))
         if size > limits.max_body_bytes:
             raise ValueError(
                 f"this ChangeReport encodes to {size} bytes, over {limits.max_body_bytes}"
