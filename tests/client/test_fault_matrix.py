@@ -1,0 +1,127 @@
+"""The fault matrix: every fault the simulator injects, hit while events (plain and Recognize
+with streamed audio) are in flight. After each the manager is connected again, and the ledger
+(the simulator's record against the results the caller saw) shows every event delivered
+exactly once or reported failed, and none delivered twice. TLS and h2c, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from avsclient.http2 import ConnectionStatus, EventResult
+from avsclient.simulator import Simulator, directive
+from tests.http2.managerkit import (
+    Running,
+    audio_frames,
+    check_ledger,
+    make_event,
+    recognize_event,
+    running_manager,
+)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """How to inject one fault and, if it lingers, how to lift it."""
+
+    name: str
+    inject: Callable[[Simulator], Awaitable[object] | object]
+    lift: Callable[[Simulator], None] = lambda sim: sim.faults.clear()
+    settle: float = 0.0  # seconds the fault is left in place while events go on
+
+
+async def _push(sim: Simulator) -> None:
+    await sim.push_directive(directive("Speaker", "SetVolume", {"volume": 5}), timeout=2)
+
+
+async def _malformed_push(sim: Simulator) -> None:
+    sim.faults.malformed_multipart_next()
+    await _push(sim)
+
+
+async def _bad_json_push(sim: Simulator) -> None:
+    sim.faults.malformed_directive_json_next()
+    await _push(sim)
+
+
+async def _refused_downchannels(sim: Simulator) -> None:
+    sim.faults.fail_next_downchannels(2, status=503)
+    sim.faults.drop_connections()
+
+
+FAULTS = [
+    Fault("goaway", lambda sim: sim.faults.goaway()),
+    Fault("goaway_then_close", lambda sim: sim.faults.goaway(close_after=0.05)),
+    Fault("goaway_error_code", lambda sim: sim.faults.goaway(error_code=2, close_after=0.0)),
+    Fault("reset_downchannel", lambda sim: sim.faults.reset_downchannel()),
+    Fault("drop_connections", lambda sim: sim.faults.drop_connections()),
+    Fault("ignore_pings", lambda sim: sim.faults.ignore_pings(), settle=0.4),
+    Fault("fail_403", lambda sim: sim.faults.fail_next_events(1, status=403)),
+    Fault("fail_403_twice", lambda sim: sim.faults.fail_next_events(2, status=403)),
+    Fault("fail_400", lambda sim: sim.faults.fail_next_events(2, status=400)),
+    Fault("fail_429", lambda sim: sim.faults.fail_next_events(2, status=429)),
+    Fault("fail_500", lambda sim: sim.faults.fail_next_events(2, status=500)),
+    Fault("fail_503", lambda sim: sim.faults.fail_next_events(2, status=503)),
+    Fault("refused_downchannels", _refused_downchannels),
+    Fault("delay_responses", lambda sim: sim.faults.delay_responses(0.6), settle=0.3),
+    Fault("malformed_multipart_downchannel", _malformed_push),
+    Fault("malformed_multipart_response", lambda sim: sim.faults.malformed_multipart_next()),
+    Fault("malformed_json", _bad_json_push),
+]
+
+
+async def workload(run: Running, count: int) -> tuple[list[str], list[EventResult]]:
+    """`count` events, every third a Recognize streaming audio, started 10 ms apart."""
+    ids: list[str] = []
+    tasks: list[asyncio.Task[EventResult]] = []
+    for index in range(count):
+        if index % 3 == 0:
+            event = recognize_event()
+            audio: AsyncIterator[bytes] | None = audio_frames(8, pause=0.002)
+        else:
+            event, audio = make_event(f"E{index}"), None
+        ids.append(event["event"]["header"]["messageId"])
+        tasks.append(asyncio.create_task(run.send(event, audio=audio)))
+        await asyncio.sleep(0.01)
+    return ids, list(await asyncio.gather(*tasks))
+
+
+@pytest.fixture(params=["tls", "h2c"])
+async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
+    async with Simulator(tls=request.param == "tls") as simulator:
+        simulator.script.recognize(stop_capture_after=None)
+        yield simulator
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+async def test_fault_leaves_a_connected_manager_and_a_clean_ledger(
+    sim: Simulator, fault: Fault
+) -> None:
+    """Inject the fault between events; then connected again, every event accounted for."""
+    async with running_manager(sim, ping_interval=0.1, ping_timeout=0.2, event_timeout=0.3) as run:
+        await run.manager.wait_connected(5)
+        before = asyncio.create_task(workload(run, 3))
+        await asyncio.sleep(0.015)
+        outcome = fault.inject(sim)
+        if asyncio.iscoroutine(outcome):
+            await outcome
+        during = asyncio.create_task(workload(run, 4))
+        if fault.settle:
+            await asyncio.sleep(fault.settle)
+        fault.lift(sim)
+        results = [await before, await during]
+        await run.manager.wait_connected(10)
+        assert run.manager.status is ConnectionStatus.CONNECTED
+        ids, after = await workload(run, 3)
+        assert all(r.ok for r in after), [r.outcome for r in after]
+        sent = [*results[0][0], *results[1][0], *ids]
+        check_ledger(sim, run.results, sent)
+        # The downchannel is live again: a pushed directive arrives.
+        pushed = len(run.sink.parts_of("downchannel"))
+        await _push(sim)
+        async with asyncio.timeout(5):
+            while len(run.sink.parts_of("downchannel")) <= pushed:
+                await asyncio.sleep(0.005)
