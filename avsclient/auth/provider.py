@@ -17,7 +17,7 @@ import random as _random
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from avsclient.auth.http import Clock, LWAHttpClient, Sleep, run_exchange
 from avsclient.auth.lwa import (
@@ -125,6 +125,8 @@ class _RefreshingProvider:
         self._random = random
         self._access: TokenSet | None = None
         self._task: asyncio.Task[TokenSet] | None = None
+        # Set once the refresh in flight has failed an attempt and is backing off.
+        self._retrying = asyncio.Event()
         self._error: AuthError | None = None  # sticky: re-linking or a config fix is needed
         self._closed = False
         self._refreshes = 0
@@ -161,7 +163,8 @@ class _RefreshingProvider:
         if self._owns_http:
             await self._http.aclose()
 
-    async def _fetch(self) -> TokenSet:
+    async def _fetch(self, sleep: Sleep) -> TokenSet:
+        """Run the grant; `sleep` waits between attempts."""
         raise NotImplementedError
 
     def _prepare(self) -> None:
@@ -170,9 +173,10 @@ class _RefreshingProvider:
     async def get_token(self) -> str:
         """Return an access token valid for at least `refresh_margin` more seconds if possible.
 
-        When a due refresh fails transiently (network, 5xx, 429 until the retry policy runs
-        out) while the current token has not expired, the current token is returned and the
-        next call tries again.
+        When a refresh is due but the current token has not expired, this waits for the
+        refresh's first attempt only: if that fails transiently (network, 5xx, 429), the
+        current token is returned at once while the refresh goes on with its back-off in the
+        background, so a struggling LWA never holds up a caller that has a usable token.
 
         Raises:
             RuntimeError: the provider is closed.
@@ -188,12 +192,26 @@ class _RefreshingProvider:
             raise self._error
         self._prepare()
         current = self._access
-        if current is not None and not current.refresh_due(
-            self._clock(), self._config.refresh_margin
-        ):
+        now = self._clock()
+        if current is not None and not current.refresh_due(now, self._config.refresh_margin):
             return current.access_token
+        flight = self._single_flight()
         try:
-            tokens = await self._single_flight()
+            if current is not None and not current.expired(now):
+                retrying = asyncio.ensure_future(self._retrying.wait())
+                either: set[asyncio.Future[Any]] = {flight, retrying}
+                try:
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    retrying.cancel()
+                if not flight.done():
+                    logger.warning(
+                        "LWA refresh failed; retrying in the background, the current token "
+                        "is still valid for %.0f s",
+                        current.expires_at - self._clock(),
+                    )
+                    return current.access_token
+            tokens = await flight
         except (TransportError, AuthError) as exc:
             if isinstance(exc, ReauthorizationRequired | ClientConfigError | TokenStoreError):
                 raise
@@ -205,6 +223,9 @@ class _RefreshingProvider:
                 logger.warning("LWA refresh failed (%s); using the current token for now", exc)
                 return current.access_token
             raise
+        finally:
+            if not flight.done():
+                flight.cancel()  # only this caller's shield: the refresh itself goes on
         return tokens.access_token
 
     async def invalidate(self, token: str) -> None:
@@ -217,6 +238,7 @@ class _RefreshingProvider:
     def _single_flight(self) -> asyncio.Future[TokenSet]:
         task = self._task
         if task is None:
+            self._retrying.clear()
             task = asyncio.get_running_loop().create_task(
                 self._run_fetch(), name=f"{type(self).__name__} refresh"
             )
@@ -226,7 +248,11 @@ class _RefreshingProvider:
         return asyncio.shield(task)
 
     async def _run_fetch(self) -> TokenSet:
-        tokens = await self._fetch()
+        async def sleep_between_attempts(delay: float) -> None:
+            self._retrying.set()
+            await self._sleep(delay)
+
+        tokens = await self._fetch(sleep_between_attempts)
         self._refreshes += 1
         return tokens
 
@@ -314,7 +340,7 @@ class RefreshingTokenProvider(_RefreshingProvider):
         self._store.save(StoredTokens(client_id=self._config.client_id, tokens=tokens))
         self._unsaved = None
 
-    async def _fetch(self) -> TokenSet:
+    async def _fetch(self, sleep: Sleep) -> TokenSet:
         if self._refresh_token is None:
             raise ReauthorizationRequired(
                 "no refresh token: link this device with `avsclient login`"
@@ -323,7 +349,7 @@ class RefreshingTokenProvider(_RefreshingProvider):
             self._refresh_token, self._config.client_id, self._config.client_secret
         )
         exchange = TokenExchange(request, retry=self._config.retry, random=self._random)
-        tokens = await run_exchange(self._http, exchange, clock=self._clock, sleep=self._sleep)
+        tokens = await run_exchange(self._http, exchange, clock=self._clock, sleep=sleep)
         rotated = tokens.refresh_token != self._refresh_token
         self._refresh_token = tokens.refresh_token
         self._access = tokens
@@ -371,13 +397,13 @@ class ClientCredentialsTokenProvider(_RefreshingProvider):
         super().__init__(config, http=http, clock=clock, sleep=sleep, random=random)
         self._scope = scope
 
-    async def _fetch(self) -> TokenSet:
+    async def _fetch(self, sleep: Sleep) -> TokenSet:
         assert self._config.client_secret is not None
         request = client_credentials_request(
             self._config.client_id, self._config.client_secret, self._scope
         )
         exchange = TokenExchange(request, retry=self._config.retry, random=self._random)
-        tokens = await run_exchange(self._http, exchange, clock=self._clock, sleep=self._sleep)
+        tokens = await run_exchange(self._http, exchange, clock=self._clock, sleep=sleep)
         self._access = tokens
         logger.info("LWA client_credentials token obtained (scope %s)", tokens.scope or self._scope)
         return tokens

@@ -327,8 +327,52 @@ async def test_failed_refresh_keeps_serving_an_unexpired_token(
     fake_time.now += 3300  # inside the 10-minute margin, not expired
     avs_simulator.lwa.fail_next(2, status=503)
     assert await provider.get_token() == token
+    # The refresh went on in the background and ran out of attempts.
+    async with asyncio.timeout(5):
+        while len(token_requests(avs_simulator)) < 3 or provider._task is not None:
+            await asyncio.sleep(0.01)
+    assert provider.refresh_count == 1
     fake_time.now += 400  # now expired, and LWA is up again
     assert await provider.get_token() != token
+    await provider.aclose()
+
+
+async def test_due_refresh_backs_off_in_the_background_while_the_token_is_valid(
+    avs_simulator: Simulator, sim_http: LWAHttpClient, fake_time: FakeTime, tmp_path: Path
+) -> None:
+    """A failed first attempt does not hold callers for the whole back-off schedule."""
+    gate = asyncio.Event()
+
+    async def long_sleep(seconds: float) -> None:  # a back-off that lasts until released
+        fake_time.sleeps.append(seconds)
+        await gate.wait()
+
+    provider = RefreshingTokenProvider(
+        config(avs_simulator),
+        refresh_token=avs_simulator.lwa.issue_refresh_token(),
+        store=TokenStore(tmp_path / "tokens.json"),
+        http=sim_http,
+        clock=fake_time.clock,
+        sleep=long_sleep,
+    )
+    token = await provider.get_token()
+    fake_time.now += 3300  # inside the 10-minute margin, not expired
+    avs_simulator.lwa.fail_next(1, status=500)
+    async with asyncio.timeout(5):  # would hang while the refresh backs off
+        tokens = await asyncio.gather(*(provider.get_token() for _ in range(5)))
+    assert tokens == [token] * 5
+    assert fake_time.sleeps == [0.0]
+    assert len(token_requests(avs_simulator)) == 2  # one refresh for all five callers
+    gate.set()  # the back-off ends; the retry succeeds
+    async with asyncio.timeout(5):
+        while provider.refresh_count < 2:
+            await asyncio.sleep(0.01)
+    fresh = await provider.get_token()
+    assert fresh != token
+    assert len(token_requests(avs_simulator)) == 3
+    stored = TokenStore(tmp_path / "tokens.json").load()
+    assert stored is not None
+    assert stored.tokens.access_token == fresh
     await provider.aclose()
 
 
