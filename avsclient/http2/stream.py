@@ -110,6 +110,11 @@ class HTTP2Stream:
         loop = asyncio.get_running_loop()
         self._response: asyncio.Future[Response] = loop.create_future()
         self._chunks: deque[tuple[bytes, int]] = deque()
+        # Window of chunks the consumer took but not yet handed back: acknowledged together
+        # once no chunk is left queued (so a waiting consumer never holds window back) or
+        # once `_ack_batch` bytes add up, instead of one h2 call and flush per DATA frame.
+        self._unacked = 0
+        self._ack_batch = max(1, connection.config.stream_window // 8)
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False  # END_STREAM received
         self._error: BaseException | None = None  # sticky: every later call raises it
@@ -208,12 +213,20 @@ class HTTP2Stream:
                 raise StopAsyncIteration
             await self._wait_for_data()
         data, length = chunks.popleft()
-        conn = self._conn
         if length:
             # Give the window back now that the consumer has the bytes (STYLE.md section 9).
-            conn._core.acknowledge(self.stream_id, length)
-            conn._flush()
+            self._unacked += length
+            if not chunks or self._unacked >= self._ack_batch:
+                self._acknowledge()
         return data
+
+    def _acknowledge(self) -> None:
+        """Hand the window of consumed (or discarded) chunks back to the core and write."""
+        if self._unacked:
+            conn = self._conn
+            conn._core.acknowledge(self.stream_id, self._unacked)
+            self._unacked = 0
+            conn._flush()
 
     async def _wait_for_data(self) -> None:
         self._waiter = waiter = asyncio.get_running_loop().create_future()
@@ -389,6 +402,10 @@ class HTTP2Stream:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Nobody will read the chunks still queued: their connection-wide window goes back.
+        self._unacked += sum(length for _, length in self._chunks)
+        self._chunks.clear()
+        self._acknowledge()
         self._conn._forget(self)
 
     async def __aenter__(self) -> HTTP2Stream:
