@@ -78,6 +78,7 @@ class _ServerConnection:
         self.streams: dict[int, _Stream] = {}
         self.window_changed = asyncio.Event()
         self.closed = False
+        self.unacked: dict[int, int] = {}  # flow-controlled bytes received in this read
 
     def flush(self) -> None:
         data = self.h2.data_to_send()
@@ -104,6 +105,9 @@ class _ServerConnection:
                     break
                 for event in h2c.receive_data(data):
                     self.handle(event)
+                for stream_id, length in self.unacked.items():  # one call per stream per read
+                    h2c.acknowledge_received_data(length, stream_id)
+                self.unacked.clear()
                 self.flush()
         except (OSError, ssl.SSLError, h2.exceptions.ProtocolError):
             pass
@@ -129,10 +133,9 @@ class _ServerConnection:
             assert event.data is not None
             if stream is not None:
                 stream.body.put_nowait(event.data)
-            if self.server.ack_uploads:
-                self.h2.acknowledge_received_data(
-                    event.flow_controlled_length or 0, event.stream_id or 0
-                )
+            if self.server.ack_uploads and event.flow_controlled_length:
+                sid = event.stream_id or 0
+                self.unacked[sid] = self.unacked.get(sid, 0) + event.flow_controlled_length
         elif isinstance(event, h2.events.StreamEnded):
             stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
@@ -160,10 +163,14 @@ class _ServerConnection:
                 self.window_changed.clear()
                 await self.window_changed.wait()
                 continue
-            size = min(window, len(view), self.h2.max_outbound_frame_size)
-            self.h2.send_data(stream_id, view[:size])
-            self.server.sent[stream_id] = self.server.sent.get(stream_id, 0) + size
-            view = view[size:]
+            # Queue frames while the window lasts, up to 256 KiB, and write them at once: one
+            # TLS pass and one send() per batch rather than per frame.
+            batch = min(window, len(view), 256 * 1024)
+            frame_size = self.h2.max_outbound_frame_size
+            for offset in range(0, batch, frame_size):
+                self.h2.send_data(stream_id, view[offset : min(batch, offset + frame_size)])
+            self.server.sent[stream_id] = self.server.sent.get(stream_id, 0) + batch
+            view = view[batch:]
             self.flush()
             await self.writer.drain()
         if end:
