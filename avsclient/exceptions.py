@@ -338,4 +338,4 @@ class ReportTooLarge(GatewayError):
 
 class GatewayUnavailable(GatewayError):
     """429, 5xx or no connection after every retry: the gateway is throttling or down; send
-    the report again later."""
+    the report again later. `status` is 0 when no reply came (the network error is chained)."""
