@@ -87,7 +87,8 @@ class LWAHttpClient:
             `http://` URLs use HTTP/2 with prior knowledge (h2c).
         ca_file: a PEM file of CAs to trust instead of the system store (the simulator's CA).
         ssl_context: a ready TLS context (takes precedence over `ca_file`).
-        timeout: seconds allowed for connecting, and for each read and write.
+        timeout: seconds allowed for one whole request: connecting, sending and reading the
+            complete reply (a server trickling bytes cannot stretch it).
         max_reply_bytes: the largest reply body accepted.
     """
 
@@ -106,6 +107,7 @@ class LWAHttpClient:
         if ssl_context is None:
             ssl_context = ssl.create_default_context(cafile=ca_file)
         self._url = url.rstrip("/")
+        self._timeout = timeout
         self._max_reply_bytes = max_reply_bytes
         self._client = httpx.AsyncClient(
             base_url=self._url,
@@ -151,27 +153,41 @@ class LWAHttpClient:
             TransportError: connect failure, timeout, or the connection broke
                 (`ConnectError`, `ConnectTimeout`, `ResponseTimeout`, `ConnectionLost`,
                 `NetworkError`).
-            AuthError: the reply body is larger than `max_reply_bytes`.
+            AuthError: the reply body is larger than `max_reply_bytes`, or its
+                Content-Encoding is broken.
         """
         logger.debug("LWA POST %s (%s)", request.path, request.grant_type or "codepair")
+        headers = {
+            "Content-Type": request.content_type,
+            "Accept": "application/json",
+            # Replies are tiny JSON: nothing to gain from compression, and without it the size
+            # limit counts what the server sent.
+            "Accept-Encoding": "identity",
+        }
         try:
-            async with self._client.stream(
-                "POST",
-                request.path,
-                content=request.body(),
-                headers={"Content-Type": request.content_type, "Accept": "application/json"},
-            ) as response:
-                body = bytearray()
-                async for chunk in response.aiter_raw():
-                    body += chunk
-                    if len(body) > self._max_reply_bytes:
-                        raise AuthError(
-                            f"LWA reply is larger than {self._max_reply_bytes} bytes",
-                            status=response.status_code,
-                        )
-                status = response.status_code
+            # httpx bounds each connect, read and write; this bounds the request as a whole.
+            async with asyncio.timeout(self._timeout):
+                async with self._client.stream(
+                    "POST", request.path, content=request.body(), headers=headers
+                ) as response:
+                    body = bytearray()
+                    # aiter_bytes undoes a Content-Encoding the server applied anyway.
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > self._max_reply_bytes:
+                            raise AuthError(
+                                f"LWA reply is larger than {self._max_reply_bytes} bytes",
+                                status=response.status_code,
+                            )
+                    status = response.status_code
+        except TimeoutError as exc:
+            raise ResponseTimeout(
+                f"LWA did not complete the request within {self._timeout} s"
+            ) from exc
         except httpx.TransportError as exc:
             raise _map_error(exc) from exc
+        except httpx.DecodingError as exc:
+            raise AuthError(f"LWA reply has a broken Content-Encoding: {exc}") from exc
         logger.debug("LWA %s answered HTTP %d (%d bytes)", request.path, status, len(body))
         return LWAReply(status=status, body=bytes(body))
 
