@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from avsclient.http2 import ConnectionStatus, EventResult
+from avsclient.http2 import ConnectionStatus, EventResult, Outcome
 from avsclient.simulator import Simulator, directive
 from tests.http2.managerkit import (
     Running,
@@ -29,8 +29,10 @@ class Fault:
 
     name: str
     inject: Callable[[Simulator], Awaitable[object] | object]
-    lift: Callable[[Simulator], None] = lambda sim: sim.faults.clear()
-    settle: float = 0.0  # seconds the fault is left in place while events go on
+    settle: float | None = None  # a lasting fault: seconds before it is lifted
+    config: tuple[tuple[str, float], ...] = ()  # manager settings for this fault
+    reconnects: bool = False  # the fault must cost the link (a new SynchronizeState)
+    shows: Outcome | None = None  # an outcome the fault must produce
 
 
 async def _push(sim: Simulator) -> None:
@@ -53,22 +55,60 @@ async def _refused_downchannels(sim: Simulator) -> None:
 
 
 FAULTS = [
-    Fault("goaway", lambda sim: sim.faults.goaway()),
-    Fault("goaway_then_close", lambda sim: sim.faults.goaway(close_after=0.05)),
-    Fault("goaway_error_code", lambda sim: sim.faults.goaway(error_code=2, close_after=0.0)),
-    Fault("reset_downchannel", lambda sim: sim.faults.reset_downchannel()),
-    Fault("drop_connections", lambda sim: sim.faults.drop_connections()),
-    Fault("ignore_pings", lambda sim: sim.faults.ignore_pings(), settle=0.4),
+    Fault("goaway", lambda sim: sim.faults.goaway(), reconnects=True),
+    Fault("goaway_then_close", lambda sim: sim.faults.goaway(close_after=0.05), reconnects=True),
+    Fault(
+        "goaway_error_code",
+        lambda sim: sim.faults.goaway(error_code=2, close_after=0.0),
+        reconnects=True,
+    ),
+    Fault("reset_downchannel", lambda sim: sim.faults.reset_downchannel(), reconnects=True),
+    Fault("drop_connections", lambda sim: sim.faults.drop_connections(), reconnects=True),
+    Fault(
+        "ignore_pings",
+        lambda sim: sim.faults.ignore_pings(),
+        settle=0.4,
+        reconnects=True,
+        config=(("ping_interval", 0.1),),
+    ),
     Fault("fail_403", lambda sim: sim.faults.fail_next_events(1, status=403)),
-    Fault("fail_403_twice", lambda sim: sim.faults.fail_next_events(2, status=403)),
-    Fault("fail_400", lambda sim: sim.faults.fail_next_events(2, status=400)),
-    Fault("fail_429", lambda sim: sim.faults.fail_next_events(2, status=429)),
-    Fault("fail_500", lambda sim: sim.faults.fail_next_events(2, status=500)),
-    Fault("fail_503", lambda sim: sim.faults.fail_next_events(2, status=503)),
-    Fault("refused_downchannels", _refused_downchannels),
-    Fault("delay_responses", lambda sim: sim.faults.delay_responses(0.6), settle=0.3),
-    Fault("malformed_multipart_downchannel", _malformed_push),
-    Fault("malformed_multipart_response", lambda sim: sim.faults.malformed_multipart_next()),
+    Fault(
+        "fail_403_repeated",  # the same event is rejected again after the token refresh
+        lambda sim: sim.faults.fail_next_events(4, status=403),
+        reconnects=True,
+        shows=Outcome.INVALID_AUTH,
+    ),
+    Fault(
+        "fail_400",
+        lambda sim: sim.faults.fail_next_events(2, status=400),
+        shows=Outcome.BAD_REQUEST,
+    ),
+    Fault(
+        "fail_429", lambda sim: sim.faults.fail_next_events(2, status=429), shows=Outcome.THROTTLED
+    ),
+    Fault(
+        "fail_500",
+        lambda sim: sim.faults.fail_next_events(2, status=500),
+        shows=Outcome.SERVER_ERROR,
+    ),
+    Fault(
+        "fail_503", lambda sim: sim.faults.fail_next_events(2, status=503), shows=Outcome.REFUSED
+    ),
+    Fault("refused_downchannels", _refused_downchannels, reconnects=True),
+    Fault(
+        "delay_responses",
+        lambda sim: sim.faults.delay_responses(0.6),
+        settle=0.5,
+        reconnects=True,  # the stalled event pings at once, and the ping is late too
+        shows=Outcome.TIMEDOUT,
+        config=(("event_timeout", 0.3),),
+    ),
+    Fault("malformed_multipart_downchannel", _malformed_push, reconnects=True),
+    Fault(
+        "malformed_multipart_response",
+        lambda sim: sim.faults.malformed_multipart_next(),
+        shows=Outcome.PROTOCOL_ERROR,
+    ),
     Fault("malformed_json", _bad_json_push),
 ]
 
@@ -89,6 +129,10 @@ async def workload(run: Running, count: int) -> tuple[list[str], list[EventResul
     return ids, list(await asyncio.gather(*tasks))
 
 
+def accepted_syncs(sim: Simulator) -> list[int]:
+    return [e.connection_id for e in sim.events if e.name == "SynchronizeState" and e.status < 300]
+
+
 @pytest.fixture(params=["tls", "h2c"])
 async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
     async with Simulator(tls=request.param == "tls") as simulator:
@@ -101,7 +145,8 @@ async def test_fault_leaves_a_connected_manager_and_a_clean_ledger(
     sim: Simulator, fault: Fault
 ) -> None:
     """Inject the fault between events; then connected again, every event accounted for."""
-    async with running_manager(sim, ping_interval=0.1, ping_timeout=0.2, event_timeout=0.3) as run:
+    settings = {"ping_timeout": 0.2, **dict(fault.config)}
+    async with running_manager(sim, **settings) as run:
         await run.manager.wait_connected(5)
         before = asyncio.create_task(workload(run, 3))
         await asyncio.sleep(0.015)
@@ -109,16 +154,23 @@ async def test_fault_leaves_a_connected_manager_and_a_clean_ledger(
         if asyncio.iscoroutine(outcome):
             await outcome
         during = asyncio.create_task(workload(run, 4))
-        if fault.settle:
+        if fault.settle is not None:
             await asyncio.sleep(fault.settle)
-        fault.lift(sim)
+            sim.faults.clear()
         results = [await before, await during]
+        if fault.reconnects:
+            async with asyncio.timeout(5):
+                while len(accepted_syncs(sim)) < 2:
+                    await asyncio.sleep(0.005)
         await run.manager.wait_connected(10)
         assert run.manager.status is ConnectionStatus.CONNECTED
         ids, after = await workload(run, 3)
         assert all(r.ok for r in after), [r.outcome for r in after]
         sent = [*results[0][0], *results[1][0], *ids]
         check_ledger(sim, run.results, sent)
+        assert (len(accepted_syncs(sim)) > 1) is fault.reconnects
+        if fault.shows is not None:
+            assert fault.shows in {r.outcome for r in run.results}
         # The downchannel is live again: a pushed directive arrives.
         pushed = len(run.sink.parts_of("downchannel"))
         await _push(sim)

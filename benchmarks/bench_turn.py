@@ -1,0 +1,241 @@
+"""Voice-turn latency, streaming CPU and per-session memory of `AVSClient` (issue 6 section 6).
+
+Run it from the repository root (about a minute)::
+
+    .venv/bin/python benchmarks/bench_turn.py [--turns N] [--sessions N] [--cpu-seconds S]
+
+The simulator runs in a subprocess (`python -m avsclient.simulator --h2c`) on loopback, so
+`time.process_time()` and the RSS of this process count only the client. Three figures:
+
+- `turn`: N voice turns (CLOSE_TALK, 0.2 s of audio each; the simulator answers Speak as soon
+  as the upload ends). Latency is the dialog trace's time from the last audio frame handed to
+  the connection to the Speak directive dispatched to its handler, i.e. the client's share of
+  the turn plus one loopback round trip and the simulator's reply. Targets: p50 <= 2 ms,
+  p99 <= 10 ms.
+- `cpu`: one Recognize streamed in real time (10 ms frames, paced like a microphone) for S
+  seconds; client CPU seconds per second of audio, from the first frame to the last. Target
+  <= 2% of one core.
+- `sessions`: N clients in this process, each with its downchannel open and pinging every
+  2 s, held for a few ping periods. Memory per session is the RSS growth divided by N (with
+  the garbage collected first). Target <= 100 KiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from avsclient.audio import AVS_FORMAT, ArraySource, AudioFormat, AudioSource, NullSink
+from avsclient.auth import StaticTokenProvider
+from avsclient.client import AVSClient
+from avsclient.config import ClientConfig
+
+TOKEN = "bench-token"
+TURN_P50_TARGET = 0.002
+TURN_P99_TARGET = 0.010
+CPU_TARGET = 0.02
+SESSION_TARGET = 100 * 1024
+
+
+@contextlib.contextmanager
+def simulator() -> Any:
+    """Start `python -m avsclient.simulator --h2c` and yield its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "avsclient.simulator", "--h2c", "--token", TOKEN],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = ""
+        for line in proc.stdout:
+            if line.startswith("AVS simulator listening on "):
+                url = line.split()[-1]
+                break
+        if not url:
+            raise RuntimeError("the simulator did not start")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def tone(seconds: float) -> np.ndarray[Any, Any]:
+    """A 16 kHz 16-bit tone."""
+    t = np.arange(int(seconds * 16_000)) / 16_000
+    return (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
+
+
+def client_for(url: str, **config: Any) -> AVSClient:
+    """A client of the simulator at `url`."""
+    cfg = ClientConfig(endpoint=url, **config)
+    return AVSClient(cfg, StaticTokenProvider(TOKEN), sink=NullSink())
+
+
+class CpuStampedSource(AudioSource):
+    """Passes another source through, noting process CPU time at the first and last frame."""
+
+    def __init__(self, inner: AudioSource) -> None:
+        self.inner = inner
+        self.cpu_start: float | None = None
+        self.cpu_end: float | None = None
+        self.wall_start: float | None = None
+        self.wall_end: float | None = None
+        self.frames = 0
+
+    @property
+    def format(self) -> AudioFormat:
+        return self.inner.format
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.inner.frame_bytes
+
+    async def read_frame(self) -> bytes:
+        frame = await self.inner.read_frame()
+        if self.cpu_start is None:
+            self.cpu_start, self.wall_start = time.process_time(), time.perf_counter()
+        if frame:
+            self.frames += 1
+        elif self.cpu_end is None:
+            self.cpu_end, self.wall_end = time.process_time(), time.perf_counter()
+        return frame
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def bench_turns(url: str, turns: int) -> list[float]:
+    """Latencies (s) from the last audio frame sent to Speak dispatched, one per turn."""
+    audio = tone(0.2)
+    latencies: list[float] = []
+    async with client_for(url) as client:
+        await client.wait_connected(10)
+        for _ in range(10):  # warm-up: imports, code paths, TCP windows
+            dialog = await client.recognize(ArraySource(audio, 16_000), profile="CLOSE_TALK")
+            await dialog.wait_finished()
+        for _ in range(turns):
+            dialog = await client.recognize(ArraySource(audio, 16_000), profile="CLOSE_TALK")
+            await dialog.wait_finished()
+            trace = dialog.trace
+            speak = trace.directive_at("SpeechSynthesizer.Speak")
+            if speak is None or trace.last_audio_sent_at is None:
+                raise RuntimeError(f"turn without Speak: {dialog!r}")
+            latencies.append(speak - trace.last_audio_sent_at)
+        await client.messenger.flush()
+    return latencies
+
+
+async def bench_cpu(url: str, seconds: float) -> tuple[float, float]:
+    """(CPU seconds per audio second, audio seconds streamed) for one real-time Recognize."""
+    async with client_for(url) as client:
+        await client.wait_connected(10)
+        warm = await client.recognize(ArraySource(tone(0.2), 16_000), profile="CLOSE_TALK")
+        await warm.wait_finished()
+        source = CpuStampedSource(ArraySource(tone(seconds), 16_000, realtime=True))
+        await client.recognize(source, profile="CLOSE_TALK")
+    assert source.cpu_start is not None
+    assert source.cpu_end is not None
+    audio_seconds = source.frames * source.frame_bytes / AVS_FORMAT.bytes_per_second
+    return (source.cpu_end - source.cpu_start) / audio_seconds, audio_seconds
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def bench_sessions(url: str, count: int, hold: float) -> tuple[int, int]:
+    """(RSS growth per session, sessions still connected after the hold)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # One warm client first, so that imports and first-use caches are not charged per session.
+    async with client_for(url) as warm:
+        await warm.wait_connected(10)
+    gc.collect()
+    before = rss_bytes()
+    clients = [client_for(url, ping_interval=2.0, ping_timeout=10.0) for _ in range(count)]
+    gate = asyncio.Semaphore(50)
+
+    async def start(client: AVSClient) -> None:
+        async with gate:
+            await client.start()
+            await client.wait_connected(60)
+
+    try:
+        await asyncio.gather(*(start(c) for c in clients))
+        await asyncio.sleep(hold)
+        connected = sum(1 for c in clients if c.status.name == "CONNECTED")
+        gc.collect()
+        after = rss_bytes()
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+    return (after - before) // count, connected
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+async def main(args: argparse.Namespace) -> int:
+    failed = False
+    with simulator() as url:
+        latencies = await bench_turns(url, args.turns)
+        latencies.sort()
+        p50 = statistics.median(latencies)
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        ok = p50 <= TURN_P50_TARGET and p99 <= TURN_P99_TARGET
+        failed |= not ok
+        print(
+            f"turn: {len(latencies)} turns, last audio byte -> Speak dispatched: "
+            f"p50 {p50 * 1000:.2f} ms (target 2), p99 {p99 * 1000:.2f} ms (target 10), "
+            f"max {latencies[-1] * 1000:.2f} ms  {verdict(ok)}"
+        )
+        cpu, audio_seconds = await bench_cpu(url, args.cpu_seconds)
+        ok = cpu <= CPU_TARGET
+        failed |= not ok
+        print(
+            f"cpu: {cpu * 100:.2f}% of a core per second of audio streamed in real time "
+            f"({audio_seconds:.1f} s of audio; target <= 2%)  {verdict(ok)}"
+        )
+    with simulator() as url:
+        per_session, connected = await bench_sessions(url, args.sessions, args.hold)
+        ok = per_session <= SESSION_TARGET and connected == args.sessions
+        failed |= not ok
+        print(
+            f"sessions: {connected}/{args.sessions} connected (downchannel + ping every 2 s, "
+            f"held {args.hold:.0f} s), RSS {per_session / 1024:.1f} KiB per session "
+            f"(target <= 100)  {verdict(ok)}"
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=200)
+    parser.add_argument("--cpu-seconds", type=float, default=5.0)
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--hold", type=float, default=6.0)
+    sys.exit(asyncio.run(main(parser.parse_args())))
