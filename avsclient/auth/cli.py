@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from avsclient.auth.http import LWAHttpClient
 from avsclient.auth.linking import link_device
@@ -106,6 +107,13 @@ def _resolve(args: argparse.Namespace) -> dict[str, str]:
         flags = ", ".join("--" + n.replace("_", "-") for n in missing)
         raise ValueError(f"missing {flags} (give them as flags or in --config)")
     values.setdefault("lwa_url", DEFAULT_LWA_URL)
+    url = urlsplit(values["lwa_url"])
+    if url.scheme not in ("https", "http") or not url.netloc:
+        raise ValueError(f"the LWA URL must be an https:// URL, not {values['lwa_url']!r}")
+    if not args.timeout > 0:
+        raise ValueError("--timeout must be a positive number of seconds")
+    if args.max_codes < 1:
+        raise ValueError("--max-codes must be at least 1")
     return values
 
 

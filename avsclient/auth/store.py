@@ -84,31 +84,28 @@ def _decode(data: bytes, path: Path) -> StoredTokens:
             f"token file {path} has unknown format version {doc.get('version')!r}"
         )
 
-    def text(name: str, *, optional: bool = False) -> str | None:
+    def text(name: str) -> str:
         value = doc.get(name)
-        if value is None and optional:
-            return None
         if not isinstance(value, str) or not value:
             raise TokenStoreError(f"token file {path} is corrupt: bad or missing {name!r}")
         return value
+
+    def optional_text(name: str) -> str | None:
+        return None if doc.get(name) is None else text(name)
 
     expires_at = doc.get("expires_at")
     if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
         raise TokenStoreError(f"token file {path} is corrupt: bad or missing 'expires_at'")
     if not math.isfinite(expires_at):
         raise TokenStoreError(f"token file {path} is corrupt: bad 'expires_at'")
-    client_id = text("client_id")
-    access = text("access_token")
-    assert client_id is not None
-    assert access is not None
     return StoredTokens(
-        client_id=client_id,
+        client_id=text("client_id"),
         tokens=TokenSet(
-            access_token=access,
-            refresh_token=text("refresh_token", optional=True),
+            access_token=text("access_token"),
+            refresh_token=optional_text("refresh_token"),
             expires_at=float(expires_at),
-            token_type=text("token_type") or "bearer",
-            scope=text("scope", optional=True),
+            token_type=text("token_type"),
+            scope=optional_text("scope"),
         ),
     )
 

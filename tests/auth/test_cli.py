@@ -158,3 +158,24 @@ def test_login_without_identity_is_a_usage_error(
     bad.write_text("{nope")
     assert main(["login", "--config", str(bad)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lwa-url", "ftp://example.com"], "https:// URL"),
+        (["--lwa-url", "api.amazon.com"], "https:// URL"),
+        (["--timeout", "0"], "--timeout"),
+        (["--max-codes", "0"], "--max-codes"),
+    ],
+)
+def test_login_with_bad_settings_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    """A malformed URL, timeout or code count exits 2 with a message, not a traceback."""
+    from avsclient.cli import main
+
+    identity = ["--client-id", "c", "--product-id", "p", "--serial", "s"]
+    assert main(["login", *identity, "--token-file", str(tmp_path / "t.json"), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "t.json").exists()
