@@ -7,9 +7,27 @@ AVS simulator to develop and test against.
 
 from __future__ import annotations
 
+from avsclient import _redaction
+from avsclient.agents import ClientEvent, Dialog, DialogTrace
+from avsclient.client import AVSClient, Subscription
 from avsclient.config import ClientConfig, Region
 from avsclient.exceptions import AVSError
+from avsclient.messages import Directive
 
-__all__ = ["AVSError", "ClientConfig", "Region", "__version__"]
+__all__ = [
+    "AVSClient",
+    "AVSError",
+    "ClientConfig",
+    "ClientEvent",
+    "Dialog",
+    "DialogTrace",
+    "Directive",
+    "Region",
+    "Subscription",
+    "__version__",
+]
 
 __version__ = "0.1.0.dev0"
+
+# Bearer tokens must not reach logs, not even third-party DEBUG logs (see _redaction).
+_redaction.install()
