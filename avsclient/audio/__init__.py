@@ -9,7 +9,6 @@ from __future__ import annotations
 from .convert import Framer, PcmConverter, Resampler, decode_samples, encode_samples
 from .endpointing import (
     EndpointDetector,
-    EndpointedSource,
     EndpointEvent,
     EndpointingConfig,
     EndpointState,
@@ -40,6 +39,7 @@ from .sources import (
     ArraySource,
     AudioSource,
     CaptureBridge,
+    EndpointedSource,
     Microphone,
     WavFileSource,
 )

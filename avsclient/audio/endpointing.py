@@ -16,14 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .format import AVS_FORMAT, AudioFormat, SampleEncoding
-from .sources import AudioSource
 
 __all__ = [
     "EndReason",
     "EndpointDetector",
     "EndpointEvent",
     "EndpointState",
-    "EndpointedSource",
     "EndpointingConfig",
     "VoiceEnded",
     "VoiceStarted",
@@ -243,45 +241,3 @@ class EndpointDetector:
             self.state = EndpointState.ENDED
             return VoiceEnded(offset_ms=round(self._ms), reason=EndReason.MAX_DURATION)
         return None
-
-
-class EndpointedSource(AudioSource):
-    """Passes frames of another source through until the detector ends the utterance.
-
-    Frames stop right after the one that completes the hangover (so the upload includes
-    the trailing quiet the cloud expects), or at the timeout. `events` records what the
-    detector reported.
-    """
-
-    def __init__(self, source: AudioSource, config: EndpointingConfig | None = None) -> None:
-        """Wrap `source`, whose format must be signed 16-bit mono.
-
-        Raises:
-            ValueError: the source's format is not signed 16-bit mono.
-        """
-        self.source = source
-        self.detector = EndpointDetector(config, source.format)
-        #: Events reported so far, in order.
-        self.events: list[EndpointEvent] = []
-
-    @property
-    def format(self) -> AudioFormat:
-        return self.source.format
-
-    @property
-    def frame_bytes(self) -> int:
-        return self.source.frame_bytes
-
-    async def read_frame(self) -> bytes:
-        if self.detector.state is EndpointState.ENDED:
-            return b""
-        frame = await self.source.read_frame()
-        if not frame:
-            return b""
-        event = self.detector.feed(frame)
-        if event is not None:
-            self.events.append(event)
-        return frame
-
-    async def aclose(self) -> None:
-        await self.source.aclose()

@@ -1,4 +1,5 @@
-"""Audio sources: async iterators of fixed-size PCM frames (microphone, WAV file, numpy array)."""
+"""Audio sources: async iterators of fixed-size PCM frames (microphone, WAV file, numpy array),
+and a wrapper that ends a source at the end of speech."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from avsclient.exceptions import AudioError
 
 from ._portaudio import load_sounddevice, map_device_error
 from .convert import Framer, PcmConverter
+from .endpointing import EndpointDetector, EndpointEvent, EndpointingConfig, EndpointState
 from .format import AVS_FORMAT, AVS_FRAME_MS, AudioFormat, SampleEncoding
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ __all__ = [
     "AudioSource",
     "CaptureBridge",
     "DEFAULT_QUEUE_FRAMES",
+    "EndpointedSource",
     "Microphone",
     "WavFileSource",
 ]
@@ -570,3 +573,47 @@ def _abort_and_close(stream: Any) -> None:
     finally:
         stream.close()
 
+
+# -- end of speech -------------------------------------------------------------------------
+
+
+class EndpointedSource(AudioSource):
+    """Passes frames of another source through until the detector ends the utterance.
+
+    Frames stop right after the one that completes the hangover (so the upload includes
+    the trailing quiet the cloud expects), or at the timeout. `events` records what the
+    detector reported.
+    """
+
+    def __init__(self, source: AudioSource, config: EndpointingConfig | None = None) -> None:
+        """Wrap `source`, whose format must be signed 16-bit mono.
+
+        Raises:
+            ValueError: the source's format is not signed 16-bit mono.
+        """
+        self.source = source
+        self.detector = EndpointDetector(config, source.format)
+        #: Events reported so far, in order.
+        self.events: list[EndpointEvent] = []
+
+    @property
+    def format(self) -> AudioFormat:
+        return self.source.format
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.source.frame_bytes
+
+    async def read_frame(self) -> bytes:
+        if self.detector.state is EndpointState.ENDED:
+            return b""
+        frame = await self.source.read_frame()
+        if not frame:
+            return b""
+        event = self.detector.feed(frame)
+        if event is not None:
+            self.events.append(event)
+        return frame
+
+    async def aclose(self) -> None:
+        await self.source.aclose()
