@@ -33,9 +33,13 @@ Measuring on a shared, noisy machine:
 - Ratios are paired: each round yields `variant / baseline` from runs taken seconds apart,
   and the table shows the median and quartiles of those per-round ratios, not a ratio of
   medians taken at different times.
-- Warm-up rounds (discarded) let TCP autotune the loopback socket buffers, h2 grow its
-  windows, the TLS sessions settle and glibc adapt its mmap threshold to the 256 KiB reads
-  before anything is timed. The connections then stay open for the whole run.
+- Warm-up rounds (discarded) let TCP autotune the loopback socket buffers, the peers open
+  their windows and the interpreter specialise the hot paths before anything is timed. The
+  connections then stay open for the whole run (no handshake is timed).
+- What remains is the machine itself: on this shared virtual machine a fixed pure-Python loop
+  runs up to several times slower from one second to the next (host load; CPU time moves
+  with the wall clock, so it is not preemption inside the guest). The report prints that
+  drift, and needs the many rounds to get medians that repeat within a few percent.
 - The garbage collector stays on, as in an application, but `gc.collect()` runs before every
   timed transfer, so no transfer pays for the previous one's garbage; the payloads are built
   once, before timing.
