@@ -39,7 +39,7 @@ Measuring on a shared, noisy machine:
 - What remains is the machine itself: on this shared virtual machine a fixed pure-Python loop
   runs up to several times slower from one second to the next (host load; CPU time moves
   with the wall clock, so it is not preemption inside the guest). The report prints that
-  drift, and needs the many rounds to get medians that repeat within a few percent.
+  drift; the many rounds are what keeps the medians repeatable (within about 5% here).
 - The garbage collector stays on, as in an application, but `gc.collect()` runs before every
   timed transfer, so no transfer pays for the previous one's garbage; the payloads are built
   once, before timing.
