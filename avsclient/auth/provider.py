@@ -11,7 +11,6 @@ at a time (single-flight: concurrent callers await the same refresh). When AVS r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random as _random
 import time
@@ -157,9 +156,10 @@ class _RefreshingProvider:
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-            # The refresh's outcome no longer matters.
-            with contextlib.suppress(BaseException):
-                await task
+            # Wait for it to finish without taking on its outcome (which no longer matters;
+            # _fetch_done retrieves it). Unlike suppressing everything around `await task`,
+            # this lets a cancellation of aclose() itself propagate.
+            await asyncio.wait({task})
         if self._owns_http:
             await self._http.aclose()
 

@@ -871,3 +871,36 @@ async def test_aclose_cancels_a_refresh_in_flight(
         await waiter
     with pytest.raises(RuntimeError, match="closed"):
         await provider.get_token()
+
+
+async def test_cancelling_aclose_is_not_swallowed(
+    avs_simulator: Simulator, sim_http: LWAHttpClient
+) -> None:
+    """aclose() waits for the refresh it cancelled, but its own cancellation still wins."""
+
+    async def slow_to_cancel_sleep(seconds: float) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.3)  # clean-up that takes a while
+            raise
+
+    avs_simulator.lwa.fail_next(status=500)
+    provider = RefreshingTokenProvider(
+        config(avs_simulator),
+        refresh_token=avs_simulator.lwa.issue_refresh_token(),
+        http=sim_http,
+        sleep=slow_to_cancel_sleep,
+    )
+    waiter = asyncio.create_task(provider.get_token())
+    while not avs_simulator.lwa.requests:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # the refresh is backing off
+    closer = asyncio.create_task(provider.aclose())
+    await asyncio.sleep(0.05)
+    assert not closer.done()
+    closer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closer
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
