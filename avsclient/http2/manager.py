@@ -216,7 +216,10 @@ class _Trace:
     body_sent_at: float | None = None
     response_started_at: float | None = None
     first_byte_at: float | None = None
-    progress: int = 0  # bumped by every chunk sent or received
+    progress_at: float = 0.0  # when a chunk was last sent or received
+
+    def moved(self) -> None:
+        self.progress_at = asyncio.get_running_loop().time()
 
 
 class _Replay:
@@ -1012,6 +1015,14 @@ class ConnectionManager:
         finally:
             self._waiting -= 1
 
+    def _outcome_for(self, error: BaseException) -> Outcome:
+        """`outcome_for_error`, except that a link we closed because it died is NOT_CONNECTED:
+        CANCELED is kept for the application's own aclose()."""
+        outcome = outcome_for_error(error)
+        if outcome is Outcome.CANCELED and not self._closed:
+            return Outcome.NOT_CONNECTED
+        return outcome
+
     def _takes_events(self, link: _Link) -> bool:
         # A method, not an expression: mypy would keep the checks narrowed across awaits.
         return link.usable and not self._closed
@@ -1054,7 +1065,7 @@ class ConnectionManager:
                 )
                 return _failed(outcome, message_id, exc)
             headers = [("authorization", f"Bearer {token}"), ("content-type", body.content_type)]
-            trace.started_at = loop.time()
+            trace.started_at = trace.progress_at = loop.time()
             try:
                 stream = await link.conn.open_stream(
                     "POST",
@@ -1070,7 +1081,7 @@ class ConnectionManager:
                 return "refused"
             except TransportError as exc:
                 release_turn()
-                return _failed(outcome_for_error(exc), message_id, exc, trace)
+                return _failed(self._outcome_for(exc), message_id, exc, trace)
             upload = asyncio.create_task(
                 self._upload(stream, body, replay, trace), name=f"avs upload {stream.stream_id}"
             )
@@ -1086,7 +1097,7 @@ class ConnectionManager:
                     link.ping_now.set()  # SDK: a stalled event stream triggers a ping
                 if isinstance(exc, Exception):
                     error = _upload_error(upload) or exc
-                    return _failed(outcome_for_error(error), message_id, error, trace)
+                    return _failed(self._outcome_for(error), message_id, error, trace)
                 raise
             trace.response_started_at = loop.time()
             release_turn()
@@ -1160,27 +1171,25 @@ class ConnectionManager:
                     break
                 position += 1
                 await stream.send_data(chunk)
-                trace.progress += 1
+                trace.moved()
             await stream.send_data(body.tail, end_stream=True)
         trace.body_sent_at = asyncio.get_running_loop().time()
-        trace.progress += 1
+        trace.moved()
 
     async def _response(
         self, stream: HTTP2Stream, upload: asyncio.Task[None], trace: _Trace
     ) -> Response:
         """Wait for the response headers while the upload progresses (event_timeout idle)."""
         limit = self.config.event_timeout
+        loop = asyncio.get_running_loop()
         while True:
-            mark = trace.progress
-            try:
-                async with asyncio.timeout(limit):
-                    return await _first(stream.response(), upload)
-            except TimeoutError:
-                if trace.progress != mark:
-                    continue
-                error = ResponseTimeout(f"no response to the event within {limit} s")
+            remaining = trace.progress_at + limit - loop.time()
+            if remaining <= 0:
                 await stream.reset()
-                raise error from None
+                raise ResponseTimeout(f"no response to the event within {limit} s")
+            with contextlib.suppress(TimeoutError):  # then look at the progress again
+                async with asyncio.timeout(remaining):
+                    return await _first(stream.response(), upload)
 
     async def _read_event_body(
         self,
@@ -1205,21 +1214,21 @@ class ConnectionManager:
             limit = self.config.event_timeout
             try:
                 while True:
-                    mark = trace.progress
+                    remaining = trace.progress_at + limit - loop.time()
+                    if remaining <= 0:
+                        await stream.reset()
+                        link.ping_now.set()  # SDK: a stalled event stream triggers a ping
+                        raise ResponseTimeout(f"the event response stalled for {limit} s")
                     try:
-                        async with asyncio.timeout(limit):
+                        async with asyncio.timeout(remaining):
                             chunk = await anext(stream, None)
                     except TimeoutError:
-                        if trace.progress != mark:
-                            continue
-                        await stream.reset()
-                        link.ping_now.set()
-                        raise ResponseTimeout(f"the event response stalled for {limit} s") from None
+                        continue  # look at the progress again (the upload may have moved)
                     if chunk is None:
                         break
                     if trace.first_byte_at is None:
                         trace.first_byte_at = loop.time()
-                    trace.progress += 1
+                    trace.moved()
                     link.touch()
                     await self._deliver(parser, chunk, source)
                 if not parser.done:
@@ -1232,7 +1241,7 @@ class ConnectionManager:
         if error is not None:
             logger.warning("event %s: response failed: %s", message_id, error)
             return _result(
-                outcome_for_error(error),
+                self._outcome_for(error),
                 message_id,
                 trace,
                 status=200,
@@ -1310,7 +1319,7 @@ async def _read_error_body(
         async with asyncio.timeout(timeout):
             async for chunk in stream:
                 if trace is not None:
-                    trace.progress += 1
+                    trace.moved()
                 parts.append(chunk[: MAX_EXCEPTION_BODY - size])
                 size += len(parts[-1])
                 if size >= MAX_EXCEPTION_BODY:

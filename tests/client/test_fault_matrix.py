@@ -74,7 +74,7 @@ FAULTS = [
     Fault("fail_403", lambda sim: sim.faults.fail_next_events(1, status=403)),
     Fault(
         "fail_403_repeated",  # the same event is rejected again after the token refresh
-        lambda sim: sim.faults.fail_next_events(4, status=403),
+        lambda sim: sim.faults.fail_next_events(10, status=403),
         reconnects=True,
         shows=Outcome.INVALID_AUTH,
     ),
