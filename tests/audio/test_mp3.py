@@ -199,7 +199,7 @@ async def test_mp3_sink_applies_backpressure_from_a_slow_sink() -> None:
 async def test_stop_after_a_cancelled_drain_still_cuts_the_stream_off() -> None:
     """Barge-in cancels the task draining a Speak; stop() then silences it for good."""
     slow = SlowSink(PLAYBACK_FORMAT)
-    async with Mp3Sink(slow) as mp3:
+    async with Mp3Sink(slow, queue_frames=1000) as mp3:  # the whole attachment has arrived
         await mp3.write(SPEECH)
         decoder = mp3.decoder
         assert decoder is not None
