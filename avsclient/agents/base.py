@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from avsclient.agents.events import ClientEvent, EventFailed
+from avsclient.agents.events import ClientEvent, EventFailed, EventSent
 from avsclient.messages import ContextState, Directive, Event
 
 if TYPE_CHECKING:
@@ -205,9 +205,10 @@ class Messenger:
             self._check(document, result)
 
     def _check(self, document: Mapping[str, Any], result: EventResult) -> None:
+        namespace, name = _name(document)
+        self.notify(EventSent(namespace=namespace, name=name, result=result))
         if result.outcome.name in ("SUCCESS", "SUCCESS_NO_CONTENT"):
             return
-        namespace, name = _name(document)
         _log.warning("event %s.%s failed: %s", namespace, name, result.outcome.name)
         self.notify(EventFailed(namespace=namespace, name=name, result=result))
 

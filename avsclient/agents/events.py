@@ -20,6 +20,7 @@ __all__ = [
     "ConnectionStatusChanged",
     "DirectiveObserved",
     "EventFailed",
+    "EventSent",
     "ExceptionReceived",
     "ExpectingSpeech",
     "RecognizerStateChanged",
@@ -96,6 +97,21 @@ class ExceptionReceived(ClientEvent):
 
     code: str
     description: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventSent(ClientEvent):
+    """An event the client sent has its outcome (success or not), e.g. for a live log.
+
+    Attributes:
+        namespace: the event's namespace.
+        name: the event's name.
+        result: the outcome the connection manager reported.
+    """
+
+    namespace: str
+    name: str
+    result: EventResult
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
