@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint typecheck pytest system-deps venv clean
+.PHONY: test demo lint typecheck pytest system-deps venv clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	@test -n "$(PYTHON)" || { echo "avsclient needs Python >= 3.11 on PATH" >&2; exit 1; }
@@ -30,6 +30,12 @@ pytest: venv
 	$(BIN)/python -m pytest
 
 test: system-deps venv lint typecheck pytest
+
+# One voice turn against the embedded AVS simulator, with the bundled utterance: the events and
+# directives as they pass, the latency figures, and the reply played (or written to reply.wav
+# when there is no audio output device).
+demo: system-deps venv
+	$(BIN)/avsclient talk --simulator --once --input avsclient/assets/utterance.wav
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -23,6 +23,7 @@ def _register(name: str, module: str, help_text: str) -> None:
 
 _register("simulate", "avsclient.simulator.cli", "run the local AVS simulator")
 _register("login", "avsclient.auth.cli", "link this device with Login with Amazon")
+_register("talk", "avsclient.talk", "talk to Alexa: a push-to-talk voice loop")
 _register("doctor", "avsclient.doctor", "check Python, h2, PortAudio, tokens and the endpoint")
 
 

@@ -1,0 +1,390 @@
+"""`avsclient talk`: a push-to-talk voice loop on the console.
+
+Press Enter to talk: the microphone (or `--input FILE.wav`) streams to AVS as a Recognize
+event while the console shows the state (Listening, Thinking, Speaking), every event sent and
+directive received, each turn's latency figures, and plays the reply through the speaker (or
+`--output FILE.wav`). ExpectSpeech dialogs continue on their own. `--simulator` runs the whole
+loop against an in-process AVS simulator, which needs no account and no network.
+
+When stdin is not a terminal each input line is one turn and end of input quits; `--once`
+runs a single turn (with its follow-ups) and quits, as `make demo` does. Without an audio
+output device the reply is written to `reply.wav`, and the command says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, TextIO
+
+from avsclient.agents import (
+    ClientEvent,
+    ConnectionStatusChanged,
+    DirectiveObserved,
+    EventSent,
+    ExceptionReceived,
+    RecognizerStateChanged,
+    SpeechStateChanged,
+)
+from avsclient.agents.speech_recognizer import RecognizerState
+from avsclient.agents.speech_synthesizer import SpeechActivity
+from avsclient.audio import PLAYBACK_FORMAT, AudioFormat, AudioSink, AudioSource, WavFileSink
+from avsclient.config import ClientConfig, Region
+from avsclient.exceptions import AudioError, AVSError
+
+if TYPE_CHECKING:
+    from avsclient.agents import Dialog
+    from avsclient.auth import TokenProvider
+
+__all__ = ["add_arguments", "run"]
+
+#: Where the reply goes when there is no audio output device.
+FALLBACK_OUTPUT = Path("reply.wav")
+PROFILES = ("NEAR_FIELD", "FAR_FIELD", "CLOSE_TALK")
+# After the last state change of a turn, how long the loop must stay idle before the turn
+# counts as over: a Speak that finishes is followed within milliseconds by an ExpectSpeech
+# of the same dialog, which starts another turn.
+_SETTLE = 0.5
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `talk` options to `parser`."""
+    parser.description = "Talk to Alexa: a push-to-talk voice loop."
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--simulator", action="store_true", help="talk to an in-process AVS simulator"
+    )
+    where.add_argument("--endpoint", help="AVS base URL (default: the region's host)")
+    parser.add_argument("--region", choices=[r.name for r in Region], default="NA")
+    parser.add_argument("--ca-file", help="PEM file of CAs to trust for --endpoint")
+    parser.add_argument("--token-file", type=Path, help="tokens from `avsclient login`")
+    parser.add_argument("--lwa-url", default=None, help="Login with Amazon base URL")
+    parser.add_argument(
+        "--input",
+        action="append",
+        type=Path,
+        metavar="FILE.wav",
+        help="speak this WAV file instead of the microphone (repeat for follow-up turns)",
+    )
+    parser.add_argument(
+        "--output", type=Path, metavar="FILE.wav", help="write replies here, not to the speaker"
+    )
+    parser.add_argument("--profile", choices=PROFILES, default="NEAR_FIELD")
+    parser.add_argument("--once", action="store_true", help="one turn (and follow-ups), then quit")
+    parser.add_argument(
+        "--connect-timeout", type=float, default=30.0, help="seconds to wait for AVS (30)"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log avsclient's DEBUG messages to stderr"
+    )
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run the voice loop; exit status 0 when every turn succeeded, 1 otherwise."""
+    out = out or sys.stdout
+    # Warnings (a failed connection attempt and why) go to stderr; -v adds avsclient's DEBUG
+    # messages, latency traces included. Tokens are redacted from every log (see _redaction).
+    logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("avsclient").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        return asyncio.run(_talk(args, _Console(out)))
+    except KeyboardInterrupt:
+        print("\nbye", file=out)
+        return 0
+
+
+class _Console:
+    """Prints what happens, one line each, with the time since the turn started."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.turn_started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def note(self, text: str) -> None:
+        elapsed = (time.monotonic() - self.turn_started) * 1000
+        self.say(f"  {elapsed:7.1f} ms  {text}")
+
+
+_STATE_WORDS = {
+    RecognizerState.RECOGNIZING: "Listening...",
+    RecognizerState.BUSY: "Thinking...",
+    RecognizerState.EXPECTING_SPEECH: "Alexa expects an answer...",
+}
+
+
+class _Activity:
+    """Follows the client's observations: what to print, and when a turn is over."""
+
+    def __init__(self, console: _Console) -> None:
+        self.console = console
+        self.recognizer = RecognizerState.IDLE
+        self.speaking = False
+        self.changed = asyncio.Event()
+        self.last_change = time.monotonic()
+
+    def __call__(self, event: ClientEvent) -> None:
+        note = self.console.note
+        if isinstance(event, ConnectionStatusChanged):
+            note(f"connection {event.status.name.lower()} ({event.reason.name.lower()})")
+        elif isinstance(event, RecognizerStateChanged):
+            self.recognizer = event.new
+            if event.new in _STATE_WORDS:
+                note(_STATE_WORDS[event.new])
+        elif isinstance(event, SpeechStateChanged):
+            self.speaking = event.activity is SpeechActivity.PLAYING
+            note("Speaking..." if self.speaking else f"speech {event.activity.name.lower()}")
+        elif isinstance(event, DirectiveObserved):
+            d = event.directive
+            note(f"<- {d.namespace}.{d.name} ({event.disposition.name.lower()})")
+        elif isinstance(event, EventSent):
+            status = "" if event.result.status is None else f" {event.result.status}"
+            note(f"-> {event.namespace}.{event.name}: {event.result.outcome.name}{status}")
+        elif isinstance(event, ExceptionReceived):
+            note(f"AVS exception {event.code}: {event.description}")
+        self.last_change = time.monotonic()
+        self.changed.set()
+
+    @property
+    def busy(self) -> bool:
+        return self.speaking or self.recognizer is not RecognizerState.IDLE
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Wait until nothing has happened for `_SETTLE` seconds with the loop idle."""
+        deadline = time.monotonic() + timeout
+        while True:
+            quiet = time.monotonic() - self.last_change
+            if not self.busy and quiet >= _SETTLE:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the dialog did not finish in time")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(remaining, _SETTLE - quiet + 0.01))
+
+
+class _MeteredSink(AudioSink):
+    """Passes audio to a sink and counts how much was played."""
+
+    def __init__(self, sink: AudioSink, description: str) -> None:
+        self.sink = sink
+        self.description = description
+        self.bytes_written = 0
+
+    @property
+    def format(self) -> AudioFormat:
+        return self.sink.format
+
+    @property
+    def seconds(self) -> float:
+        fmt = self.format
+        return self.bytes_written / (fmt.rate * fmt.channels * fmt.sample_width)
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        await self.sink.write(data)
+        self.bytes_written += len(data)
+
+    async def drain(self) -> None:
+        await self.sink.drain()
+
+    async def stop(self) -> None:
+        await self.sink.stop()
+
+    async def aclose(self) -> None:
+        await self.sink.aclose()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _open_sink(output: Path | None, console: _Console) -> _MeteredSink:
+    if output is not None:
+        return _MeteredSink(WavFileSink(output, PLAYBACK_FORMAT), f"written to {output}")
+    from avsclient.audio import Speaker
+
+    try:
+        return _MeteredSink(Speaker(), "played through the speaker")
+    except AudioError as exc:
+        console.say(f"No audio output ({exc}).")
+        console.say(f"Replies will be written to {FALLBACK_OUTPUT} instead.")
+        return _MeteredSink(
+            WavFileSink(FALLBACK_OUTPUT, PLAYBACK_FORMAT),
+            f"written to {FALLBACK_OUTPUT} (no audio output device)",
+        )
+
+
+@dataclass
+class _Sources:
+    """Opens what the user says: the next input file, or the microphone."""
+
+    inputs: list[Path]
+    used: int = 0
+
+    def open(self) -> AudioSource:
+        if self.inputs:
+            from avsclient.audio import WavFileSource
+
+            path = self.inputs[min(self.used, len(self.inputs) - 1)]
+            self.used += 1
+            return WavFileSource(path, realtime=True)
+        from avsclient.audio import Microphone
+
+        return Microphone()
+
+
+class _Lines:
+    """Lines from stdin without a blocking thread (a pipe or a terminal)."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._buffer = b""
+        self._fd = sys.stdin.fileno()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._fd, self._readable)
+
+    def _readable(self) -> None:
+        chunk = os.read(self._fd, 4096)
+        if not chunk:
+            self._loop.remove_reader(self._fd)
+            self._queue.put_nowait(None)
+            return
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            self._queue.put_nowait(line.decode(errors="replace"))
+
+    async def next(self) -> str | None:
+        return await self._queue.get()
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._fd)
+
+
+async def _tokens_and_config(
+    args: argparse.Namespace, stack: contextlib.AsyncExitStack, console: _Console
+) -> tuple[TokenProvider, ClientConfig]:
+    from avsclient.auth import StaticTokenProvider
+
+    if args.simulator:
+        from avsclient.simulator import Simulator
+
+        sim = await stack.enter_async_context(Simulator())
+        console.say(f"AVS simulator at {sim.url}")
+        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        return StaticTokenProvider(sim.add_token()), config
+    from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider, TokenStore
+
+    store = TokenStore(args.token_file)
+    stored = store.load()
+    if stored is None:
+        raise _UsageError(f"no tokens at {store.path}: run `avsclient login` first")
+    lwa = LWAConfig(client_id=stored.client_id, **({"url": args.lwa_url} if args.lwa_url else {}))
+    # --ca-file trusts a private CA for both services (the simulator serves both).
+    http = LWAHttpClient(lwa.url, ca_file=args.ca_file, timeout=lwa.timeout)
+    stack.push_async_callback(http.aclose)
+    tokens = await stack.enter_async_context(RefreshingTokenProvider(lwa, store=store, http=http))
+    config = ClientConfig(endpoint=args.endpoint, region=Region[args.region], ca_file=args.ca_file)
+    return tokens, config
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _latency_line(dialog: Dialog) -> str:
+    """The turn's latency figures, each from the moment that matters to the user."""
+    trace = dialog.trace
+    start, last_audio = trace.audio_started_at, trace.last_audio_sent_at
+    speak = trace.directive_at("SpeechSynthesizer.Speak")
+
+    def ms(begin: float | None, end: float | None) -> str:
+        return "-" if begin is None or end is None else f"{(end - begin) * 1000:.1f} ms"
+
+    # The response may begin while audio still flows (StopCapture for NEAR_FIELD), so the
+    # first response byte is measured from the start of the audio.
+    return (
+        f"latency: audio streamed {ms(start, last_audio)}, first response byte at "
+        f"{ms(start, trace.first_response_byte_at)}; from the last audio byte: Speak "
+        f"dispatched {ms(last_audio, speak)}, speech started "
+        f"{ms(last_audio, trace.speech_started_at)}"
+        f"; speech {ms(trace.speech_started_at, trace.speech_finished_at)}"
+    )
+
+
+async def _talk(args: argparse.Namespace, console: _Console) -> int:
+    from avsclient.client import AVSClient
+
+    failures = 0
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            tokens, config = await _tokens_and_config(args, stack, console)
+        except (_UsageError, AVSError, ValueError) as exc:
+            console.say(f"avsclient talk: {exc}")
+            return 2
+        sink = _open_sink(args.output, console)
+        stack.push_async_callback(sink.aclose)
+        sources = _Sources(list(args.input or []))
+        activity = _Activity(console)
+        client = AVSClient(config, tokens, sink=sink, source_factory=sources.open)
+        client.add_listener(activity)
+        await stack.enter_async_context(client)
+        try:
+            await client.wait_connected(args.connect_timeout)
+        except AVSError as exc:
+            console.say(f"Could not connect to AVS at {config.url()}: {exc}")
+            return 1
+        console.say(f"Connected to {config.url()}.")
+        lines = None if args.once else _Lines()
+        if lines is not None:
+            stack.callback(lines.close)
+        interactive = sys.stdin.isatty()
+        turn = 0
+        while True:
+            if lines is not None:
+                if interactive:
+                    console.say("Press Enter to talk (Ctrl-D to quit).")
+                if await lines.next() is None:
+                    break
+            turn += 1
+            console.turn_started = time.monotonic()
+            console.say(f"Turn {turn}:")
+            try:
+                source = sources.open()
+            except AudioError as exc:
+                console.say(f"No microphone ({exc}); use --input FILE.wav")
+                return 1
+            played_before = sink.seconds
+            dialog = await client.recognize(source, profile=args.profile)
+            await dialog.wait_finished()
+            try:
+                await activity.wait_idle(timeout=120)
+            except TimeoutError as exc:
+                console.say(str(exc))
+                failures += 1
+            if dialog.result is None or not dialog.result.ok:
+                outcome = "no result" if dialog.result is None else dialog.result.outcome.name
+                console.say(f"The Recognize event failed: {outcome}")
+                failures += 1
+            console.say(_latency_line(dialog))
+            console.say(f"Reply: {sink.seconds - played_before:.2f} s of speech {sink.description}")
+            if args.once:
+                break
+        console.say(f"Done: {sink.seconds:.2f} s of speech {sink.description}.")
+    return 1 if failures else 0
+

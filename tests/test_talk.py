@@ -1,0 +1,149 @@
+"""`avsclient talk` and `make demo`: real processes against real simulators."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import miniaudio
+import pytest
+
+from avsclient.auth import StoredTokens, TokenSet, TokenStore
+from avsclient.simulator import (
+    DEFAULT_CLIENT_ID,
+    ReceivedEvent,
+    Reply,
+    Simulator,
+    directive,
+    speech_asset,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+UTTERANCE = ROOT / "avsclient" / "assets" / "utterance.wav"
+DONE = re.compile(
+    r"^Done: (?P<seconds>[0-9.]+) s of speech "
+    r"(?P<how>played through the speaker|written to (?P<file>\S+))"
+)
+
+
+def _seconds_of(asset: str) -> float:
+    decoded = miniaudio.decode(
+        speech_asset(asset), output_format=miniaudio.SampleFormat.SIGNED16, nchannels=1,
+        sample_rate=24_000,
+    )
+    return len(decoded.samples) / 24_000
+
+
+def _wav_seconds(path: Path) -> float:
+    with wave.open(str(path), "rb") as wav:
+        return wav.getnframes() / wav.getframerate()
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONWARNINGS": "error"}
+
+
+def test_make_demo_runs_a_voice_turn_and_plays_or_writes_the_reply(tmp_path: Path) -> None:
+    """The README's first command: one turn on the embedded simulator, with a reply of the
+    simulator's speech length, played or written to reply.wav (and saying which)."""
+    reply = ROOT / "reply.wav"
+    reply.unlink(missing_ok=True)
+    try:
+        done = subprocess.run(
+            ["make", "--no-print-directory", "demo"], cwd=ROOT, env=_env(),
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        for expected in ("-> SpeechRecognizer.Recognize: SUCCESS 200",
+                         "<- SpeechSynthesizer.Speak (dispatched)",
+                         "-> SpeechSynthesizer.SpeechFinished: SUCCESS_NO_CONTENT 204",
+                         "Listening...", "Thinking...", "Speaking...", "latency: "):
+            assert any(expected in line for line in lines), (expected, done.stdout)
+        summary = next(m for m in map(DONE.match, lines) if m)
+        expected_seconds = _seconds_of("hello")
+        assert float(summary["seconds"]) == pytest.approx(expected_seconds, abs=0.05)
+        if summary["file"]:
+            assert summary["file"] == "reply.wav"
+            assert "no audio output device" in done.stdout
+            assert _wav_seconds(reply) == pytest.approx(expected_seconds, abs=0.05)
+    finally:
+        reply.unlink(missing_ok=True)
+
+
+def test_talk_takes_one_turn_per_input_line(tmp_path: Path) -> None:
+    """Piped stdin: each line is a turn, end of input quits; replies go to --output."""
+    out = tmp_path / "replies.wav"
+    done = subprocess.run(
+        [sys.executable, "-m", "avsclient", "talk", "--simulator", "--input", str(UTTERANCE),
+         "--output", str(out)],
+        input="\n\n", env=_env(), capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Turn 2:" in done.stdout
+    assert "Turn 3:" not in done.stdout
+    assert _wav_seconds(out) == pytest.approx(2 * _seconds_of("hello"), abs=0.1)
+    assert done.stdout.count("latency: ") == 2
+
+
+async def test_talk_with_stored_tokens_follows_expect_speech(tmp_path: Path) -> None:
+    """The real-credentials path (tokens from `avsclient login`, refreshed over LWA) and an
+    ExpectSpeech dialog answered from the second --input file."""
+    async with Simulator() as sim:
+        turns = 0
+
+        def reply(event: ReceivedEvent) -> Reply:
+            nonlocal turns
+            turns += 1
+            dialog = event.dialog_request_id
+            payload = {"url": f"cid:t{turns}", "format": "AUDIO_MPEG", "token": f"t{turns}"}
+            speak = directive("SpeechSynthesizer", "Speak", payload, dialog_request_id=dialog)
+            speech = {f"t{turns}": speech_asset("hello" if turns == 1 else "follow_up")}
+            if turns > 1:
+                return Reply.of(speak, attachments=speech)
+            expect = directive("SpeechRecognizer", "ExpectSpeech", {"timeoutInMilliseconds": 8000},
+                               dialog_request_id=dialog)
+            return Reply.of(speak, expect, attachments=speech)
+
+        sim.script.recognize(reply)
+        token_file = tmp_path / "tokens.json"
+        expired = TokenSet(access_token="Atza|expired", refresh_token=sim.lwa.issue_refresh_token(),
+                           expires_at=time.time() - 60)
+        TokenStore(token_file).save(StoredTokens(client_id=DEFAULT_CLIENT_ID, tokens=expired))
+        out = tmp_path / "replies.wav"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "avsclient", "talk", "--endpoint", sim.url,
+            "--ca-file", str(sim.ca_path), "--lwa-url", sim.url, "--token-file", str(token_file),
+            "--input", str(UTTERANCE), "--input", str(UTTERANCE), "--output", str(out), "--once",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=_env(),
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
+        text = stdout.decode()
+        assert process.returncode == 0, text + stderr.decode()
+        recognizes = [e for e in sim.events if e.name == "Recognize"]
+        assert len(recognizes) == 2
+        assert "Alexa expects an answer..." in text
+        stored = TokenStore(token_file).load()
+        assert stored is not None
+        assert stored.tokens.access_token != "Atza|expired"  # refreshed and saved
+    expected = _seconds_of("hello") + _seconds_of("follow_up")
+    assert _wav_seconds(out) == pytest.approx(expected, abs=0.1)
+
+
+def test_talk_without_tokens_says_to_log_in(tmp_path: Path) -> None:
+    """No token file: a clear message and exit status 2, no traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", "avsclient", "talk", "--token-file", str(tmp_path / "none.json"),
+         "--input", str(UTTERANCE), "--once"],
+        env=_env(), capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert "run `avsclient login` first" in done.stdout
+    assert "Traceback" not in done.stderr
