@@ -104,9 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(talk(args))
     except AudioError as exc:
-        print(
-            f"{exc}\nNo audio device? Use --input FILE.wav and --output FILE.wav.", file=sys.stderr
-        )
+        hint = "--input FILE.wav replaces the microphone, --output FILE.wav the speaker"
+        print(f"{exc}\nNo audio device? {hint}.", file=sys.stderr)
         return 1
     except AVSError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
