@@ -27,8 +27,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
-from types import TracebackType
 
+from avsclient._resource import AsyncResource
 from avsclient.exceptions import AttachmentError
 
 __all__ = ["Attachment", "AttachmentLimits", "AttachmentReader", "AttachmentStore", "cid_of"]
@@ -183,7 +183,7 @@ class Attachment:
         self._data.set()
 
 
-class AttachmentReader:
+class AttachmentReader(AsyncResource):
     """Reads one attachment as an async iterator of byte chunks (views; keep or copy them).
 
     Iteration ends at the end of the part. Use `async with` or call `aclose()`, which
@@ -229,17 +229,6 @@ class AttachmentReader:
         if not self._closed:
             self._closed = True
             self._attachment._store._forget(self._attachment)
-
-    async def __aenter__(self) -> AttachmentReader:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class AttachmentStore:

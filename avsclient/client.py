@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from avsclient._resource import AsyncResource
 from avsclient.agents import (
     DEFAULT_INACTIVITY_REPORT_INTERVAL,
     DEFAULT_VOLUME,
@@ -59,7 +60,7 @@ Listener = Callable[[ClientEvent], None]
 """A callback receiving every `ClientEvent`, called in the event loop; it must not block."""
 
 
-class Subscription:
+class Subscription(AsyncResource):
     """An async iterator of the client's `ClientEvent`s, from subscription on.
 
     It holds at most `maxsize` unread events; when full, the oldest is dropped and counted in
@@ -109,17 +110,6 @@ class Subscription:
         self._closed = True
         self._ready.set()
         self._client._subscriptions.discard(self)
-
-    async def __aenter__(self) -> Subscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class AVSClient:

@@ -20,11 +20,11 @@ import collections
 import logging
 import threading
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 import miniaudio
 
+from avsclient._resource import AsyncResource
 from avsclient.exceptions import AudioError
 
 from .format import AudioFormat, SampleEncoding
@@ -422,7 +422,7 @@ class Mp3Decoder:
             self._finish()
 
 
-class Mp3Sink:
+class Mp3Sink(AsyncResource):
     """Makes an `AudioSink` accept MP3 chunks (a Speak attachment as it streams in).
 
     Each `write()` feeds the decoder; decoded PCM goes to `sink` as soon as each frame is
@@ -536,13 +536,3 @@ class Mp3Sink:
             finally:
                 await self.sink.aclose()
 
-    async def __aenter__(self) -> Mp3Sink:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

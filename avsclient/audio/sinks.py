@@ -8,9 +8,9 @@ import contextlib
 import logging
 import threading
 import wave
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
+from avsclient._resource import AsyncResource
 from avsclient.exceptions import AudioError
 
 from ._portaudio import load_sounddevice, map_device_error
@@ -39,7 +39,7 @@ PLAYBACK_FORMAT = AudioFormat(rate=24_000, channels=1, sample_width=2)
 DEFAULT_SPEAKER_BUFFER_MS = 300
 
 
-class AudioSink(abc.ABC):
+class AudioSink(AsyncResource):
     """Accepts PCM in `format`, plays it, and can wait for the end or cut it short.
 
     `write()` takes chunks of any length (a sample frame may be split across chunks) and
@@ -75,17 +75,6 @@ class AudioSink(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Stop and release the device or file. Idempotent."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _closed_error(sink: AudioSink) -> AudioError:

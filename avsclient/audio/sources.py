@@ -10,11 +10,11 @@ import contextlib
 import logging
 import time
 import wave
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from avsclient._resource import AsyncResource
 from avsclient.exceptions import AudioError
 
 from ._portaudio import load_sounddevice, map_device_error
@@ -53,7 +53,7 @@ def _silence_byte(fmt: AudioFormat) -> int:
     return 0x80 if fmt.encoding is SampleEncoding.UNSIGNED else 0
 
 
-class AudioSource(abc.ABC):
+class AudioSource(AsyncResource):
     """An async iterator of fixed-size PCM frames in `format`.
 
     Every frame is exactly `frame_bytes` long (a file's last frame is padded with silence).
@@ -93,17 +93,6 @@ class AudioSource(abc.ABC):
         if not frame:
             raise StopAsyncIteration
         return frame
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 # -- sources that convert a stream read in blocks ------------------------------------------

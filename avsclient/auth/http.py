@@ -13,11 +13,11 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 from urllib.parse import urlsplit
 
 import httpx
 
+from avsclient._resource import AsyncResource
 from avsclient.auth.lwa import (
     DEFAULT_LWA_URL,
     LWARequest,
@@ -79,7 +79,7 @@ def _map_error(exc: httpx.TransportError) -> TransportError:
     return NetworkError(f"LWA request failed: {detail}")
 
 
-class LWAHttpClient:
+class LWAHttpClient(AsyncResource):
     """Sends LWA requests over HTTP/2 (httpx, `http2=True`) and returns complete replies.
 
     Args:
@@ -127,17 +127,6 @@ class LWAHttpClient:
     def url(self) -> str:
         """The LWA base URL."""
         return self._url
-
-    async def __aenter__(self) -> LWAHttpClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -15,9 +15,9 @@ import logging
 import random as _random
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
+from avsclient._resource import AsyncResource
 from avsclient.auth.http import Clock, LWAHttpClient, Sleep, run_exchange
 from avsclient.auth.lwa import (
     LWAConfig,
@@ -104,7 +104,7 @@ class StaticTokenProvider:
             self._rejected = True
 
 
-class _RefreshingProvider:
+class _RefreshingProvider(AsyncResource):
     """Shared machinery: cache, single-flight refresh, sticky fatal errors, closing."""
 
     def __init__(
@@ -138,17 +138,6 @@ class _RefreshingProvider:
     def refresh_count(self) -> int:
         """How many grants this provider completed (for diagnostics and tests)."""
         return self._refreshes
-
-    async def __aenter__(self) -> _RefreshingProvider:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Cancel a refresh in flight and close the HTTP client if this provider made it."""

@@ -19,9 +19,9 @@ import logging
 import random as _random
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import TypeAlias
 
+from avsclient._resource import AsyncResource
 from avsclient.auth.provider import TokenProvider
 from avsclient.gateway.config import EVENT_GATEWAY_PATH, GatewayConfig
 from avsclient.gateway.core import EVENT_GATEWAY_RULES, Delivery, DeliveryResult
@@ -35,7 +35,7 @@ logger = logging.getLogger("avsclient.gateway")
 ReportResult: TypeAlias = DeliveryResult[Batch]
 
 
-class EventGatewayClient:
+class EventGatewayClient(AsyncResource):
     """Sends `AddOrUpdateReport`, `DeleteReport` and `ChangeReport` for one user.
 
     Reports go out one batch at a time, split before sending to respect `config.limits`,
@@ -81,17 +81,6 @@ class EventGatewayClient:
     def config(self) -> GatewayConfig:
         """The configuration in use."""
         return self._config
-
-    async def __aenter__(self) -> EventGatewayClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool (the token provider stays open)."""

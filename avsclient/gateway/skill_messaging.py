@@ -20,10 +20,10 @@ import random as _random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, TypeAlias
 from urllib.parse import quote
 
+from avsclient._resource import AsyncResource
 from avsclient.auth.provider import TokenProvider
 from avsclient.gateway.config import SKILL_MESSAGING_PATH, SkillMessagingConfig
 from avsclient.gateway.core import SKILL_MESSAGING_RULES, Delivery, DeliveryResult
@@ -117,7 +117,7 @@ class SkillMessage:
 MessageResult: TypeAlias = DeliveryResult[SkillMessage]
 
 
-class SkillMessagingClient:
+class SkillMessagingClient(AsyncResource):
     """Sends Skill Messaging API requests for one skill.
 
     Args:
@@ -159,17 +159,6 @@ class SkillMessagingClient:
     def config(self) -> SkillMessagingConfig:
         """The configuration in use."""
         return self._config
-
-    async def __aenter__(self) -> SkillMessagingClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool (the token provider stays open)."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 from h2.errors import ErrorCodes
 
+from avsclient._resource import AsyncResource
 from avsclient.exceptions import (
     ConnectionClosed,
     LocalProtocolError,
@@ -30,7 +31,6 @@ from avsclient.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from types import TracebackType
 
     from avsclient.http2.connection import HTTP2Connection
 
@@ -82,7 +82,7 @@ class Response:
         return next((value for key, value in self.headers if key == name), None)
 
 
-class HTTP2Stream:
+class HTTP2Stream(AsyncResource):
     """One request/response exchange on an `HTTP2Connection`.
 
     The response body is an async iterator of `bytes` chunks, handed over as they arrived.
@@ -408,13 +408,3 @@ class HTTP2Stream:
         self._acknowledge()
         self._conn._forget(self)
 
-    async def __aenter__(self) -> HTTP2Stream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
