@@ -21,11 +21,10 @@ import time
 from collections.abc import Callable
 from typing import TypeAlias
 
-from avsclient._resource import AsyncResource
 from avsclient.auth.provider import TokenProvider
 from avsclient.gateway.config import EVENT_GATEWAY_PATH, GatewayConfig
 from avsclient.gateway.core import EVENT_GATEWAY_RULES, Delivery, DeliveryResult
-from avsclient.gateway.http import Clock, JsonPoster, Reply, Sleep, drive
+from avsclient.gateway.http import ApiClient, Clock, Reply, Sleep, drive
 from avsclient.gateway.reports import Batch, Report
 
 __all__ = ["EventGatewayClient", "ReportResult"]
@@ -35,7 +34,7 @@ logger = logging.getLogger("avsclient.gateway")
 ReportResult: TypeAlias = DeliveryResult[Batch]
 
 
-class EventGatewayClient(AsyncResource):
+class EventGatewayClient(ApiClient[GatewayConfig]):
     """Sends `AddOrUpdateReport`, `DeleteReport` and `ChangeReport` for one user.
 
     Reports go out one batch at a time, split before sending to respect `config.limits`,
@@ -60,32 +59,14 @@ class EventGatewayClient(AsyncResource):
         sleep: Sleep = asyncio.sleep,
         random: Callable[[], float] = _random.random,
     ) -> None:
-        self._config = config or GatewayConfig()
-        self._tokens = tokens
-        self._clock = clock
-        self._sleep = sleep
-        self._random = random
-        self._http = JsonPoster(
-            self._config.url,
+        super().__init__(
+            tokens,
+            config or GatewayConfig(),
             what="event gateway",
-            ca_file=self._config.ca_file,
-            timeout=self._config.timeout,
+            clock=clock,
+            sleep=sleep,
+            random=random,
         )
-        self._closed = False
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"EventGatewayClient({self._config.url!r}, {state})"
-
-    @property
-    def config(self) -> GatewayConfig:
-        """The configuration in use."""
-        return self._config
-
-    async def aclose(self) -> None:
-        """Close the connection pool (the token provider stays open)."""
-        self._closed = True
-        await self._http.aclose()
 
     async def send(self, report: Report, *, raise_on_error: bool = True) -> ReportResult:
         """Send one report and return its outcome.

@@ -8,15 +8,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random as _random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
+from avsclient._resource import AsyncResource
 from avsclient.auth.provider import TokenProvider
 from avsclient.exceptions import (
     AuthError,
@@ -40,7 +42,7 @@ from avsclient.gateway.core import (
     TokenRefreshRequired,
 )
 
-__all__ = ["Clock", "JsonPoster", "Reply", "Sleep", "drive"]
+__all__ = ["ApiClient", "Clock", "JsonPoster", "Reply", "Sleep", "drive"]
 
 logger = logging.getLogger("avsclient.gateway")
 
@@ -201,3 +203,63 @@ async def drive(
         delivery.receive_response(
             reply.status, reply.body, now=clock(), retry_after=reply.retry_after
         )
+
+
+class _ApiSettings(Protocol):
+    @property
+    def url(self) -> str: ...
+    @property
+    def ca_file(self) -> str | None: ...
+    @property
+    def timeout(self) -> float: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=_ApiSettings)
+
+
+class ApiClient(AsyncResource, Generic[ConfigT]):
+    """What the event gateway and Skill Messaging clients share: their configuration, a
+    token provider (not closed here), the HTTP/2 JSON poster, and the retry clock.
+
+    Args:
+        tokens: where bearer tokens come from.
+        config: the service's configuration.
+        what: the service's name, for messages.
+        clock: a monotonic time source (tests pass a fake).
+        sleep: waits between retries (tests pass a fake so nothing sleeps for real).
+        random: returns a float in [0, 1) for retry jitter.
+    """
+
+    def __init__(
+        self,
+        tokens: TokenProvider,
+        config: ConfigT,
+        *,
+        what: str,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self._config = config
+        self._tokens = tokens
+        self._clock = clock
+        self._sleep = sleep
+        self._random = random
+        self._http = JsonPoster(
+            config.url, what=what, ca_file=config.ca_file, timeout=config.timeout
+        )
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"{type(self).__name__}({self._config.url!r}, {state})"
+
+    @property
+    def config(self) -> ConfigT:
+        """The configuration in use."""
+        return self._config
+
+    async def aclose(self) -> None:
+        """Close the connection pool (the token provider stays open)."""
+        self._closed = True
+        await self._http.aclose()

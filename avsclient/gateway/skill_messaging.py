@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 from urllib.parse import quote
 
-from avsclient._resource import AsyncResource
 from avsclient.auth.provider import TokenProvider
 from avsclient.gateway.config import SKILL_MESSAGING_PATH, SkillMessagingConfig
 from avsclient.gateway.core import SKILL_MESSAGING_RULES, Delivery, DeliveryResult
-from avsclient.gateway.http import Clock, JsonPoster, Reply, Sleep, drive
+from avsclient.gateway.http import ApiClient, Clock, Reply, Sleep, drive
 
 __all__ = [
     "DEFAULT_EXPIRES_AFTER",
@@ -117,7 +116,7 @@ class SkillMessage:
 MessageResult: TypeAlias = DeliveryResult[SkillMessage]
 
 
-class SkillMessagingClient(AsyncResource):
+class SkillMessagingClient(ApiClient[SkillMessagingConfig]):
     """Sends Skill Messaging API requests for one skill.
 
     Args:
@@ -138,32 +137,14 @@ class SkillMessagingClient(AsyncResource):
         sleep: Sleep = asyncio.sleep,
         random: Callable[[], float] = _random.random,
     ) -> None:
-        self._config = config or SkillMessagingConfig()
-        self._tokens = tokens
-        self._clock = clock
-        self._sleep = sleep
-        self._random = random
-        self._http = JsonPoster(
-            self._config.url,
+        super().__init__(
+            tokens,
+            config or SkillMessagingConfig(),
             what="Skill Messaging API",
-            ca_file=self._config.ca_file,
-            timeout=self._config.timeout,
+            clock=clock,
+            sleep=sleep,
+            random=random,
         )
-        self._closed = False
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"SkillMessagingClient({self._config.url!r}, {state})"
-
-    @property
-    def config(self) -> SkillMessagingConfig:
-        """The configuration in use."""
-        return self._config
-
-    async def aclose(self) -> None:
-        """Close the connection pool (the token provider stays open)."""
-        self._closed = True
-        await self._http.aclose()
 
     async def send(
         self,
