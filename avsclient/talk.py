@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from avsclient.agents import (
     ClientEvent,
@@ -231,21 +231,33 @@ def _open_sink(output: Path | None, console: _Console) -> _MeteredSink:
 
 @dataclass
 class _Sources:
-    """Opens what the user says: the next input file, or the microphone."""
+    """Opens what the user says: the next input file, or the microphone.
+
+    CLOSE_TALK utterances are ended by the device, not the cloud (avs-protocol 3.3), so their
+    sources end at the end of speech (energy-based endpointing).
+    """
 
     inputs: list[Path]
+    profile: str
     used: int = 0
 
     def open(self) -> AudioSource:
+        source: AudioSource
         if self.inputs:
             from avsclient.audio import WavFileSource
 
             path = self.inputs[min(self.used, len(self.inputs) - 1)]
             self.used += 1
-            return WavFileSource(path, realtime=True)
-        from avsclient.audio import Microphone
+            source = WavFileSource(path, realtime=True)
+        else:
+            from avsclient.audio import Microphone
 
-        return Microphone()
+            source = Microphone()
+        if self.profile == "CLOSE_TALK":
+            from avsclient.audio import EndpointedSource
+
+            source = EndpointedSource(source)
+        return source
 
 
 class _Lines:
@@ -271,6 +283,9 @@ class _Lines:
 
     async def next(self) -> str | None:
         return await self._queue.get()
+
+    def push_back(self, line: str | None) -> None:
+        self._queue.put_nowait(line)
 
     def close(self) -> None:
         self._loop.remove_reader(self._fd)
@@ -327,6 +342,21 @@ def _latency_line(dialog: Dialog) -> str:
     )
 
 
+async def _stop_on_enter(
+    recognizing: asyncio.Future[Dialog], source: AudioSource, lines: _Lines
+) -> None:
+    """Close the source (ending the upload) if a line arrives before the upload ends."""
+    line = asyncio.ensure_future(lines.next())
+    waiting: set[asyncio.Future[Any]] = {recognizing, line}
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if line in done:
+        if line.result() is None:
+            lines.push_back(None)  # end of input: quit after this turn
+        await source.aclose()
+    else:
+        line.cancel()
+
+
 async def _talk(args: argparse.Namespace, console: _Console) -> int:
     from avsclient.client import AVSClient
 
@@ -339,7 +369,7 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
             return 2
         sink = _open_sink(args.output, console)
         stack.push_async_callback(sink.aclose)
-        sources = _Sources(list(args.input or []))
+        sources = _Sources(list(args.input or []), args.profile)
         activity = _Activity(console)
         client = AVSClient(config, tokens, sink=sink, source_factory=sources.open)
         client.add_listener(activity)
@@ -370,7 +400,12 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
                 console.say(f"No microphone ({exc}); use --input FILE.wav")
                 return 1
             played_before = sink.seconds
-            dialog = await client.recognize(source, profile=args.profile)
+            recognizing = asyncio.ensure_future(client.recognize(source, profile=args.profile))
+            if interactive and lines is not None:
+                # At the terminal, Enter while listening ends the utterance (tap to stop).
+                console.say("(press Enter to stop talking)")
+                await _stop_on_enter(recognizing, source, lines)
+            dialog = await recognizing
             await dialog.wait_finished()
             try:
                 await activity.wait_idle(timeout=120)

@@ -147,3 +147,75 @@ def test_talk_without_tokens_says_to_log_in(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "run `avsclient login` first" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def _padded_utterance(path: Path, silence_seconds: float) -> Path:
+    """The bundled utterance followed by `silence_seconds` of silence."""
+    with wave.open(str(UTTERANCE), "rb") as wav:
+        params, frames = wav.getparams(), wav.readframes(wav.getnframes())
+    with wave.open(str(path), "wb") as out:
+        out.setparams(params)
+        out.writeframes(frames + b"\x00\x00" * int(params.framerate * silence_seconds))
+    return path
+
+
+async def _run_talk(sim: Simulator, *args: str, stdin: int | None = None) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "avsclient", "talk", "--endpoint", sim.url, "--ca-file",
+        str(sim.ca_path), *args, stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_env(),
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, stdout.decode() + stderr.decode()
+    return stdout.decode()
+
+
+async def _token_file(sim: Simulator, tmp_path: Path) -> Path:
+    path = tmp_path / "tokens.json"
+    tokens = TokenSet(access_token=sim.add_token(), refresh_token="Atzr|unused",
+                      expires_at=time.time() + 3600)
+    TokenStore(path).save(StoredTokens(client_id=DEFAULT_CLIENT_ID, tokens=tokens))
+    return path
+
+
+async def test_close_talk_ends_at_the_end_of_speech(tmp_path: Path) -> None:
+    """CLOSE_TALK gets no StopCapture: the device's endpointing ends the upload long before the
+    trailing 6 s of silence are over."""
+    wav = _padded_utterance(tmp_path / "long.wav", 6.0)
+    async with Simulator() as sim:
+        await _run_talk(sim, "--token-file", str(await _token_file(sim, tmp_path)), "--input",
+                        str(wav), "--output", str(tmp_path / "out.wav"), "--profile",
+                        "CLOSE_TALK", "--once")
+        recognize = await sim.wait_for_event("SpeechRecognizer", "Recognize")
+    assert recognize.payload["profile"] == "CLOSE_TALK"
+    seconds = len(recognize.audio) / 32_000
+    assert 2.0 < seconds < 6.0  # the speech went up, most of the silence did not
+
+
+async def test_enter_at_the_terminal_ends_the_utterance(tmp_path: Path) -> None:
+    """At a terminal: Enter starts a turn, Enter again stops talking, Ctrl-D quits."""
+    import pty
+
+    wav = _padded_utterance(tmp_path / "long.wav", 20.0)
+    master, slave = pty.openpty()
+    try:
+        async with Simulator() as sim:
+            sim.script.recognize(stop_capture_after=None)  # only the device ends the upload
+            token_file = await _token_file(sim, tmp_path)
+            run = asyncio.ensure_future(_run_talk(
+                sim, "--token-file", str(token_file), "--input", str(wav), "--output",
+                str(tmp_path / "out.wav"), stdin=slave))
+            await asyncio.sleep(0)  # let the process start; the terminal buffers our typing
+            os.write(master, b"\n")  # start talking
+            await asyncio.sleep(1.5)
+            os.write(master, b"\n")  # stop talking
+            recognize = await sim.wait_for_event("SpeechRecognizer", "Recognize", timeout=60)
+            await sim.wait_for_event("SpeechSynthesizer", "SpeechFinished", timeout=60)
+            os.write(master, b"\x04")  # Ctrl-D: end of input
+            text = await run
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert "Press Enter to talk" in text
+    assert "(press Enter to stop talking)" in text
+    assert len(recognize.audio) / 32_000 < 15  # stopped long before the 23 s file ended
