@@ -23,6 +23,10 @@ import avsclient
 from avsclient.audio import PLAYBACK_FORMAT, decode_mp3
 from avsclient.simulator import speech_asset
 
+# The audio tests' private PulseAudio daemon (null sink + monitor). Imported, the session fixture
+# is this module's own: a run of the whole suite starts a second daemon, in its own directory.
+from tests.audio.conftest import PulseServer, pulse  # noqa: F401
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PUSH_TO_TALK = EXAMPLES / "push_to_talk.py"
 VOICE_LOOP = EXAMPLES / "voice_loop.py"
@@ -90,6 +94,30 @@ def test_push_to_talk_takes_one_turn_per_input_line(tmp_path: Path, question: Pa
         stamps = dict(item.split("=") for item in line.removeprefix("latency ms: ").split())
         assert stamps["audio_started"] == "0"
         assert {"first_response_byte", "SpeechSynthesizer.Speak", "speech_finished"} <= set(stamps)
+
+
+def test_push_to_talk_uses_the_microphone_and_the_speaker(
+    tmp_path: Path,
+    pulse: PulseServer,  # noqa: F811 - the fixture imported above
+) -> None:
+    """Without --input and --output, a turn goes through the real devices: PortAudio's
+    default input and output, here a PulseAudio null sink and its monitor."""
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(PUSH_TO_TALK), "--simulator"],
+        input="\n",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=tmp_path,
+        env=pulse.env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    states = lines(done.stdout, "state: ")
+    assert states == ["state: Listening", "state: Thinking", "state: Speaking", "state: Done"]
+    (latency,) = lines(done.stdout, "latency ms: ")
+    assert "speech_finished=" in latency
 
 
 # -- voice_loop.py --------------------------------------------------------------------------
