@@ -154,7 +154,10 @@ async def device_loop(args: argparse.Namespace) -> None:
         def on_event(event: ClientEvent) -> None:
             show(event)
             if isinstance(event, agents.RecognizerStateChanged):
-                idle.set() if event.new is agents.RecognizerState.IDLE else idle.clear()
+                if event.new is agents.RecognizerState.IDLE:
+                    idle.set()
+                else:
+                    idle.clear()
 
         client = AVSClient(
             config, tokens, sink=sink, listener=on_event, source_factory=lambda: open_source(args)
@@ -166,7 +169,9 @@ async def device_loop(args: argparse.Namespace) -> None:
             print(f"trigger: {trigger}", flush=True)
             dialog = await client.recognize(open_source(args))
             if dialog.result is not None and not dialog.result.ok:
-                print(f"turn failed: {dialog.result.outcome.name} ({dialog.result.error})")
+                print(
+                    f"turn failed: {dialog.result.outcome.name} ({dialog.result.error})", flush=True
+                )
             # The exchange ends when the recognizer is idle and every directive is handled:
             # a follow-up Recognize for ExpectSpeech (and its answer) belongs to this turn.
             while True:

@@ -250,6 +250,36 @@ def test_voice_loop_triggers_on_a_file_and_stops_on_sigterm(tmp_path: Path, ques
     assert_length(out, "hello")
 
 
+def test_voice_loop_stops_on_sigterm_in_the_middle_of_a_turn(
+    tmp_path: Path, question: Path
+) -> None:
+    """SIGTERM while the question streams cancels the turn and closes everything: exit 0,
+    nothing on stderr, and the output WAV is complete (if empty)."""
+    out = tmp_path / "replies.wav"
+    args = ["--simulator", "--turns", "1", "--input", str(question), "--output", str(out)]
+    with subprocess.Popen(
+        [sys.executable, "-W", "error", str(VOICE_LOOP), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    ) as proc:
+        try:
+            output = _Lines(proc)
+            output.wait_for("state: Listening")  # the question streams in real time (~0.7 s)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(TIMEOUT) == 0
+            assert proc.stderr is not None
+            assert proc.stderr.read() == ""
+        finally:
+            proc.kill()
+        seen = output.rest()
+    assert seen[-1] == "stopped by SIGTERM"
+    assert "turn done" not in seen
+    assert wav_seconds(out) < asset_seconds("hello")
+
+
 # -- both -----------------------------------------------------------------------------------
 
 BOTH = pytest.mark.parametrize(
