@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -217,13 +218,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="a WAV file to write replies to instead of playing them")
     parser.add_argument("--device", help="the PortAudio device to use (name or part of it)")
     args = parser.parse_args(argv)
+    if args.input and not os.path.isfile(args.input):
+        parser.error(f"--input {args.input}: no such file")
     if args.turns is not None and args.turns < 1:
         parser.error("--turns must be at least 1")
+    if args.simulator_expect_speech and not args.simulator:
+        parser.error("--simulator-expect-speech needs --simulator")
     try:
         asyncio.run(run(args))
     except AudioError as exc:
-        hint = "--input FILE.wav replaces the microphone, --output FILE.wav the speaker"
-        print(f"{exc}\nNo audio device? {hint}.", file=sys.stderr)
+        print(exc, file=sys.stderr)
+        if not (args.input and args.output):
+            hint = "--input FILE.wav replaces the microphone, --output FILE.wav the speaker"
+            print(f"No audio device? {hint}.", file=sys.stderr)
         return 1
     except AVSError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)

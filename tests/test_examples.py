@@ -350,3 +350,29 @@ def test_the_example_imports_without_running(
     usage = capsys.readouterr().out
     for flag in ("--simulator", "--input", "--output", "--device", "--token-file"):
         assert flag in usage
+
+
+@pytest.mark.parametrize("script", [PUSH_TO_TALK, VOICE_LOOP], ids=lambda p: p.stem)
+def test_a_missing_input_file_is_a_usage_error(
+    script: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--input naming no file stops before anything connects (exit 2, the path named)."""
+    missing = tmp_path / "missing.wav"
+    with pytest.raises(SystemExit) as info:
+        _load(script).main(["--simulator", "--input", str(missing)])
+    assert info.value.code == 2
+    assert f"--input {missing}: no such file" in capsys.readouterr().err
+
+
+def test_voice_loop_rejects_simulator_options_without_the_simulator(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--simulator-expect-speech without --simulator, or --turns 0, are usage errors."""
+    module = _load(VOICE_LOOP)
+    for argv in (["--simulator-expect-speech"], ["--simulator", "--turns", "0"]):
+        with pytest.raises(SystemExit) as info:
+            module.main(argv)
+        assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--simulator-expect-speech needs --simulator" in err
+    assert "--turns must be at least 1" in err
