@@ -225,16 +225,22 @@ class _Trace:
 class _Replay:
     """An event's audio, kept until the server accepted the stream so a refused one is resent.
 
-    A GOAWAY refuses streams the server never processed (RFC 9113 6.8); those are sent again
-    on the next connection, audio included, from the chunks kept here. Once the response
-    headers arrive the stream was accepted: `commit()` frees the copy.
+    A GOAWAY refuses streams the server never processed (RFC 9113 6.8), and a 403 rejects the
+    stream before AVS looks at it; those are sent again, audio included, from the chunks kept
+    here. Once the response headers of an accepted stream arrive, `commit()` frees the copy.
+
+    The source is read in a task of its own, so that stopping an upload in the middle of a
+    read (its stream was rejected) neither loses the chunk being read nor closes the source
+    (cancelling a task that awaits an async generator's `__anext__` finalises the generator).
+    `aclose()` stops a read nobody will take.
     """
 
-    __slots__ = ("_buffer", "_exhausted", "_iterator", "_size", "_source", "replayable")
+    __slots__ = ("_buffer", "_exhausted", "_iterator", "_pending", "_size", "_source", "replayable")
 
     def __init__(self, source: AsyncIterable[bytes]) -> None:
         self._source = source
         self._iterator: AsyncIterator[bytes] | None = None
+        self._pending: asyncio.Future[bytes] | None = None
         self._buffer: list[bytes] = []
         self._size = 0
         self._exhausted = False
@@ -246,13 +252,26 @@ class _Replay:
             return self._buffer[position]
         if self._exhausted:
             return None
-        if self._iterator is None:
-            self._iterator = aiter(self._source)
+        if self._pending is None:
+            if self._iterator is None:
+                self._iterator = aiter(self._source)
+            self._pending = asyncio.ensure_future(anext(self._iterator))
+        pending = self._pending
         try:
-            data = await anext(self._iterator)
+            data = await asyncio.shield(pending)
         except StopAsyncIteration:
+            self._pending = None
             self._exhausted = True
             return None
+        except asyncio.CancelledError:
+            if not pending.cancelled():
+                raise  # we were cancelled; the read goes on for the next attempt
+            self._pending = None
+            raise
+        except BaseException:
+            self._pending = None
+            raise
+        self._pending = None
         if self.replayable:
             self._size += len(data)
             if self._size > MAX_REPLAY_BYTES:
@@ -265,6 +284,15 @@ class _Replay:
         """The stream was accepted (or is too long to keep): stop keeping chunks."""
         self.replayable = False
         self._buffer = []
+
+    async def aclose(self) -> None:
+        """Stop a read of the source that no upload will take."""
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            pending.cancel()
+        if pending is not None:
+            with contextlib.suppress(BaseException):
+                await pending
 
 
 @dataclass(eq=False)
@@ -939,6 +967,14 @@ class ConnectionManager:
                 ConnectionClosed(f"the event queue is full ({self.config.queue_size} waiting)"),
             )
         replay = _Replay(audio) if audio is not None else None
+        try:
+            return await self._send(body, replay, message_id)
+        finally:
+            if replay is not None:
+                await replay.aclose()
+
+    async def _send(self, body: _Body, replay: _Replay | None, message_id: str) -> EventResult:
+        """`send_event` once the body is encoded: wait for a link, send, resend if refused."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.queue_timeout
         renewed = False
@@ -975,16 +1011,20 @@ class ConnectionManager:
         message_id = _message_id(event)
         replay = _Replay(audio) if audio is not None else None
         retried = False
-        while True:
-            await link.turn.acquire()
-            result = await self._exchange(link, body, replay, message_id, retried=retried)
-            if isinstance(result, EventResult):
-                return result
-            if result == "refused":
-                return _failed(
-                    Outcome.NOT_CONNECTED, message_id, ConnectionDraining("refused by GOAWAY")
-                )
-            retried = True
+        try:
+            while True:
+                await link.turn.acquire()
+                result = await self._exchange(link, body, replay, message_id, retried=retried)
+                if isinstance(result, EventResult):
+                    return result
+                if result == "refused":
+                    return _failed(
+                        Outcome.NOT_CONNECTED, message_id, ConnectionDraining("refused by GOAWAY")
+                    )
+                retried = True
+        finally:
+            if replay is not None:
+                await replay.aclose()
 
     async def _acquire_link(self, deadline: float) -> _Link | None:
         """A usable link whose turn lock we now hold, or None (closed, or out of time)."""
@@ -1102,11 +1142,11 @@ class ConnectionManager:
             trace.response_started_at = loop.time()
             release_turn()
             link.touch()
-            if replay is not None:
-                replay.commit()
+            status = response.status
+            if replay is not None and (status != 403 or retried):
+                replay.commit()  # AVS took the stream; a first 403 is sent again, audio too
             request_id = response.header("x-amzn-requestid")
             _log_response(f"event {message_id}", response)
-            status = response.status
             outcome = outcome_for_status(status)
             if status == 200:
                 return await self._read_event_body(
@@ -1124,14 +1164,19 @@ class ConnectionManager:
                 description=description,
             )
             if status == 403:
+                renewed = False
                 if not retried:
                     try:
                         await self._renew(token)
+                        renewed = True
                     except _AttemptFailed as exc:
                         logger.warning("event %s: no new token: %s", message_id, exc)
-                    else:
-                        return "auth"
-                self._link_lost(link, ChangedReason.INVALID_AUTH, "403 again after a refresh")
+                if not renewed:
+                    self._link_lost(link, ChangedReason.INVALID_AUTH, "403 again after a refresh")
+                elif replay is None or replay.replayable:
+                    return "auth"
+                else:
+                    logger.warning("event %s: 403, and too much audio to resend", message_id)
             logger.warning(
                 "event %s failed: %d %s (request id %s)", message_id, status, code, request_id
             )

@@ -17,6 +17,7 @@ from avsclient.http2 import (
     ConnectionStatus,
     Outcome,
 )
+from avsclient.http2.manager import MAX_REPLAY_BYTES
 from avsclient.simulator import Reply, Simulator, directive
 from tests.http2.managerkit import (
     RecordingSink,
@@ -232,6 +233,60 @@ async def test_repeated_403_is_invalid_auth_and_surfaced(sim: Simulator) -> None
         await run.manager.wait_connected(5)
         again = await run.send(make_event())
         assert again.ok
+
+
+async def test_recognize_resent_after_403_carries_all_its_audio(sim: Simulator) -> None:
+    """A Recognize rejected with 403 goes again with a new token and its whole audio: the
+    chunks sent before the 403, and the one being read when it came (the source stays open)."""
+    sim.script.recognize(stop_capture_after=None)
+    gate = asyncio.Event()
+    frames = [bytes([i]) * 320 for i in range(8)]
+
+    async def audio() -> AsyncIterator[bytes]:
+        for frame in frames[:4]:
+            yield frame
+        await gate.wait()  # the first attempt is stopped while it waits here
+        for frame in frames[4:]:
+            yield frame
+
+    async with running_manager(sim) as run:
+        await run.manager.wait_connected(10)
+        refreshes = len(sim.lwa.requests)
+        sim.faults.fail_next_events(1, status=403)
+        event = recognize_event()
+        sending = asyncio.create_task(run.send(event, audio=audio()))
+        async with asyncio.timeout(10):
+            while len(sim.lwa.requests) == refreshes:  # the 403 arrived: the token is renewed
+                await asyncio.sleep(0.005)
+        gate.set()
+        result = await sending
+        assert result.outcome is Outcome.SUCCESS, result
+        message_id = event["event"]["header"]["messageId"]
+        (received,) = [e for e in sim.events if e.message_id == message_id and e.status < 300]
+        assert bytes(received.audio) == b"".join(frames)
+        check_ledger(sim, run.results, [message_id])
+
+
+async def test_403_with_too_much_audio_to_resend_is_reported(sim: Simulator) -> None:
+    """A 403 on a Recognize whose audio outgrew the replay bound: the token is renewed, the
+    event ends INVALID_AUTH (it cannot be resent whole) and the link stays."""
+    sim.script.recognize(stop_capture_after=None)
+
+    async def audio() -> AsyncIterator[bytes]:
+        yield bytes(MAX_REPLAY_BYTES + 2)  # more than a resend may keep
+
+    async with running_manager(sim) as run:
+        await run.manager.wait_connected(10)
+        refreshes = len(sim.lwa.requests)
+        sim.faults.fail_next_events(1, status=403)
+        event = recognize_event()
+        result = await run.send(event, audio=audio())
+        assert result.outcome is Outcome.INVALID_AUTH
+        assert result.status == 403
+        assert len(sim.lwa.requests) == refreshes + 1
+        assert run.manager.status is CONNECTED
+        assert (await run.send(make_event())).ok
+        assert [s for s, _ in run.statuses] == [PENDING, CONNECTED]
 
 
 async def test_403_storm_refreshes_once(sim: Simulator) -> None:
