@@ -22,7 +22,7 @@ async def test_speaker_directives_change_volume_and_report_it(
         applied.append((volume, muted))
 
     async with make_client(apply_volume=apply, listener=seen.append) as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         await sim.push_directive(directive("Speaker", "SetMute", {"mute": True}))
         muted = await sim.wait_for_event("Speaker", "MuteChanged")
         await sim.push_directive(directive("Speaker", "SetVolume", {"volume": 30}))
@@ -50,7 +50,7 @@ async def test_local_volume_changes_are_reported(
 ) -> None:
     """Changes made on the device send the same events as cloud-initiated ones."""
     async with make_client() as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         await client.speaker.set_volume(70)
         await client.speaker.set_mute(True)
         changed = await sim.wait_for_event("Speaker", "VolumeChanged")
@@ -64,7 +64,7 @@ async def test_malformed_directive_json_is_reported_and_the_loop_goes_on(
 ) -> None:
     """Truncated JSON answers UNEXPECTED_INFORMATION_RECEIVED; the next directive works."""
     async with make_client() as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         sim.faults.malformed_directive_json_next()
         await sim.push_directive(directive("Speaker", "SetVolume", {"volume": 10}))
         report = await sim.wait_for_event("System", "ExceptionEncountered")
@@ -81,7 +81,7 @@ async def test_unknown_directive_answers_unsupported_operation(
 ) -> None:
     """An unknown directive is answered with ExceptionEncountered and nothing else breaks."""
     async with make_client() as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         await sim.push_directive(directive("Notifications", "SetIndicator", {}))
         report = await sim.wait_for_event("System", "ExceptionEncountered")
         await sim.push_directive(directive("System", "ResetUserInactivity"))
@@ -94,7 +94,7 @@ async def test_unknown_directive_answers_unsupported_operation(
 async def test_system_exception_is_surfaced(sim: Simulator, make_client: ClientFactory) -> None:
     """System.Exception is logged and delivered to subscribers."""
     async with make_client() as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         async with client.subscribe() as events:
             payload = {"code": "THROTTLING_EXCEPTION", "description": "slow down"}
             await sim.push_directive(directive("System", "Exception", payload))
@@ -114,7 +114,7 @@ async def test_speak_pushed_on_the_downchannel_plays(
         {"url": "cid:push-1", "format": "AUDIO_MPEG", "token": "pushed"},
     )
     async with make_client() as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         await sim.push_directive(speak, attachments={"push-1": speech_asset("hello")})
         finished = await sim.wait_for_event("SpeechSynthesizer", "SpeechFinished")
     assert finished.payload == {"token": "pushed"}
@@ -125,7 +125,7 @@ async def test_user_inactivity_report_is_periodic(
 ) -> None:
     """UserInactivityReport goes out every interval with the inactive time in seconds."""
     async with make_client(inactivity_report_interval=0.1) as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         report = await sim.wait_for_event("System", "UserInactivityReport")
         await sim.wait_for_event("System", "UserInactivityReport", nth=2)
     assert isinstance(report.payload["inactiveTimeInSeconds"], int)
@@ -139,10 +139,10 @@ async def test_set_endpoint_persists_and_reconnects(
     stored: list[str] = []
     moved = f"https://localhost:{sim.port}"  # the same simulator under another host name
     async with make_client(endpoint_store=stored.append) as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         await sim.push_directive(directive("System", "SetEndpoint", {"endpoint": moved}))
         sync = await sim.wait_for_event("System", "SynchronizeState", nth=2, timeout=10)
-        await client.wait_connected(5)
+        await client.wait_connected(20)
     assert stored == [moved]
     assert sync.connection_id == 2
     assert sync.http_headers.get(":authority", "").startswith("localhost")

@@ -55,7 +55,7 @@ async def test_voice_turn_streams_recognize_and_plays_speak(
     sink = WavFileSink(out, PLAYBACK_FORMAT)
     client = make_client(sink=sink)
     async with client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         dialog = await client.recognize(WavFileSource(wav_in), profile="NEAR_FIELD")
         await dialog.wait_finished()
         started = await sim.wait_for_event("SpeechSynthesizer", "SpeechStarted")
@@ -111,7 +111,7 @@ async def test_close_talk_ends_on_end_of_speech(sim: Simulator, make_client: Cli
 
     source = EndpointedSource(ArraySource(samples, 16_000))
     async with make_client() as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         dialog = await client.recognize(source, profile="CLOSE_TALK")
         await dialog.wait_finished()
     recognize = await sim.wait_for_event("SpeechRecognizer", "Recognize")
@@ -128,7 +128,7 @@ async def test_close_talk_ends_when_the_caller_releases(
     """Closing the source (button released) ends a CLOSE_TALK upload."""
     source = tone_source(10.0, realtime=True)
     async with make_client() as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         task = asyncio.create_task(client.recognize(source, profile="CLOSE_TALK"))
         await asyncio.sleep(0.3)
         assert client.recognizer.state is RecognizerState.RECOGNIZING
@@ -151,7 +151,7 @@ async def test_stop_capture_ends_the_upload_at_once(
             states.append(event.new)
 
     async with make_client(listener=on_event) as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         dialog = await client.recognize(tone_source(10.0, realtime=True))
     recognize = await sim.wait_for_event("SpeechRecognizer", "Recognize")
     assert 3200 <= len(recognize.audio) < 32_000  # under a second of the 10 s source
@@ -196,7 +196,7 @@ async def test_expect_speech_opens_the_source_again(
         return tone_source(1.5)
 
     async with make_client(source_factory=factory) as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         first = await client.recognize(tone_source(1.5))
         second = await sim.wait_for_event("SpeechRecognizer", "Recognize", nth=2)
         await sim.wait_for_event("SpeechSynthesizer", "SpeechFinished", nth=2)
@@ -217,7 +217,7 @@ async def test_expect_speech_times_out(sim: Simulator, make_client: ClientFactor
     sim.script.recognize(expect_speech=200)
     seen: list[ClientEvent] = []
     async with make_client(listener=seen.append) as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         await client.recognize(tone_source(1.0))
         timed_out = await sim.wait_for_event("SpeechRecognizer", "ExpectSpeechTimedOut")
         assert client.recognizer.state is RecognizerState.IDLE
@@ -231,7 +231,7 @@ async def test_barge_in_interrupts_speech(sim: Simulator, make_client: ClientFac
     """A new recognize() while speech plays stops it and sends SpeechInterrupted."""
     sink = NullSink(PLAYBACK_FORMAT, realtime=True)
     async with make_client(sink=sink) as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         first = await client.recognize(tone_source(1.0))
         started = await sim.wait_for_event("SpeechSynthesizer", "SpeechStarted")
         await asyncio.sleep(0.3)
@@ -270,7 +270,7 @@ async def test_stale_dialog_directives_are_dropped(
     sim.script.recognize(reply)
     seen: list[ClientEvent] = []
     async with make_client(listener=seen.append) as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         await client.recognize(tone_source(1.0))
         await client.pipeline.wait_idle()
         await client.messenger.flush()
@@ -288,7 +288,7 @@ async def test_exception_encountered_payloads_are_raw_json(
     """The unparsed directive is sent back as the raw JSON string."""
     message = directive("Alerts", "SetAlert", {"token": "a"})
     async with make_client() as client:
-        await client.wait_connected(5)
+        await client.wait_connected(20)
         await sim.push_directive(message)
         event = await sim.wait_for_event("System", "ExceptionEncountered")
     assert json.loads(event.payload["unparsedDirective"]) == message

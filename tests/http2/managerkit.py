@@ -133,7 +133,7 @@ class Running:
         return result
 
     async def wait_status(
-        self, predicate: Callable[[ConnectionStatus, ChangedReason], bool], timeout: float = 5.0
+        self, predicate: Callable[[ConnectionStatus, ChangedReason], bool], timeout: float = 20.0
     ) -> None:
         async with asyncio.timeout(timeout):
             while not any(predicate(s, r) for s, r in self.statuses):

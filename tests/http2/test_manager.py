@@ -50,7 +50,7 @@ async def test_connect_sequence_downchannel_then_sync_then_connected(sim: Simula
 
     sim.script.on("System", "SynchronizeState", on_sync)
     async with running_manager(sim, context=lambda: context) as run:
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         assert run.statuses == [
             (PENDING, ChangedReason.CLIENT_REQUEST),
             (CONNECTED, ChangedReason.SUCCESS),
@@ -71,7 +71,7 @@ async def test_async_context_provider(sim: Simulator) -> None:
         return [{"header": {"namespace": "A", "name": "B"}, "payload": {}}]
 
     async with running_manager(sim, context=context) as run:
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         sync = await sim.wait_for_event("System", "SynchronizeState")
         assert sync.context[0]["header"]["namespace"] == "A"
 
@@ -79,7 +79,7 @@ async def test_async_context_provider(sim: Simulator) -> None:
 async def test_event_without_content_is_sent_once(sim: Simulator) -> None:
     """A 204 answer gives SUCCESS_NO_CONTENT with status, request id and timestamps."""
     async with running_manager(sim) as run:
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         event = make_event()
         result = await run.send(event)
     assert result.outcome is Outcome.SUCCESS_NO_CONTENT
@@ -96,7 +96,7 @@ async def test_recognize_streams_audio_and_response_parts_reach_the_sink(sim: Si
     (connection, stream) with the event's messageId."""
     sim.script.recognize(speech="hello")
     async with running_manager(sim) as run:
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         event = recognize_event()
         result = await run.send(event, audio=audio_frames(50, pause=0.001))
     assert result.outcome is Outcome.SUCCESS, result
@@ -117,7 +117,7 @@ async def test_recognize_streams_audio_and_response_parts_reach_the_sink(sim: Si
 async def test_downchannel_directives_reach_the_sink(sim: Simulator) -> None:
     """Directives pushed on the downchannel arrive with kind="downchannel"."""
     async with running_manager(sim) as run:
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         await sim.push_directive(directive("Speaker", "SetVolume", {"volume": 10}))
         async with asyncio.timeout(5):
             while not run.sink.parts_of("downchannel"):
@@ -140,7 +140,7 @@ async def test_events_open_one_at_a_time(sim: Simulator) -> None:
 
     sim.script.recognize(stop_capture_after=None)
     async with running_manager(sim) as run:
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         recognize = asyncio.create_task(run.send(recognize_event(), audio=slow_audio()))
         await asyncio.sleep(0.05)
         other = asyncio.create_task(run.send(make_event("Second")))
@@ -169,7 +169,7 @@ async def test_streams_overlap_once_headers_arrived(sim: Simulator) -> None:
         await gate.wait()
 
     async with running_manager(sim) as run:
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         recognize = asyncio.create_task(run.send(recognize_event("NEAR_FIELD"), audio=audio()))
         second = await asyncio.wait_for(run.send(make_event("Second")), 5)
         assert second.outcome is Outcome.SUCCESS_NO_CONTENT
@@ -193,7 +193,7 @@ async def test_error_statuses_map_to_outcomes(
 ) -> None:
     """avs-protocol 4.1: 400, 429, 500, 503 with the AVS JSON exception code; not resent."""
     async with running_manager(sim) as run:
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         sim.faults.fail_next_events(1, status=status)
         event = make_event()
         result = await run.send(event)
@@ -209,7 +209,7 @@ async def test_error_statuses_map_to_outcomes(
 async def test_single_403_refreshes_the_token_once_and_resends(sim: Simulator) -> None:
     """A 403 reports that token to the provider, and the event goes again with a new one."""
     async with running_manager(sim) as run:
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         refreshes = len(sim.lwa.requests)
         sim.faults.fail_next_events(1, status=403)
         event = make_event()
@@ -223,14 +223,14 @@ async def test_repeated_403_is_invalid_auth_and_surfaced(sim: Simulator) -> None
     """403 again after the refresh: INVALID_AUTH to the caller and as the status reason; the
     manager reconnects with a fresh token."""
     async with running_manager(sim) as run:
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         sim.faults.fail_next_events(2, status=403)
         event = make_event()
         result = await run.send(event)
         assert result.outcome is Outcome.INVALID_AUTH
         assert result.status == 403
         await run.wait_status(lambda s, r: r is ChangedReason.INVALID_AUTH)
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         again = await run.send(make_event())
         assert again.ok
 
@@ -292,7 +292,7 @@ async def test_403_with_too_much_audio_to_resend_is_reported(sim: Simulator) -> 
 async def test_403_storm_refreshes_once(sim: Simulator) -> None:
     """Several streams rejected at once cause a single refresh (single-flight)."""
     async with running_manager(sim) as run:
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         before = len(sim.lwa.requests)
         sim.faults.fail_next_events(1, status=403)
         results = await asyncio.gather(*(run.send(make_event()) for _ in range(3)))
@@ -364,7 +364,7 @@ async def test_cancelling_the_caller_resets_the_stream(sim: Simulator) -> None:
         yield b""  # pragma: no cover
 
     async with running_manager(sim) as run:
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         task = asyncio.create_task(run.send(recognize_event(), audio=audio()))
         await asyncio.sleep(0.05)
         task.cancel()
@@ -382,7 +382,7 @@ async def test_audio_source_failure_is_internal_error(sim: Simulator) -> None:
         raise OSError("microphone unplugged")
 
     async with running_manager(sim) as run:
-        await run.manager.wait_connected(5)
+        await run.manager.wait_connected(20)
         result = await run.send(recognize_event(), audio=audio())
         assert result.outcome is Outcome.INTERNAL_ERROR
         assert isinstance(result.error, OSError)
