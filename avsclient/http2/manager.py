@@ -8,10 +8,12 @@ got GOAWAY before letting it go (make-before-break), refreshes a rejected token 
 streaming. Every `send_event` ends with exactly one `EventResult`.
 
 The rules (state table, back-off, outcome mapping, exception bodies) live in
-`avsclient.http2.policy`; this module is the asyncio shell around them. One supervisor task
-runs the lifecycle; each link owns a downchannel reader, a ping task and a watcher; events run
-in their callers' tasks. Links never feed the lifecycle directly: they set flags and "kick"
-the supervisor, which reads the flags, so no signal can be lost between two awaits.
+`avsclient.http2.policy`; the rest of the asyncio shell is split in three modules below this
+one: `_responses` (the sink protocol, `EventResult`), `_link` (one connection with its
+downchannel reader, ping task and watcher) and `_exchange` (one event stream). This module is
+the supervisor: one task runs the lifecycle, and events run in their callers' tasks. Links
+never feed the lifecycle directly: they set flags and "kick" the supervisor, which reads the
+flags, so no signal can be lost between two awaits.
 """
 
 from __future__ import annotations
@@ -23,28 +25,28 @@ import itertools
 import logging
 import random as _random
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from avsclient.config import ClientConfig, check_endpoint
 from avsclient.exceptions import (
-    AuthError,
     ConnectionClosed,
     ConnectionDraining,
     ConnectTimeout,
-    MultipartError,
-    NetworkError,
-    ParserError,
-    PingTimeout,
-    ResponseTimeout,
-    ServerError,
-    TimeoutException,
     TransportError,
 )
+from avsclient.http2._exchange import (
+    MAX_REPLAY_BYTES,
+    Body,
+    Replay,
+    exchange,
+    message_id_of,
+    send_on_link,
+)
+from avsclient.http2._link import AttemptFailed, Link, TokenGate, reason_for
+from avsclient.http2._responses import EventResult, ResponseSink, ResponseSource, failed
 from avsclient.http2.connection import HTTP2Connection
 from avsclient.http2.policy import (
-    MAX_EXCEPTION_BODY,
     Action,
     Backoff,
     ChangedReason,
@@ -53,26 +55,10 @@ from avsclient.http2.policy import (
     LifecycleMachine,
     Outcome,
     State,
-    outcome_for_error,
-    outcome_for_status,
-    parse_exception_body,
-    ping_due_in,
-)
-from avsclient.http2.stream import HTTP2Stream, Response
-from avsclient.multipart import (
-    Headers,
-    MessageEnded,
-    MultipartEncoder,
-    MultipartParser,
-    PartData,
-    PartEnded,
-    PartStarted,
-    boundary_from_content_type,
 )
 
 if TYPE_CHECKING:
     from avsclient.auth.provider import TokenProvider
-    from avsclient.http2.events import GoAwayReceived
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
@@ -81,6 +67,7 @@ __all__ = [
     "ConnectionStatus",
     "ContextProvider",
     "EventResult",
+    "MAX_REPLAY_BYTES",
     "Outcome",
     "ResponseSink",
     "ResponseSource",
@@ -88,236 +75,9 @@ __all__ = [
 
 logger = logging.getLogger("avsclient.http2.manager")
 
-DIRECTIVES_PATH: Final = "/v20160207/directives"
-EVENTS_PATH: Final = "/v20160207/events"
-PING_PATH: Final = "/ping"
-
-#: Audio kept for resending an event that a GOAWAY refused before the server took it. The
-#: refusal comes within a round trip, so a second of 16 kHz PCM (32 KB) is plenty; 1 MiB
-#: bounds it while covering slow links.
-MAX_REPLAY_BYTES: Final = 1024 * 1024
-
-_SUCCESS = frozenset({Outcome.SUCCESS, Outcome.SUCCESS_NO_CONTENT})
-
 #: Gives the full context (a list of `{"header": ..., "payload": ...}` state objects) for
 #: SynchronizeState; may be a plain function or a coroutine function.
 ContextProvider = Callable[[], "Awaitable[list[dict[str, Any]]] | list[dict[str, Any]]"]
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseSource:
-    """Identifies one response body: the scope of its `cid:` references (avs-protocol 4.3).
-
-    Attributes:
-        connection_id: the manager's number for the connection (from 1).
-        stream_id: the HTTP/2 stream.
-        kind: "downchannel" or "event".
-        message_id: the event's messageId for event streams, else None.
-    """
-
-    connection_id: int
-    stream_id: int
-    kind: Literal["downchannel", "event"]
-    message_id: str | None = None
-
-
-class ResponseSink(Protocol):
-    """Where response bodies go, part by part (implemented by the directive pipeline).
-
-    The manager awaits each call before it takes the next chunk off the HTTP/2 stream, so a
-    slow sink applies HTTP/2 backpressure. `data` views immutable bytes: keeping one is safe,
-    but costs memory. An exception raised by the sink is logged and the body goes on.
-    """
-
-    async def part_started(self, source: ResponseSource, headers: Headers) -> None:
-        """A part's headers were read."""
-        ...
-
-    async def part_data(self, source: ResponseSource, data: memoryview) -> None:
-        """A piece of the current part's content."""
-        ...
-
-    async def part_ended(self, source: ResponseSource) -> None:
-        """The current part is complete."""
-        ...
-
-    async def response_ended(self, source: ResponseSource, error: BaseException | None) -> None:
-        """The body ended: completely (None) or broken (the error)."""
-        ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EventResult:
-    """How one event ended (exactly one per `send_event` call).
-
-    Attributes:
-        outcome: the outcome.
-        status: the HTTP status, if a response arrived.
-        message_id: the event's messageId ("" if the event had none).
-        error: what failed (a `ServerError` for error statuses, a transport or parse error,
-            or the audio source's exception), or None.
-        exception_code: the AVS exception code of an error response, if any.
-        request_id: the `x-amzn-requestid` response header, if any.
-        started_at: when the event stream was opened (`loop.time()`), for the latency trace.
-        body_sent_at: when the request body (audio included) was completely sent.
-        response_started_at: when the response headers arrived.
-        first_byte_at: when the first response body byte arrived.
-        completed_at: when the outcome was known.
-    """
-
-    outcome: Outcome
-    status: int | None = None
-    message_id: str = ""
-    error: BaseException | None = None
-    exception_code: str | None = None
-    request_id: str | None = None
-    started_at: float | None = None
-    body_sent_at: float | None = None
-    response_started_at: float | None = None
-    first_byte_at: float | None = None
-    completed_at: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True for SUCCESS and SUCCESS_NO_CONTENT."""
-        return self.outcome in _SUCCESS
-
-
-@dataclass(frozen=True, slots=True)
-class _Body:
-    """An event's request body, encoded once so that it can be sent again (internal)."""
-
-    content_type: str
-    head: bytes  # the metadata part, plus the audio part's head when audio follows
-    tail: bytes  # the close delimiter
-
-    @classmethod
-    def encode(cls, event: Mapping[str, Any], *, audio: bool) -> _Body:
-        encoder = MultipartEncoder()
-        head = encoder.metadata_part(event)
-        if audio:
-            head += encoder.audio_part_start()
-        return cls(encoder.content_type, head, encoder.end())
-
-
-class _AttemptFailed(Exception):
-    """A connect attempt failed for a known reason (internal)."""
-
-    def __init__(self, reason: ChangedReason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(slots=True)
-class _Trace:
-    """Mutable stamps and progress of one exchange (internal)."""
-
-    started_at: float | None = None
-    body_sent_at: float | None = None
-    response_started_at: float | None = None
-    first_byte_at: float | None = None
-    progress_at: float = 0.0  # when a chunk was last sent or received
-
-    def moved(self) -> None:
-        self.progress_at = asyncio.get_running_loop().time()
-
-
-class _Replay:
-    """An event's audio, kept until the server accepted the stream so a refused one is resent.
-
-    A GOAWAY refuses streams the server never processed (RFC 9113 6.8), and a 403 rejects the
-    stream before AVS looks at it; those are sent again, audio included, from the chunks kept
-    here. Once the response headers of an accepted stream arrive, `commit()` frees the copy.
-
-    The source is read in a task of its own, so that stopping an upload in the middle of a
-    read (its stream was rejected) neither loses the chunk being read nor closes the source
-    (cancelling a task that awaits an async generator's `__anext__` finalises the generator).
-    `aclose()` stops a read nobody will take.
-    """
-
-    __slots__ = ("_buffer", "_exhausted", "_iterator", "_pending", "_size", "_source", "replayable")
-
-    def __init__(self, source: AsyncIterable[bytes]) -> None:
-        self._source = source
-        self._iterator: AsyncIterator[bytes] | None = None
-        self._pending: asyncio.Future[bytes] | None = None
-        self._buffer: list[bytes] = []
-        self._size = 0
-        self._exhausted = False
-        self.replayable = True
-
-    async def chunk(self, position: int) -> bytes | None:
-        """The chunk at `position` of the stream (None at its end)."""
-        if position < len(self._buffer):
-            return self._buffer[position]
-        if self._exhausted:
-            return None
-        if self._pending is None:
-            if self._iterator is None:
-                self._iterator = aiter(self._source)
-            self._pending = asyncio.ensure_future(anext(self._iterator))
-        pending = self._pending
-        try:
-            data = await asyncio.shield(pending)
-        except StopAsyncIteration:
-            self._pending = None
-            self._exhausted = True
-            return None
-        except asyncio.CancelledError:
-            if not pending.cancelled():
-                raise  # we were cancelled; the read goes on for the next attempt
-            self._pending = None
-            raise
-        except BaseException:
-            self._pending = None
-            raise
-        self._pending = None
-        if self.replayable:
-            self._size += len(data)
-            if self._size > MAX_REPLAY_BYTES:
-                self.commit()
-            else:
-                self._buffer.append(data)
-        return data
-
-    def commit(self) -> None:
-        """The stream was accepted (or is too long to keep): stop keeping chunks."""
-        self.replayable = False
-        self._buffer = []
-
-    async def aclose(self) -> None:
-        """Stop a read of the source that no upload will take."""
-        pending, self._pending = self._pending, None
-        if pending is not None and not pending.done():
-            pending.cancel()
-        if pending is not None:
-            with contextlib.suppress(BaseException):
-                await pending
-
-
-@dataclass(eq=False)
-class _Link:
-    """One HTTP/2 connection with its downchannel (internal)."""
-
-    id: int
-    url: str
-    conn: HTTP2Connection
-    turn: asyncio.Lock = field(default_factory=asyncio.Lock)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    ping_now: asyncio.Event = field(default_factory=asyncio.Event)
-    last_activity: float = 0.0
-    in_flight: int = 0
-    lost: ChangedReason | None = None  # set once: the link died
-    drain: ChangedReason | None = None  # set once: take no new events, move to a new link
-    closing: bool = False  # we are closing it (its death is no news)
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def usable(self) -> bool:
-        return self.lost is None and self.drain is None and not self.closing and self.conn.is_open
-
-    def touch(self) -> None:
-        self.last_activity = asyncio.get_running_loop().time()
 
 
 class ConnectionManager:
@@ -350,7 +110,6 @@ class ConnectionManager:
         random: Callable[[], float] = _random.random,
     ) -> None:
         self.config = config
-        self._tokens = tokens
         self._sink = sink
         self._context = context
         self._on_status = on_status
@@ -362,8 +121,8 @@ class ConnectionManager:
         self._backoff = Backoff(config.backoff, config.backoff_jitter, random)
         self._reason = ChangedReason.NONE
         self._reported: tuple[ConnectionStatus, ChangedReason] | None = None
-        self._link: _Link | None = None
-        self._retired: set[_Link] = set()
+        self._link: Link | None = None
+        self._retired: set[Link] = set()
         self._link_ids = itertools.count(1)
         self._supervisor: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
@@ -371,8 +130,7 @@ class ConnectionManager:
         self._wake_requested = False
         self._endpoint_changed = False
         self._waiting = 0
-        self._auth_lock = asyncio.Lock()
-        self._invalidated: str | None = None
+        self._gate = TokenGate(tokens, config.connect_timeout)
         self._retire_tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -439,14 +197,14 @@ class ConnectionManager:
         # Cleanup is shielded from the caller's cancellation, so no task or socket leaks.
         await asyncio.shield(self._shutdown(supervisor, links))
 
-    async def _shutdown(self, supervisor: asyncio.Task[None] | None, links: list[_Link]) -> None:
+    async def _shutdown(self, supervisor: asyncio.Task[None] | None, links: list[Link]) -> None:
         if supervisor is not None:
             await asyncio.gather(supervisor, return_exceptions=True)
         retiring = list(self._retire_tasks)
         for task in retiring:
             task.cancel()
         await asyncio.gather(*retiring, return_exceptions=True)
-        await asyncio.gather(*(self._close_link(link) for link in links), return_exceptions=True)
+        await asyncio.gather(*(link.aclose() for link in links), return_exceptions=True)
 
     async def __aenter__(self) -> ConnectionManager:
         await self.start()
@@ -531,6 +289,14 @@ class ConnectionManager:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def _link_changed(self) -> None:
+        """A link died or must be replaced: wake the waiters and the supervisor."""
+        self._pulse()
+        self._kick.set()
+
+    def _is_closed(self) -> bool:
+        return self._closed
+
     # -- the supervisor ----------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -599,12 +365,12 @@ class ConnectionManager:
             raise
         try:
             link = attempt.result()
-        except _AttemptFailed as exc:
+        except AttemptFailed as exc:
             logger.warning("connecting to %s failed: %s", self._url, exc)
             return self._feed(Input.ATTEMPT_FAILED, exc.reason)
         except Exception as exc:  # a bug below us must not end the lifecycle
             logger.exception("connecting to %s failed unexpectedly", self._url)
-            return self._feed(Input.ATTEMPT_FAILED, _reason_for(exc))
+            return self._feed(Input.ATTEMPT_FAILED, reason_for(exc))
         old = self._link
         self._link = link
         self._backoff.reset()
@@ -615,7 +381,7 @@ class ConnectionManager:
             self._retire(old)
         return await self._watch(link)
 
-    async def _watch(self, link: _Link) -> Action:
+    async def _watch(self, link: Link) -> Action:
         """Wait until the link in use dies or must be replaced."""
         while True:
             self._kick.clear()
@@ -633,7 +399,7 @@ class ConnectionManager:
                 return self._feed(Input.DRAIN, ChangedReason.ENDPOINT_CHANGED)
             await self._kick.wait()
 
-    def _retire(self, link: _Link) -> None:
+    def _retire(self, link: Link) -> None:
         """Take no new events on `link`; close it once its streams are done."""
         if link.drain is None:
             link.drain = link.lost or ChangedReason.NONE
@@ -645,167 +411,65 @@ class ConnectionManager:
         self._retire_tasks.add(task)
         task.add_done_callback(self._retire_tasks.discard)
 
-    async def _close_when_idle(self, link: _Link) -> None:
+    async def _close_when_idle(self, link: Link) -> None:
         try:
             while link.in_flight and link.lost is None:
                 link.idle.clear()
                 await link.idle.wait()
         finally:
             self._retired.discard(link)
-            await self._close_link(link)
-
-    async def _close_link(self, link: _Link) -> None:
-        link.closing = True
-        tasks = [t for t in link.tasks if not t.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await link.conn.aclose()
+            await link.aclose()
 
     # -- connecting --------------------------------------------------------------------------
 
-    async def _attempt(self) -> _Link:
+    async def _attempt(self) -> Link:
         """Token, connection, downchannel, SynchronizeState: a link ready for events.
 
         Raises:
-            _AttemptFailed: any step failed.
+            AttemptFailed: any step failed.
         """
         config = self.config
         url = self._url
-        token = await self._token()
-        links: list[_Link] = []
+        token = await self._gate.token()
+        links: list[Link] = []
         conn = HTTP2Connection.from_url(
             url,
             ca_file=config.ca_file,
             ssl_context=config.ssl_context,
             config=self._transport,
-            on_goaway=lambda event: self._on_goaway(links[0], event),
+            on_goaway=lambda event: links[0].on_goaway(event),
         )
-        link = _Link(id=next(self._link_ids), url=url, conn=conn)
+        link = Link(
+            id=next(self._link_ids),
+            url=url,
+            conn=conn,
+            config=config,
+            gate=self._gate,
+            sink=self._sink,
+            on_change=self._link_changed,
+            manager_closed=self._is_closed,
+        )
         links.append(link)
         try:
             try:
                 await conn.connect()
             except TransportError as exc:
-                raise _AttemptFailed(_reason_for(exc), f"connection failed: {exc}") from exc
+                raise AttemptFailed(reason_for(exc), f"connection failed: {exc}") from exc
             link.touch()
-            await self._open_downchannel(link, token)
+            await link.open_downchannel(token)
             await self._synchronize(link)
             if not link.usable:
-                raise _AttemptFailed(
+                raise AttemptFailed(
                     link.lost or link.drain or ChangedReason.SERVER_SIDE_DISCONNECT,
                     "the connection ended while synchronizing",
                 )
         except BaseException:
-            await asyncio.shield(self._close_link(link))
+            await asyncio.shield(link.aclose())
             raise
-        self._start_task(link, self._watch_connection(link), "watcher")
-        self._start_task(link, self._ping_loop(link), "ping")
+        link.start_monitoring()
         return link
 
-    async def _token(self) -> str:
-        try:
-            async with asyncio.timeout(self.config.connect_timeout):
-                return await self._tokens.get_token()
-        except AuthError as exc:
-            raise _AttemptFailed(ChangedReason.INVALID_AUTH, f"no access token: {exc}") from exc
-        except TimeoutError as exc:
-            raise _AttemptFailed(
-                ChangedReason.CONNECTION_TIMEDOUT, "getting an access token took too long"
-            ) from exc
-        except TransportError as exc:
-            raise _AttemptFailed(
-                ChangedReason.NETWORK_ERROR, f"getting an access token failed: {exc}"
-            ) from exc
-
-    async def _renew(self, rejected: str) -> str:
-        """Report a token AVS rejected (once, however many streams saw it); get another.
-
-        Raises:
-            _AttemptFailed: no new token (INVALID_AUTH, or the token service failed).
-        """
-        async with self._auth_lock:
-            if self._invalidated != rejected:
-                self._invalidated = rejected
-                logger.warning("AVS rejected the access token (403): refreshing it")
-                await self._tokens.invalidate(rejected)
-        return await self._token()
-
-    def _start_task(self, link: _Link, coro: Awaitable[None], what: str) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        task.set_name(f"avs {what} {link.id}")
-        link.tasks.add(task)
-        task.add_done_callback(link.tasks.discard)
-
-    async def _open_downchannel(self, link: _Link, token: str) -> None:
-        """GET /v20160207/directives; a 200 starts the reader task (avs-protocol 2.1 step 3)."""
-        for attempt in (1, 2):
-            try:
-                stream = await link.conn.open_stream(
-                    "GET",
-                    DIRECTIVES_PATH,
-                    [("authorization", f"Bearer {token}")],
-                    response_timeout=self.config.connect_timeout,
-                    inactivity_timeout=None,
-                )
-                response = await stream.response()
-            except TransportError as exc:
-                raise _AttemptFailed(_reason_for(exc), f"downchannel failed: {exc}") from exc
-            link.touch()
-            _log_response("downchannel", response)
-            if response.status == 200:
-                break
-            body = await _read_error_body(stream, None, self.config.connect_timeout)
-            code, description = parse_exception_body(body)
-            await stream.aclose()
-            if response.status == 403 and attempt == 1:
-                token = await self._renew(token)
-                continue
-            reason = (
-                ChangedReason.INVALID_AUTH if response.status == 403 else ChangedReason.SERVER_ERROR
-            )
-            raise _AttemptFailed(
-                reason,
-                f"the downchannel was answered {response.status} {code or ''} "
-                f"{description or ''}".rstrip(),
-            )
-        try:
-            parser = MultipartParser(
-                boundary_from_content_type(response.header("content-type") or "")
-            )
-        except (ValueError, MultipartError) as exc:
-            await stream.aclose()
-            raise _AttemptFailed(
-                ChangedReason.PROTOCOL_ERROR, f"the downchannel is not multipart: {exc}"
-            ) from exc
-        self._start_task(link, self._read_downchannel(link, stream, parser), "downchannel")
-
-    async def _read_downchannel(
-        self, link: _Link, stream: HTTP2Stream, parser: MultipartParser
-    ) -> None:
-        source = ResponseSource(link.id, stream.stream_id, "downchannel")
-        error: BaseException | None = None
-        try:
-            async for chunk in stream:
-                link.touch()
-                await self._deliver(parser, chunk, source)
-            error = ParserError("the downchannel ended") if not parser.done else None
-            self._link_lost(link, ChangedReason.SERVER_SIDE_DISCONNECT, "the downchannel ended")
-        except MultipartError as exc:
-            # The framing is broken: nothing after it can be trusted. Move to a new link and
-            # let this one finish its event streams.
-            error = exc
-            logger.warning("connection %d: malformed downchannel body: %s", link.id, exc)
-            await stream.aclose()
-            self._link_drain(link, ChangedReason.PROTOCOL_ERROR)
-        except TransportError as exc:
-            error = exc
-            self._link_lost(link, _reason_for(exc), f"the downchannel failed: {exc}")
-        finally:
-            with contextlib.suppress(Exception):
-                await self._sink.response_ended(source, error)
-
-    async def _synchronize(self, link: _Link) -> None:
+    async def _synchronize(self, link: Link) -> None:
         """Send System.SynchronizeState until it is accepted (avs-protocol 2.1 step 5)."""
         backoff = Backoff(self.config.backoff, self.config.backoff_jitter, self._random)
         while True:
@@ -823,16 +487,16 @@ class ConnectionManager:
                     "payload": {},
                 },
             }
-            result = await self._send_on_link(link, event, None)
+            result = await send_on_link(link, event, None)
             if result.ok:
                 return
             if not link.usable:
-                raise _AttemptFailed(
+                raise AttemptFailed(
                     link.lost or link.drain or _reason_for_outcome(result.outcome),
                     f"the connection ended during SynchronizeState ({result.outcome.name})",
                 )
             if result.outcome is Outcome.INVALID_AUTH:
-                raise _AttemptFailed(ChangedReason.INVALID_AUTH, "SynchronizeState got 403 twice")
+                raise AttemptFailed(ChangedReason.INVALID_AUTH, "SynchronizeState got 403 twice")
             delay = backoff.next_delay()
             logger.warning(
                 "SynchronizeState failed (%s, status %s); again in %.3f s",
@@ -841,95 +505,6 @@ class ConnectionManager:
                 delay,
             )
             await asyncio.sleep(delay)
-
-    # -- link health -------------------------------------------------------------------------
-
-    def _link_lost(self, link: _Link, reason: ChangedReason, why: str) -> None:
-        if link.lost is not None or link.closing:
-            return
-        link.lost = reason
-        logger.info("connection %d lost (%s): %s", link.id, reason.name, why)
-        link.idle.set()
-        self._pulse()
-        self._kick.set()
-
-    def _link_drain(self, link: _Link, reason: ChangedReason) -> None:
-        if link.drain is not None or link.closing:
-            return
-        link.drain = reason
-        logger.info("connection %d draining (%s)", link.id, reason.name)
-        self._pulse()
-        self._kick.set()
-
-    def _on_goaway(self, link: _Link, event: GoAwayReceived) -> None:
-        logger.info(
-            "connection %d: GOAWAY (error code %s, last stream %s)",
-            link.id,
-            event.error_code,
-            event.last_stream_id,
-        )
-        self._link_drain(link, ChangedReason.GOAWAY)
-
-    async def _watch_connection(self, link: _Link) -> None:
-        error = await link.conn.wait_closed()
-        reason = _reason_for(error) if error is not None else ChangedReason.SERVER_SIDE_DISCONNECT
-        self._link_lost(link, reason, f"the connection closed: {error}")
-
-    async def _ping_loop(self, link: _Link) -> None:
-        """GET /ping after `ping_interval` without activity, or at once when asked."""
-        loop = asyncio.get_running_loop()
-        interval = self.config.ping_interval
-        while True:
-            due = ping_due_in(link.last_activity, loop.time(), interval)
-            if due > 0 and not link.ping_now.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(due):
-                        await link.ping_now.wait()
-                continue
-            link.ping_now.clear()
-            reason = await self._ping(link)
-            if reason is not None:
-                self._link_lost(link, reason, "ping failed")
-                return
-
-    async def _ping(self, link: _Link) -> ChangedReason | None:
-        """One ping (a second one after a 403 and a token refresh); the failure reason."""
-        try:
-            token = await self._token()
-        except _AttemptFailed as exc:
-            return exc.reason
-        for attempt in (1, 2):
-            try:
-                stream, response = await link.conn.request(
-                    "GET",
-                    PING_PATH,
-                    [("authorization", f"Bearer {token}")],
-                    response_timeout=self.config.ping_timeout,
-                    inactivity_timeout=self.config.ping_timeout,
-                )
-            except TimeoutException:
-                return ChangedReason.PING_TIMEOUT
-            except TransportError as exc:
-                return _reason_for(exc)
-            await stream.aclose()
-            link.touch()
-            if response.status == 204:
-                logger.debug("connection %d: ping answered", link.id)
-                return None
-            logger.warning("connection %d: ping answered %d", link.id, response.status)
-            if response.status == 403 and attempt == 1:
-                try:
-                    token = await self._renew(token)
-                except _AttemptFailed as exc:
-                    return exc.reason
-                continue
-            break
-        # avs-protocol 1.4: anything but 204 means the server considers the link dead.
-        return (
-            ChangedReason.INVALID_AUTH
-            if response.status == 403
-            else ChangedReason.SERVER_SIDE_DISCONNECT
-        )
 
     # -- events ------------------------------------------------------------------------------
 
@@ -955,25 +530,25 @@ class ConnectionManager:
             TypeError: the event cannot be serialised as JSON.
             asyncio.CancelledError: the calling task was cancelled (the stream is reset).
         """
-        body = _Body.encode(event, audio=audio is not None)  # TypeError: not JSON (misuse)
-        message_id = _message_id(event)
+        body = Body.encode(event, audio=audio is not None)  # TypeError: not JSON (misuse)
+        message_id = message_id_of(event)
         if self._closed:
-            return _failed(Outcome.CANCELED, message_id, ConnectionClosed("the manager is closed"))
+            return failed(Outcome.CANCELED, message_id, ConnectionClosed("the manager is closed"))
         if self._waiting >= self.config.queue_size:
             logger.warning("event %s refused: %d events already wait", message_id, self._waiting)
-            return _failed(
+            return failed(
                 Outcome.NOT_CONNECTED,
                 message_id,
                 ConnectionClosed(f"the event queue is full ({self.config.queue_size} waiting)"),
             )
-        replay = _Replay(audio) if audio is not None else None
+        replay = Replay(audio) if audio is not None else None
         try:
             return await self._send(body, replay, message_id)
         finally:
             if replay is not None:
                 await replay.aclose()
 
-    async def _send(self, body: _Body, replay: _Replay | None, message_id: str) -> EventResult:
+    async def _send(self, body: Body, replay: Replay | None, message_id: str) -> EventResult:
         """`send_event` once the body is encoded: wait for a link, send, resend if refused."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.queue_timeout
@@ -983,13 +558,13 @@ class ConnectionManager:
             if link is None:
                 why = "the manager was closed" if self._closed else "no connection in time"
                 outcome = Outcome.CANCELED if self._closed else Outcome.NOT_CONNECTED
-                return _failed(outcome, message_id, ConnectionClosed(why))
-            result = await self._exchange(link, body, replay, message_id, retried=renewed)
+                return failed(outcome, message_id, ConnectionClosed(why))
+            result = await exchange(link, body, replay, message_id, retried=renewed)
             if isinstance(result, EventResult):
                 return result
             if result == "refused":
                 if replay is not None and not replay.replayable:
-                    return _failed(
+                    return failed(
                         Outcome.NOT_CONNECTED,
                         message_id,
                         ConnectionDraining("refused by GOAWAY, and too much audio to resend"),
@@ -1000,33 +575,7 @@ class ConnectionManager:
             # "auth": a first 403; the token was refreshed. A second 403 is reported.
             renewed = True
 
-    async def _send_on_link(
-        self,
-        link: _Link,
-        event: Mapping[str, Any],
-        audio: AsyncIterable[bytes] | None,
-    ) -> EventResult:
-        """Send an event on one given link (SynchronizeState), with the 403 retry."""
-        body = _Body.encode(event, audio=audio is not None)
-        message_id = _message_id(event)
-        replay = _Replay(audio) if audio is not None else None
-        retried = False
-        try:
-            while True:
-                await link.turn.acquire()
-                result = await self._exchange(link, body, replay, message_id, retried=retried)
-                if isinstance(result, EventResult):
-                    return result
-                if result == "refused":
-                    return _failed(
-                        Outcome.NOT_CONNECTED, message_id, ConnectionDraining("refused by GOAWAY")
-                    )
-                retried = True
-        finally:
-            if replay is not None:
-                await replay.aclose()
-
-    async def _acquire_link(self, deadline: float) -> _Link | None:
+    async def _acquire_link(self, deadline: float) -> Link | None:
         """A usable link whose turn lock we now hold, or None (closed, or out of time)."""
         loop = asyncio.get_running_loop()
         self._waiting += 1
@@ -1055,358 +604,12 @@ class ConnectionManager:
         finally:
             self._waiting -= 1
 
-    def _outcome_for(self, error: BaseException) -> Outcome:
-        """`outcome_for_error`, except that a link we closed because it died is NOT_CONNECTED:
-        CANCELED is kept for the application's own aclose()."""
-        outcome = outcome_for_error(error)
-        if outcome is Outcome.CANCELED and not self._closed:
-            return Outcome.NOT_CONNECTED
-        return outcome
-
-    def _takes_events(self, link: _Link) -> bool:
+    def _takes_events(self, link: Link) -> bool:
         # A method, not an expression: mypy would keep the checks narrowed across awaits.
         return link.usable and not self._closed
 
-    async def _exchange(
-        self,
-        link: _Link,
-        body: _Body,
-        replay: _Replay | None,
-        message_id: str,
-        *,
-        retried: bool,
-    ) -> EventResult | Literal["refused", "auth"]:
-        """Run one event stream on `link`, whose turn lock the caller holds (released here).
 
-        Returns:
-            The result, or "refused" (GOAWAY: never processed, send again elsewhere), or
-            "auth" (a first 403: the token was refreshed, send again).
-        """
-        loop = asyncio.get_running_loop()
-        trace = _Trace()
-        turn_held = True
-
-        def release_turn() -> None:
-            nonlocal turn_held
-            if turn_held:
-                turn_held = False
-                link.turn.release()
-
-        link.in_flight += 1
-        stream: HTTP2Stream | None = None
-        upload: asyncio.Task[None] | None = None
-        try:
-            try:
-                token = await self._tokens.get_token()
-            except Exception as exc:  # AuthError, TransportError, a broken provider
-                release_turn()
-                outcome = (
-                    Outcome.INVALID_AUTH if isinstance(exc, AuthError) else Outcome.NOT_CONNECTED
-                )
-                return _failed(outcome, message_id, exc)
-            headers = [("authorization", f"Bearer {token}"), ("content-type", body.content_type)]
-            trace.started_at = trace.progress_at = loop.time()
-            try:
-                stream = await link.conn.open_stream(
-                    "POST",
-                    EVENTS_PATH,
-                    headers,
-                    body=None,
-                    response_timeout=None,
-                    inactivity_timeout=None,
-                )
-            except ConnectionDraining:
-                release_turn()
-                self._link_drain(link, ChangedReason.GOAWAY)
-                return "refused"
-            except TransportError as exc:
-                release_turn()
-                return _failed(self._outcome_for(exc), message_id, exc, trace)
-            upload = asyncio.create_task(
-                self._upload(stream, body, replay, trace), name=f"avs upload {stream.stream_id}"
-            )
-            try:
-                response = await self._response(stream, upload, trace)
-            except ConnectionDraining:
-                release_turn()
-                await _finish_upload(upload, wait=True)
-                return "refused"
-            except BaseException as exc:
-                release_turn()
-                if isinstance(exc, TimeoutException):
-                    link.ping_now.set()  # SDK: a stalled event stream triggers a ping
-                if isinstance(exc, Exception):
-                    error = _upload_error(upload) or exc
-                    return _failed(self._outcome_for(error), message_id, error, trace)
-                raise
-            trace.response_started_at = loop.time()
-            release_turn()
-            link.touch()
-            status = response.status
-            if replay is not None and (status != 403 or retried):
-                replay.commit()  # AVS took the stream; a first 403 is sent again, audio too
-            request_id = response.header("x-amzn-requestid")
-            _log_response(f"event {message_id}", response)
-            outcome = outcome_for_status(status)
-            if status == 200:
-                return await self._read_event_body(
-                    link, stream, upload, response, trace, message_id, request_id
-                )
-            content = await _read_error_body(stream, trace, self.config.event_timeout)
-            await _finish_upload(upload, wait=False)
-            if outcome is Outcome.SUCCESS_NO_CONTENT:
-                return _result(outcome, message_id, trace, status=status, request_id=request_id)
-            code, description = parse_exception_body(content)
-            error = ServerError(
-                f"AVS answered {status} {code or ''}: {description or ''}".rstrip(": "),
-                status=status,
-                code=code,
-                description=description,
-            )
-            if status == 403:
-                renewed = False
-                if not retried:
-                    try:
-                        await self._renew(token)
-                        renewed = True
-                    except _AttemptFailed as exc:
-                        logger.warning("event %s: no new token: %s", message_id, exc)
-                if not renewed:
-                    self._link_lost(link, ChangedReason.INVALID_AUTH, "403 again after a refresh")
-                elif replay is None or replay.replayable:
-                    return "auth"
-                else:
-                    logger.warning("event %s: 403, and too much audio to resend", message_id)
-            logger.warning(
-                "event %s failed: %d %s (request id %s)", message_id, status, code, request_id
-            )
-            return _result(
-                outcome,
-                message_id,
-                trace,
-                status=status,
-                error=error,
-                code=code,
-                request_id=request_id,
-            )
-        finally:
-            release_turn()
-            if upload is not None and not upload.done():
-                upload.cancel()
-                with contextlib.suppress(BaseException):
-                    await upload
-            if stream is not None:
-                await stream.aclose()
-            link.in_flight -= 1
-            if not link.in_flight:
-                link.idle.set()
-
-    async def _upload(
-        self, stream: HTTP2Stream, body: _Body, replay: _Replay | None, trace: _Trace
-    ) -> None:
-        """Send the metadata part, then the audio as it comes, then the close delimiter."""
-        if replay is None:
-            await stream.send_data(body.head + body.tail, end_stream=True)
-        else:
-            await stream.send_data(body.head)
-            position = 0
-            while True:
-                chunk = await replay.chunk(position)
-                if chunk is None:
-                    break
-                position += 1
-                await stream.send_data(chunk)
-                trace.moved()
-            await stream.send_data(body.tail, end_stream=True)
-        trace.body_sent_at = asyncio.get_running_loop().time()
-        trace.moved()
-
-    async def _response(
-        self, stream: HTTP2Stream, upload: asyncio.Task[None], trace: _Trace
-    ) -> Response:
-        """Wait for the response headers while the upload progresses (event_timeout idle)."""
-        limit = self.config.event_timeout
-        loop = asyncio.get_running_loop()
-        while True:
-            remaining = trace.progress_at + limit - loop.time()
-            if remaining <= 0:
-                await stream.reset()
-                raise ResponseTimeout(f"no response to the event within {limit} s")
-            with contextlib.suppress(TimeoutError):  # then look at the progress again
-                async with asyncio.timeout(remaining):
-                    return await _first(stream.response(), upload)
-
-    async def _read_event_body(
-        self,
-        link: _Link,
-        stream: HTTP2Stream,
-        upload: asyncio.Task[None],
-        response: Response,
-        trace: _Trace,
-        message_id: str,
-        request_id: str | None,
-    ) -> EventResult:
-        source = ResponseSource(link.id, stream.stream_id, "event", message_id)
-        error: BaseException | None = None
-        loop = asyncio.get_running_loop()
-        try:
-            parser = MultipartParser(
-                boundary_from_content_type(response.header("content-type") or "")
-            )
-        except (ValueError, MultipartError) as exc:
-            error = exc
-        else:
-            limit = self.config.event_timeout
-            try:
-                while True:
-                    remaining = trace.progress_at + limit - loop.time()
-                    if remaining <= 0:
-                        await stream.reset()
-                        link.ping_now.set()  # SDK: a stalled event stream triggers a ping
-                        raise ResponseTimeout(f"the event response stalled for {limit} s")
-                    try:
-                        async with asyncio.timeout(remaining):
-                            chunk = await anext(stream, None)
-                    except TimeoutError:
-                        continue  # look at the progress again (the upload may have moved)
-                    if chunk is None:
-                        break
-                    if trace.first_byte_at is None:
-                        trace.first_byte_at = loop.time()
-                    trace.moved()
-                    link.touch()
-                    await self._deliver(parser, chunk, source)
-                if not parser.done:
-                    parser.close()  # raises ParserError: the body was truncated
-            except (TransportError, MultipartError) as exc:
-                error = _upload_error(upload) or exc
-        await _finish_upload(upload, wait=False)
-        with contextlib.suppress(Exception):
-            await self._sink.response_ended(source, error)
-        if error is not None:
-            logger.warning("event %s: response failed: %s", message_id, error)
-            return _result(
-                self._outcome_for(error),
-                message_id,
-                trace,
-                status=200,
-                error=error,
-                request_id=request_id,
-            )
-        return _result(Outcome.SUCCESS, message_id, trace, status=200, request_id=request_id)
-
-    async def _deliver(self, parser: MultipartParser, chunk: bytes, source: ResponseSource) -> None:
-        """Feed a chunk to the parser and its events to the sink, one awaited call each."""
-        sink = self._sink
-        for event in parser.feed(chunk):
-            try:
-                if type(event) is PartData:
-                    await sink.part_data(source, event.data)
-                elif type(event) is PartStarted:
-                    await sink.part_started(source, event.headers)
-                elif type(event) is PartEnded:
-                    await sink.part_ended(source)
-                elif type(event) is MessageEnded:
-                    pass
-            except Exception:
-                logger.exception("the response sink failed on %r", event)
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-async def _first(response: Awaitable[Response], upload: asyncio.Task[None]) -> Response:
-    """The response headers; an upload that fails before they come is reported instead."""
-    waiter = asyncio.ensure_future(response)
-    try:
-        while True:
-            pending = {waiter} if upload.done() else {waiter, upload}
-            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if waiter.done():
-                return waiter.result()
-            error = upload.exception() if not upload.cancelled() else None
-            if error is not None and not isinstance(error, TransportError):
-                raise error  # the audio source failed: the request cannot complete
-    finally:
-        if not waiter.done():
-            waiter.cancel()
-            with contextlib.suppress(BaseException):
-                await waiter
-
-
-def _upload_error(upload: asyncio.Task[None]) -> BaseException | None:
-    """The audio source's own failure, if that is what stopped the upload."""
-    if upload.done() and not upload.cancelled():
-        error = upload.exception()
-        if error is not None and not isinstance(error, TransportError):
-            return error
-    return None
-
-
-async def _finish_upload(upload: asyncio.Task[None], *, wait: bool) -> None:
-    """Let an upload end by itself (`wait`) or stop it; never raise its error here."""
-    if not upload.done():
-        if not wait:
-            return
-        with contextlib.suppress(BaseException):
-            await asyncio.shield(upload)
-    elif not upload.cancelled():
-        upload.exception()  # retrieved: the result already reports it
-
-
-async def _read_error_body(
-    stream: HTTP2Stream, trace: _Trace | None = None, timeout: float | None = None
-) -> bytes:
-    """At most MAX_EXCEPTION_BODY bytes of a (small, JSON) error body; errors give b""."""
-    parts: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(timeout):
-            async for chunk in stream:
-                if trace is not None:
-                    trace.moved()
-                parts.append(chunk[: MAX_EXCEPTION_BODY - size])
-                size += len(parts[-1])
-                if size >= MAX_EXCEPTION_BODY:
-                    break
-    except (TransportError, TimeoutError):
-        pass
-    return b"".join(parts)
-
-
-def _log_response(what: str, response: Response) -> None:
-    logger.debug(
-        "%s: status %d, x-amzn-requestid %s",
-        what,
-        response.status,
-        response.header("x-amzn-requestid"),
-    )
-
-
-def _message_id(event: Mapping[str, Any]) -> str:
-    try:
-        value = event["event"]["header"]["messageId"]
-    except (KeyError, TypeError):
-        return ""
-    return value if isinstance(value, str) else ""
-
-
-def _reason_for(error: BaseException) -> ChangedReason:
-    if isinstance(error, AuthError):
-        return ChangedReason.INVALID_AUTH
-    if isinstance(error, ConnectionDraining):
-        return ChangedReason.GOAWAY
-    if isinstance(error, PingTimeout) or isinstance(error.__cause__, PingTimeout):
-        return ChangedReason.PING_TIMEOUT
-    if isinstance(error, TimeoutException):
-        return ChangedReason.CONNECTION_TIMEDOUT
-    if isinstance(error, NetworkError):
-        return ChangedReason.NETWORK_ERROR
-    if isinstance(error, MultipartError):
-        return ChangedReason.PROTOCOL_ERROR
-    if isinstance(error, TransportError):
-        return ChangedReason.SERVER_SIDE_DISCONNECT
-    return ChangedReason.INTERNAL_ERROR
+# -- helpers ---------------------------------------------------------------------------------------
 
 
 def _reason_for_outcome(outcome: Outcome) -> ChangedReason:
@@ -1417,34 +620,3 @@ def _reason_for_outcome(outcome: Outcome) -> ChangedReason:
     if outcome in (Outcome.NOT_CONNECTED, Outcome.CANCELED):
         return ChangedReason.NETWORK_ERROR
     return ChangedReason.SERVER_ERROR
-
-
-def _result(
-    outcome: Outcome,
-    message_id: str,
-    trace: _Trace,
-    *,
-    status: int | None = None,
-    error: BaseException | None = None,
-    code: str | None = None,
-    request_id: str | None = None,
-) -> EventResult:
-    return EventResult(
-        outcome=outcome,
-        status=status,
-        message_id=message_id,
-        error=error,
-        exception_code=code,
-        request_id=request_id,
-        started_at=trace.started_at,
-        body_sent_at=trace.body_sent_at,
-        response_started_at=trace.response_started_at,
-        first_byte_at=trace.first_byte_at,
-        completed_at=asyncio.get_running_loop().time(),
-    )
-
-
-def _failed(
-    outcome: Outcome, message_id: str, error: BaseException, trace: _Trace | None = None
-) -> EventResult:
-    return _result(outcome, message_id, trace or _Trace(), error=error)
