@@ -120,6 +120,7 @@ class ConnectionManager:
         self._machine = LifecycleMachine()
         self._backoff = Backoff(config.backoff, config.backoff_jitter, random)
         self._reason = ChangedReason.NONE
+        self._last_failure: str | None = None  # why the latest connection attempt failed
         self._reported: tuple[ConnectionStatus, ChangedReason] | None = None
         self._link: Link | None = None
         self._retired: set[Link] = set()
@@ -227,9 +228,10 @@ class ConnectionManager:
                         raise ConnectionClosed("the connection manager is closed")
                     await self._changed.wait()
         except TimeoutError as exc:
+            why = f"; the last attempt failed: {self._last_failure}" if self._last_failure else ""
             raise ConnectTimeout(
                 f"not connected to {self._url} within {timeout} s "
-                f"(status {self.status.name}, reason {self._reason.name})"
+                f"(status {self.status.name}, reason {self._reason.name}){why}"
             ) from exc
 
     def wake(self) -> None:
@@ -367,10 +369,13 @@ class ConnectionManager:
             link = attempt.result()
         except AttemptFailed as exc:
             logger.warning("connecting to %s failed: %s", self._url, exc)
+            self._last_failure = str(exc)
             return self._feed(Input.ATTEMPT_FAILED, exc.reason)
         except Exception as exc:  # a bug below us must not end the lifecycle
             logger.exception("connecting to %s failed unexpectedly", self._url)
+            self._last_failure = f"unexpected error: {exc!r}"
             return self._feed(Input.ATTEMPT_FAILED, reason_for(exc))
+        self._last_failure = None
         old = self._link
         self._link = link
         self._backoff.reset()
@@ -609,7 +614,7 @@ class ConnectionManager:
         return link.usable and not self._closed
 
 
-# -- helpers ---------------------------------------------------------------------------------------
+# -- helpers ---------------------------------------------------------------------------------
 
 
 def _reason_for_outcome(outcome: Outcome) -> ChangedReason:
