@@ -878,11 +878,15 @@ async def test_cancelling_aclose_is_not_swallowed(
 ) -> None:
     """aclose() waits for the refresh it cancelled, but its own cancellation still wins."""
 
+    backing_off = asyncio.Event()
+    cleaned_up = asyncio.Event()  # the clean-up lasts until the test lets it end
+
     async def slow_to_cancel_sleep(seconds: float) -> None:
+        backing_off.set()
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
-            await asyncio.sleep(0.3)  # clean-up that takes a while
+            await cleaned_up.wait()  # clean-up that takes a while
             raise
 
     avs_simulator.lwa.fail_next(status=500)
@@ -893,13 +897,13 @@ async def test_cancelling_aclose_is_not_swallowed(
         sleep=slow_to_cancel_sleep,
     )
     waiter = asyncio.create_task(provider.get_token())
-    while not avs_simulator.lwa.requests:
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)  # the refresh is backing off
+    async with asyncio.timeout(20):
+        await backing_off.wait()  # the first request failed: the refresh is backing off
     closer = asyncio.create_task(provider.aclose())
     await asyncio.sleep(0.05)
-    assert not closer.done()
+    assert not closer.done()  # it waits for the clean-up of the refresh it cancelled
     closer.cancel()
+    cleaned_up.set()
     with pytest.raises(asyncio.CancelledError):
         await closer
     with pytest.raises(asyncio.CancelledError):

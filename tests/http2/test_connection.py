@@ -157,7 +157,9 @@ async def test_unanswered_ping_raises_ping_timeout(tmp_path: Path) -> None:
 
 async def test_keepalive_ping_timeout_breaks_the_connection(tmp_path: Path) -> None:
     """An unanswered keep-alive PING ends the connection and fails its streams."""
-    config = ConnectionConfig(keepalive_interval=0.05, ping_timeout=0.05)
+    # The first keep-alive PING goes out once the connection was idle for 0.5 s: time enough,
+    # even on a loaded machine, to open the stream that its failure must then fail.
+    config = ConnectionConfig(keepalive_interval=0.5, ping_timeout=0.05)
     async with (
         H2Server(tls=False, tmp_path=tmp_path, ignore_pings=True) as server,
         connect(server, config=config) as conn,
@@ -255,8 +257,9 @@ async def test_response_timeout_resets_the_stream(server: H2Server) -> None:
                 await stream.response()
             with pytest.raises(ResponseTimeout):
                 await stream.read()
-        await asyncio.sleep(0.05)
-        assert (stream.stream_id, 8) in server.resets  # CANCEL
+        async with asyncio.timeout(20):  # until the server has read the RST_STREAM
+            while (stream.stream_id, 8) not in server.resets:  # CANCEL
+                await asyncio.sleep(0.005)
         assert (await conn.ping()) >= 0
 
 
