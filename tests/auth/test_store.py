@@ -17,6 +17,7 @@ import pytest
 from avsclient.auth.lwa import TokenSet
 from avsclient.auth.store import StoredTokens, TokenStore, default_token_path
 from avsclient.exceptions import TokenStoreError
+from tests.helpers import require_executable
 
 
 def record(n: int = 0, client_id: str = "cid") -> StoredTokens:
@@ -138,18 +139,48 @@ def test_unwritable_directory_keeps_the_good_file(tmp_path: Path) -> None:
         TokenStore(blocker / "tokens.json").save(record())
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_read_only_directory(tmp_path: Path) -> None:  # pragma: no cover - non-root only
-    """A read-only directory gives TokenStoreError and the old file survives."""
-    store = TokenStore(tmp_path / "tokens.json")
+def test_read_only_directory(tmp_path: Path) -> None:
+    """A read-only directory gives TokenStoreError, the old file survives, no temp file stays.
+
+    Root ignores permission bits, so as root (CI) the save runs in a child process without
+    CAP_DAC_OVERRIDE (util-linux `setpriv`), to which they apply again.
+    """
+    directory = tmp_path / "config"
+    directory.mkdir()
+    store = TokenStore(directory / "tokens.json")
     store.save(record(1))
-    tmp_path.chmod(0o500)
+    before = store.path.read_bytes()
+    directory.chmod(0o555)
     try:
-        with pytest.raises(TokenStoreError):
-            store.save(record(2))
+        if os.geteuid() != 0:
+            with pytest.raises(TokenStoreError):
+                store.save(record(2))
+        else:
+            setpriv = require_executable("setpriv")
+            script = textwrap.dedent(
+                f"""
+                from avsclient.auth.lwa import TokenSet
+                from avsclient.auth.store import StoredTokens, TokenStore
+                from avsclient.exceptions import TokenStoreError
+                tokens = TokenSet(access_token="Atza|2", refresh_token="Atzr|2", expires_at=2.0)
+                try:
+                    TokenStore({str(store.path)!r}).save(StoredTokens(client_id="c", tokens=tokens))
+                except TokenStoreError as exc:
+                    print("TokenStoreError:", exc)
+                """
+            )
+            done = subprocess.run(
+                [setpriv, "--bounding-set=-dac_override,-dac_read_search", sys.executable,
+                 "-c", script],
+                capture_output=True, text=True, timeout=60, check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.startswith("TokenStoreError:"), done.stdout
     finally:
-        tmp_path.chmod(0o700)
+        directory.chmod(0o700)
+    assert store.path.read_bytes() == before
     assert store.load() == record(1)
+    assert [p.name for p in directory.iterdir()] == ["tokens.json"]
 
 
 def test_failed_write_never_replaces_the_good_file(tmp_path: Path) -> None:
