@@ -36,7 +36,7 @@ from avsclient.exceptions import (
     TransportError,
 )
 
-__all__ = ["MAX_REPLY_BYTES", "LWAHttpClient", "LWAReply", "run_exchange"]
+__all__ = ["LWAHttpClient", "LWAReply", "MAX_REPLY_BYTES", "http2_client", "run_exchange"]
 
 logger = logging.getLogger("avsclient.auth")
 
@@ -79,6 +79,38 @@ def _map_error(exc: httpx.TransportError) -> TransportError:
     return NetworkError(f"LWA request failed: {detail}")
 
 
+def http2_client(
+    url: str,
+    *,
+    ca_file: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout: float,
+) -> httpx.AsyncClient:
+    """An httpx client for one HTTPS API over HTTP/2 (HTTP/1.1 only as a TLS fallback).
+
+    `http://` URLs use cleartext HTTP/2 with prior knowledge (httpx does not upgrade from
+    HTTP/1.1). No redirects are followed and no proxy or CA settings come from the
+    environment, so a token is only ever sent where the caller pointed it.
+
+    Raises:
+        ValueError: the URL is not http(s).
+    """
+    scheme = urlsplit(url).scheme
+    if scheme not in ("https", "http"):
+        raise ValueError(f"url must be an http(s) URL, got {url!r}")
+    if ssl_context is None:
+        ssl_context = ssl.create_default_context(cafile=ca_file)
+    return httpx.AsyncClient(
+        base_url=url,
+        verify=ssl_context,
+        http2=True,
+        http1=scheme == "https",
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
 class LWAHttpClient(AsyncResource):
     """Sends LWA requests over HTTP/2 (httpx, `http2=True`) and returns complete replies.
 
@@ -101,23 +133,11 @@ class LWAHttpClient(AsyncResource):
         timeout: float = 10.0,
         max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
-        scheme = urlsplit(url).scheme
-        if scheme not in ("https", "http"):
-            raise ValueError(f"url must be an http(s) URL, got {url!r}")
-        if ssl_context is None:
-            ssl_context = ssl.create_default_context(cafile=ca_file)
         self._url = url.rstrip("/")
         self._timeout = timeout
         self._max_reply_bytes = max_reply_bytes
-        self._client = httpx.AsyncClient(
-            base_url=self._url,
-            verify=ssl_context,
-            http2=True,
-            # Cleartext HTTP/2 needs prior knowledge: httpx does not upgrade from HTTP/1.1.
-            http1=scheme == "https",
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-            trust_env=False,
+        self._client = http2_client(
+            self._url, ca_file=ca_file, ssl_context=ssl_context, timeout=timeout
         )
 
     def __repr__(self) -> str:

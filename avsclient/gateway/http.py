@@ -9,16 +9,15 @@ import asyncio
 import logging
 import math
 import random as _random
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 
 from avsclient._resource import AsyncResource
+from avsclient.auth.http import http2_client
 from avsclient.auth.provider import TokenProvider
 from avsclient.exceptions import (
     AuthError,
@@ -98,19 +97,9 @@ class JsonPoster:
     """
 
     def __init__(self, url: str, *, what: str, ca_file: str | None, timeout: float) -> None:
-        scheme = urlsplit(url).scheme
         self._url = url
         self._what = what
-        verify = ssl.create_default_context(cafile=ca_file)
-        self._client = httpx.AsyncClient(
-            base_url=url,
-            verify=verify,
-            http2=True,
-            http1=scheme == "https",
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self._client = http2_client(url, ca_file=ca_file, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"JsonPoster({self._url!r})"
