@@ -33,12 +33,6 @@ CONNECTED = ConnectionStatus.CONNECTED
 PENDING = ConnectionStatus.PENDING
 
 
-@pytest.fixture(params=["tls", "h2c"])
-async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
-    async with Simulator(tls=request.param == "tls") as simulator:
-        yield simulator
-
-
 async def test_connect_sequence_downchannel_then_sync_then_connected(sim: Simulator) -> None:
     """CONNECTED is reported only after SynchronizeState (with the full context) succeeded."""
     context = [{"header": {"namespace": "Speaker", "name": "VolumeState"}, "payload": {"v": 1}}]

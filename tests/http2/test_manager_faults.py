@@ -24,12 +24,6 @@ CONNECTED = ConnectionStatus.CONNECTED
 PENDING = ConnectionStatus.PENDING
 
 
-@pytest.fixture(params=["tls", "h2c"])
-async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
-    async with Simulator(tls=request.param == "tls") as simulator:
-        yield simulator
-
-
 def syncs(sim: Simulator) -> list[int]:
     """Connection ids of the accepted SynchronizeState events."""
     return [e.connection_id for e in sim.events if e.name == "SynchronizeState" and e.status < 300]
