@@ -10,9 +10,10 @@ included, from the copy kept by `Replay`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -68,6 +69,10 @@ EVENTS_PATH: Final = "/v20160207/events"
 #: bounds it while covering slow links.
 MAX_REPLAY_BYTES: Final = 1024 * 1024
 
+#: Audio the pump reads ahead of an upload that cannot send (no flow-control window): two
+#: seconds of 16 kHz PCM. Beyond it the source is left unread.
+READ_AHEAD_BYTES: Final = 64 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Body:
@@ -87,76 +92,133 @@ class Body:
 
 
 class Replay:
-    """An event's audio, kept until the server accepted the stream so a refused one is resent.
+    """An event's audio, read by one pump task and kept until the server accepted the stream.
 
     A GOAWAY refuses streams the server never processed (RFC 9113 6.8), and a 403 rejects the
     stream before AVS looks at it; those are sent again, audio included, from the chunks kept
     here. Once the response headers of an accepted stream arrive, `commit()` frees the copy.
 
-    The source is read in a task of its own, so that stopping an upload in the middle of a
-    read (its stream was rejected) neither loses the chunk being read nor closes the source
-    (cancelling a task that awaits an async generator's `__anext__` finalises the generator).
-    `aclose()` stops a read nobody will take.
+    The source is read by a task of its own for the whole event, not by the upload: stopping
+    an upload in the middle of a read (its stream was rejected) then neither loses the chunk
+    being read nor closes the source (cancelling a task that awaits an async generator's
+    `__anext__` finalises the generator). An upload waits on a plain future, which it can drop
+    at any time. The pump reads at most `READ_AHEAD_BYTES` ahead of the upload, so a stalled
+    stream stops the reading (a microphone then counts its drops) instead of growing a buffer.
+    `aclose()` stops the pump.
     """
 
-    __slots__ = ("_buffer", "_exhausted", "_iterator", "_pending", "_size", "_source", "replayable")
+    __slots__ = (
+        "_ahead",
+        "_ahead_size",
+        "_done",
+        "_error",
+        "_kept",
+        "_kept_size",
+        "_pump",
+        "_room",
+        "_source",
+        "_taken",
+        "_waiter",
+        "replayable",
+    )
 
     def __init__(self, source: AsyncIterable[bytes]) -> None:
         self._source = source
-        self._iterator: AsyncIterator[bytes] | None = None
-        self._pending: asyncio.Future[bytes] | None = None
-        self._buffer: list[bytes] = []
-        self._size = 0
-        self._exhausted = False
+        self._pump: asyncio.Task[None] | None = None
+        self._ahead: collections.deque[bytes] = collections.deque()  # read, not yet taken
+        self._ahead_size = 0
+        self._kept: list[bytes] = []  # taken, kept for a resend while replayable
+        self._kept_size = 0
+        self._taken = 0  # chunks handed to uploads so far
+        self._waiter: asyncio.Future[None] | None = None  # an upload waiting for a chunk
+        self._room: asyncio.Future[None] | None = None  # the pump waiting for the upload
+        self._done = False
+        self._error: BaseException | None = None
         self.replayable = True
 
+    def has_ready(self, position: int) -> bool:
+        """Whether `chunk(position)` would return without waiting for the source."""
+        return position < self._taken or bool(self._ahead) or self._done
+
     async def chunk(self, position: int) -> bytes | None:
-        """The chunk at `position` of the stream (None at its end)."""
-        if position < len(self._buffer):
-            return self._buffer[position]
-        if self._exhausted:
-            return None
-        if self._pending is None:
-            if self._iterator is None:
-                self._iterator = aiter(self._source)
-            self._pending = asyncio.ensure_future(anext(self._iterator))
-        pending = self._pending
-        try:
-            data = await asyncio.shield(pending)
-        except StopAsyncIteration:
-            self._pending = None
-            self._exhausted = True
-            return None
-        except asyncio.CancelledError:
-            if not pending.cancelled():
-                raise  # we were cancelled; the read goes on for the next attempt
-            self._pending = None
-            raise
-        except BaseException:
-            self._pending = None
-            raise
-        self._pending = None
+        """The chunk at `position` of the stream (None at its end).
+
+        Raises:
+            The source's exception, once the chunks it produced before it are taken.
+        """
+        if position < self._taken:  # a resend
+            if not self.replayable:
+                raise RuntimeError("the audio before this point was not kept")
+            return self._kept[position]
+        while not self._ahead:
+            if self._done:
+                if self._error is not None:
+                    raise self._error
+                return None
+            if self._pump is None:
+                self._pump = asyncio.create_task(self._run_pump(), name="avs audio pump")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        data = self._ahead.popleft()
+        self._ahead_size -= len(data)
+        self._taken += 1
         if self.replayable:
-            self._size += len(data)
-            if self._size > MAX_REPLAY_BYTES:
+            self._kept_size += len(data)
+            if self._kept_size > MAX_REPLAY_BYTES:
                 self.commit()
             else:
-                self._buffer.append(data)
+                self._kept.append(data)
+        room = self._room
+        if room is not None and self._ahead_size <= READ_AHEAD_BYTES // 2 and not room.done():
+            room.set_result(None)
         return data
 
     def commit(self) -> None:
         """The stream was accepted (or is too long to keep): stop keeping chunks."""
         self.replayable = False
-        self._buffer = []
+        self._kept = []
 
     async def aclose(self) -> None:
-        """Stop a read of the source that no upload will take."""
-        pending, self._pending = self._pending, None
-        if pending is not None and not pending.done():
-            pending.cancel()
-        if pending is not None:
+        """Stop the pump: no upload will take what it reads."""
+        pump, self._pump = self._pump, None
+        if pump is not None:
+            if not pump.done():
+                pump.cancel()
             with contextlib.suppress(BaseException):
-                await pending
+                await pump
+        self._done = True
+
+    async def _run_pump(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async for data in self._source:
+                self._ahead.append(data)
+                self._ahead_size += len(data)
+                self._wake()
+                if self._ahead_size >= READ_AHEAD_BYTES:
+                    self._room = loop.create_future()
+                    try:
+                        await self._room
+                    finally:
+                        self._room = None
+        except BaseException as exc:  # reported to the upload, in order, after its chunks
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError):
+                if task is not None and task.cancelling():
+                    raise  # aclose(): nobody reads on
+                exc = RuntimeError("the audio source was cancelled")
+            self._error = exc
+        finally:
+            self._done = True
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 def message_id_of(event: Mapping[str, Any]) -> str:
@@ -338,7 +400,8 @@ async def _upload(stream: HTTP2Stream, body: Body, replay: Replay | None, trace:
             if chunk is None:
                 break
             position += 1
-            await stream.send_data(chunk)
+            # Write at once when nothing else is ready (a microphone's frame), else together.
+            await stream.send_data(chunk, flush=not replay.has_ready(position))
             trace.moved()
         await stream.send_data(body.tail, end_stream=True)
     trace.body_sent_at = asyncio.get_running_loop().time()

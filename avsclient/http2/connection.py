@@ -13,8 +13,9 @@ for the socket. Uploads then await `drain()`, so a fast producer waits for a slo
 Upload chunks that a body produces back to back (a file, a buffer) are written together:
 `_flush_soon()` leaves them in the core until the event loop's next turn, or until
 `_COALESCE_BYTES` are queued, so the TLS layer and the kernel see one write per 256 KiB
-instead of one per chunk. Each chunk is still its own DATA frame, and a chunk that arrives
-alone (a microphone's) goes out on the next loop turn, as soon as before.
+instead of one per chunk. Each chunk is still its own DATA frame. A sender with nothing more
+to send right now (an upload waiting for a microphone's next frame) passes `flush=True` and
+is written at once, a loop turn sooner; so is the end of a body.
 """
 
 from __future__ import annotations

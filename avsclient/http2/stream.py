@@ -31,7 +31,6 @@ from avsclient.exceptions import (
 )
 
 if TYPE_CHECKING:
-
     from avsclient.http2.connection import HTTP2Connection
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
@@ -269,13 +268,18 @@ class HTTP2Stream(AsyncResource):
     # -- upload ------------------------------------------------------------------------------
 
     async def send_data(
-        self, data: bytes | bytearray | memoryview, *, end_stream: bool = False
+        self, data: bytes | bytearray | memoryview, *, end_stream: bool = False, flush: bool = False
     ) -> None:
         """Send body bytes as they are, within the flow-control windows; wait for room.
+
+        Bytes are written on the event loop's next turn, together with any sent right after
+        them, unless `flush` (or `end_stream`) asks for at once.
 
         Args:
             data: the bytes (sent in frames of at most the server's max frame size).
             end_stream: end the request body after them.
+            flush: write them at once: the caller has nothing more to send right now (saves a
+                loop turn per chunk for a live source).
 
         Raises:
             StreamInactivityTimeout: the server gave no window for `inactivity_timeout`.
@@ -294,7 +298,10 @@ class HTTP2Stream(AsyncResource):
             except (LocalProtocolError, RemoteProtocolError, ConnectionClosed) as exc:
                 self._check_upload()
                 raise conn._error_for(exc) from exc
-            conn._flush_soon(sent)
+            if flush or end_stream:
+                conn._flush()
+            else:
+                conn._flush_soon(sent)
             if sent == len(view):
                 break
             view = view[sent:]
@@ -407,4 +414,3 @@ class HTTP2Stream(AsyncResource):
         self._chunks.clear()
         self._acknowledge()
         self._conn._forget(self)
-

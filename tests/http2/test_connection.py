@@ -10,6 +10,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -87,6 +88,37 @@ async def test_response_overlaps_the_upload(server: H2Server) -> None:
             await stream.end_stream()
             assert [chunk async for chunk in stream] == []
             assert stream.complete
+
+
+async def test_flush_writes_at_once_and_back_to_back_chunks_share_a_write(
+    server: H2Server,
+) -> None:
+    """`send_data(flush=True)` reaches the transport before it returns (a microphone frame);
+    chunks sent without it go out together on the loop's next turn."""
+    async with connect(server) as conn:
+        stream = await conn.open_stream("POST", "/echo", body=None)
+        async with stream:
+            await stream.response()
+            assert conn._writer is not None
+            transport = conn._writer.transport
+            writes: list[int] = []
+            original = transport.write
+
+            def spy(data: bytes) -> None:
+                writes.append(len(data))
+                original(data)
+
+            with mock.patch.object(transport, "write", side_effect=spy):
+                await stream.send_data(b"a" * 320, flush=True)
+                assert writes == [329]  # one DATA frame, written before send_data returned
+                await stream.send_data(b"b" * 320)
+                await stream.send_data(b"c" * 320)
+                assert writes == [329]
+                await asyncio.sleep(0)
+                assert writes == [329, 2 * 329]  # two frames, one write
+            await stream.end_stream()
+            body = b"".join([chunk async for chunk in stream])
+            assert body == b"a" * 320 + b"b" * 320 + b"c" * 320
 
 
 async def test_open_stream_waits_for_the_server_stream_limit(tmp_path: Path) -> None:
