@@ -1,4 +1,4 @@
-"""`H2Connection`: h2's connection with two fixes, a faster receive path and graceful GOAWAY.
+"""`H2Connection`: h2's connection with faster receive and send paths and graceful GOAWAY.
 
 1. **No `repr(frame)` per received frame.** h2 4.4.1 starts `H2Connection._receive_frame`
    with ``self.config.logger.trace("Received frame: %s", repr(frame))``. The `repr` is built
@@ -21,18 +21,33 @@
    the server side, `announce_goaway()` sends a GOAWAY that likewise lets in-flight streams
    finish (`close_connection()` keeps h2's closing behaviour).
 
+3. **A short path for plain DATA frames.** h2's `send_data` builds a hyperframe `DataFrame`
+   with its flag set, runs both state machines and serialises the frame: about 5 us per
+   frame on a warm CPU, but about 65 us when it runs once every 10 ms after the process
+   slept (a microphone's upload, where it was the largest part of the client's CPU). For
+   the common case (no END_STREAM, no padding, a stream in OPEN or HALF_CLOSED_REMOTE, an
+   open connection, the frame within both windows and the frame size) both state machine
+   inputs are identity transitions with no side effect, so `send_data` writes the 9-byte
+   frame header and the payload straight into h2's output buffer and lowers both windows,
+   as h2 would. Every other call goes to h2's method. Installed for the verified h2
+   versions only; `tests/http2/test_h2.py` checks those identity transitions on the
+   installed h2 and compares the output and windows with h2's own method.
+
 The simulator's server side can use the same class.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import struct
+from typing import TYPE_CHECKING, Final
 
 import h2
 import h2.connection
 import h2.events
+from h2.connection import ConnectionState
 from h2.errors import ErrorCodes, _error_code_from_int
 from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError
+from h2.stream import StreamState
 from hyperframe.frame import GoAwayFrame, RstStreamFrame
 
 if TYPE_CHECKING:
@@ -46,6 +61,7 @@ if TYPE_CHECKING:
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
     "FAST_RECEIVE_ACTIVE",
+    "FAST_SEND_ACTIVE",
     "H2Connection",
     "VERIFIED_H2_VERSIONS",
 ]
@@ -55,6 +71,15 @@ VERIFIED_H2_VERSIONS = frozenset({"4.4.1"})
 
 #: True when the installed h2 gets the faster receive path (False: h2's own method runs).
 FAST_RECEIVE_ACTIVE = h2.__version__ in VERIFIED_H2_VERSIONS
+
+#: True when plain DATA frames take the short send path (fix 3).
+FAST_SEND_ACTIVE = h2.__version__ in VERIFIED_H2_VERSIONS
+
+# hyperframe's frame header: 24-bit length (as 16 + 8 bits), type, flags, stream id.
+_FRAME_HEADER: Final = struct.Struct(">HBBBL")
+_DATA_TYPE: Final = 0x0
+_STREAM_SENDS_DATA: Final = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
+_CONNECTION_OPEN: Final = frozenset({ConnectionState.CLIENT_OPEN, ConnectionState.SERVER_OPEN})
 
 
 class H2Connection(h2.connection.H2Connection):
@@ -94,6 +119,41 @@ class H2Connection(h2.connection.H2Connection):
             priority_depends_on,
             priority_exclusive,
         )
+
+    def send_data(
+        self,
+        stream_id: int,
+        data: bytes | memoryview,
+        end_stream: bool = False,
+        pad_length: int | None = None,
+    ) -> None:
+        """Queue one DATA frame, as h2 does; plain frames take a short path (fix 3).
+
+        Raises:
+            As h2's `send_data`.
+        """
+        if FAST_SEND_ACTIVE and not end_stream and pad_length is None:
+            stream = self.streams.get(stream_id)
+            if isinstance(data, memoryview):
+                size, flat = data.nbytes, data.c_contiguous
+            else:
+                size, flat = len(data), True
+            if (
+                flat
+                and stream is not None
+                and 0 < size <= self.max_outbound_frame_size
+                and size <= self.outbound_flow_control_window
+                and size <= stream.outbound_flow_control_window
+                and stream.state_machine.state in _STREAM_SENDS_DATA
+                and self.state_machine.state in _CONNECTION_OPEN
+            ):
+                out = self._data_to_send
+                out += _FRAME_HEADER.pack(size >> 8, size & 0xFF, _DATA_TYPE, 0, stream_id)
+                out += data
+                stream.outbound_flow_control_window -= size
+                self.outbound_flow_control_window -= size
+                return
+        super().send_data(stream_id, data, end_stream, pad_length)
 
     def announce_goaway(
         self,
