@@ -13,7 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterable, Awaitable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -102,9 +102,11 @@ class Replay:
     an upload in the middle of a read (its stream was rejected) then neither loses the chunk
     being read nor closes the source (cancelling a task that awaits an async generator's
     `__anext__` finalises the generator). An upload waits on a plain future, which it can drop
-    at any time. The pump reads at most `READ_AHEAD_BYTES` ahead of the upload, so a stalled
-    stream stops the reading (a microphone then counts its drops) instead of growing a buffer.
-    `aclose()` stops the pump.
+    at any time. While an upload waits at the live edge, the pump hands each new chunk to the
+    upload's direct send (`HTTP2Stream.try_send_data`), so a microphone's frame reaches the
+    network in the step that read it. The pump reads at most `READ_AHEAD_BYTES` ahead of the
+    upload, so a stalled stream stops the reading (a microphone then counts its drops)
+    instead of growing a buffer. `aclose()` stops the pump.
     """
 
     __slots__ = (
@@ -114,6 +116,7 @@ class Replay:
         "_error",
         "_kept",
         "_kept_size",
+        "_offer",
         "_pump",
         "_room",
         "_source",
@@ -131,6 +134,7 @@ class Replay:
         self._kept_size = 0
         self._taken = 0  # chunks handed to uploads so far
         self._waiter: asyncio.Future[None] | None = None  # an upload waiting for a chunk
+        self._offer: Callable[[bytes], bool] | None = None  # that upload's direct send
         self._room: asyncio.Future[None] | None = None  # the pump waiting for the upload
         self._done = False
         self._error: BaseException | None = None
@@ -140,8 +144,17 @@ class Replay:
         """Whether `chunk(position)` would return without waiting for the source."""
         return position < self._taken or bool(self._ahead) or self._done
 
-    async def chunk(self, position: int) -> bytes | None:
-        """The chunk at `position` of the stream (None at its end).
+    async def chunk(
+        self, position: int, offer: Callable[[bytes], bool] | None = None
+    ) -> tuple[bytes | None, int]:
+        """The chunk at `position` of the stream (None at its end) and the position after it.
+
+        Args:
+            position: where the upload is: 0 for a new attempt.
+            offer: while this call waits for the source, the pump hands each chunk it reads
+                to `offer` first (an upload sending it on the spot, without waking a task);
+                a chunk it takes (True) counts as taken and the wait goes on, so the position
+                returned can be further on than `position + 1`.
 
         Raises:
             The source's exception, once the chunks it produced before it are taken.
@@ -149,21 +162,30 @@ class Replay:
         if position < self._taken:  # a resend
             if not self.replayable:
                 raise RuntimeError("the audio before this point was not kept")
-            return self._kept[position]
+            return self._kept[position], position + 1
         while not self._ahead:
             if self._done:
                 if self._error is not None:
                     raise self._error
-                return None
+                return None, self._taken
             if self._pump is None:
                 self._pump = asyncio.create_task(self._run_pump(), name="avs audio pump")
             self._waiter = asyncio.get_running_loop().create_future()
+            self._offer = offer
             try:
                 await self._waiter
             finally:
-                self._waiter = None
+                self._waiter = self._offer = None
         data = self._ahead.popleft()
         self._ahead_size -= len(data)
+        self._keep(data)
+        room = self._room
+        if room is not None and self._ahead_size <= READ_AHEAD_BYTES // 2 and not room.done():
+            room.set_result(None)
+        return data, self._taken
+
+    def _keep(self, data: bytes) -> None:
+        """`data` was taken by an upload: count it, and keep it while a resend may need it."""
         self._taken += 1
         if self.replayable:
             self._kept_size += len(data)
@@ -171,10 +193,6 @@ class Replay:
                 self.commit()
             else:
                 self._kept.append(data)
-        room = self._room
-        if room is not None and self._ahead_size <= READ_AHEAD_BYTES // 2 and not room.done():
-            room.set_result(None)
-        return data
 
     def commit(self) -> None:
         """The stream was accepted (or is too long to keep): stop keeping chunks."""
@@ -195,6 +213,10 @@ class Replay:
         loop = asyncio.get_running_loop()
         try:
             async for data in self._source:
+                offer = self._offer
+                if offer is not None and not self._ahead and _offered(offer, data):
+                    self._keep(data)
+                    continue
                 self._ahead.append(data)
                 self._ahead_size += len(data)
                 self._wake()
@@ -219,6 +241,16 @@ class Replay:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+def _offered(offer: Callable[[bytes], bool], data: bytes) -> bool:
+    """Whether `offer` took `data`; an offer that fails took nothing (the upload, sending the
+    chunk itself, meets the failure where it is reported)."""
+    try:
+        return offer(data)
+    except Exception:
+        logger.debug("a direct send failed; the upload sends the chunk", exc_info=True)
+        return False
 
 
 def message_id_of(event: Mapping[str, Any]) -> str:
@@ -394,12 +426,18 @@ async def _upload(stream: HTTP2Stream, body: Body, replay: Replay | None, trace:
         await stream.send_data(body.head + body.tail, end_stream=True)
     else:
         await stream.send_data(body.head)
+
+        def send_now(data: bytes) -> bool:
+            if stream.try_send_data(data):
+                trace.moved()
+                return True
+            return False
+
         position = 0
         while True:
-            chunk = await replay.chunk(position)
+            chunk, position = await replay.chunk(position, send_now)
             if chunk is None:
                 break
-            position += 1
             # Write at once when nothing else is ready (a microphone's frame), else together.
             await stream.send_data(chunk, flush=not replay.has_ready(position))
             trace.moved()

@@ -504,11 +504,18 @@ class HTTP2Connection:
         elif self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
+    def _writable(self) -> bool:
+        """Whether the transport takes writes without holding them back (drain is a no-op)."""
+        writer = self._writer
+        if writer is None:
+            return False
+        transport = writer.transport
+        return transport.get_write_buffer_size() <= self._drain_below and not transport.is_closing()
+
     async def _drain(self, stream: HTTP2Stream) -> None:
         writer = self._writer
         assert writer is not None
-        transport = writer.transport
-        if transport.get_write_buffer_size() <= self._drain_below and not transport.is_closing():
+        if self._writable():
             # Not paused, so drain() would return at once: skip its timeout scope (a timer
             # armed and cancelled per chunk).
             return

@@ -311,6 +311,31 @@ class HTTP2Stream(AsyncResource):
             self._upload_open = False
         await conn._drain(self)
 
+    def try_send_data(self, data: bytes) -> bool:
+        """Send `data` now if nothing stands in the way, else send nothing.
+
+        Nothing stands in the way when the stream takes a body, both flow-control windows
+        take all of `data` and the transport is not holding back writes. The bytes are then
+        framed and written before this returns (no loop turn, no task switch: a producer can
+        hand a live frame straight to the network). Otherwise `send_data` is the way: it
+        waits for room, or raises the stream's error.
+
+        Returns:
+            Whether `data` was sent.
+        """
+        conn = self._conn
+        if self._error is not None or not self._upload_open or not conn._writable():
+            return False
+        core = conn._core
+        try:
+            if core.send_window(self.stream_id) < len(data):
+                return False
+            core.send_data(self.stream_id, data)
+        except (LocalProtocolError, RemoteProtocolError, ConnectionClosed):
+            return False  # send_data raises it
+        conn._flush()
+        return True
+
     async def end_stream(self) -> None:
         """End the request body.
 

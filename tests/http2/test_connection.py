@@ -121,6 +121,23 @@ async def test_flush_writes_at_once_and_back_to_back_chunks_share_a_write(
             assert body == b"a" * 320 + b"b" * 320 + b"c" * 320
 
 
+async def test_try_send_data_sends_at_once_or_nothing(server: H2Server) -> None:
+    """`try_send_data` writes when the windows take the chunk; otherwise it sends nothing
+    (more than the window, an ended body) and `send_data` is the way."""
+    async with connect(server) as conn:
+        stream = await conn.open_stream("POST", "/echo", body=None)
+        async with stream:
+            await stream.response()
+            assert stream.try_send_data(b"now")
+            assert await anext(stream) == b"now"
+            window = conn._core.send_window(stream.stream_id)
+            assert not stream.try_send_data(bytes(window + 1))
+            assert conn._core.send_window(stream.stream_id) == window  # nothing was queued
+            await stream.end_stream()
+            assert not stream.try_send_data(b"late")
+            assert [chunk async for chunk in stream] == []
+
+
 async def test_open_stream_waits_for_the_server_stream_limit(tmp_path: Path) -> None:
     """With SETTINGS_MAX_CONCURRENT_STREAMS=2 a third request waits instead of failing."""
     async with (
