@@ -1,12 +1,13 @@
 """Voice-turn latency, streaming CPU and per-session memory of `AVSClient` (issue 6 section 6).
 
-Run it from the repository root (about a minute)::
+Run it from the repository root (about two minutes)::
 
     .venv/bin/python benchmarks/bench_turn.py [--turns N] [--sessions N] [--cpu-seconds S]
         [--cpu-rounds R]
 
-The simulator runs in a subprocess (`python -m avsclient.simulator --h2c`) on loopback, so
-`time.process_time()` and the RSS of this process count only the client. Three figures:
+The simulator runs in a subprocess (`python -m avsclient.simulator`, h2c unless said) on
+loopback, so `time.process_time()` and the RSS of this process count only the client. Three
+figures:
 
 - `turn`: N voice turns (CLOSE_TALK, 0.2 s of audio each; the simulator answers Speak as soon
   as the upload ends). Latency is the dialog trace's time from the last audio frame handed to
@@ -18,7 +19,8 @@ The simulator runs in a subprocess (`python -m avsclient.simulator --h2c`) on lo
   paced source's own cost (its 100 timer wake-ups a second, measured alone just before) is
   shown and subtracted: it stands for the microphone, not the client. R rounds, each the
   source alone then the client; the median of the per-round client shares is the figure.
-  Target <= 2% of one core.
+  Measured over h2c and over TLS (the simulator's own CA, as against AVS). Target <= 2% of
+  one core.
 - `sessions`: N clients in this process, each with its downchannel open and pinging every
   2 s, held for a few ping periods. Memory per session is the RSS growth divided by N (with
   the garbage collected first). Target <= 100 KiB.
@@ -56,23 +58,26 @@ SESSION_TARGET = 100 * 1024
 
 
 @contextlib.contextmanager
-def simulator() -> Any:
-    """Start `python -m avsclient.simulator --h2c` and yield its URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "avsclient.simulator", "--h2c", "--token", TOKEN],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def simulator(*, tls: bool = False) -> Any:
+    """Start `python -m avsclient.simulator` (h2c, or TLS with its own CA); yield the client
+    settings that reach it (`endpoint`, and `ca_file` over TLS)."""
+    command = [sys.executable, "-m", "avsclient.simulator", "--token", TOKEN]
+    if not tls:
+        command.append("--h2c")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        url = ""
+        settings: dict[str, str] = {}
         for line in proc.stdout:
             if line.startswith("AVS simulator listening on "):
-                url = line.split()[-1]
+                settings["endpoint"] = line.split()[-1]
+            elif line.startswith("CA file: "):
+                if tls:
+                    settings["ca_file"] = line.removeprefix("CA file: ").strip()
                 break
-        if not url:
+        if "endpoint" not in settings or (tls and "ca_file" not in settings):
             raise RuntimeError("the simulator did not start")
-        yield url
+        yield settings
     finally:
         proc.terminate()
         try:
@@ -90,9 +95,9 @@ def tone(seconds: float) -> np.ndarray[Any, Any]:
     return (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
 
 
-def client_for(url: str, **config: Any) -> AVSClient:
-    """A client of the simulator at `url`."""
-    cfg = ClientConfig(endpoint=url, **config)
+def client_for(sim: dict[str, str], **config: Any) -> AVSClient:
+    """A client of the simulator that `simulator()` yielded `sim` for."""
+    cfg = ClientConfig(**sim, **config)
     return AVSClient(cfg, StaticTokenProvider(TOKEN), sink=NullSink())
 
 
@@ -129,13 +134,13 @@ class CpuStampedSource(AudioSource):
         await self.inner.aclose()
 
 
-async def bench_turns(url: str, turns: int) -> tuple[list[float], list[float]]:
+async def bench_turns(sim: dict[str, str], turns: int) -> tuple[list[float], list[float]]:
     """Per turn: seconds from the last audio frame sent to Speak dispatched, and the client's
     share of it (from the response's first part to Speak dispatched)."""
     audio = tone(0.2)
     latencies: list[float] = []
     client_share: list[float] = []
-    async with client_for(url) as client:
+    async with client_for(sim) as client:
         await client.wait_connected(10)
         for _ in range(10):  # warm-up: imports, code paths, TCP windows
             dialog = await client.recognize(ArraySource(audio, 16_000), profile="CLOSE_TALK")
@@ -165,9 +170,9 @@ async def source_cpu(seconds: float) -> float:
     return (source.cpu_end - source.cpu_start) / seconds
 
 
-async def bench_cpu(url: str, seconds: float) -> tuple[float, float]:
+async def bench_cpu(sim: dict[str, str], seconds: float) -> tuple[float, float]:
     """(CPU seconds per audio second, audio seconds streamed) for one real-time Recognize."""
-    async with client_for(url) as client:
+    async with client_for(sim) as client:
         await client.wait_connected(10)
         warm = await client.recognize(ArraySource(tone(0.2), 16_000), profile="CLOSE_TALK")
         await warm.wait_finished()
@@ -185,17 +190,17 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def bench_sessions(url: str, count: int, hold: float) -> tuple[int, int]:
+async def bench_sessions(sim: dict[str, str], count: int, hold: float) -> tuple[int, int]:
     """(RSS growth per session, sessions still connected after the hold)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     # One warm client first, so that imports and first-use caches are not charged per session.
-    async with client_for(url) as warm:
+    async with client_for(sim) as warm:
         await warm.wait_connected(10)
     gc.collect()
     before = rss_bytes()
-    clients = [client_for(url, ping_interval=2.0, ping_timeout=10.0) for _ in range(count)]
+    clients = [client_for(sim, ping_interval=2.0, ping_timeout=10.0) for _ in range(count)]
     gate = asyncio.Semaphore(50)
 
     async def start(client: AVSClient) -> None:
@@ -226,10 +231,33 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+async def report_cpu(sim: dict[str, str], args: argparse.Namespace, transport: str) -> bool:
+    """Print the streaming CPU figure over `transport`; True when it meets the target."""
+    shares, totals, baselines = [], [], []
+    audio_seconds = 0.0
+    for _ in range(args.cpu_rounds):  # interleaved, so that drift hits both alike
+        baseline = await source_cpu(args.cpu_seconds)
+        cpu, audio_seconds = await bench_cpu(sim, args.cpu_seconds)
+        baselines.append(baseline)
+        totals.append(cpu)
+        shares.append(cpu - baseline)
+    share = statistics.median(shares)
+    ok = share <= CPU_TARGET
+    low, high = quartiles(shares)
+    print(
+        f"cpu ({transport}): {statistics.median(totals) * 100:.2f}% of a core per second of "
+        f"audio streamed in real time ({args.cpu_rounds} x {audio_seconds:.1f} s, medians), "
+        f"of which the paced source alone {statistics.median(baselines) * 100:.2f}%: client "
+        f"{max(0.0, share) * 100:.2f}% (IQR {low * 100:.2f}-{high * 100:.2f}, "
+        f"target <= 2%)  {verdict(ok)}"
+    )
+    return ok
+
+
 async def main(args: argparse.Namespace) -> int:
     failed = False
-    with simulator() as url:
-        latencies, client_share = await bench_turns(url, args.turns)
+    with simulator() as sim:
+        latencies, client_share = await bench_turns(sim, args.turns)
         latencies.sort()
         p50 = statistics.median(latencies)
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
@@ -244,27 +272,11 @@ async def main(args: argparse.Namespace) -> int:
             f"      of which the client (first response part -> Speak dispatched): "
             f"p50 {statistics.median(client_share) * 1000:.2f} ms"
         )
-        shares, totals, baselines = [], [], []
-        audio_seconds = 0.0
-        for _ in range(args.cpu_rounds):  # interleaved, so that drift hits both alike
-            baseline = await source_cpu(args.cpu_seconds)
-            cpu, audio_seconds = await bench_cpu(url, args.cpu_seconds)
-            baselines.append(baseline)
-            totals.append(cpu)
-            shares.append(cpu - baseline)
-        share = statistics.median(shares)
-        ok = share <= CPU_TARGET
-        failed |= not ok
-        low, high = quartiles(shares)
-        print(
-            f"cpu: {statistics.median(totals) * 100:.2f}% of a core per second of audio streamed "
-            f"in real time ({args.cpu_rounds} x {audio_seconds:.1f} s, medians), of which the "
-            f"paced source alone {statistics.median(baselines) * 100:.2f}%: client "
-            f"{max(0.0, share) * 100:.2f}% (IQR {low * 100:.2f}-{high * 100:.2f}, "
-            f"target <= 2%)  {verdict(ok)}"
-        )
-    with simulator() as url:
-        per_session, connected = await bench_sessions(url, args.sessions, args.hold)
+        failed |= not await report_cpu(sim, args, "h2c")
+    with simulator(tls=True) as sim:
+        failed |= not await report_cpu(sim, args, "TLS")
+    with simulator() as sim:
+        per_session, connected = await bench_sessions(sim, args.sessions, args.hold)
         ok = per_session <= SESSION_TARGET and connected == args.sessions
         failed |= not ok
         print(

@@ -214,9 +214,15 @@ class Replay:
         try:
             async for data in self._source:
                 offer = self._offer
-                if offer is not None and not self._ahead and _offered(offer, data):
-                    self._keep(data)
-                    continue
+                if offer is not None and not self._ahead:
+                    try:
+                        taken = offer(data)
+                    except Exception:  # the upload, sending it itself, meets the failure
+                        logger.debug("a direct send failed; the upload sends it", exc_info=True)
+                        taken = False
+                    if taken:
+                        self._keep(data)
+                        continue
                 self._ahead.append(data)
                 self._ahead_size += len(data)
                 self._wake()
@@ -241,16 +247,6 @@ class Replay:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-
-def _offered(offer: Callable[[bytes], bool], data: bytes) -> bool:
-    """Whether `offer` took `data`; an offer that fails took nothing (the upload, sending the
-    chunk itself, meets the failure where it is reported)."""
-    try:
-        return offer(data)
-    except Exception:
-        logger.debug("a direct send failed; the upload sends the chunk", exc_info=True)
-        return False
 
 
 def message_id_of(event: Mapping[str, Any]) -> str:
@@ -427,9 +423,11 @@ async def _upload(stream: HTTP2Stream, body: Body, replay: Replay | None, trace:
     else:
         await stream.send_data(body.head)
 
+        loop = asyncio.get_running_loop()
+
         def send_now(data: bytes) -> bool:
             if stream.try_send_data(data):
-                trace.moved()
+                trace.progress_at = loop.time()
                 return True
             return False
 

@@ -132,28 +132,49 @@ class H2Connection(h2.connection.H2Connection):
         Raises:
             As h2's `send_data`.
         """
-        if FAST_SEND_ACTIVE and not end_stream and pad_length is None:
-            stream = self.streams.get(stream_id)
-            if isinstance(data, memoryview):
-                size, flat = data.nbytes, data.c_contiguous
-            else:
-                size, flat = len(data), True
-            if (
-                flat
-                and stream is not None
-                and 0 < size <= self.max_outbound_frame_size
-                and size <= self.outbound_flow_control_window
-                and size <= stream.outbound_flow_control_window
-                and stream.state_machine.state in _STREAM_SENDS_DATA
-                and self.state_machine.state in _CONNECTION_OPEN
-            ):
-                out = self._data_to_send
-                out += _FRAME_HEADER.pack(size >> 8, size & 0xFF, _DATA_TYPE, 0, stream_id)
-                out += data
-                stream.outbound_flow_control_window -= size
-                self.outbound_flow_control_window -= size
-                return
+        if (
+            FAST_SEND_ACTIVE
+            and not end_stream
+            and pad_length is None
+            and self.try_send_plain_data(stream_id, data)
+        ):
+            return
         super().send_data(stream_id, data, end_stream, pad_length)
+
+    def try_send_plain_data(self, stream_id: int, data: bytes | memoryview) -> bool:
+        """Queue `data` as one DATA frame (no END_STREAM, no padding) if it may go now.
+
+        It may when the stream is open for sending, the connection is open, and `data` is
+        not empty and fits both flow-control windows and the peer's frame size. Otherwise
+        nothing is queued and `send_data` says why.
+
+        Returns:
+            Whether the frame was queued.
+        """
+        stream = self.streams.get(stream_id)
+        if isinstance(data, memoryview):
+            size, flat = data.nbytes, data.c_contiguous
+        else:
+            size, flat = len(data), True
+        if not (
+            flat
+            and stream is not None
+            and 0 < size <= self.max_outbound_frame_size
+            and size <= self.outbound_flow_control_window
+            and size <= stream.outbound_flow_control_window
+            and stream.state_machine.state in _STREAM_SENDS_DATA
+            and self.state_machine.state in _CONNECTION_OPEN
+        ):
+            return False
+        if FAST_SEND_ACTIVE:
+            out = self._data_to_send
+            out += _FRAME_HEADER.pack(size >> 8, size & 0xFF, _DATA_TYPE, 0, stream_id)
+            out += data
+            stream.outbound_flow_control_window -= size
+            self.outbound_flow_control_window -= size
+        else:
+            super().send_data(stream_id, data)
+        return True
 
     def announce_goaway(
         self,

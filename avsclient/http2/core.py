@@ -335,6 +335,23 @@ class ClientCore:
             self._local_closed(stream_id)
         return sent
 
+    def try_send_frame(self, stream_id: int, data: bytes) -> bool:
+        """Queue `data` as one DATA frame if nothing stands in the way, else queue nothing.
+
+        The short form of `send_data` for a live producer's small chunk: nothing is queued
+        unless the connection takes work, the stream takes a body, and `data` fits both
+        flow-control windows and the peer's frame size; `send_data` then reports why.
+
+        Returns:
+            Whether the frame was queued.
+        """
+        if self._state is not ConnectionState.OPEN and self._state is not ConnectionState.DRAINING:
+            return False
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.local_closed:
+            return False
+        return self._h2.try_send_plain_data(stream_id, data)
+
     def end_stream(self, stream_id: int) -> None:
         """Queue the end of the request body (an empty DATA frame with END_STREAM).
 

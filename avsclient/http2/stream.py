@@ -324,17 +324,15 @@ class HTTP2Stream(AsyncResource):
             Whether `data` was sent.
         """
         conn = self._conn
-        if self._error is not None or not self._upload_open or not conn._writable():
-            return False
-        core = conn._core
-        try:
-            if core.send_window(self.stream_id) < len(data):
-                return False
-            core.send_data(self.stream_id, data)
-        except (LocalProtocolError, RemoteProtocolError, ConnectionClosed):
-            return False  # send_data raises it
-        conn._flush()
-        return True
+        if (
+            self._error is None
+            and self._upload_open
+            and conn._writable()
+            and conn._core.try_send_frame(self.stream_id, data)
+        ):
+            conn._flush()
+            return True
+        return False
 
     async def end_stream(self) -> None:
         """End the request body.

@@ -150,6 +150,39 @@ def test_window_update_unblocks_and_end_stream_goes_with_the_last_byte() -> None
         pair.core.send_data(stream_id, b"more")
 
 
+def test_try_send_frame_queues_one_frame_or_nothing() -> None:
+    """A chunk within the windows and the frame size is one DATA frame; otherwise nothing is
+    queued (send_data then waits or says why): past the window, past the frame size, an
+    ended body, an unknown stream, a closed connection. A GOAWAY does not stop it."""
+    pair = Pair(server_window=1_000)
+    stream_id = pair.get("/events", end_stream=False)
+    assert pair.core.try_send_frame(stream_id, b"a" * 320)
+    (frame,) = parse_frames(pair.core.data_to_send())
+    assert isinstance(frame, DataFrame)
+    assert frame.data == b"a" * 320
+    assert "END_STREAM" not in frame.flags
+    assert pair.core.send_window(stream_id) == 680
+    assert not pair.core.try_send_frame(stream_id, b"b" * 681)  # past the window
+    assert pair.core.send_window(stream_id) == 680
+    assert not pair.core.try_send_frame(99, b"c")  # not a stream of ours
+    pair.to_server()
+    pair.server.announce_goaway(last_stream_id=stream_id)
+    pair.to_client()
+    assert pair.core.state is ConnectionState.DRAINING
+    assert pair.core.try_send_frame(stream_id, b"d")  # the stream may finish
+    pair.core.send_data(stream_id, b"", end_stream=True)
+    assert not pair.core.try_send_frame(stream_id, b"e")  # the body has ended
+    assert pair.core.data_to_send().endswith(b"d" + bytes.fromhex("000000000100000001"))
+
+    big = Pair(server_window=100_000)
+    stream_id = big.get("/events", end_stream=False)
+    assert not big.core.try_send_frame(stream_id, b"f" * 16_385)  # past the frame size
+    assert big.core.data_to_send() == b""
+    big.core.receive_data(b"")
+    assert big.core.state is ConnectionState.CLOSED
+    assert not big.core.try_send_frame(stream_id, b"g")
+
+
 def test_stream_limit_is_reported_not_exceeded() -> None:
     """can_open_stream() is False at the server's limit; open_stream() refuses then."""
     pair = Pair(max_streams=1)
