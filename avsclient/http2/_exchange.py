@@ -423,11 +423,9 @@ async def _upload(stream: HTTP2Stream, body: Body, replay: Replay | None, trace:
     else:
         await stream.send_data(body.head)
 
-        loop = asyncio.get_running_loop()
-
         def send_now(data: bytes) -> bool:
             if stream.try_send_data(data):
-                trace.progress_at = loop.time()
+                trace.moved()
                 return True
             return False
 

@@ -83,7 +83,7 @@ _CONNECTION_OPEN: Final = frozenset({ConnectionState.CLIENT_OPEN, ConnectionStat
 
 
 class H2Connection(h2.connection.H2Connection):
-    """`h2.connection.H2Connection` with a faster receive path and graceful GOAWAY.
+    """`h2.connection.H2Connection` with faster receive and send paths and graceful GOAWAY.
 
     Use it wherever an `h2.connection.H2Connection` would be built, client or server side.
 

@@ -314,11 +314,11 @@ class HTTP2Stream(AsyncResource):
     def try_send_data(self, data: bytes) -> bool:
         """Send `data` now if nothing stands in the way, else send nothing.
 
-        Nothing stands in the way when the stream takes a body, both flow-control windows
-        take all of `data` and the transport is not holding back writes. The bytes are then
-        framed and written before this returns (no loop turn, no task switch: a producer can
-        hand a live frame straight to the network). Otherwise `send_data` is the way: it
-        waits for room, or raises the stream's error.
+        Nothing stands in the way when the stream takes a body, `data` fits one DATA frame
+        within both flow-control windows and the transport is not holding back writes. The
+        bytes are then framed and written before this returns (no loop turn, no task switch:
+        a producer can hand a live frame straight to the network). Otherwise `send_data` is
+        the way: it waits for room, or raises the stream's error.
 
         Returns:
             Whether `data` was sent.
