@@ -1,4 +1,5 @@
-"""`AsyncResource`: the base of everything that holds connections, tasks or devices."""
+"""`AsyncResource`, the base of everything that holds connections, tasks or devices, and
+`AsyncService`, one that starts when its `async with` block is entered."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import abc
 from types import TracebackType
 from typing import Self
 
-__all__ = ["AsyncResource"]
+__all__ = ["AsyncResource", "AsyncService"]
 
 
 class AsyncResource(abc.ABC):
@@ -29,3 +30,18 @@ class AsyncResource(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class AsyncService(AsyncResource):
+    """An `AsyncResource` with a `start()`: `async with service:` starts it on the way in
+    and closes it on the way out."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Start the service."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self

@@ -19,10 +19,9 @@ import asyncio
 import collections
 import logging
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from avsclient._resource import AsyncResource
+from avsclient._resource import AsyncResource, AsyncService
 from avsclient.agents import (
     DEFAULT_INACTIVITY_REPORT_INTERVAL,
     DEFAULT_VOLUME,
@@ -112,7 +111,7 @@ class Subscription(AsyncResource):
         self._client._subscriptions.discard(self)
 
 
-class AVSClient:
+class AVSClient(AsyncService):
     """An Alexa Built-in device: connection, directives, and the core capability agents.
 
     Attributes:
@@ -225,18 +224,6 @@ class AVSClient:
         await self.manager.aclose()
         for subscription in list(self._subscriptions):
             await subscription.aclose()
-
-    async def __aenter__(self) -> AVSClient:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @property
     def status(self) -> ConnectionStatus:

@@ -25,11 +25,11 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from h2.errors import ErrorCodes
 
+from avsclient._resource import AsyncResource
 from avsclient.exceptions import (
     ALPNError,
     ConnectError,
@@ -63,9 +63,6 @@ from avsclient.http2.events import (
 # HTTP2Stream, Response, Body and DEFAULT live in stream.py; they stay importable from here.
 from avsclient.http2.stream import DEFAULT, Body, HTTP2Stream, Response, _Default, _timeout
 
-if TYPE_CHECKING:
-    from types import TracebackType
-
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
     "Body",
@@ -83,7 +80,7 @@ logger = logging.getLogger("avsclient.http2")
 _COALESCE_BYTES = 256 * 1024
 
 
-class HTTP2Connection:
+class HTTP2Connection(AsyncResource):
     """One HTTP/2 client connection over TLS (ALPN h2) or cleartext with prior knowledge (h2c).
 
     Args:
@@ -817,11 +814,3 @@ class HTTP2Connection:
     async def __aenter__(self) -> HTTP2Connection:
         await self.connect()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

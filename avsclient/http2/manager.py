@@ -28,6 +28,7 @@ import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from avsclient._resource import AsyncService
 from avsclient.config import ClientConfig, check_endpoint
 from avsclient.exceptions import (
     ConnectionClosed,
@@ -80,7 +81,7 @@ logger = logging.getLogger("avsclient.http2.manager")
 ContextProvider = Callable[[], "Awaitable[list[dict[str, Any]]] | list[dict[str, Any]]"]
 
 
-class ConnectionManager:
+class ConnectionManager(AsyncService):
     """Keeps one AVS connection up and carries events over it.
 
     Args:
@@ -206,13 +207,6 @@ class ConnectionManager:
             task.cancel()
         await asyncio.gather(*retiring, return_exceptions=True)
         await asyncio.gather(*(link.aclose() for link in links), return_exceptions=True)
-
-    async def __aenter__(self) -> ConnectionManager:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until the status is CONNECTED.

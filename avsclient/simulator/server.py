@@ -17,11 +17,11 @@ import ssl
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import trustme
 
+from avsclient._resource import AsyncService
 from avsclient.simulator.config import SimulatorConfig
 from avsclient.simulator.connection import Connection
 from avsclient.simulator.faults import Faults
@@ -37,7 +37,7 @@ logger = logging.getLogger("avsclient.simulator")
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
-class Simulator:
+class Simulator(AsyncService):
     """A local Alexa Voice Service.
 
     Use it as `async with Simulator() as sim:` (or `await sim.start()` ... `await sim.aclose()`).
@@ -139,18 +139,6 @@ class Simulator:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
-
-    async def __aenter__(self) -> Simulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- addresses and credentials -------------------------------------------------------
 
