@@ -100,8 +100,8 @@ class ExceptionReceived(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EventSent(ClientEvent):
-    """An event the client sent has its outcome (success or not), e.g. for a live log.
+class _EventOutcome(ClientEvent):
+    """What `EventSent` and `EventFailed` carry.
 
     Attributes:
         namespace: the event's namespace.
@@ -115,18 +115,13 @@ class EventSent(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EventFailed(ClientEvent):
-    """An event the client sent on its own (SpeechStarted, VolumeChanged, ...) failed.
+class EventSent(_EventOutcome):
+    """An event the client sent has its outcome (success or not), e.g. for a live log."""
 
-    Attributes:
-        namespace: the event's namespace.
-        name: the event's name.
-        result: the outcome the connection manager reported.
-    """
 
-    namespace: str
-    name: str
-    result: EventResult
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventFailed(_EventOutcome):
+    """An event the client sent on its own (SpeechStarted, VolumeChanged, ...) failed."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
