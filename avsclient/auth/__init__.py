@@ -3,8 +3,8 @@
 `avsclient.auth.lwa` is the sans-IO core (requests, replies, retries, the code-pair state
 machine); `http` and `linking` drive it over HTTP/2 with httpx; `provider` offers the
 `TokenProvider` interface the connection manager consumes; `store` keeps the token file.
-Constants (`DEFAULT_LWA_URL`, `TOKEN_PATH`, the back-off table, ...) live in
-`avsclient.auth.lwa`.
+Constants (`DEFAULT_LWA_URL`, `TOKEN_PATH`, ...) live in `avsclient.auth.lwa`; `LWA_RETRY`,
+the retry schedule, is exported here too.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from avsclient.auth.codepair import CodePairLinking, LinkingState
 from avsclient.auth.http import LWAHttpClient, LWAReply, run_exchange
 from avsclient.auth.linking import CodeCallback, link_device
 from avsclient.auth.lwa import (
+    LWA_RETRY,
     CodePair,
     CodePairReceived,
     Event,
@@ -49,6 +50,7 @@ __all__ = [
     "LWAHttpClient",
     "LWAReply",
     "LWARequest",
+    "LWA_RETRY",
     "LinkingState",
     "PollScheduled",
     "RefreshingTokenProvider",

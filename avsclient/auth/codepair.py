@@ -11,15 +11,17 @@ import logging
 import random as _random
 from collections.abc import Callable
 
+from avsclient._fsm import StateMachine, Table
+from avsclient._retry import RetryPolicy
 from avsclient.auth.lwa import (
     DEFAULT_POLL_INTERVAL,
+    LWA_RETRY,
     MAX_POLL_INTERVAL,
     CodePair,
     CodePairReceived,
     Event,
     LWARequest,
     PollScheduled,
-    RetryPolicy,
     RetryScheduled,
     TokensReceived,
     _classify,
@@ -30,7 +32,7 @@ from avsclient.auth.lwa import (
     codepair_request,
     device_token_request,
 )
-from avsclient.exceptions import AuthError, LinkingExpired, LocalProtocolError, TransportError
+from avsclient.exceptions import AuthError, LinkingExpired, TransportError
 
 __all__ = ["CodePairLinking", "LinkingState"]
 
@@ -82,20 +84,21 @@ _S, _I = LinkingState, _LinkInput
 # pair running out (expires_in elapsed, invalid_code_pair, expired_token, invalid_grant,
 # access_denied) ends in EXPIRED, after which the driver may start over with a new machine.
 # Final failures end in ERROR. LINKED, EXPIRED and ERROR are terminal; any pair missing from
-# the table is driver misuse and moves to ERROR.
-_LINK_TRANSITIONS: dict[tuple[LinkingState, _LinkInput], LinkingState] = {
-    (_S.IDLE, _I.SEND_CODEPAIR): _S.REQUESTING_PAIR,
-    (_S.PAIR_BACKOFF, _I.SEND_CODEPAIR): _S.REQUESTING_PAIR,
-    (_S.REQUESTING_PAIR, _I.PAIR_RECEIVED): _S.WAITING,
-    (_S.REQUESTING_PAIR, _I.RETRY): _S.PAIR_BACKOFF,
-    (_S.REQUESTING_PAIR, _I.FAIL): _S.ERROR,
-    (_S.WAITING, _I.SEND_POLL): _S.POLLING,
-    (_S.WAITING, _I.PAIR_ENDED): _S.EXPIRED,
-    (_S.POLLING, _I.PENDING): _S.WAITING,
-    (_S.POLLING, _I.RETRY): _S.WAITING,
-    (_S.POLLING, _I.TOKENS): _S.LINKED,
-    (_S.POLLING, _I.PAIR_ENDED): _S.EXPIRED,
-    (_S.POLLING, _I.FAIL): _S.ERROR,
+# the table is driver misuse and moves to ERROR. No transition has a side effect of its own
+# (the methods do the work), so every action is None.
+_LINK_TRANSITIONS: Table[LinkingState, _LinkInput, None] = {
+    (_S.IDLE, _I.SEND_CODEPAIR): (None, _S.REQUESTING_PAIR),
+    (_S.PAIR_BACKOFF, _I.SEND_CODEPAIR): (None, _S.REQUESTING_PAIR),
+    (_S.REQUESTING_PAIR, _I.PAIR_RECEIVED): (None, _S.WAITING),
+    (_S.REQUESTING_PAIR, _I.RETRY): (None, _S.PAIR_BACKOFF),
+    (_S.REQUESTING_PAIR, _I.FAIL): (None, _S.ERROR),
+    (_S.WAITING, _I.SEND_POLL): (None, _S.POLLING),
+    (_S.WAITING, _I.PAIR_ENDED): (None, _S.EXPIRED),
+    (_S.POLLING, _I.PENDING): (None, _S.WAITING),
+    (_S.POLLING, _I.RETRY): (None, _S.WAITING),
+    (_S.POLLING, _I.TOKENS): (None, _S.LINKED),
+    (_S.POLLING, _I.PAIR_ENDED): (None, _S.EXPIRED),
+    (_S.POLLING, _I.FAIL): (None, _S.ERROR),
 }
 
 
@@ -112,7 +115,8 @@ class CodePairLinking:
         client_id: the LWA client id.
         product_id: the AVS product id.
         serial: the device serial number (deviceSerialNumber).
-        retry: the retry policy for transport errors, 5xx and 429 replies.
+        retry: the retry policy for transport errors, 5xx and 429 replies (`LWA_RETRY`
+            when None).
         random: returns a float in [0, 1) for jitter.
     """
 
@@ -126,18 +130,19 @@ class CodePairLinking:
         random: Callable[[], float] = _random.random,
     ) -> None:
         self._request = codepair_request(client_id, product_id, serial)
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or LWA_RETRY
         self._random = random
-        self._state = LinkingState.IDLE
+        self._machine = StateMachine(
+            _LINK_TRANSITIONS, LinkingState.IDLE, name="CodePairLinking", error_state=_S.ERROR
+        )
         self._pair: CodePair | None = None
         self._interval = DEFAULT_POLL_INTERVAL
         self._failures = 0  # consecutive transient failures
-        self._error: BaseException | None = None
 
     @property
     def state(self) -> LinkingState:
         """The current state."""
-        return self._state
+        return self._machine.state
 
     @property
     def code_pair(self) -> CodePair | None:
@@ -149,30 +154,12 @@ class CodePairLinking:
         """The poll interval in force."""
         return self._interval
 
-    def _step(self, event: _LinkInput) -> None:
-        if self._error is not None:
-            raise self._error
-        try:
-            self._state = _LINK_TRANSITIONS[(self._state, event)]
-        except KeyError:
-            message = (
-                f"CodePairLinking cannot handle {event.value!r} in state {self._state.value!r}"
-            )
-            self._state = LinkingState.ERROR
-            self._error = LocalProtocolError(message)
-            raise self._error from None
-
-    def _end(self, event: _LinkInput, exc: BaseException) -> BaseException:
-        self._step(event)
-        self._error = exc
-        return exc
-
     def _transient(self, reason: str, final: BaseException) -> RetryScheduled:
         self._failures += 1
-        if self._retry.exhausted(self._failures):
-            raise self._end(_I.FAIL, final)
-        self._step(_I.RETRY)
-        delay = self._retry.delay(self._failures, self._random())
+        delay = self._retry.next_delay(self._failures, self._random)
+        if delay is None:
+            raise self._machine.fail(_I.FAIL, final)
+        self._machine.feed(_I.RETRY)
         logger.debug("LWA code-pair linking: %s; retrying in %.2f s", reason, delay)
         return RetryScheduled(delay=delay, attempt=self._failures, reason=reason)
 
@@ -182,7 +169,7 @@ class CodePairLinking:
         Raises:
             LocalProtocolError: not in IDLE or PAIR_BACKOFF.
         """
-        self._step(_I.SEND_CODEPAIR)
+        self._machine.feed(_I.SEND_CODEPAIR)
         return self._request
 
     def receive_codepair_reply(self, status: int, body: bytes, *, now: float) -> Event:
@@ -196,8 +183,8 @@ class CodePairLinking:
             AuthError: a malformed reply, another final error, or retries exhausted.
             LocalProtocolError: no code-pair request is outstanding.
         """
-        if self._state is not LinkingState.REQUESTING_PAIR:
-            self._step(_I.PAIR_RECEIVED)  # raises: misuse
+        if self._machine.state is not LinkingState.REQUESTING_PAIR:
+            self._machine.feed(_I.PAIR_RECEIVED)  # raises: misuse
         try:
             reply = _classify(status, body)
             if reply.kind is _Kind.OK:
@@ -205,14 +192,14 @@ class CodePairLinking:
             elif reply.kind is _Kind.ERROR:
                 raise _failure(reply, "LWA code-pair request")
         except AuthError as exc:
-            raise self._end(_I.FAIL, exc) from None
+            raise self._machine.fail(_I.FAIL, exc) from None
         if reply.kind is _Kind.RETRY:
             reason = f"HTTP {status}" + (f" {reply.error}" if reply.error else "")
             return self._transient(
                 reason,
                 AuthError(f"LWA code-pair request kept failing ({reason})", status=status),
             )
-        self._step(_I.PAIR_RECEIVED)
+        self._machine.feed(_I.PAIR_RECEIVED)
         self._pair = pair
         self._interval = pair.interval
         self._failures = 0
@@ -226,12 +213,13 @@ class CodePairLinking:
             LinkingExpired: the pair's `expires_in` has elapsed.
             LocalProtocolError: not WAITING.
         """
-        if self._state is LinkingState.WAITING and self._pair and now >= self._pair.expires_at:
-            raise self._end(
+        waiting = self._machine.state is LinkingState.WAITING
+        if waiting and self._pair and now >= self._pair.expires_at:
+            raise self._machine.fail(
                 _I.PAIR_ENDED,
                 LinkingExpired("the code pair expired before the user finished linking"),
             )
-        self._step(_I.SEND_POLL)
+        self._machine.feed(_I.SEND_POLL)
         assert self._pair is not None  # WAITING is reached only with a pair
         return device_token_request(self._pair)
 
@@ -253,14 +241,14 @@ class CodePairLinking:
             AuthError: a malformed reply, another final error, or retries exhausted.
             LocalProtocolError: no poll is outstanding.
         """
-        if self._state is not LinkingState.POLLING:
-            self._step(_I.TOKENS)  # raises: misuse
+        if self._machine.state is not LinkingState.POLLING:
+            self._machine.feed(_I.TOKENS)  # raises: misuse
         try:
             reply = _classify(status, body)
             if reply.kind is _Kind.OK:
                 tokens = _tokens_from(reply, now=now, require_refresh_token=True)
             elif reply.kind is _Kind.ERROR and reply.error in _PAIR_ENDED_ERRORS:
-                raise self._end(
+                raise self._machine.fail(
                     _I.PAIR_ENDED,
                     LinkingExpired(
                         f"the code pair ended before linking finished ({reply.error})",
@@ -273,9 +261,9 @@ class CodePairLinking:
         except LinkingExpired:
             raise
         except AuthError as exc:
-            raise self._end(_I.FAIL, exc) from None
+            raise self._machine.fail(_I.FAIL, exc) from None
         if reply.kind is _Kind.OK:
-            self._step(_I.TOKENS)
+            self._machine.feed(_I.TOKENS)
             logger.debug("LWA code pair linked")
             return TokensReceived(tokens=tokens)
         if reply.kind is _Kind.RETRY:
@@ -285,7 +273,7 @@ class CodePairLinking:
             )
             delay = self._next_poll(now, max(event.delay, self._interval))
             return RetryScheduled(delay=delay, attempt=event.attempt, reason=reason)
-        self._step(_I.PENDING)
+        self._machine.feed(_I.PENDING)
         self._failures = 0
         slowed = reply.error == "slow_down"
         if slowed:
@@ -307,10 +295,10 @@ class CodePairLinking:
             TransportError: `error` itself, once the retry policy is exhausted.
             LocalProtocolError: no request is outstanding.
         """
-        if self._state is LinkingState.REQUESTING_PAIR:
+        if self._machine.state is LinkingState.REQUESTING_PAIR:
             return self._transient(type(error).__name__, error)
-        if self._state is not LinkingState.POLLING:
-            self._step(_I.RETRY)  # raises: misuse
+        if self._machine.state is not LinkingState.POLLING:
+            self._machine.feed(_I.RETRY)  # raises: misuse
         event = self._transient(type(error).__name__, error)
         return RetryScheduled(
             delay=self._next_poll(now, max(event.delay, self._interval)),

@@ -13,10 +13,10 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx
 
+from avsclient._httpx import http2_client, map_httpx_errors
 from avsclient._resource import AsyncResource
 from avsclient.auth.lwa import (
     DEFAULT_LWA_URL,
@@ -26,17 +26,9 @@ from avsclient.auth.lwa import (
     TokenSet,
     TokensReceived,
 )
-from avsclient.exceptions import (
-    AuthError,
-    ConnectError,
-    ConnectionLost,
-    ConnectTimeout,
-    NetworkError,
-    ResponseTimeout,
-    TransportError,
-)
+from avsclient.exceptions import AuthError, ResponseTimeout, TransportError
 
-__all__ = ["LWAHttpClient", "LWAReply", "MAX_REPLY_BYTES", "http2_client", "run_exchange"]
+__all__ = ["LWAHttpClient", "LWAReply", "MAX_REPLY_BYTES", "run_exchange"]
 
 logger = logging.getLogger("avsclient.auth")
 
@@ -62,53 +54,6 @@ class LWAReply:
 
     def __repr__(self) -> str:
         return f"LWAReply(status={self.status}, body=<{len(self.body)} bytes>)"
-
-
-def _map_error(exc: httpx.TransportError) -> TransportError:
-    # Messages name the failure only: httpx messages never carry the form body, but keep
-    # them short anyway.
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectTimeout):
-        return ConnectTimeout(f"connecting to LWA timed out: {detail}")
-    if isinstance(exc, httpx.TimeoutException):
-        return ResponseTimeout(f"LWA did not answer in time: {detail}")
-    if isinstance(exc, httpx.ConnectError):
-        return ConnectError(f"cannot connect to LWA: {detail}")
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-        return ConnectionLost(f"the LWA connection broke: {detail}")
-    return NetworkError(f"LWA request failed: {detail}")
-
-
-def http2_client(
-    url: str,
-    *,
-    ca_file: str | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    timeout: float,
-) -> httpx.AsyncClient:
-    """An httpx client for one HTTPS API over HTTP/2 (HTTP/1.1 only as a TLS fallback).
-
-    `http://` URLs use cleartext HTTP/2 with prior knowledge (httpx does not upgrade from
-    HTTP/1.1). No redirects are followed and no proxy or CA settings come from the
-    environment, so a token is only ever sent where the caller pointed it.
-
-    Raises:
-        ValueError: the URL is not http(s).
-    """
-    scheme = urlsplit(url).scheme
-    if scheme not in ("https", "http"):
-        raise ValueError(f"url must be an http(s) URL, got {url!r}")
-    if ssl_context is None:
-        ssl_context = ssl.create_default_context(cafile=ca_file)
-    return httpx.AsyncClient(
-        base_url=url,
-        verify=ssl_context,
-        http2=True,
-        http1=scheme == "https",
-        timeout=httpx.Timeout(timeout),
-        follow_redirects=False,
-        trust_env=False,
-    )
 
 
 class LWAHttpClient(AsyncResource):
@@ -176,25 +121,24 @@ class LWAHttpClient(AsyncResource):
         try:
             # httpx bounds each connect, read and write; this bounds the request as a whole.
             async with asyncio.timeout(self._timeout):
-                async with self._client.stream(
-                    "POST", request.path, content=request.body(), headers=headers
-                ) as response:
-                    body = bytearray()
-                    # aiter_bytes undoes a Content-Encoding the server applied anyway.
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > self._max_reply_bytes:
-                            raise AuthError(
-                                f"LWA reply is larger than {self._max_reply_bytes} bytes",
-                                status=response.status_code,
-                            )
-                    status = response.status_code
+                with map_httpx_errors("LWA"):
+                    async with self._client.stream(
+                        "POST", request.path, content=request.body(), headers=headers
+                    ) as response:
+                        body = bytearray()
+                        # aiter_bytes undoes a Content-Encoding the server applied anyway.
+                        async for chunk in response.aiter_bytes():
+                            body += chunk
+                            if len(body) > self._max_reply_bytes:
+                                raise AuthError(
+                                    f"LWA reply is larger than {self._max_reply_bytes} bytes",
+                                    status=response.status_code,
+                                )
+                        status = response.status_code
         except TimeoutError as exc:
             raise ResponseTimeout(
                 f"LWA did not complete the request within {self._timeout} s"
             ) from exc
-        except httpx.TransportError as exc:
-            raise _map_error(exc) from exc
         except httpx.DecodingError as exc:
             raise AuthError(f"LWA reply has a broken Content-Encoding: {exc}") from exc
         logger.debug("LWA %s answered HTTP %d (%d bytes)", request.path, status, len(body))

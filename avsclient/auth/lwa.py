@@ -19,20 +19,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from avsclient._fsm import StateMachine, Table
+from avsclient._retry import RetryPolicy
 from avsclient.exceptions import (
     AuthError,
     ClientConfigError,
-    LocalProtocolError,
     ReauthorizationRequired,
     TransportError,
 )
 
 __all__ = [
     "CODEPAIR_PATH",
-    "DEFAULT_BACKOFF",
     "DEFAULT_LWA_URL",
     "DEFAULT_POLL_INTERVAL",
     "DEFAULT_REFRESH_MARGIN",
+    "LWA_RETRY",
     "MAX_POLL_INTERVAL",
     "TOKEN_PATH",
     "CodePair",
@@ -61,12 +62,12 @@ CODEPAIR_PATH = "/auth/O2/create/codepair"
 
 # The AVS Device SDK refreshes 10 minutes before expiry (CBLAuthDelegate, section 6.2).
 DEFAULT_REFRESH_MARGIN = 600.0
-# The SDK's LWA retry table, each entry +/-50 % (section 6.3, last paragraph).
-DEFAULT_BACKOFF: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 10.0, 30.0, 60.0)
-DEFAULT_JITTER = 0.5
-# Initial attempt plus one pass through the table (about 107 s nominal), then give up and let
-# the caller (the connection manager) apply its own reconnect back-off.
-DEFAULT_MAX_ATTEMPTS = 1 + len(DEFAULT_BACKOFF)
+# The SDK's LWA retry table, each entry +/-50 % (section 6.3, last paragraph). One pass
+# through the table (about 107 s nominal), then give up and let the caller (the connection
+# manager) apply its own reconnect back-off.
+LWA_RETRY = RetryPolicy(
+    delays=(0.0, 1.0, 2.0, 4.0, 10.0, 30.0, 60.0), jitter=(0.5, 1.5), max_retries=7
+)
 # Code-pair polling: the SDK starts at 5 s and doubles on slow_down up to 60 s (section 6.3).
 DEFAULT_POLL_INTERVAL = 5.0
 MAX_POLL_INTERVAL = 60.0
@@ -106,46 +107,6 @@ def _redact(value: str | None) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """How LWA calls are retried after transport errors, 5xx and 429 replies.
-
-    Attributes:
-        delays: seconds to wait before retry 1, 2, ...; the last entry repeats.
-        jitter: each delay is scaled by a random factor in [1 - jitter, 1 + jitter].
-        max_attempts: attempts in total, the first included; None retries forever.
-    """
-
-    delays: tuple[float, ...] = DEFAULT_BACKOFF
-    jitter: float = DEFAULT_JITTER
-    max_attempts: int | None = DEFAULT_MAX_ATTEMPTS
-
-    def __post_init__(self) -> None:
-        if not self.delays or any(not math.isfinite(d) or d < 0 for d in self.delays):
-            raise ValueError("delays must be a non-empty tuple of finite seconds >= 0")
-        if not 0.0 <= self.jitter <= 1.0:
-            raise ValueError("jitter must be between 0 and 1")
-        if self.max_attempts is not None and self.max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1 or None")
-
-    def delay(self, retry: int, fraction: float) -> float:
-        """Return the wait before retry number `retry` (1-based).
-
-        Args:
-            retry: 1 for the first retry.
-            fraction: a number in [0, 1) from the caller's random source.
-
-        Returns:
-            The delay in seconds, never negative.
-        """
-        base = self.delays[min(max(retry, 1), len(self.delays)) - 1]
-        return max(0.0, base * (1.0 + self.jitter * (2.0 * fraction - 1.0)))
-
-    def exhausted(self, attempts: int) -> bool:
-        """True when `attempts` attempts were made and no more are allowed."""
-        return self.max_attempts is not None and attempts >= self.max_attempts
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class LWAConfig:
     """The Login with Amazon client: who we are, where LWA is, and how patient to be.
 
@@ -154,7 +115,7 @@ class LWAConfig:
         client_secret: the client secret, if the client has one (never shown in reprs).
         url: the LWA base URL; the simulator's `sim.url` in tests.
         refresh_margin: refresh this many seconds before the access token expires.
-        retry: the retry policy for transport errors, 5xx and 429 replies.
+        retry: the retry policy for transport errors, 5xx and 429 replies (`LWA_RETRY`).
         timeout: seconds allowed for one HTTP request (connect, send and reply).
     """
 
@@ -162,7 +123,7 @@ class LWAConfig:
     client_secret: str | None = field(default=None, repr=False)
     url: str = DEFAULT_LWA_URL
     refresh_margin: float = DEFAULT_REFRESH_MARGIN
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = LWA_RETRY
     timeout: float = 10.0
 
     def __post_init__(self) -> None:
@@ -552,14 +513,17 @@ class _ExchangeInput(enum.Enum):
 # Theory of operation: one grant, possibly retried. `next_request` moves IDLE or BACKING_OFF
 # to AWAITING_REPLY; the reply (or a transport error) then ends in DONE (tokens), ERROR (a
 # final failure, sticky) or BACKING_OFF (retry after the delay the driver is told to wait).
-# Any other (state, input) pair is misuse by the driver and moves to ERROR.
-_EXCHANGE_TRANSITIONS: dict[tuple[_ExchangeState, _ExchangeInput], _ExchangeState] = {
-    (_ExchangeState.IDLE, _ExchangeInput.SEND): _ExchangeState.AWAITING_REPLY,
-    (_ExchangeState.BACKING_OFF, _ExchangeInput.SEND): _ExchangeState.AWAITING_REPLY,
-    (_ExchangeState.AWAITING_REPLY, _ExchangeInput.TOKENS): _ExchangeState.DONE,
-    (_ExchangeState.AWAITING_REPLY, _ExchangeInput.RETRY): _ExchangeState.BACKING_OFF,
-    (_ExchangeState.AWAITING_REPLY, _ExchangeInput.FAIL): _ExchangeState.ERROR,
+# No transition has a side effect of its own (the methods do the work), so every action is
+# None. Any other (state, input) pair is misuse by the driver and moves to ERROR.
+_XS, _XI = _ExchangeState, _ExchangeInput
+_EXCHANGE_TRANSITIONS: Table[_ExchangeState, _ExchangeInput, None] = {
+    (_XS.IDLE, _XI.SEND): (None, _XS.AWAITING_REPLY),
+    (_XS.BACKING_OFF, _XI.SEND): (None, _XS.AWAITING_REPLY),
+    (_XS.AWAITING_REPLY, _XI.TOKENS): (None, _XS.DONE),
+    (_XS.AWAITING_REPLY, _XI.RETRY): (None, _XS.BACKING_OFF),
+    (_XS.AWAITING_REPLY, _XI.FAIL): (None, _XS.ERROR),
 }
+del _XS, _XI
 
 
 class TokenExchange:
@@ -572,7 +536,7 @@ class TokenExchange:
     Args:
         request: the grant request to send (from `refresh_request` or
             `client_credentials_request`).
-        retry: the retry policy.
+        retry: the retry policy (`LWA_RETRY` when None).
         random: returns a float in [0, 1) for jitter.
     """
 
@@ -584,11 +548,15 @@ class TokenExchange:
         random: Callable[[], float] = _random.random,
     ) -> None:
         self._request = request
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or LWA_RETRY
         self._random = random
-        self._state = _ExchangeState.IDLE
+        self._machine = StateMachine(
+            _EXCHANGE_TRANSITIONS,
+            _ExchangeState.IDLE,
+            name="TokenExchange",
+            error_state=_ExchangeState.ERROR,
+        )
         self._attempts = 0
-        self._error: BaseException | None = None
         self._require_refresh = request.grant_type in ("refresh_token", "device_code")
 
     @property
@@ -599,24 +567,7 @@ class TokenExchange:
     @property
     def done(self) -> bool:
         """True once tokens were received."""
-        return self._state is _ExchangeState.DONE
-
-    def _step(self, event: _ExchangeInput) -> None:
-        if self._error is not None:
-            raise self._error
-        try:
-            self._state = _EXCHANGE_TRANSITIONS[(self._state, event)]
-        except KeyError:
-            self._state = _ExchangeState.ERROR
-            self._error = LocalProtocolError(
-                f"TokenExchange cannot handle {event.value!r} in state {self._state.value!r}"
-            )
-            raise self._error from None
-
-    def _fail(self, exc: BaseException) -> BaseException:
-        self._step(_ExchangeInput.FAIL)
-        self._error = exc
-        return exc
+        return self._machine.state is _ExchangeState.DONE
 
     def next_request(self) -> LWARequest:
         """Return the request to send now.
@@ -624,7 +575,7 @@ class TokenExchange:
         Raises:
             LocalProtocolError: a reply is still awaited, or the exchange is over.
         """
-        self._step(_ExchangeInput.SEND)
+        self._machine.feed(_ExchangeInput.SEND)
         self._attempts += 1
         return self._request
 
@@ -645,8 +596,8 @@ class TokenExchange:
             AuthError: a malformed reply, another final error, or retries exhausted.
             LocalProtocolError: no request is outstanding.
         """
-        if self._state is not _ExchangeState.AWAITING_REPLY:
-            self._step(_ExchangeInput.TOKENS)  # raises: misuse
+        if self._machine.state is not _ExchangeState.AWAITING_REPLY:
+            self._machine.feed(_ExchangeInput.TOKENS)  # raises: misuse
         try:
             reply = _classify(status, body)
             if reply.kind is _Kind.OK:
@@ -654,9 +605,9 @@ class TokenExchange:
             elif reply.kind is _Kind.ERROR:
                 raise _failure(reply, f"LWA {self._request.grant_type} grant")
         except AuthError as exc:
-            raise self._fail(exc) from None
+            raise self._machine.fail(_ExchangeInput.FAIL, exc) from None
         if reply.kind is _Kind.OK:
-            self._step(_ExchangeInput.TOKENS)
+            self._machine.feed(_ExchangeInput.TOKENS)
             return TokensReceived(tokens=tokens)
         reason = f"HTTP {status}" + (f" {reply.error}" if reply.error else "")
         return self._schedule_retry(
@@ -678,15 +629,15 @@ class TokenExchange:
             TransportError: `error` itself, once the retry policy is exhausted.
             LocalProtocolError: no request is outstanding.
         """
-        if self._state is not _ExchangeState.AWAITING_REPLY:
-            self._step(_ExchangeInput.RETRY)  # raises: misuse
+        if self._machine.state is not _ExchangeState.AWAITING_REPLY:
+            self._machine.feed(_ExchangeInput.RETRY)  # raises: misuse
         return self._schedule_retry(type(error).__name__, error)
 
     def _schedule_retry(self, reason: str, final: BaseException) -> RetryScheduled:
-        if self._retry.exhausted(self._attempts):
-            raise self._fail(final)
-        self._step(_ExchangeInput.RETRY)
-        delay = self._retry.delay(self._attempts, self._random())
+        delay = self._retry.next_delay(self._attempts, self._random)
+        if delay is None:
+            raise self._machine.fail(_ExchangeInput.FAIL, final)
+        self._machine.feed(_ExchangeInput.RETRY)
         logger.debug(
             "LWA %s attempt %d failed (%s); retrying in %.2f s",
             self._request.grant_type,

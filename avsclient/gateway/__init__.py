@@ -31,6 +31,7 @@ from avsclient.gateway.builders import (
 from avsclient.gateway.client import EventGatewayClient, ReportResult
 from avsclient.gateway.config import (
     EVENT_GATEWAY_HOSTS,
+    GATEWAY_RETRY,
     SKILL_MESSAGING_HOSTS,
     GatewayConfig,
     Region,
@@ -76,6 +77,7 @@ __all__ = [
     "EVENT_GATEWAY_HOSTS",
     "Endpoint",
     "EventGatewayClient",
+    "GATEWAY_RETRY",
     "GatewayConfig",
     "MessageResult",
     "Outcome",

@@ -12,10 +12,12 @@ import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from avsclient._retry import RetryPolicy
+
 __all__ = [
-    "DEFAULT_RETRY_DELAYS",
     "EVENT_GATEWAY_HOSTS",
     "EVENT_GATEWAY_PATH",
+    "GATEWAY_RETRY",
     "GatewayConfig",
     "MAX_ENDPOINTS_PER_REPORT",
     "MAX_PAYLOAD_BYTES",
@@ -63,43 +65,27 @@ MAX_MESSAGE_DATA_BYTES = 6_000
 # Error bodies are a few hundred bytes; anything past 64 KiB is not read (a hostile server).
 MAX_REPLY_BYTES = 64 * 1024
 
-# One event-gateway client retries 429, 5xx and network errors 3 times at 1, 2 and 4 s
-# (avs-protocol.md 7.3, [R28]).
-DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0)
 # Retries are never closer than this (the issue's "at least 1 s apart").
 MIN_RETRY_DELAY = 1.0
+# One event-gateway client retries 429, 5xx and network errors 3 times at 1, 2 and 4 s
+# (avs-protocol.md 7.3, [R28]). Jitter only lengthens a delay, by up to 25 %, so retries
+# stay at least their table entry apart.
+GATEWAY_RETRY = RetryPolicy(delays=(1.0, 2.0, 4.0), jitter=(1.0, 1.25), max_retries=3)
 # A Retry-After header is not documented (unconfirmed); honoured up to this many seconds.
 MAX_RETRY_AFTER = 60.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """How 429, 5xx and network failures are retried.
+def _check_retry(policy: RetryPolicy) -> None:
+    """Refuse a retry policy the gateway rules forbid (avs-protocol.md 7.3).
 
-    Attributes:
-        delays: seconds before retry 1, 2, ...; its length is the number of retries. Each
-            delay is at least `MIN_RETRY_DELAY` (1 s).
-        jitter: each delay is lengthened by a random fraction up to `jitter` (never shortened,
-            so retries stay at least `delays[i]` apart).
+    Raises:
+        ValueError: a delay could come out under `MIN_RETRY_DELAY`, or `max_retries` is
+            None (a report must end).
     """
-
-    delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
-    jitter: float = 0.25
-
-    def __post_init__(self) -> None:
-        if any(not math.isfinite(d) or d < MIN_RETRY_DELAY for d in self.delays):
-            raise ValueError(f"every retry delay must be a finite number >= {MIN_RETRY_DELAY} s")
-        if not 0.0 <= self.jitter <= 1.0:
-            raise ValueError("jitter must be between 0 and 1")
-
-    @property
-    def max_retries(self) -> int:
-        """How many times one request is retried."""
-        return len(self.delays)
-
-    def delay(self, retry: int, fraction: float) -> float:
-        """The wait before retry number `retry` (1-based), given a random `fraction` in [0, 1)."""
-        return self.delays[retry - 1] * (1.0 + self.jitter * fraction)
+    if min(policy.delays) * policy.jitter[0] < MIN_RETRY_DELAY:
+        raise ValueError(f"every retry delay must be a finite number >= {MIN_RETRY_DELAY} s")
+    if policy.max_retries is None:
+        raise ValueError("a gateway retry policy needs a finite max_retries")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,7 +131,7 @@ class GatewayConfig:
         base_url: a URL that replaces the regional host (`https://host[:port]`, no path).
         ca_file: a PEM file of CAs to trust instead of the system store.
         timeout: seconds allowed for connecting, and for each read and write.
-        retry: how 429, 5xx and network failures are retried.
+        retry: how 429, 5xx and network failures are retried (`GATEWAY_RETRY`).
         limits: batch limits; reports are split to respect them before sending.
     """
 
@@ -153,12 +139,13 @@ class GatewayConfig:
     base_url: str | None = None
     ca_file: str | None = None
     timeout: float = 10.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = GATEWAY_RETRY
     limits: ReportLimits = field(default_factory=ReportLimits)
 
     def __post_init__(self) -> None:
         _check_url(self.base_url)
         _check_timeout(self.timeout)
+        _check_retry(self.retry)
 
     @property
     def url(self) -> str:
@@ -175,7 +162,7 @@ class SkillMessagingConfig:
         base_url: a URL that replaces the regional host (`https://host[:port]`, no path).
         ca_file: a PEM file of CAs to trust instead of the system store.
         timeout: seconds allowed for connecting, and for each read and write.
-        retry: how 429, 5xx and network failures are retried.
+        retry: how 429, 5xx and network failures are retried (`GATEWAY_RETRY`).
         max_data_bytes: the largest encoded `data` object accepted.
     """
 
@@ -183,12 +170,13 @@ class SkillMessagingConfig:
     base_url: str | None = None
     ca_file: str | None = None
     timeout: float = 10.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = GATEWAY_RETRY
     max_data_bytes: int = MAX_MESSAGE_DATA_BYTES
 
     def __post_init__(self) -> None:
         _check_url(self.base_url)
         _check_timeout(self.timeout)
+        _check_retry(self.retry)
         if self.max_data_bytes < 2:
             raise ValueError("max_data_bytes must be >= 2 (the empty object)")
 

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from avsclient._fsm import StateMachine, Table
+from avsclient._retry import RetryPolicy
 from avsclient.exceptions import (
     AVSError,
     GatewayError,
@@ -26,13 +28,12 @@ from avsclient.exceptions import (
     InsufficientPermission,
     InvalidAccessToken,
     InvalidGatewayRequest,
-    LocalProtocolError,
     ReportTooLarge,
     SkillDisabled,
     SkillNotFound,
     TransportError,
 )
-from avsclient.gateway.config import MAX_RETRY_AFTER, RetryPolicy
+from avsclient.gateway.config import GATEWAY_RETRY, MAX_RETRY_AFTER, _check_retry
 
 __all__ = [
     "BatchOutcome",
@@ -340,16 +341,17 @@ class Input(enum.Enum):
 # queue is empty). ABORT (the driver could not send: no token, an invalid body) fails the batch
 # like a fatal reply. BACKING_OFF returns to READY once `now` reaches the retry time; REFRESHING
 # returns to READY when the driver collects TokenRefreshRequired. READY with an empty queue
-# finishes. Any other pair is driver misuse and moves to ERROR, which is sticky.
-TRANSITIONS: dict[tuple[State, Input], State] = {
-    (State.READY, Input.SEND): State.AWAITING_REPLY,
-    (State.READY, Input.FINISH): State.FINISHED,
-    (State.AWAITING_REPLY, Input.REPLY_DONE): State.READY,
-    (State.AWAITING_REPLY, Input.REPLY_RETRY): State.BACKING_OFF,
-    (State.AWAITING_REPLY, Input.REPLY_REFRESH): State.REFRESHING,
-    (State.AWAITING_REPLY, Input.ABORT): State.READY,
-    (State.BACKING_OFF, Input.WAITED): State.READY,
-    (State.REFRESHING, Input.REFRESHED): State.READY,
+# finishes. Any other pair is driver misuse and moves to ERROR, which is sticky. No transition
+# has a side effect of its own (the methods do the work), so every action is None.
+TRANSITIONS: Table[State, Input, None] = {
+    (State.READY, Input.SEND): (None, State.AWAITING_REPLY),
+    (State.READY, Input.FINISH): (None, State.FINISHED),
+    (State.AWAITING_REPLY, Input.REPLY_DONE): (None, State.READY),
+    (State.AWAITING_REPLY, Input.REPLY_RETRY): (None, State.BACKING_OFF),
+    (State.AWAITING_REPLY, Input.REPLY_REFRESH): (None, State.REFRESHING),
+    (State.AWAITING_REPLY, Input.ABORT): (None, State.READY),
+    (State.BACKING_OFF, Input.WAITED): (None, State.READY),
+    (State.REFRESHING, Input.REFRESHED): (None, State.READY),
 }
 
 
@@ -371,8 +373,12 @@ class Delivery(Generic[B]):
     Args:
         batches: the report's batches, in order (at least one).
         rules: `EVENT_GATEWAY_RULES` or `SKILL_MESSAGING_RULES`.
-        retry: the retry policy.
+        retry: the retry policy (`GATEWAY_RETRY` when None).
         random: returns a float in [0, 1) for jitter.
+
+    Raises:
+        ValueError: no batches, or a retry policy the gateway rules forbid (a delay under
+            1 s, or no limit on retries).
     """
 
     def __init__(
@@ -387,10 +393,12 @@ class Delivery(Generic[B]):
             raise ValueError("a delivery needs at least one batch")
         self._queue: deque[B] = deque(batches)
         self._rules = rules
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or GATEWAY_RETRY
+        _check_retry(self._retry)
         self._random = random
-        self._state = State.READY
-        self._error: LocalProtocolError | None = None
+        self._machine = StateMachine(
+            TRANSITIONS, State.READY, name="Delivery", error_state=State.ERROR
+        )
         self._outcomes: list[BatchOutcome[B]] = []
         self._failure: AVSError | None = None
         self._refreshed = False
@@ -405,19 +413,7 @@ class Delivery(Generic[B]):
     @property
     def state(self) -> State:
         """The current state."""
-        return self._state
-
-    def _step(self, event: Input) -> None:
-        if self._error is not None:
-            raise self._error
-        try:
-            self._state = TRANSITIONS[(self._state, event)]
-        except KeyError:
-            self._error = LocalProtocolError(
-                f"Delivery cannot handle {event.value!r} in state {self._state.value!r}"
-            )
-            self._state = State.ERROR
-            raise self._error from None
+        return self._machine.state
 
     # -- driver API --------------------------------------------------------------------
 
@@ -434,26 +430,25 @@ class Delivery(Generic[B]):
         Raises:
             LocalProtocolError: a reply is still awaited, or the core was misused before.
         """
-        if self._error is not None:
-            raise self._error
+        self._machine.check()
         if self._finished is not None:
             return self._finished
-        if self._state is State.BACKING_OFF:
+        if self._machine.state is State.BACKING_OFF:
             if now < self._not_before:
                 pending = self._pending_retry
                 assert pending is not None
                 return RetryScheduled(
                     delay=self._not_before - now, retry=pending.retry, reason=pending.reason
                 )
-            self._step(Input.WAITED)
-        elif self._state is State.REFRESHING:
-            self._step(Input.REFRESHED)
+            self._machine.feed(Input.WAITED)
+        elif self._machine.state is State.REFRESHING:
+            self._machine.feed(Input.REFRESHED)
             return TokenRefreshRequired()
-        if self._state is State.READY and not self._queue:
-            self._step(Input.FINISH)
+        if self._machine.state is State.READY and not self._queue:
+            self._machine.feed(Input.FINISH)
             self._finished = DeliveryFinished(result=self._result())
             return self._finished
-        self._step(Input.SEND)
+        self._machine.feed(Input.SEND)
         self._attempts += 1
         return RequestReady(batch=self._queue[0], attempt=self._attempts)
 
@@ -471,8 +466,8 @@ class Delivery(Generic[B]):
         Raises:
             LocalProtocolError: no request is outstanding.
         """
-        if self._state is not State.AWAITING_REPLY:
-            self._step(Input.REPLY_DONE)  # raises: misuse
+        if self._machine.state is not State.AWAITING_REPLY:
+            self._machine.feed(Input.REPLY_DONE)  # raises: misuse
         self._last_status = status
         if 200 <= status <= 299:
             self._end_batch(Outcome.DELIVERED)
@@ -482,7 +477,7 @@ class Delivery(Generic[B]):
         if action is _Action.REFRESH:
             self._refreshed = True
             self._refreshes += 1
-            self._step(Input.REPLY_REFRESH)
+            self._machine.feed(Input.REPLY_REFRESH)
         elif action is _Action.SPLIT:
             batch = self._queue.popleft()
             halves = batch.split()
@@ -490,7 +485,7 @@ class Delivery(Generic[B]):
             self._record(batch, Outcome.SPLIT)
             self._queue.extendleft(reversed(halves))
             self._reset_batch()
-            self._step(Input.REPLY_DONE)
+            self._machine.feed(Input.REPLY_DONE)
         elif action is _Action.RETRY:
             reason = f"HTTP {status}" + (f" {code}" if code else "")
             self._schedule_retry(now, reason, retry_after, error)
@@ -504,8 +499,8 @@ class Delivery(Generic[B]):
         Raises:
             LocalProtocolError: no request is outstanding.
         """
-        if self._state is not State.AWAITING_REPLY:
-            self._step(Input.REPLY_DONE)  # raises: misuse
+        if self._machine.state is not State.AWAITING_REPLY:
+            self._machine.feed(Input.REPLY_DONE)  # raises: misuse
         self._schedule_retry(now, type(error).__name__, None, error)
 
     def abort(self, error: AVSError) -> None:
@@ -515,14 +510,14 @@ class Delivery(Generic[B]):
         Raises:
             LocalProtocolError: no request is outstanding.
         """
-        if self._state is not State.AWAITING_REPLY:
-            self._step(Input.ABORT)  # raises: misuse
+        if self._machine.state is not State.AWAITING_REPLY:
+            self._machine.feed(Input.ABORT)  # raises: misuse
         self._failure = error
         batch = self._queue.popleft()
         self._record(batch, Outcome.FAILED, error)
         self._drop_rest()
         self._reset_batch()
-        self._step(Input.ABORT)
+        self._machine.feed(Input.ABORT)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -576,7 +571,8 @@ class Delivery(Generic[B]):
     def _schedule_retry(
         self, now: float, reason: str, retry_after: float | None, final: AVSError | None
     ) -> None:
-        if self._retries >= self._retry.max_retries:
+        delay = self._retry.next_delay(self._retries + 1, self._random)
+        if delay is None:
             assert final is not None
             if isinstance(final, TransportError):
                 cause = final
@@ -589,12 +585,11 @@ class Delivery(Generic[B]):
             self._fail_batch(final)
             return
         self._retries += 1
-        delay = self._retry.delay(self._retries, self._random())
         if retry_after is not None and math.isfinite(retry_after):
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
         self._not_before = now + delay
         self._pending_retry = RetryScheduled(delay=delay, retry=self._retries, reason=reason)
-        self._step(Input.REPLY_RETRY)
+        self._machine.feed(Input.REPLY_RETRY)
 
     def _fail_batch(self, error: AVSError) -> None:
         self._failure = error
@@ -602,7 +597,7 @@ class Delivery(Generic[B]):
         self._record(batch, Outcome.FAILED, error)
         self._drop_rest()
         self._reset_batch()
-        self._step(Input.REPLY_DONE)
+        self._machine.feed(Input.REPLY_DONE)
 
     def _drop_rest(self) -> None:
         for batch in self._queue:
@@ -615,7 +610,7 @@ class Delivery(Generic[B]):
         batch = self._queue.popleft()
         self._record(batch, outcome, error)
         self._reset_batch()
-        self._step(Input.REPLY_DONE)
+        self._machine.feed(Input.REPLY_DONE)
 
     def _record(self, batch: B, outcome: Outcome, error: AVSError | None = None) -> None:
         self._outcomes.append(

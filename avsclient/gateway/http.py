@@ -14,22 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-import httpx
-
+from avsclient._httpx import http2_client, map_httpx_errors
 from avsclient._resource import AsyncResource
-from avsclient.auth.http import http2_client
 from avsclient.auth.provider import TokenProvider
-from avsclient.exceptions import (
-    AuthError,
-    AVSError,
-    ConnectError,
-    ConnectionLost,
-    ConnectTimeout,
-    LocalProtocolError,
-    NetworkError,
-    ResponseTimeout,
-    TransportError,
-)
+from avsclient.exceptions import AuthError, AVSError, LocalProtocolError, TransportError
 from avsclient.gateway.config import MAX_REPLY_BYTES
 from avsclient.gateway.core import (
     B,
@@ -60,19 +48,6 @@ class Reply:
 
     def __repr__(self) -> str:
         return f"Reply(status={self.status}, body=<{len(self.body)} bytes>)"
-
-
-def _map_error(exc: httpx.TransportError, what: str) -> TransportError:
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectTimeout):
-        return ConnectTimeout(f"connecting to the {what} timed out: {detail}")
-    if isinstance(exc, httpx.TimeoutException):
-        return ResponseTimeout(f"the {what} did not answer in time: {detail}")
-    if isinstance(exc, httpx.ConnectError):
-        return ConnectError(f"cannot connect to the {what}: {detail}")
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-        return ConnectionLost(f"the connection to the {what} broke: {detail}")
-    return NetworkError(f"the {what} request failed: {detail}")
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -119,7 +94,7 @@ class JsonPoster:
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
-        try:
+        with map_httpx_errors(f"the {self._what}"):
             async with self._client.stream("POST", path, content=body, headers=headers) as resp:
                 data = bytearray()
                 async for chunk in resp.aiter_raw():
@@ -133,8 +108,6 @@ class JsonPoster:
                     body=bytes(data),
                     retry_after=_retry_after(resp.headers.get("retry-after")),
                 )
-        except httpx.TransportError as exc:
-            raise _map_error(exc, self._what) from exc
 
 
 async def drive(

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import replace
 from urllib.parse import parse_qsl
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from avsclient._retry import NO_JITTER as NO_JITTER_RANGE
 from avsclient.auth.codepair import _LINK_TRANSITIONS, CodePairLinking, LinkingState, _LinkInput
 from avsclient.auth.lwa import (
     _EXCHANGE_TRANSITIONS,
     CODEPAIR_PATH,
-    DEFAULT_BACKOFF,
+    LWA_RETRY,
     MAX_POLL_INTERVAL,
     TOKEN_PATH,
     CodePairReceived,
     LWAConfig,
     PollScheduled,
-    RetryPolicy,
     RetryScheduled,
     TokenExchange,
     TokenSet,
@@ -43,7 +44,8 @@ from avsclient.exceptions import (
 
 ACCESS = "Atza|" + "a" * 400
 REFRESH = "Atzr|" + "r" * 100
-NO_JITTER = RetryPolicy(jitter=0.0)
+NO_JITTER = replace(LWA_RETRY, jitter=NO_JITTER_RANGE)
+LWA_TABLE = LWA_RETRY.delays
 
 
 def body(**fields: object) -> bytes:
@@ -118,9 +120,9 @@ def test_config_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="refresh_margin"):
         LWAConfig(client_id="c", refresh_margin=-1)
     with pytest.raises(ValueError, match="jitter"):
-        RetryPolicy(jitter=2)
+        replace(LWA_RETRY, jitter=(-1.0, 3.0))
     with pytest.raises(ValueError, match="delays"):
-        RetryPolicy(delays=())
+        replace(LWA_RETRY, delays=())
 
 
 def test_refresh_due_ten_minutes_before_expiry() -> None:
@@ -194,22 +196,22 @@ def test_parse_token_reply_never_crashes(raw: bytes, status: int) -> None:
 def test_backoff_follows_sdk_table_without_jitter() -> None:
     """Retry n waits the n-th table entry; the last entry repeats."""
     delays = [NO_JITTER.delay(n, 0.9) for n in range(1, 10)]
-    assert delays == [*DEFAULT_BACKOFF, 60.0, 60.0]
+    assert delays == [*LWA_TABLE, 60.0, 60.0]
 
 
 @given(st.integers(min_value=1, max_value=20), st.floats(min_value=0, max_value=0.999999))
 def test_backoff_jitter_stays_within_half(retry: int, fraction: float) -> None:
     """With the default jitter every delay is within +/-50 % of its table entry."""
-    base = DEFAULT_BACKOFF[min(retry, len(DEFAULT_BACKOFF)) - 1]
-    delay = RetryPolicy().delay(retry, fraction)
+    base = LWA_TABLE[min(retry, len(LWA_TABLE)) - 1]
+    delay = LWA_RETRY.delay(retry, fraction)
     assert base * 0.5 <= delay <= base * 1.5
 
 
 # -- token exchange --------------------------------------------------------------------------
 
 
-def exchange(max_attempts: int | None = 8) -> TokenExchange:
-    policy = RetryPolicy(jitter=0.0, max_attempts=max_attempts)
+def exchange(max_retries: int | None = 7) -> TokenExchange:
+    policy = replace(LWA_RETRY, jitter=NO_JITTER_RANGE, max_retries=max_retries)
     return TokenExchange(refresh_request(REFRESH, "cid"), retry=policy, random=lambda: 0.5)
 
 
@@ -229,12 +231,12 @@ def test_exchange_retries_5xx_and_429_on_the_sdk_schedule(status: int) -> None:
     """Each retryable reply schedules the next delay of the table, then tokens arrive."""
     ex = exchange()
     delays = []
-    for _ in range(len(DEFAULT_BACKOFF)):
+    for _ in range(len(LWA_TABLE)):
         ex.next_request()
         event = ex.receive_reply(status, error_body("servererror"), now=0.0)
         assert isinstance(event, RetryScheduled)
         delays.append(event.delay)
-    assert delays == list(DEFAULT_BACKOFF)
+    assert delays == list(LWA_TABLE)
     ex.next_request()
     assert isinstance(ex.receive_reply(200, tokens_body(), now=0.0), TokensReceived)
 
@@ -248,7 +250,7 @@ def test_exchange_retries_malformed_5xx_bodies() -> None:
 
 def test_exchange_gives_up_after_max_attempts() -> None:
     """When the policy is exhausted the last failure is raised, and stays raised."""
-    ex = exchange(max_attempts=2)
+    ex = exchange(max_retries=1)
     ex.next_request()
     ex.receive_reply(500, b"", now=0.0)
     ex.next_request()
@@ -261,7 +263,7 @@ def test_exchange_gives_up_after_max_attempts() -> None:
 
 def test_exchange_transport_errors_retry_then_reraise() -> None:
     """Transport failures are retried; the last one is re-raised when attempts run out."""
-    ex = exchange(max_attempts=2)
+    ex = exchange(max_retries=1)
     ex.next_request()
     first = ex.transport_failed(ConnectionLost("dropped"))
     assert first.delay == 0.0
@@ -336,17 +338,17 @@ def test_exchange_misuse_is_a_local_error() -> None:
 def test_exchange_transition_table(state: _ExchangeState, event: _ExchangeInput) -> None:
     """Every (state, input) pair follows the table or ends in the sticky ERROR state."""
     ex = exchange()
-    ex._state = state
+    ex._machine.state = state
     expected = _EXCHANGE_TRANSITIONS.get((state, event))
     if expected is None:
         with pytest.raises(LocalProtocolError):
-            ex._step(event)
-        assert ex._state is _ExchangeState.ERROR
+            ex._machine.feed(event)
+        assert ex._machine.state is _ExchangeState.ERROR
         with pytest.raises(LocalProtocolError):
-            ex._step(_ExchangeInput.SEND)
+            ex._machine.feed(_ExchangeInput.SEND)
     else:
-        ex._step(event)
-        assert ex._state is expected
+        ex._machine.feed(event)
+        assert ex._machine.state is expected[1]
 
 
 # -- code-pair linking -----------------------------------------------------------------------
@@ -495,14 +497,14 @@ def test_missing_interval_defaults_to_five_seconds() -> None:
 def test_linking_transition_table(state: LinkingState, event: _LinkInput) -> None:
     """Every (state, input) pair follows the table or ends in the sticky ERROR state."""
     machine = CodePairLinking("cid", "prod", "SN")
-    machine._state = state
+    machine._machine.state = state
     expected = _LINK_TRANSITIONS.get((state, event))
     if expected is None:
         with pytest.raises(LocalProtocolError):
-            machine._step(event)
+            machine._machine.feed(event)
         assert machine.state is LinkingState.ERROR
         with pytest.raises(LocalProtocolError):
             machine.codepair_request()
     else:
-        machine._step(event)
-        assert machine.state is expected
+        machine._machine.feed(event)
+        assert machine.state is expected[1]

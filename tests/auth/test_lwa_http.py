@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from avsclient._retry import NO_JITTER
 from avsclient.auth import (
     ClientCredentialsTokenProvider,
     CodePair,
     LWAConfig,
     LWAHttpClient,
     RefreshingTokenProvider,
-    RetryPolicy,
     StaticTokenProvider,
     TokenProvider,
     TokenSet,
@@ -27,6 +28,7 @@ from avsclient.auth import (
     link_device,
     refresh_request,
 )
+from avsclient.auth.lwa import LWA_RETRY
 from avsclient.exceptions import (
     AuthError,
     ClientConfigError,
@@ -38,7 +40,7 @@ from avsclient.exceptions import (
 from avsclient.simulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Simulator
 from tests.auth.conftest import FakeTime
 
-FAST = RetryPolicy(jitter=0.0)
+FAST = replace(LWA_RETRY, jitter=NO_JITTER)
 
 
 def config(sim: Simulator, **kw: object) -> LWAConfig:
@@ -281,7 +283,7 @@ async def test_jitter_is_injectable(
     """The random source scales each delay within +/-50 %."""
     avs_simulator.lwa.fail_next(3, status=503)
     provider = RefreshingTokenProvider(
-        config(avs_simulator, retry=RetryPolicy()),
+        config(avs_simulator, retry=LWA_RETRY),
         refresh_token=avs_simulator.lwa.issue_refresh_token(),
         http=sim_http,
         clock=fake_time.clock,
@@ -299,7 +301,7 @@ async def test_persistent_server_errors_give_up_after_max_attempts(
     """When 500s outlast the retry policy an AuthError carrying the status is raised."""
     avs_simulator.lwa.fail_next(10, status=500)
     provider = RefreshingTokenProvider(
-        config(avs_simulator, retry=RetryPolicy(jitter=0.0, max_attempts=3)),
+        config(avs_simulator, retry=replace(FAST, max_retries=2)),
         refresh_token=avs_simulator.lwa.issue_refresh_token(),
         http=sim_http,
         clock=fake_time.clock,
@@ -317,7 +319,7 @@ async def test_failed_refresh_keeps_serving_an_unexpired_token(
 ) -> None:
     """If LWA is down when a refresh is due, the still-valid token is handed out."""
     provider = RefreshingTokenProvider(
-        config(avs_simulator, retry=RetryPolicy(jitter=0.0, max_attempts=2)),
+        config(avs_simulator, retry=replace(FAST, max_retries=1)),
         refresh_token=avs_simulator.lwa.issue_refresh_token(),
         http=sim_http,
         clock=fake_time.clock,
@@ -441,9 +443,7 @@ async def test_unreachable_lwa_raises_connect_error(fake_time: FakeTime) -> None
     from avsclient.exceptions import ConnectError
 
     async with RefreshingTokenProvider(
-        LWAConfig(
-            client_id="c", url="http://127.0.0.1:9", retry=RetryPolicy(jitter=0, max_attempts=2)
-        ),
+        LWAConfig(client_id="c", url="http://127.0.0.1:9", retry=replace(FAST, max_retries=1)),
         refresh_token="Atzr|x",
         sleep=fake_time.sleep,
     ) as provider:

@@ -6,21 +6,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from avsclient._retry import NO_JITTER
 from avsclient.auth import (
     ClientCredentialsTokenProvider,
     LWAConfig,
     LWAHttpClient,
     RefreshingTokenProvider,
-    RetryPolicy,
     StoredTokens,
     TokenSet,
     TokenStore,
 )
+from avsclient.auth.lwa import LWA_RETRY
 from avsclient.gateway import (
     EventGatewayClient,
     GatewayConfig,
@@ -103,7 +104,7 @@ async def env(avs_simulator: Simulator, tmp_path: Path) -> AsyncIterator[Env]:
         client_id=SKILL_CLIENT_ID,
         client_secret=SKILL_CLIENT_SECRET,
         url=sim.url,
-        retry=RetryPolicy(jitter=0.0),
+        retry=replace(LWA_RETRY, jitter=NO_JITTER),
     )
     store = TokenStore(tmp_path / "users" / "user-1.json")
     store.save(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import given
@@ -20,12 +20,14 @@ from avsclient.exceptions import (
     SkillDisabled,
 )
 from avsclient.gateway import (
+    GATEWAY_RETRY,
     Delivery,
     DeliveryFinished,
+    GatewayConfig,
     Outcome,
     RequestReady,
-    RetryPolicy,
     RetryScheduled,
+    SkillMessagingConfig,
     TokenRefreshRequired,
     parse_error_body,
 )
@@ -143,7 +145,9 @@ def test_retries_wait_until_their_time() -> None:
 def test_jitter_only_lengthens_and_retry_after_is_capped() -> None:
     """Delays are never below the policy's; Retry-After counts up to 60 s."""
     d = Delivery(
-        [Items((1,))], retry=RetryPolicy(delays=(1.0, 2.0), jitter=0.5), random=lambda: 0.99
+        [Items((1,))],
+        retry=replace(GATEWAY_RETRY, delays=(1.0, 2.0), jitter=(1.0, 1.5), max_retries=2),
+        random=lambda: 0.99,
     )
     send(d)
     d.receive_response(429, b"", now=0)
@@ -153,8 +157,17 @@ def test_jitter_only_lengthens_and_retry_after_is_capped() -> None:
     d.receive_response(429, b"", now=2, retry_after=3600)
     event = d.next_event(2)
     assert isinstance(event, RetryScheduled) and event.delay == 60.0
+    too_fast = replace(GATEWAY_RETRY, delays=(0.5,))
     with pytest.raises(ValueError, match=r"1\.0 s"):
-        RetryPolicy(delays=(0.5,))
+        Delivery([Items((1,))], retry=too_fast)
+    with pytest.raises(ValueError, match=r"1\.0 s"):
+        GatewayConfig(retry=too_fast)
+    with pytest.raises(ValueError, match=r"1\.0 s"):
+        SkillMessagingConfig(retry=too_fast)
+    with pytest.raises(ValueError, match=r"1\.0 s"):
+        GatewayConfig(retry=replace(GATEWAY_RETRY, jitter=(0.5, 1.0)))  # jitter may shorten
+    with pytest.raises(ValueError, match="max_retries"):
+        GatewayConfig(retry=replace(GATEWAY_RETRY, max_retries=None))
 
 
 def test_transport_failures_exhaust_into_gateway_unavailable() -> None:
@@ -233,13 +246,13 @@ def test_parse_error_body_reads_code_or_type_and_survives_garbage() -> None:
 def test_every_state_input_pair_follows_the_table(state: State, event: Input) -> None:
     """A pair in TRANSITIONS moves to its target; any other pair raises and sticks in ERROR."""
     d = new((1,))
-    d._state = state
+    d._machine.state = state
     if (state, event) in TRANSITIONS:
-        d._step(event)
-        assert d.state is TRANSITIONS[(state, event)]
+        d._machine.feed(event)
+        assert d.state is TRANSITIONS[(state, event)][1]
     else:
         with pytest.raises(LocalProtocolError):
-            d._step(event)
+            d._machine.feed(event)
         assert d.state is State.ERROR
         with pytest.raises(LocalProtocolError):
             d.next_event(0)

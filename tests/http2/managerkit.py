@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider, RetryPolicy
+from avsclient._retry import NO_JITTER
+from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider
+from avsclient.auth.lwa import LWA_RETRY
 from avsclient.config import ClientConfig
 from avsclient.http2.manager import (
     ChangedReason,
@@ -36,6 +38,8 @@ __all__ = [
 
 #: Back-off in milliseconds: the schedule's shape without the wait.
 FAST_BACKOFF = (0.005, 0.01, 0.02, 0.04, 0.08, 0.1)
+
+_LWA_NO_JITTER = replace(LWA_RETRY, jitter=NO_JITTER)
 
 
 @dataclass
@@ -151,7 +155,7 @@ async def running_manager(
     """A ConnectionManager on `sim` with a real LWA refresh-token provider (started)."""
     http = LWAHttpClient(sim.url, ca_file=str(sim.ca_path) if sim.ca_path else None)
     tokens = RefreshingTokenProvider(
-        LWAConfig(client_id=DEFAULT_CLIENT_ID, url=sim.url, retry=RetryPolicy(jitter=0.0)),
+        LWAConfig(client_id=DEFAULT_CLIENT_ID, url=sim.url, retry=_LWA_NO_JITTER),
         refresh_token=sim.lwa.issue_refresh_token(),
         http=http,
     )
