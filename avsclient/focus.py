@@ -54,9 +54,9 @@ class FocusObserver(Protocol):
 
 # Theory of operation: `_holders` maps each acquired channel to its one activity. After every
 # change the states are recomputed from the priorities and each activity whose state changed is
-# told, the ones that lost their channel first, one at a time and in that order, so an acquire
-# returns only after the activity it displaced has stopped (barge-in: the speech has ended
-# before the Recognize goes out).
+# told, one at a time: the one that lost its channel first, then those sent to the background,
+# then the new foreground one. An acquire returns only after the activity it displaced has
+# stopped (barge-in: the speech has ended before the Recognize goes out).
 class FocusManager:
     """Owns the output channels; shared by the agents, owned by the client."""
 
@@ -105,11 +105,16 @@ class FocusManager:
 
     async def _update(self) -> None:
         foreground = min(self._holders, key=self.priorities.__getitem__, default=None)
-        for channel, observer in list(self._holders.items()):
+        changes = []
+        for channel, observer in self._holders.items():
             state = FocusState.FOREGROUND if channel == foreground else FocusState.BACKGROUND
             if self._states.get(channel) is not state:
                 self._states[channel] = state
-                await self._tell(observer, channel, state)
+                changes.append((observer, channel, state))
+        # The activity going to the background ducks or pauses before the new one starts.
+        changes.sort(key=lambda change: change[2] is FocusState.FOREGROUND)
+        for observer, channel, state in changes:
+            await self._tell(observer, channel, state)
 
     @staticmethod
     async def _tell(observer: FocusObserver, channel: str, state: FocusState) -> None:
