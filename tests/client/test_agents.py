@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from avsclient.activity import UserActivity
 from avsclient.agents import (
     Capability,
     CapabilityAgent,
@@ -360,3 +361,31 @@ async def test_an_agent_added_to_a_running_client_starts_and_is_routed(
         recognize = await sim.wait_for_event("SpeechRecognizer", "Recognize")
         states = {f"{s['header']['namespace']}.{s['header']['name']}": s for s in recognize.context}
         assert states["Acme.Lamp.LampState"]["payload"] == {"color": "white"}
+
+
+# -- user activity ----------------------------------------------------------------------------
+
+
+def test_user_activity_counts_whole_seconds_since_the_last_touch() -> None:
+    """inactive_seconds grows with the clock and restarts at touch()."""
+    now = [10.0]
+    activity = UserActivity(clock=lambda: now[0])
+    now[0] = 12.7
+    assert activity.inactive_seconds == 2
+    activity.touch()
+    now[0] = 13.0
+    assert activity.inactive_seconds == 0
+
+
+async def test_system_and_recognizer_share_the_clients_user_activity() -> None:
+    """System reports the client's UserActivity, which ResetUserInactivity resets; no agent
+    holds another for it."""
+    client = offline_client()
+    assert client.system.services.activity is client.recognizer.services.activity
+    client.services.activity._last -= 100  # as if nobody spoke for 100 s
+    assert client.system.inactive_seconds >= 100
+    raw = json.dumps(directive("System", "ResetUserInactivity")).encode()
+    client.pipeline.dispatch(parse_directive(raw))
+    await client.pipeline.wait_idle()
+    assert client.system.inactive_seconds < 100
+    await client.aclose()
