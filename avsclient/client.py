@@ -18,16 +18,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from avsclient._resource import AsyncResource, AsyncService
+from avsclient.activity import UserActivity
 from avsclient.agents import (
     DEFAULT_INACTIVITY_REPORT_INTERVAL,
     DEFAULT_VOLUME,
+    AgentServices,
+    Capability,
+    CapabilityAgent,
     ClientEvent,
     ConnectionStatusChanged,
-    Dialog,
     DirectiveObserved,
     Messenger,
     SourceFactory,
@@ -39,16 +42,26 @@ from avsclient.agents import (
 )
 from avsclient.attachments import AttachmentLimits, AttachmentStore
 from avsclient.audio import NullSink
-from avsclient.directives import DEFAULT_MAX_QUEUE, DirectivePipeline, Disposition
+from avsclient.dialog import DEFAULT_MAX_QUEUE, DialogManager, Disposition
+from avsclient.directives import DirectivePipeline
+from avsclient.exceptions import StateError
+from avsclient.focus import FocusManager
 from avsclient.http2.manager import ChangedReason, ConnectionManager, ConnectionStatus
-from avsclient.messages import Directive, ExceptionType
+from avsclient.messages import Directive, ExceptionType, exception_encountered
 
 if TYPE_CHECKING:
     from avsclient.audio import AudioSink, AudioSource
     from avsclient.auth.provider import TokenProvider
     from avsclient.config import ClientConfig
+    from avsclient.dialog import Dialog
 
-__all__ = ["AVSClient", "DEFAULT_SUBSCRIPTION_SIZE", "Listener", "Subscription"]
+__all__ = [
+    "AVSClient",
+    "DEFAULT_SUBSCRIPTION_SIZE",
+    "Listener",
+    "Subscription",
+    "default_agents",
+]
 
 _log = logging.getLogger("avsclient.client")
 
@@ -57,6 +70,35 @@ DEFAULT_SUBSCRIPTION_SIZE = 256
 
 Listener = Callable[[ClientEvent], None]
 """A callback receiving every `ClientEvent`, called in the event loop; it must not block."""
+
+_A = TypeVar("_A", bound=CapabilityAgent)
+
+
+def default_agents(
+    *,
+    sink: AudioSink | None = None,
+    source_factory: SourceFactory | None = None,
+    volume: int = DEFAULT_VOLUME,
+    muted: bool = False,
+    apply_volume: VolumeApplier | None = None,
+    inactivity_report_interval: float = DEFAULT_INACTIVITY_REPORT_INTERVAL,
+) -> list[CapabilityAgent]:
+    """The core agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer.
+
+    Args:
+        sink: where speech is played (default: a `NullSink`); the application owns it.
+        source_factory: opens the microphone when AVS expects speech.
+        volume: the initial speaker volume (0..100).
+        muted: the initial mute state.
+        apply_volume: applies `(volume, muted)` to the device output.
+        inactivity_report_interval: seconds between UserInactivityReports.
+    """
+    return [
+        SystemAgent(inactivity_report_interval=inactivity_report_interval),
+        SpeakerAgent(volume=volume, muted=muted, apply=apply_volume),
+        SpeechSynthesizerAgent(sink if sink is not None else NullSink()),
+        SpeechRecognizerAgent(source_factory=source_factory),
+    ]
 
 
 class Subscription(AsyncResource):
@@ -112,16 +154,19 @@ class Subscription(AsyncResource):
 
 
 class AVSClient(AsyncService):
-    """An Alexa Built-in device: connection, directives, and the core capability agents.
+    """An Alexa Built-in device: connection, directives, and a collection of capability agents
+    (by default the core ones: System, Speaker, SpeechSynthesizer, SpeechRecognizer).
+
+    Routing, context, capabilities and closing go through the agents generically; agents
+    share the client's services (`services`) instead of holding each other.
 
     Attributes:
         config: the client configuration.
         manager: the connection manager.
         pipeline: the directive pipeline.
-        system: the System agent.
-        recognizer: the SpeechRecognizer agent.
-        synthesizer: the SpeechSynthesizer agent.
-        speaker: the Speaker agent (volume and mute).
+        dialogs: the dialog owner (current dialogRequestId, traces, blocking rules).
+        focus: audio focus, shared by the agents.
+        services: what every agent is given when it is added.
     """
 
     def __init__(
@@ -129,6 +174,7 @@ class AVSClient(AsyncService):
         config: ClientConfig,
         tokens: TokenProvider,
         *,
+        agents: Iterable[CapabilityAgent] | None = None,
         sink: AudioSink | None = None,
         source_factory: SourceFactory | None = None,
         listener: Listener | None = None,
@@ -145,6 +191,8 @@ class AVSClient(AsyncService):
         Args:
             config: endpoint, timeouts and limits.
             tokens: where access tokens come from.
+            agents: the capability agents, one per interface, in context order (default:
+                `default_agents()` built from `sink` ... `inactivity_report_interval`).
             sink: where speech is played (default: a `NullSink`); the application owns it.
             source_factory: opens the microphone when AVS expects speech (ExpectSpeech);
                 without it the application receives `ExpectingSpeech` and calls `recognize()`.
@@ -156,18 +204,48 @@ class AVSClient(AsyncService):
             inactivity_report_interval: seconds between UserInactivityReports (1 hour).
             attachment_limits: bounds on attachment buffering.
             max_dialog_queue: directives a dialog may queue behind a Speak.
+
+        Raises:
+            ValueError: `agents` given together with options of the default agents, or two
+                agents for one interface.
         """
+        core_options = {
+            "sink": sink is not None,
+            "source_factory": source_factory is not None,
+            "volume": volume != DEFAULT_VOLUME,
+            "muted": muted,
+            "apply_volume": apply_volume is not None,
+            "inactivity_report_interval": (
+                inactivity_report_interval != DEFAULT_INACTIVITY_REPORT_INTERVAL
+            ),
+        }
+        if agents is None:
+            agents = default_agents(
+                sink=sink,
+                source_factory=source_factory,
+                volume=volume,
+                muted=muted,
+                apply_volume=apply_volume,
+                inactivity_report_interval=inactivity_report_interval,
+            )
+        elif any(core_options.values()):
+            given = ", ".join(name for name, set_ in core_options.items() if set_)
+            raise ValueError(
+                f"{given} configure the default agents; with agents=..., pass them to the "
+                "agents themselves (see default_agents())"
+            )
         self.config = config
         self._listeners: list[Listener] = [] if listener is None else [listener]
         self._subscriptions: set[Subscription] = set()
         self.attachments = AttachmentStore(attachment_limits)
+        self.dialogs = DialogManager(max_queue=max_dialog_queue)
+        self.focus = FocusManager()
         self.pipeline = DirectivePipeline(
             report=self._report,
+            dialogs=self.dialogs,
             attachments=self.attachments,
             max_json_part=config.max_json_part,
-            max_queue=max_dialog_queue,
             observer=self._observe_directive,
-            on_response_started=self._response_started,
         )
         self.manager = ConnectionManager(
             config,
@@ -178,48 +256,126 @@ class AVSClient(AsyncService):
             endpoint_store=endpoint_store,
         )
         self.messenger = Messenger(self.manager, providers=[], notify=self._publish)
-        self.system = SystemAgent(
-            self.messenger,
+        self.services = AgentServices(
+            messenger=self.messenger,
+            dialogs=self.dialogs,
+            focus=self.focus,
+            activity=UserActivity(),
+            attachments=self.attachments,
             set_endpoint=self.manager.set_endpoint,
-            inactivity_report_interval=inactivity_report_interval,
         )
-        self.speaker = SpeakerAgent(self.messenger, volume=volume, muted=muted, apply=apply_volume)
-        self.synthesizer = SpeechSynthesizerAgent(
-            self.messenger, self.attachments, sink if sink is not None else NullSink()
-        )
-        self.recognizer = SpeechRecognizerAgent(
-            self.messenger,
-            self.pipeline,
-            synthesizer=self.synthesizer,
-            system=self.system,
-            source_factory=source_factory,
-        )
-        self.agents = (self.system, self.speaker, self.synthesizer, self.recognizer)
-        for agent in self.agents:
-            agent.register(self.pipeline)
-            self.messenger.providers.append(agent)
+        self._agents: dict[str, CapabilityAgent] = {}
         self._started = False
         self._closed = False
+        for agent in agents:
+            self.add_agent(agent)
+
+    # -- agents ----------------------------------------------------------------------------
+
+    def add_agent(self, agent: CapabilityAgent) -> None:
+        """Add a capability agent: its directives are routed to it, its context joins every
+        SynchronizeState and Recognize, its capability is declared, and it is closed with
+        the client. Added to a started client, it starts at once.
+
+        Raises:
+            ValueError: an agent for the same interface is already there, or the agent has
+                no interface name.
+            StateError: the client is closed, or the agent belongs to another client.
+        """
+        if self._closed:
+            raise StateError("the client is closed")
+        interface = agent.namespace
+        if not interface:
+            raise ValueError(f"{agent!r} has no interface name (set its `namespace`)")
+        if interface in self._agents:
+            raise ValueError(
+                f"there is already an agent for {interface}: {self._agents[interface]!r}"
+            )
+        try:
+            agent.capability()  # a bad declaration fails here, not at Discovery
+        except ValueError as exc:
+            raise ValueError(f"{agent!r} declares a bad capability: {exc}") from exc
+        handlers = agent.handlers()
+        agent.attach(self.services)
+        self._agents[interface] = agent
+        for name, handler in handlers.items():
+            self.pipeline.register(interface, name, handler)
+        self.messenger.providers.append(agent)
+        if self._started:
+            agent.start()
+
+    @property
+    def agents(self) -> tuple[CapabilityAgent, ...]:
+        """The agents, in the order they were added (the order of the context)."""
+        return tuple(self._agents.values())
+
+    def agent(self, interface: str) -> CapabilityAgent:
+        """The agent of `interface` (e.g. `"Speaker"`).
+
+        Raises:
+            KeyError: no agent implements it.
+        """
+        try:
+            return self._agents[interface]
+        except KeyError:
+            raise KeyError(f"no agent for {interface}; agents: {list(self._agents)}") from None
+
+    def capabilities(self) -> tuple[Capability, ...]:
+        """What the agents declare, in agent order (what Discovery publishes)."""
+        return tuple(agent.capability() for agent in self._agents.values())
+
+    def _core(self, interface: str, kind: type[_A]) -> _A:
+        agent = self.agent(interface)
+        if not isinstance(agent, kind):
+            raise LookupError(f"the {interface} agent is a {type(agent).__name__}")
+        return agent
+
+    @property
+    def system(self) -> SystemAgent:
+        """The System agent."""
+        return self._core("System", SystemAgent)
+
+    @property
+    def speaker(self) -> SpeakerAgent:
+        """The Speaker agent (volume and mute)."""
+        return self._core("Speaker", SpeakerAgent)
+
+    @property
+    def synthesizer(self) -> SpeechSynthesizerAgent:
+        """The SpeechSynthesizer agent."""
+        return self._core("SpeechSynthesizer", SpeechSynthesizerAgent)
+
+    @property
+    def recognizer(self) -> SpeechRecognizerAgent:
+        """The SpeechRecognizer agent."""
+        return self._core("SpeechRecognizer", SpeechRecognizerAgent)
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start connecting in the background (it retries for ever) and start the timers."""
+        """Start connecting in the background (it retries for ever) and start the agents."""
         if self._started:
             return
+        if self._closed:
+            raise StateError("the client is closed")
         self._started = True
         await self.manager.start()
-        self.system.start()
+        for agent in self.agents:
+            agent.start()
 
     async def aclose(self) -> None:
-        """Stop everything: recognition, playback, timers, and the connection. Idempotent."""
+        """Stop everything, idempotently: the directive pipeline first (no handler runs any
+        more), then the agents, newest first (one failing to close is logged and the others
+        still close), the event outbox, the connection and the subscriptions."""
         if self._closed:
             return
         self._closed = True
-        await self.recognizer.aclose()
-        await self.system.aclose()
         await self.pipeline.aclose()
-        await self.synthesizer.aclose()
+        for agent in reversed(self.agents):
+            try:
+                await agent.aclose()
+            except Exception:
+                _log.exception("closing %r failed", agent)
         await self.messenger.aclose()
         await self.manager.aclose()
         for subscription in list(self._subscriptions):
@@ -302,27 +458,11 @@ class AVSClient(AsyncService):
     # -- wiring ----------------------------------------------------------------------------
 
     def _observe_directive(self, directive: Directive, disposition: Disposition) -> None:
-        dialog = self.messenger.dialog(directive.dialog_request_id)
-        if dialog is not None:
-            if disposition is Disposition.RECEIVED:
-                dialog.directives.append(directive)
-            elif disposition is Disposition.DISPATCHED:
-                stamp = asyncio.get_running_loop().time()
-                dialog.trace.directives.append((f"{directive.namespace}.{directive.name}", stamp))
         self._publish(DirectiveObserved(directive=directive, disposition=disposition))
 
-    def _response_started(self, source: Hashable) -> None:
-        message_id = getattr(source, "message_id", None)
-        dialog = self.recognizer.dialog
-        if (
-            dialog is not None
-            and message_id == dialog.message_id
-            and dialog.trace.first_response_byte_at is None
-        ):
-            dialog.trace.first_response_byte_at = asyncio.get_running_loop().time()
-
     async def _report(self, raw: bytes, error: ExceptionType, message: str) -> None:
-        await self.system.send_exception_encountered(raw, error, message)
+        # System.ExceptionEncountered, with `"context": []` (avs-protocol 5.3).
+        await self.messenger.post(exception_encountered(raw, error, message))
 
     def _on_status(self, status: ConnectionStatus, reason: ChangedReason) -> None:
         _log.info("connection %s (%s)", status.name, reason.name)

@@ -1,13 +1,10 @@
 """The directive pipeline: response parts in, directives routed to their handlers, in order.
 
-Two layers, as elsewhere in avsclient:
-
-- `DialogSequencer` (no I/O) holds the dialogRequestId rules of avs-protocol 5.0: which dialog
-  is current, which directives are stale, the queue of the current dialog, and what a failure
-  cancels.
-- `DirectivePipeline` implements the connection manager's `ResponseSink`: JSON parts become
-  `Directive`s, parts with a Content-ID become attachments (`AttachmentStore`), and each
-  directive runs its handler: at once when it has no dialog id, else in its dialog's lane.
+`DirectivePipeline` implements the connection manager's `ResponseSink`: JSON parts become
+`Directive`s, parts with a Content-ID become attachments (`AttachmentStore`), and each
+directive runs its handler: at once when it has no dialog id, else in its dialog's lane. What
+to do with a directive of a dialog (run, queue, drop as stale) is the dialog owner's decision
+(`avsclient.dialog.DialogManager`); the pipeline asks it and runs the lanes.
 
 A dialog's lane runs one directive at a time in arrival order, so a Speak (whose handler
 returns when the speech finished) holds back the directives after it, e.g. ExpectSpeech
@@ -18,34 +15,25 @@ attachment arrives on the same stream after it.
 from __future__ import annotations
 
 import asyncio
-import collections
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import Any
 
 from avsclient.attachments import Attachment, AttachmentStore, cid_of
+from avsclient.dialog import DEFAULT_MAX_QUEUE, DialogManager, Disposition
 from avsclient.exceptions import DirectiveError, RemoteProtocolError
+from avsclient.http2.manager import ResponseSource
 from avsclient.messages import Directive, ExceptionType, parse_directive
 from avsclient.multipart import Headers
 
-__all__ = [
-    "DEFAULT_MAX_JSON_PART",
-    "DEFAULT_MAX_QUEUE",
-    "DialogSequencer",
-    "DirectivePipeline",
-    "Disposition",
-    "Handler",
-]
+__all__ = ["DEFAULT_MAX_JSON_PART", "DirectivePipeline", "Handler"]
 
 _log = logging.getLogger("avsclient.directives")
 
 #: Largest JSON part accepted (256 KiB): real directives are a few KiB; the SDK uses the
 #: same order of magnitude. A larger part is skipped and reported as malformed.
 DEFAULT_MAX_JSON_PART = 256 * 1024
-
-#: Directives a dialog may have waiting behind a blocking one (AVS sends a handful).
-DEFAULT_MAX_QUEUE = 64
 
 # How deep `_cids` looks into a payload for `cid:` URLs (AudioPlayer.Play nests it at 3).
 _CID_DEPTH = 4
@@ -54,107 +42,7 @@ Handler = Callable[[Directive], Awaitable[None]]
 """A directive handler. It raises `DirectiveError` to have AVS told, with its error type."""
 
 Reporter = Callable[[bytes, ExceptionType, str], Awaitable[None]]
-Observer = Callable[[Directive, "Disposition"], None]
-
-
-class Disposition(enum.Enum):
-    """What happened to a directive (reported to the pipeline's observer)."""
-
-    #: It arrived and was parsed (reported first, before any of the others).
-    RECEIVED = "received"
-    #: No dialog id: run at once, outside any lane.
-    IMMEDIATE = "immediate"
-    #: The first of the current dialog's lane: a lane starts and runs it.
-    START_LANE = "start_lane"
-    #: Queued in the current dialog's running lane.
-    QUEUED = "queued"
-    #: Its dialog is not the current one: dropped (avs-protocol 5.0).
-    STALE = "stale"
-    #: The lane's queue is full: dropped (and reported).
-    OVERFLOW = "overflow"
-    #: Dropped because an earlier directive of its dialog failed, or its dialog ended.
-    CANCELLED = "cancelled"
-    #: Handed to its handler (reported to observers when the handler is called).
-    DISPATCHED = "dispatched"
-    #: No handler for its namespace and name (answered with UNSUPPORTED_OPERATION).
-    UNSUPPORTED = "unsupported"
-
-
-# Theory of operation: `current` is the dialog the device last started (a Recognize). A
-# directive with a dialog id is processed only if the id is current. The current dialog has at
-# most one lane; `_lane` names the dialog whose lane is running. A lane pulls directives with
-# `next(dialog)` until it gets None, which also ends it; starting a new dialog orphans the old
-# lane (its next `next()` returns None) and cancels its queue.
-class DialogSequencer:
-    """The dialogRequestId rules of avs-protocol 5.0, with no I/O."""
-
-    def __init__(self, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
-        """Create a sequencer with no current dialog.
-
-        Raises:
-            ValueError: `max_queue` is not positive.
-        """
-        if max_queue <= 0:
-            raise ValueError("max_queue must be positive")
-        self.max_queue = max_queue
-        self.current: str | None = None
-        self._lane: str | None = None
-        self._queue: collections.deque[Directive] = collections.deque()
-
-    @property
-    def queued(self) -> int:
-        """Directives waiting in the current dialog's lane."""
-        return len(self._queue)
-
-    def start_dialog(self, dialog_id: str) -> list[Directive]:
-        """Make `dialog_id` current; returns the old dialog's queued directives, cancelled."""
-        cancelled = list(self._queue)
-        self._queue.clear()
-        self.current = dialog_id
-        self._lane = None
-        return cancelled
-
-    def end_dialog(self, dialog_id: str) -> list[Directive]:
-        """Forget `dialog_id` if it is current (its directives become stale); returns the
-        cancelled queue."""
-        if self.current != dialog_id:
-            return []
-        cancelled = list(self._queue)
-        self._queue.clear()
-        self.current = None
-        self._lane = None
-        return cancelled
-
-    def receive(self, directive: Directive) -> Disposition:
-        """Decide what to do with a directive that just arrived."""
-        dialog = directive.dialog_request_id
-        if dialog is None:
-            return Disposition.IMMEDIATE
-        if dialog != self.current:
-            return Disposition.STALE
-        if len(self._queue) >= self.max_queue:
-            return Disposition.OVERFLOW
-        self._queue.append(directive)
-        if self._lane == dialog:
-            return Disposition.QUEUED
-        self._lane = dialog
-        return Disposition.START_LANE
-
-    def next(self, dialog_id: str) -> Directive | None:
-        """The next directive for the lane of `dialog_id`, or None: the lane must end."""
-        if dialog_id != self.current or self._lane != dialog_id or not self._queue:
-            if self._lane == dialog_id:
-                self._lane = None
-            return None
-        return self._queue.popleft()
-
-    def failed(self, directive: Directive) -> list[Directive]:
-        """A directive's handler failed: cancel the rest of its dialog's queue (SDK rule)."""
-        if directive.dialog_request_id is None or directive.dialog_request_id != self.current:
-            return []
-        cancelled = list(self._queue)
-        self._queue.clear()
-        return cancelled
+Observer = Callable[[Directive, Disposition], None]
 
 
 _ACCEPTED = frozenset({Disposition.IMMEDIATE, Disposition.START_LANE, Disposition.QUEUED})
@@ -200,21 +88,22 @@ class DirectivePipeline:
         self,
         *,
         report: Reporter,
+        dialogs: DialogManager | None = None,
         attachments: AttachmentStore | None = None,
         max_json_part: int = DEFAULT_MAX_JSON_PART,
         max_queue: int = DEFAULT_MAX_QUEUE,
         observer: Observer | None = None,
-        on_response_started: Callable[[Hashable], None] | None = None,
     ) -> None:
         """Create a pipeline.
 
         Args:
             report: sends ExceptionEncountered for `(raw directive, error type, message)`.
+            dialogs: the dialog owner it asks about each directive of a dialog (a new one,
+                with `max_queue`, by default).
             attachments: where attachment parts go (a new store by default).
             max_json_part: the largest JSON part accepted, in bytes.
-            max_queue: directives a dialog may queue.
+            max_queue: directives a dialog may queue (only for a new dialog owner).
             observer: called with each directive and what happened to it.
-            on_response_started: called with the source when a response's first part starts.
 
         Raises:
             ValueError: a limit is not positive.
@@ -222,16 +111,15 @@ class DirectivePipeline:
         if max_json_part <= 0:
             raise ValueError("max_json_part must be positive")
         self.attachments = attachments if attachments is not None else AttachmentStore()
-        self.sequencer = DialogSequencer(max_queue)
+        self.dialogs = dialogs if dialogs is not None else DialogManager(max_queue=max_queue)
+        self.dialogs.add_cancel_listener(self._cancelled)
         self.max_json_part = max_json_part
         self._report = report
         self._observer = observer
-        self._on_response_started = on_response_started
         self._routes: dict[tuple[str, str], Handler] = {}
         self._parts: dict[Hashable, _Part] = {}
         self._seen: set[Hashable] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._lanes: dict[str, asyncio.Task[None]] = {}
         self._closed = False
 
     # -- routing -------------------------------------------------------------------------
@@ -244,24 +132,21 @@ class DirectivePipeline:
         """True when a handler is registered for `namespace.name`."""
         return (namespace, name) in self._routes
 
-    def start_dialog(self, dialog_id: str) -> None:
-        """Make `dialog_id` current: queued directives of the previous dialog are dropped."""
-        for directive in self.sequencer.start_dialog(dialog_id):
-            self._done(directive, Disposition.CANCELLED)
-
-    def end_dialog(self, dialog_id: str) -> None:
-        """Forget `dialog_id` if current: its later directives are dropped as stale."""
-        for directive in self.sequencer.end_dialog(dialog_id):
-            self._done(directive, Disposition.CANCELLED)
+    def _cancelled(self, directive: Directive) -> None:
+        # A new or ended dialog dropped it from its queue (the dialog owner tells us).
+        self._done(directive, Disposition.CANCELLED)
 
     # -- ResponseSink --------------------------------------------------------------------
 
-    async def part_started(self, source: Any, headers: Headers) -> None:
-        """A part of response `source` began (ResponseSink)."""
+    async def part_started(self, source: Hashable, headers: Headers) -> None:
+        """A part of response `source` began (ResponseSink).
+
+        The first part of an event's response is stamped on the event's dialog, if any.
+        """
         if source not in self._seen:
             self._seen.add(source)
-            if self._on_response_started is not None:
-                self._on_response_started(source)
+            if isinstance(source, ResponseSource) and source.message_id is not None:
+                self.dialogs.response_started(source.message_id)
         content_type = (headers.content_type or "").lower()
         cid = headers.content_id
         if "application/json" in content_type:
@@ -339,7 +224,7 @@ class DirectivePipeline:
                 f"{directive.namespace}.{directive.name} is not supported",
             )
             return Disposition.UNSUPPORTED
-        disposition = self.sequencer.receive(directive)
+        disposition = self.dialogs.receive(directive)
         if disposition in _ACCEPTED:
             for cid in _cids(directive.payload):
                 self.attachments.claim(directive.source, cid)
@@ -350,8 +235,7 @@ class DirectivePipeline:
             assert dialog is not None
             lane = self._spawn(self._lane(dialog))
             if lane is not None:
-                self._lanes[dialog] = lane
-                lane.add_done_callback(lambda t: self._lane_done(dialog, t))
+                self.dialogs.lane_started(dialog, lane)
         elif disposition is Disposition.STALE:
             _log.debug("dropping %r: dialog is not current", directive)
             self._done(directive, disposition)
@@ -364,9 +248,9 @@ class DirectivePipeline:
         return disposition
 
     async def _lane(self, dialog_id: str) -> None:
-        while (directive := self.sequencer.next(dialog_id)) is not None:
+        while (directive := self.dialogs.next(dialog_id)) is not None:
             if not await self._run(directive):
-                for cancelled in self.sequencer.failed(directive):
+                for cancelled in self.dialogs.failed(directive):
                     self._done(cancelled, Disposition.CANCELLED)
 
     async def _run(self, directive: Directive) -> bool:
@@ -390,14 +274,9 @@ class DirectivePipeline:
             self._release(directive)
         return True
 
-    def _lane_done(self, dialog: str, task: asyncio.Task[None]) -> None:
-        if self._lanes.get(dialog) is task:
-            del self._lanes[dialog]
-
     async def wait_lane(self, dialog_id: str) -> None:
         """Wait until the lane of `dialog_id` has handled everything queued in it."""
-        while (lane := self._lanes.get(dialog_id)) is not None:
-            await asyncio.wait({lane})
+        await self.dialogs.wait_handled(dialog_id)
 
     def _done(self, directive: Directive, disposition: Disposition) -> None:
         self._release(directive)
@@ -408,6 +287,7 @@ class DirectivePipeline:
             self.attachments.release(directive.source, cid)
 
     def _notify(self, directive: Directive, disposition: Disposition) -> None:
+        self.dialogs.record(directive, disposition)
         if self._observer is not None:
             try:
                 self._observer(directive, disposition)

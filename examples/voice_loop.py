@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avsclient import AVSClient, ClientConfig, ClientEvent, Region, agents, audio, auth
-from avsclient.directives import Disposition
+from avsclient.dialog import Disposition
 from avsclient.exceptions import AudioError, AuthError, AVSError
 
 if TYPE_CHECKING:

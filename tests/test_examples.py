@@ -1,4 +1,5 @@
-"""examples/push_to_talk.py and examples/voice_loop.py run against the simulator with WAV files.
+"""examples/push_to_talk.py, examples/voice_loop.py and examples/custom_agent.py run against the
+simulator (the first two with WAV files).
 
 Each example runs as a script (no audio device needed: `--input` and `--output` replace the
 microphone and the speaker) and is imported without running.
@@ -30,6 +31,7 @@ from tests.audio.conftest import PulseServer, pulse  # noqa: F401
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PUSH_TO_TALK = EXAMPLES / "push_to_talk.py"
 VOICE_LOOP = EXAMPLES / "voice_loop.py"
+CUSTOM_AGENT = EXAMPLES / "custom_agent.py"
 UTTERANCE = Path(avsclient.__file__).parent / "assets" / "utterance.wav"
 TIMEOUT = 60  # seconds for one run; a run takes about two
 NO_SUCH_DEVICE = "no-such-device-for-the-example-tests"
@@ -376,3 +378,39 @@ def test_voice_loop_rejects_simulator_options_without_the_simulator(
     err = capsys.readouterr().err
     assert "--simulator-expect-speech needs --simulator" in err
     assert "--turns must be at least 1" in err
+
+
+# -- custom_agent.py ------------------------------------------------------------------------
+
+
+def test_custom_agent_answers_its_directive_and_reports_its_state(tmp_path: Path) -> None:
+    """The lamp agent declares its capability, is in SynchronizeState's context, handles the
+    SetColor the simulator pushes, the simulator records its ColorChanged, and the new color
+    goes out with the next Recognize."""
+    done = run(CUSTOM_AGENT, "--simulator", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    out = done.stdout.splitlines()
+    assert out[0] == (
+        "capabilities: System 1.4, Speaker 1.0, SpeechSynthesizer 1.3, SpeechRecognizer 2.3, "
+        "Acme.Lamp 1.0"
+    )
+    assert 'SynchronizeState context: {"color": "white"}' in out
+    assert "directive: Acme.Lamp.SetColor" in out
+    assert 'AVS received: Acme.Lamp.ColorChanged {"color": "blue"}' in out
+    assert out.index("lamp: blue") < out.index(
+        'AVS received: Acme.Lamp.ColorChanged {"color": "blue"}'
+    )
+    assert out[-1] == 'Recognize context: {"color": "blue"}'
+
+
+def test_custom_agent_imports_without_running_and_needs_the_simulator(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Importing runs nothing; without --simulator it is a usage error that says why."""
+    module = _load(CUSTOM_AGENT)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(SystemExit) as info:
+        module.main([])
+    assert info.value.code == 2
+    assert "run it with --simulator" in capsys.readouterr().err

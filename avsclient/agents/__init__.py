@@ -1,14 +1,16 @@
-"""Capability agents: each handles its interface's directives, sends its events and reports
-its device state as context (System, SpeechRecognizer, SpeechSynthesizer, Speaker)."""
+"""Capability agents: each handles its interface's directives, sends its events, reports its
+device state as context and declares its capability (System, SpeechRecognizer,
+SpeechSynthesizer, Speaker; `CapabilityAgent` is the base of your own)."""
 
 from __future__ import annotations
 
 from avsclient.agents.base import (
     OUTBOX_SIZE,
+    AgentServices,
+    Capability,
     CapabilityAgent,
     ContextProvider,
-    Dialog,
-    DialogTrace,
+    DirectiveHandler,
     EventSender,
     Messenger,
 )
@@ -37,8 +39,11 @@ from avsclient.agents.speech_recognizer import (
 )
 from avsclient.agents.speech_synthesizer import SpeechActivity, SpeechSynthesizerAgent
 from avsclient.agents.system import DEFAULT_INACTIVITY_REPORT_INTERVAL, SystemAgent
+from avsclient.dialog import Dialog, DialogTrace  # the turn `recognize()` returns
 
 __all__ = [
+    "AgentServices",
+    "Capability",
     "CapabilityAgent",
     "ClientEvent",
     "ConnectionStatusChanged",
@@ -48,6 +53,7 @@ __all__ = [
     "DEFAULT_VOLUME",
     "Dialog",
     "DialogTrace",
+    "DirectiveHandler",
     "DirectiveObserved",
     "EventFailed",
     "EventSender",

@@ -1,30 +1,39 @@
-"""What capability agents share: the interfaces they use and the per-dialog latency trace.
+"""What capability agents share: the agent base class, the capability an agent declares, the
+services the client hands to every agent, and the `Messenger` they send events through.
 
-Every agent handles its namespace's directives, sends its events through a `Messenger`, and
-reports its device state as context (`ContextProvider`).
+An agent handles its interface's directives (`handlers()`), sends its events through the
+`Messenger`, reports its device state as context (`context_states()`) and declares its
+`Capability`. Agents never hold each other: what they share (the dialog owner, audio focus,
+user activity, attachments) comes from the client in `AgentServices` when the agent is added.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-from collections.abc import AsyncIterable, Callable, Mapping
-from dataclasses import dataclass, field
+import re
+import types
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from avsclient.agents.events import ClientEvent, EventFailed, EventSent
+from avsclient.exceptions import StateError
 from avsclient.messages import ContextState, Directive, Event
 
 if TYPE_CHECKING:
-    from avsclient.directives import DirectivePipeline
+    from avsclient.activity import UserActivity
+    from avsclient.attachments import AttachmentStore
+    from avsclient.dialog import DialogManager
+    from avsclient.focus import FocusManager
     from avsclient.http2.manager import EventResult
 
 __all__ = [
+    "AgentServices",
+    "Capability",
     "CapabilityAgent",
     "ContextProvider",
-    "Dialog",
-    "DialogTrace",
+    "DirectiveHandler",
     "EventSender",
     "Messenger",
     "OUTBOX_SIZE",
@@ -35,9 +44,6 @@ _log = logging.getLogger("avsclient.agents")
 #: Events waiting to be sent in the background (SpeechStarted, VolumeChanged, ...). Agents
 #: wait when it is full, so a dead link slows them down instead of growing memory.
 OUTBOX_SIZE = 64
-
-# Dialog traces kept for lookup by dialogRequestId; older ones are forgotten.
-_TRACES_KEPT = 32
 
 
 class EventSender(Protocol):
@@ -58,86 +64,9 @@ class ContextProvider(Protocol):
         ...
 
 
-@dataclass(slots=True, kw_only=True)
-class DialogTrace:
-    """Latency stamps of one dialog, in `loop.time()` seconds (None until they happen).
-
-    Attributes:
-        dialog_request_id: the dialog.
-        audio_started_at: the first audio frame was read from the source.
-        last_audio_sent_at: the last audio frame was handed to the connection.
-        first_response_byte_at: the first part of the Recognize response arrived.
-        directives: `(namespace.name, time)` for each directive dispatched to its handler.
-        speech_started_at: Speak playback started.
-        speech_finished_at: Speak playback finished (or was interrupted).
-    """
-
-    dialog_request_id: str
-    audio_started_at: float | None = None
-    last_audio_sent_at: float | None = None
-    first_response_byte_at: float | None = None
-    directives: list[tuple[str, float]] = field(default_factory=list)
-    speech_started_at: float | None = None
-    speech_finished_at: float | None = None
-
-    def relative_ms(self) -> dict[str, Any]:
-        """The stamps as milliseconds after `audio_started_at` (for logs and reports)."""
-        base = self.audio_started_at
-
-        def rel(t: float | None) -> float | None:
-            return None if t is None or base is None else round((t - base) * 1000, 3)
-
-        return {
-            "audio_started": 0.0 if base is not None else None,
-            "last_audio_sent": rel(self.last_audio_sent_at),
-            "first_response_byte": rel(self.first_response_byte_at),
-            "directives": [(name, rel(t)) for name, t in self.directives],
-            "speech_started": rel(self.speech_started_at),
-            "speech_finished": rel(self.speech_finished_at),
-        }
-
-    def directive_at(self, name: str) -> float | None:
-        """When the first directive `namespace.name` was dispatched, or None."""
-        for key, t in self.directives:
-            if key == name:
-                return t
-        return None
-
-
-class Dialog:
-    """One voice turn, as `AVSClient.recognize()` returns it.
-
-    Attributes:
-        dialog_request_id: the Recognize's dialogRequestId.
-        message_id: the Recognize's messageId.
-        trace: the latency trace (still filled in while speech plays).
-        directives: the directives that arrived for this dialog, in arrival order.
-        result: the Recognize event's outcome, once its response ended.
-    """
-
-    def __init__(self, dialog_request_id: str, message_id: str) -> None:
-        self.dialog_request_id = dialog_request_id
-        self.message_id = message_id
-        self.trace = DialogTrace(dialog_request_id=dialog_request_id)
-        self.directives: list[Directive] = []
-        self.result: EventResult | None = None
-        self._pipeline: DirectivePipeline | None = None
-
-    async def wait_finished(self) -> None:
-        """Wait until every directive of this dialog received so far has been handled
-        (e.g. its Speak has finished playing)."""
-        if self._pipeline is not None:
-            await self._pipeline.wait_lane(self.dialog_request_id)
-
-    def __repr__(self) -> str:
-        names = [f"{d.namespace}.{d.name}" for d in self.directives]
-        outcome = None if self.result is None else self.result.outcome.name
-        return f"Dialog({self.dialog_request_id!r}, outcome={outcome}, directives={names})"
-
-
 class Messenger:
     """How agents talk: events out (awaited or in an ordered background outbox), context,
-    observations to the application, and dialog traces."""
+    and observations to the application."""
 
     def __init__(
         self,
@@ -160,7 +89,6 @@ class Messenger:
         self.notify = notify
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(outbox_size)
         self._worker: asyncio.Task[None] | None = None
-        self._dialogs: collections.OrderedDict[str, Dialog] = collections.OrderedDict()
 
     def context(self) -> list[dict[str, Any]]:
         """The full context, as JSON objects."""
@@ -216,20 +144,6 @@ class Messenger:
         """Wait until the outbox is empty and its last event was sent."""
         await self._outbox.join()
 
-    # -- dialogs ---------------------------------------------------------------------------
-
-    def add_dialog(self, dialog: Dialog) -> None:
-        """Remember a dialog (the most recent ones only) for tracing by dialogRequestId."""
-        self._dialogs[dialog.dialog_request_id] = dialog
-        while len(self._dialogs) > _TRACES_KEPT:
-            self._dialogs.popitem(last=False)
-
-    def dialog(self, dialog_request_id: str | None) -> Dialog | None:
-        """The dialog with that id, if it is one of the recent ones."""
-        if dialog_request_id is None:
-            return None
-        return self._dialogs.get(dialog_request_id)
-
     async def aclose(self) -> None:
         """Stop the background sender (queued events are dropped, and logged)."""
         if self._worker is not None:
@@ -245,28 +159,141 @@ def _name(document: Mapping[str, Any]) -> tuple[str, str]:
     return str(header.get("namespace")), str(header.get("name"))
 
 
+DirectiveHandler = Callable[[Directive], Awaitable[None]]
+"""Handles one directive; raises `DirectiveError` to have AVS told (ExceptionEncountered)."""
+
+# Interface versions are dotted decimal strings: "1.0", "2.3", and "3" for `Alexa`.
+_VERSION = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """What an agent declares: its interface, the version it implements and its configuration,
+    as published in `Alexa.Discovery.AddOrUpdateReport` (avs-protocol 9.2, versions in 9.8).
+
+    Attributes:
+        interface: the interface name, e.g. `SpeechRecognizer`.
+        version: the interface version, e.g. `2.3`.
+        configurations: the interface's configuration object (e.g. SpeechRecognizer's
+            `wakeWords`), or None; held read-only.
+    """
+
+    interface: str
+    version: str
+    configurations: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.interface, str) or not self.interface:
+            raise ValueError(f"interface must be a non-empty string, not {self.interface!r}")
+        if not isinstance(self.version, str) or not _VERSION.fullmatch(self.version):
+            raise ValueError(f"version must be like '1.0', not {self.version!r}")
+        if self.configurations is not None:
+            if not isinstance(self.configurations, Mapping):
+                raise ValueError("configurations must be a mapping")
+            frozen = types.MappingProxyType(dict(self.configurations))
+            object.__setattr__(self, "configurations", frozen)
+
+    def to_json(self) -> dict[str, Any]:
+        """The capability object of a Discovery report (`type` is `AlexaInterface`)."""
+        out: dict[str, Any] = {
+            "type": "AlexaInterface",
+            "interface": self.interface,
+            "version": self.version,
+        }
+        if self.configurations is not None:
+            out["configurations"] = dict(self.configurations)
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentServices:
+    """What the client shares with every agent it holds.
+
+    Attributes:
+        messenger: sends events, gathers context, delivers observations.
+        dialogs: the dialog owner (current dialogRequestId, traces, blocking rules).
+        focus: audio focus; agents coordinate output through it (barge-in).
+        activity: the time of the last user activity.
+        attachments: the attachments of the responses (`cid:` URLs).
+        set_endpoint: persists a new AVS endpoint and reconnects there.
+    """
+
+    messenger: Messenger
+    dialogs: DialogManager
+    focus: FocusManager
+    activity: UserActivity
+    attachments: AttachmentStore
+    set_endpoint: Callable[[str], Awaitable[None]]
+
+
 class CapabilityAgent:
-    """Base of the agents: a namespace, directive handlers, and context state."""
+    """Base of the agents: an interface, its directive handlers, context state and capability.
 
-    #: The AVS interface the agent implements.
+    Subclasses set `namespace` and `version` and override what they need. The client calls
+    `attach()` when the agent is added, routes the directives of `namespace` named in
+    `handlers()`, gathers `context_states()` for SynchronizeState and Recognize, calls
+    `start()` when the client starts (or at once if it already has) and `aclose()` when the
+    client closes.
+    """
+
+    #: The AVS interface the agent implements (its directives' and events' namespace).
     namespace: str = ""
+    #: The interface version it implements (avs-protocol 9.8).
+    version: str = ""
 
-    def __init__(self, messenger: Messenger) -> None:
-        self.messenger = messenger
+    def __init__(self) -> None:
+        self._services: AgentServices | None = None
 
-    def handlers(self) -> dict[str, Callable[[Directive], Any]]:
-        """Directive name -> async handler, for `DirectivePipeline.register`."""
+    def attach(self, services: AgentServices) -> None:
+        """Join a client: from now on the agent uses `services`.
+
+        Raises:
+            StateError: the agent already belongs to a client.
+        """
+        if self._services is not None:
+            raise StateError(f"the {self.namespace} agent already belongs to a client")
+        self._services = services
+
+    @property
+    def attached(self) -> bool:
+        """True once the agent belongs to a client."""
+        return self._services is not None
+
+    @property
+    def services(self) -> AgentServices:
+        """The client's shared services.
+
+        Raises:
+            StateError: the agent has not been added to a client.
+        """
+        if self._services is None:
+            raise StateError(f"the {self.namespace} agent has not been added to a client")
+        return self._services
+
+    @property
+    def messenger(self) -> Messenger:
+        """Where the agent's events and observations go."""
+        return self.services.messenger
+
+    def capability(self) -> Capability:
+        """The capability the agent declares (interface, version; no configuration)."""
+        return Capability(self.namespace, self.version)
+
+    def handlers(self) -> dict[str, DirectiveHandler]:
+        """Directive name -> async handler, for the directives of `namespace`."""
         return {}
-
-    def register(self, pipeline: DirectivePipeline) -> None:
-        """Register this agent's handlers with `pipeline`."""
-        for name, handler in self.handlers().items():
-            pipeline.register(self.namespace, name, handler)
 
     def context_states(self) -> list[ContextState]:
         """The agent's context state objects (none by default)."""
         return []
 
+    def start(self) -> None:
+        """Start background work (timers); called in the event loop. Nothing by default."""
+        return
+
     async def aclose(self) -> None:
         """Stop the agent's background work (nothing by default)."""
         return
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.namespace} {self.version}>"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from avsclient.agents.speech_recognizer import RecognizerState
     from avsclient.agents.speech_synthesizer import SpeechActivity
-    from avsclient.directives import Disposition
+    from avsclient.dialog import Disposition
     from avsclient.http2.manager import ChangedReason, ConnectionStatus, EventResult
     from avsclient.messages import Directive
 

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from avsclient.agents.base import CapabilityAgent, Messenger
+from avsclient.agents.base import CapabilityAgent, DirectiveHandler
 from avsclient.agents.events import VolumeStateChanged
 from avsclient.exceptions import DirectiveError
 from avsclient.messages import ContextState, Directive, Event
@@ -42,10 +42,10 @@ class SpeakerAgent(CapabilityAgent):
     """
 
     namespace = "Speaker"
+    version = "1.0"  # avs-protocol 9.8
 
     def __init__(
         self,
-        messenger: Messenger,
         *,
         volume: int = DEFAULT_VOLUME,
         muted: bool = False,
@@ -54,7 +54,6 @@ class SpeakerAgent(CapabilityAgent):
         """Create the agent.
 
         Args:
-            messenger: where events and observations go.
             volume: the initial volume, 0..100.
             muted: the initial mute state.
             apply: called with `(volume, muted)` after every change.
@@ -62,14 +61,14 @@ class SpeakerAgent(CapabilityAgent):
         Raises:
             ValueError: `volume` is out of range.
         """
-        super().__init__(messenger)
+        super().__init__()
         if not 0 <= volume <= 100:
             raise ValueError("volume must be within 0..100")
         self.volume = volume
         self.muted = muted
         self._apply = apply
 
-    def handlers(self) -> dict[str, Callable[[Directive], Any]]:
+    def handlers(self) -> dict[str, DirectiveHandler]:
         return {
             "SetVolume": self._on_set_volume,
             "AdjustVolume": self._on_adjust_volume,

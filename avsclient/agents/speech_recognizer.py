@@ -1,5 +1,9 @@
 """The SpeechRecognizer interface: Recognize streamed from an `AudioSource`, StopCapture and
-ExpectSpeech (avs-protocol 5.2), driven by one transition table."""
+ExpectSpeech (avs-protocol 5.2), driven by one transition table.
+
+Each Recognize starts a dialog with the client's `DialogManager` and takes the Dialog channel
+of its `FocusManager`, which interrupts speech that is playing (barge-in).
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,19 @@ import asyncio
 import enum
 import inspect
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from avsclient.agents.base import CapabilityAgent, Dialog, Messenger
+from avsclient.agents.base import CapabilityAgent, DirectiveHandler
 from avsclient.agents.events import ExpectingSpeech, RecognizerStateChanged
 from avsclient.audio import AVS_FORMAT, AVS_FORMAT_NAME, AudioSource
+from avsclient.dialog import new_dialog_request_id
 from avsclient.exceptions import DirectiveError, StateError
 from avsclient.messages import Directive, Event, ExceptionType
 
 if TYPE_CHECKING:
-    from avsclient.agents.speech_synthesizer import SpeechSynthesizerAgent
-    from avsclient.agents.system import SystemAgent
-    from avsclient.directives import DirectivePipeline
+    from avsclient.dialog import Dialog
+    from avsclient.focus import FocusState
 
 __all__ = [
     "DEFAULT_INITIATORS",
@@ -136,30 +139,21 @@ class SpeechRecognizerAgent(CapabilityAgent):
     """Streams Recognize events and follows StopCapture and ExpectSpeech."""
 
     namespace = "SpeechRecognizer"
+    # Discovery requires 2.3 (avs-protocol 9.1, 9.8); a tap-to-talk device declares no
+    # `wakeWords` configuration (11.5).
+    version = "2.3"
 
-    def __init__(
-        self,
-        messenger: Messenger,
-        pipeline: DirectivePipeline,
-        *,
-        synthesizer: SpeechSynthesizerAgent | None = None,
-        system: SystemAgent | None = None,
-        source_factory: SourceFactory | None = None,
-    ) -> None:
+    #: The focus channel a Recognize takes (avs-protocol 13.1).
+    channel = "Dialog"
+
+    def __init__(self, *, source_factory: SourceFactory | None = None) -> None:
         """Create the agent.
 
         Args:
-            messenger: where events and observations go.
-            pipeline: whose current dialog each Recognize sets.
-            synthesizer: interrupted when a Recognize starts during speech (barge-in).
-            system: told about user activity.
             source_factory: opens the microphone when AVS expects speech; without one the
                 application gets `ExpectingSpeech` and should call `recognize()` itself.
         """
-        super().__init__(messenger)
-        self.pipeline = pipeline
-        self.synthesizer = synthesizer
-        self.system = system
+        super().__init__()
         self.source_factory = source_factory
         self.machine = RecognizerMachine()
         self.dialog: Dialog | None = None
@@ -175,7 +169,7 @@ class SpeechRecognizerAgent(CapabilityAgent):
         """The current state."""
         return self.machine.state
 
-    def handlers(self) -> dict[str, Callable[[Directive], Any]]:
+    def handlers(self) -> dict[str, DirectiveHandler]:
         return {"StopCapture": self._on_stop_capture, "ExpectSpeech": self._on_expect_speech}
 
     def _move(self, event: RecognizerInput) -> None:
@@ -232,20 +226,16 @@ class SpeechRecognizerAgent(CapabilityAgent):
         else:
             payload["initiator"] = _initiator(initiator, profile)
         self._expect_initiator = None
-        dialog_id = str(uuid.uuid4())
+        dialog_id = new_dialog_request_id()
         event = Event.build(self.namespace, "Recognize", payload, dialog_request_id=dialog_id)
-        dialog = Dialog(dialog_id, event.message_id)
-        dialog._pipeline = self.pipeline
-        self.messenger.add_dialog(dialog)
-        self.pipeline.start_dialog(dialog_id)
+        services = self.services
+        dialog = services.dialogs.start(dialog_id, event.message_id)
         self.dialog, self.profile = dialog, profile
         self._source, self._stop = source, False
         self._move(RecognizerInput.RECOGNIZE)
-        if self.system is not None:
-            self.system.user_activity()
-        if self.synthesizer is not None:
-            await self.synthesizer.interrupt()  # barge-in
+        services.activity.touch()
         try:
+            await services.focus.acquire(self.channel, self)  # barge-in: speech stops
             dialog.result = await self.messenger.send(
                 event, context=True, audio=self._stream(source, dialog)
             )
@@ -255,8 +245,8 @@ class SpeechRecognizerAgent(CapabilityAgent):
                 self._source = None
                 if self.machine.can(RecognizerInput.RESPONSE_ENDED):
                     self._move(RecognizerInput.RESPONSE_ENDED)
-        if self.system is not None:
-            self.system.user_activity()
+                await services.focus.release(self.channel, self)  # not if a newer one runs
+        services.activity.touch()
         _log.debug(
             "dialog %s: %s, trace %s",
             dialog_id,
@@ -321,6 +311,9 @@ class SpeechRecognizerAgent(CapabilityAgent):
                 self._spawn(self.recognize(source, profile=self.profile))
             elif source is not None:
                 await source.aclose()
+
+    async def focus_changed(self, channel: str, state: FocusState) -> None:
+        """Nothing to do: the upload is not cut short when speech takes the channel."""
 
     def _expect_timed_out(self) -> None:
         self._expect_timer = None

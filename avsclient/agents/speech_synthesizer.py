@@ -1,5 +1,9 @@
 """The SpeechSynthesizer interface: Speak plays its MP3 attachment as it streams in
-(avs-protocol 5.4), with SpeechStarted, SpeechFinished and, on barge-in, SpeechInterrupted."""
+(avs-protocol 5.4), with SpeechStarted, SpeechFinished and, on barge-in, SpeechInterrupted.
+
+Speech holds the Dialog channel of the client's `FocusManager` while it plays; losing it (a
+Recognize acquires the channel) interrupts it.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,13 @@ import asyncio
 import enum
 import logging
 from collections.abc import Callable
-from typing import Any
 
-from avsclient.agents.base import CapabilityAgent, Messenger
+from avsclient.agents.base import CapabilityAgent, DirectiveHandler
 from avsclient.agents.events import SpeechStateChanged
-from avsclient.attachments import AttachmentReader, AttachmentStore, cid_of
+from avsclient.attachments import AttachmentReader, cid_of
 from avsclient.audio import AudioSink, Mp3Sink
 from avsclient.exceptions import AttachmentError, AudioError, DirectiveError
+from avsclient.focus import FocusState
 from avsclient.messages import ContextState, Directive, Event, ExceptionType
 
 __all__ = ["SpeechActivity", "SpeechSynthesizerAgent"]
@@ -38,25 +42,21 @@ class SpeechSynthesizerAgent(CapabilityAgent):
     """
 
     namespace = "SpeechSynthesizer"
+    # 1.0 is the baseline; SpeechInterrupted and the INTERRUPTED activity this agent reports
+    # belong to later versions (avs-protocol 5.4), which newer SDKs declare as 1.3 (9.8).
+    version = "1.3"
 
-    def __init__(
-        self,
-        messenger: Messenger,
-        attachments: AttachmentStore,
-        sink: AudioSink,
-        *,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
+    #: The focus channel speech plays on (avs-protocol 13.1).
+    channel = "Dialog"
+
+    def __init__(self, sink: AudioSink, *, clock: Callable[[], float] | None = None) -> None:
         """Create the agent.
 
         Args:
-            messenger: where events and observations go.
-            attachments: where Speak finds its `cid:` attachment.
             sink: the audio output; the agent does not close it.
             clock: seconds for offsets (default: the event loop's clock).
         """
-        super().__init__(messenger)
-        self.attachments = attachments
+        super().__init__()
         self.mp3 = Mp3Sink(sink)
         self._clock = clock
         self.token = ""
@@ -65,8 +65,9 @@ class SpeechSynthesizerAgent(CapabilityAgent):
         self._offset_ms = 0
         self._playback: asyncio.Task[None] | None = None
         self._dialog: str | None = None
+        self._speaks = 0  # Speak handlers running (holding the focus channel)
 
-    def handlers(self) -> dict[str, Callable[[Directive], Any]]:
+    def handlers(self) -> dict[str, DirectiveHandler]:
         return {"Speak": self._on_speak}
 
     def _now(self) -> float:
@@ -118,16 +119,26 @@ class SpeechSynthesizerAgent(CapabilityAgent):
                 error_type=ExceptionType.UNSUPPORTED_OPERATION.value,
             )
         try:
-            reader = self.attachments.open(directive.source, cid)
+            reader = self.services.attachments.open(directive.source, cid)
         except AttachmentError as exc:
             raise DirectiveError(str(exc)) from exc
         await self._stop_playback()  # a Speak without a dialog may overlap an earlier one
+        await self.services.focus.acquire(self.channel, self)
+        self._speaks += 1
+        try:
+            await self._speak(directive, token, reader)
+        finally:
+            self._speaks -= 1
+            if self._speaks == 0:  # an overlapping Speak still needs the channel
+                await self.services.focus.release(self.channel, self)
+
+    async def _speak(self, directive: Directive, token: str, reader: AttachmentReader) -> None:
         self.token = token
         self._dialog = directive.dialog_request_id
         self._started_at = self._now()
         self._offset_ms = 0
         self._set_activity(SpeechActivity.PLAYING)
-        dialog = self.messenger.dialog(directive.dialog_request_id)
+        dialog = self.services.dialogs.get(directive.dialog_request_id)
         if dialog is not None:
             dialog.trace.speech_started_at = self._started_at
         await self.messenger.post_event(
@@ -182,7 +193,7 @@ class SpeechSynthesizerAgent(CapabilityAgent):
         if not await self._stop_playback():
             return False
         self._set_activity(SpeechActivity.INTERRUPTED)
-        dialog = self.messenger.dialog(self._dialog)
+        dialog = self.services.dialogs.get(self._dialog)
         if dialog is not None:
             dialog.trace.speech_finished_at = self._now()
         _log.debug("speech %r interrupted at %d ms", self.token, offset)
@@ -194,6 +205,11 @@ class SpeechSynthesizerAgent(CapabilityAgent):
             )
         )
         return True
+
+    async def focus_changed(self, channel: str, state: FocusState) -> None:
+        """Losing the Dialog channel (a Recognize took it) interrupts the speech."""
+        if state is FocusState.NONE:
+            await self.interrupt()
 
     async def aclose(self) -> None:
         """Stop playback (the sink stays open: it belongs to the application)."""

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-from avsclient.agents.base import CapabilityAgent, Messenger
+from avsclient.agents.base import CapabilityAgent, DirectiveHandler
 from avsclient.agents.events import ExceptionReceived
 from avsclient.exceptions import DirectiveError
 from avsclient.messages import Directive, Event, ExceptionType, exception_encountered
@@ -33,38 +30,30 @@ class SystemAgent(CapabilityAgent):
     (UserInactivityReport every `inactivity_report_interval`, ExceptionEncountered)."""
 
     namespace = "System"
+    # The SDK declares 1.4 (avs-protocol 9.8, 12.1), with `locales` configurations once the
+    # device supports locale settings; none are declared until then.
+    version = "1.4"
 
     def __init__(
-        self,
-        messenger: Messenger,
-        *,
-        set_endpoint: Callable[[str], Awaitable[None]],
-        inactivity_report_interval: float = DEFAULT_INACTIVITY_REPORT_INTERVAL,
-        clock: Callable[[], float] = time.monotonic,
+        self, *, inactivity_report_interval: float = DEFAULT_INACTIVITY_REPORT_INTERVAL
     ) -> None:
         """Create the agent.
 
         Args:
-            messenger: where events and observations go.
-            set_endpoint: persists a new endpoint and reconnects (the manager's).
             inactivity_report_interval: seconds between UserInactivityReports.
-            clock: monotonic seconds, for the inactivity time.
 
         Raises:
             ValueError: the interval is not positive.
         """
-        super().__init__(messenger)
+        super().__init__()
         if inactivity_report_interval <= 0:
             raise ValueError("inactivity_report_interval must be positive")
         self.inactivity_report_interval = inactivity_report_interval
-        self._set_endpoint = set_endpoint
-        self._clock = clock
-        self._last_activity = clock()
         self._timer: asyncio.Task[None] | None = None
         #: The last System.Exception received, as (code, description).
         self.last_exception: tuple[str, str | None] | None = None
 
-    def handlers(self) -> dict[str, Callable[[Directive], Any]]:
+    def handlers(self) -> dict[str, DirectiveHandler]:
         return {
             "ResetUserInactivity": self._on_reset_user_inactivity,
             "SetEndpoint": self._on_set_endpoint,
@@ -73,12 +62,12 @@ class SystemAgent(CapabilityAgent):
 
     @property
     def inactive_seconds(self) -> int:
-        """Whole seconds since the last user activity."""
-        return max(0, int(self._clock() - self._last_activity))
+        """Whole seconds since the last user activity (the client's `UserActivity`)."""
+        return self.services.activity.inactive_seconds
 
     def user_activity(self) -> None:
         """Record user activity now (a Recognize starting or ending counts, avs-protocol 5.3)."""
-        self._last_activity = self._clock()
+        self.services.activity.touch()
 
     def start(self) -> None:
         """Start the hourly UserInactivityReport timer."""
@@ -113,7 +102,7 @@ class SystemAgent(CapabilityAgent):
         ):
             raise DirectiveError(f"SetEndpoint needs an http(s) URL, not {endpoint!r}")
         _log.info("AVS asked to switch to endpoint %s", endpoint)
-        await self._set_endpoint(endpoint)
+        await self.services.set_endpoint(endpoint)
 
     async def _on_exception(self, directive: Directive) -> None:
         code = directive.payload.get("code")

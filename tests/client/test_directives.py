@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from avsclient.agents import TRANSITIONS, RecognizerInput, RecognizerMachine, RecognizerState
 from avsclient.attachments import AttachmentLimits, AttachmentStore, cid_of
-from avsclient.directives import DialogSequencer, DirectivePipeline, Disposition
+from avsclient.dialog import Disposition
+from avsclient.directives import DirectivePipeline
 from avsclient.exceptions import AttachmentError, RemoteProtocolError, StateError
 from avsclient.messages import (
     ContextState,
@@ -98,73 +99,6 @@ def test_exception_encountered_shape() -> None:
         "unparsedDirective": "{bad",
         "error": {"type": "UNSUPPORTED_OPERATION", "message": "why"},
     }
-
-
-# -- the dialog sequencer ---------------------------------------------------------------------
-
-
-def test_directives_without_dialog_run_immediately() -> None:
-    """Cloud-initiated directives are always processed."""
-    seq = DialogSequencer()
-    assert seq.receive(_directive(None)) is Disposition.IMMEDIATE
-
-
-def test_superseded_dialog_is_stale_and_its_queue_cancelled() -> None:
-    """A new dialog drops the old one's queue; its later directives are stale."""
-    seq = DialogSequencer()
-    seq.start_dialog("a")
-    first, second = _directive("a"), _directive("a", "ExpectSpeech")
-    assert seq.receive(first) is Disposition.START_LANE
-    assert seq.receive(second) is Disposition.QUEUED
-    assert seq.next("a") is first
-    assert seq.start_dialog("b") == [second]
-    assert seq.next("a") is None  # the old lane ends
-    assert seq.receive(_directive("a")) is Disposition.STALE
-    assert seq.receive(_directive("b")) is Disposition.START_LANE
-
-
-def test_failure_cancels_the_rest_of_the_dialog() -> None:
-    """If handling one directive fails, the remaining ones of its dialog are cancelled."""
-    seq = DialogSequencer()
-    seq.start_dialog("a")
-    speak, expect = _directive("a"), _directive("a", "ExpectSpeech")
-    seq.receive(speak)
-    seq.receive(expect)
-    assert seq.next("a") is speak
-    assert seq.failed(speak) == [expect]
-    assert seq.next("a") is None
-
-
-def test_queue_is_bounded() -> None:
-    """A dialog cannot queue more than max_queue directives."""
-    seq = DialogSequencer(max_queue=2)
-    seq.start_dialog("a")
-    assert [seq.receive(_directive("a")) for _ in range(3)] == [
-        Disposition.START_LANE,
-        Disposition.QUEUED,
-        Disposition.OVERFLOW,
-    ]
-
-
-@given(
-    st.lists(st.tuples(st.sampled_from(["start", "recv", "next", "fail"]), st.sampled_from("abn")))
-)
-def test_sequencer_never_hands_out_stale_directives(ops: list[tuple[str, str]]) -> None:
-    """Whatever happens, a lane only ever gets directives of the current dialog, in order."""
-    seq = DialogSequencer(max_queue=4)
-    for op, key in ops:
-        dialog = None if key == "n" else key
-        if op == "start" and dialog is not None:
-            seq.start_dialog(dialog)
-        elif op == "recv":
-            seq.receive(_directive(dialog))
-        elif op == "next" and dialog is not None:
-            got = seq.next(dialog)
-            if got is not None:
-                assert got.dialog_request_id == dialog == seq.current
-        elif op == "fail":
-            seq.failed(_directive(seq.current))
-        assert seq.queued <= 4
 
 
 # -- the recognizer's transition table -------------------------------------------------------
@@ -397,7 +331,7 @@ async def test_speak_blocks_the_rest_of_its_dialog() -> None:
     pipeline.register("SpeechSynthesizer", "Speak", speak)
     pipeline.register("SpeechRecognizer", "ExpectSpeech", expect)
     pipeline.register("SpeechRecognizer", "Broken", broken)
-    pipeline.start_dialog("d")
+    pipeline.dialogs.start("d")
     pipeline.dispatch(parse_directive(_raw("SpeechSynthesizer", "Speak", "d")))
     pipeline.dispatch(parse_directive(_raw("SpeechRecognizer", "ExpectSpeech", "d")))
     await asyncio.sleep(0.01)

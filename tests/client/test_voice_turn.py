@@ -25,7 +25,7 @@ from avsclient.audio import (
     WavFileSink,
     WavFileSource,
 )
-from avsclient.directives import Disposition
+from avsclient.dialog import Disposition
 from avsclient.simulator import ReceivedEvent, Reply, Simulator, directive, speech_asset
 from avsclient.simulator.scenarios import DEFAULT_STOP_CAPTURE_AFTER
 
