@@ -39,8 +39,8 @@ from avsclient.agents import (
 )
 from avsclient.attachments import AttachmentLimits, AttachmentStore
 from avsclient.audio import NullSink
+from avsclient.avs.manager import ChangedReason, ConnectionManager, ConnectionStatus
 from avsclient.directives import DEFAULT_MAX_QUEUE, DirectivePipeline, Disposition
-from avsclient.http2.manager import ChangedReason, ConnectionManager, ConnectionStatus
 from avsclient.messages import Directive, ExceptionType
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from avsclient.agents.events import ClientEvent, EventFailed, EventSent
 from avsclient.messages import ContextState, Directive, Event
 
 if TYPE_CHECKING:
+    from avsclient.avs.manager import EventResult
     from avsclient.directives import DirectivePipeline
-    from avsclient.http2.manager import EventResult
 
 __all__ = [
     "CapabilityAgent",

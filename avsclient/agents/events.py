@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from avsclient.agents.speech_recognizer import RecognizerState
     from avsclient.agents.speech_synthesizer import SpeechActivity
+    from avsclient.avs.manager import ChangedReason, ConnectionStatus, EventResult
     from avsclient.directives import Disposition
-    from avsclient.http2.manager import ChangedReason, ConnectionStatus, EventResult
     from avsclient.messages import Directive
 
 __all__ = [

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from h2.errors import ErrorCodes
 
 from avsclient._resource import AsyncResource
+from avsclient.config import ConnectionConfig
 from avsclient.exceptions import (
     ALPNError,
     ConnectError,
@@ -44,7 +45,6 @@ from avsclient.exceptions import (
     StreamReset,
     TransportError,
 )
-from avsclient.http2.config import ConnectionConfig
 from avsclient.http2.core import ClientCore
 from avsclient.http2.events import (
     ConnectionTerminated,
@@ -182,6 +182,14 @@ class HTTP2Connection(AsyncResource):
         """The server's SETTINGS_MAX_CONCURRENT_STREAMS."""
         return self._core.max_concurrent_streams
 
+    @property
+    def last_received_at(self) -> float:
+        """When bytes last arrived from the server (`loop.time()`; the connect time at first).
+
+        An owner's liveness check reads it to decide when to `ping()` an idle connection.
+        """
+        return self._last_activity
+
     # -- connecting --------------------------------------------------------------------------
 
     def _client_ssl_context(self) -> ssl.SSLContext:
@@ -303,7 +311,7 @@ class HTTP2Connection(AsyncResource):
     # -- tasks -------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        """Own the reader and keep-alive tasks in one TaskGroup.
+        """Own the reader task in a TaskGroup.
 
         The group lives in this dedicated task, not in connect()'s caller: a TaskGroup cancels
         the task that entered it when a child fails, and that must never be the owner's task.
@@ -311,8 +319,6 @@ class HTTP2Connection(AsyncResource):
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._read_loop(), name="http2 reader")
-                if self.config.keepalive_interval is not None:
-                    group.create_task(self._keepalive_loop(), name="http2 keep-alive")
         except Exception as exc:  # pragma: no cover - a bug in the loops themselves
             logger.exception("HTTP/2 connection tasks failed")
             self._fail(ConnectionLost(f"internal error in the HTTP/2 connection: {exc!r}"))
@@ -349,28 +355,9 @@ class HTTP2Connection(AsyncResource):
                 self._flush()
                 self._handle(events)
         finally:
-            # Whatever ends the loop (cancellation included), every keep-alive ends too.
+            # Whatever ends the loop (cancellation included), every waiter is told.
             if self._closed_future is not None and not self._closed_future.done():
                 self._fail(ConnectionClosed("the HTTP/2 connection was closed"))
-
-    async def _keepalive_loop(self) -> None:
-        interval = self.config.keepalive_interval
-        assert interval is not None
-        closed = self._closed_future
-        assert closed is not None
-        loop = asyncio.get_running_loop()
-        while not closed.done():
-            idle = loop.time() - self._last_activity
-            if idle < interval:
-                await asyncio.wait([closed], timeout=interval - idle)
-                continue
-            try:
-                await self.ping()
-            except PingTimeout as exc:
-                self._fail(ConnectionLost(f"the server did not answer a PING: {exc}"), cause=exc)
-                return
-            except TransportError:
-                return
 
     def _handle(self, events: list[Event]) -> None:
         streams = self._streams
@@ -720,7 +707,7 @@ class HTTP2Connection(AsyncResource):
 
         Raises:
             PingTimeout: no acknowledgement in time (the connection is probably dead; the
-                owner decides, except for keep-alive pings, which break the connection).
+                owner decides whether to give up on it).
             ConnectionLost, ConnectionClosed: the connection is over.
         """
         if self._state != "open":
@@ -762,9 +749,8 @@ class HTTP2Connection(AsyncResource):
         """Wait until the connection is over.
 
         Returns:
-            What ended it (`ConnectionLost`, with the foreign error as its `__cause__`, or
-            `PingTimeout` from a keep-alive), or None when the owner closed it or the server
-            ended it cleanly.
+            What ended it (`ConnectionLost`, with the foreign error as its `__cause__`), or
+            None when the owner closed it or the server ended it cleanly.
         """
         future = self._closed_future
         if future is None:

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider, RetryPolicy
-from avsclient.config import ClientConfig
-from avsclient.http2.manager import (
+from avsclient.avs.manager import (
     ChangedReason,
     ConnectionManager,
     ConnectionStatus,
@@ -20,6 +19,7 @@ from avsclient.http2.manager import (
     Outcome,
     ResponseSource,
 )
+from avsclient.config import ClientConfig
 from avsclient.multipart import Headers
 from avsclient.simulator import DEFAULT_CLIENT_ID, Simulator
 

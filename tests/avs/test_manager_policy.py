@@ -9,6 +9,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from avsclient.avs.policy import (
+    MAX_EXCEPTION_BODY,
+    STATUS_OF,
+    TRANSITIONS,
+    Action,
+    ConnectionStatus,
+    Input,
+    LifecycleMachine,
+    Outcome,
+    State,
+    outcome_for_error,
+    outcome_for_status,
+    parse_exception_body,
+    ping_due_in,
+)
 from avsclient.exceptions import (
     ConnectError,
     ConnectionClosed,
@@ -23,22 +38,7 @@ from avsclient.exceptions import (
     StreamReset,
     TransportError,
 )
-from avsclient.http2.policy import (
-    MAX_EXCEPTION_BODY,
-    STATUS_OF,
-    TRANSITIONS,
-    Action,
-    Backoff,
-    ConnectionStatus,
-    Input,
-    LifecycleMachine,
-    Outcome,
-    State,
-    outcome_for_error,
-    outcome_for_status,
-    parse_exception_body,
-    ping_due_in,
-)
+from avsclient.http2.policy import Backoff
 
 SDK_TABLE = (0.25, 1.0, 3.0, 5.0, 10.0, 20.0)
 

@@ -1,8 +1,8 @@
 """What comes back from AVS to the connection manager's caller: response bodies handed part by
 part to a `ResponseSink`, and the one `EventResult` that ends every event.
 
-Shared by the link (downchannel) and the event exchange; `avsclient.http2.manager` re-exports
-the public names.
+Shared by the link (downchannel) and the event exchange; `avsclient.avs` exports the public
+names.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from avsclient.avs.policy import MAX_EXCEPTION_BODY, Outcome
 from avsclient.exceptions import TransportError
-from avsclient.http2.policy import MAX_EXCEPTION_BODY, Outcome
 from avsclient.multipart import MessageEnded, PartData, PartEnded, PartStarted
 
 if TYPE_CHECKING:
@@ -33,8 +33,8 @@ __all__ = [
     "result",
 ]
 
-# The manager's modules log as one, so that an application's logging setup sees one name.
-logger = logging.getLogger("avsclient.http2.manager")
+# The session's modules log as one, so that an application's logging setup sees one name.
+logger = logging.getLogger("avsclient.avs")
 
 _SUCCESS = frozenset({Outcome.SUCCESS, Outcome.SUCCESS_NO_CONTENT})
 
