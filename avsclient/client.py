@@ -231,10 +231,15 @@ class AVSClient(AsyncService):
         return self.manager.status
 
     async def wait_connected(self, timeout: float | None = None) -> None:
-        """Wait until the client is connected.
+        """Wait until the client is connected (`ConnectionManager.wait_connected`).
+
+        Args:
+            timeout: seconds to wait at most; None waits for ever.
 
         Raises:
-            TimeoutError: not connected within `timeout` seconds.
+            ConnectTimeout: not connected within `timeout` seconds (a `TimeoutException`, not
+                the built-in `TimeoutError`); its message says why the last attempt failed.
+            ConnectionClosed: the client is (or gets) closed.
         """
         await self.manager.wait_connected(timeout)
 
