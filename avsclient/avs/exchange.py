@@ -36,7 +36,6 @@ from avsclient.avs.tokens import AttemptFailed, TokenGate
 from avsclient.exceptions import (
     ConnectionDraining,
     MultipartError,
-    ResponseTimeout,
     ServerError,
     TimeoutException,
     TransportError,
@@ -169,15 +168,18 @@ async def exchange(
     upload: asyncio.Task[None] | None = None
     try:
         headers = [("authorization", f"Bearer {token}"), ("content-type", body.content_type)]
-        trace.started_at = trace.progress_at = loop.time()
+        trace.started_at = loop.time()
         try:
+            # No total wait for the response: a Recognize's upload lasts as long as the user
+            # speaks. The stream fails once it made no progress either way (its upload
+            # included) for event_timeout: the one progress timeout, the transport's.
             stream = await link.conn.open_stream(
                 "POST",
                 EVENTS_PATH,
                 headers,
                 body=None,
                 response_timeout=None,
-                inactivity_timeout=None,
+                inactivity_timeout=link.config.event_timeout,
             )
         except ConnectionDraining:
             release_turn()
@@ -190,7 +192,7 @@ async def exchange(
             _upload(stream, body, replay, trace), name=f"avs upload {stream.stream_id}"
         )
         try:
-            response = await _response(stream, upload, trace, link.config.event_timeout)
+            response = await _first(stream.response(), upload)
         except ConnectionDraining:
             release_turn()
             await _finish_upload(upload, wait=True)
@@ -216,7 +218,7 @@ async def exchange(
             return await _read_event_body(
                 link, stream, upload, response, trace, message_id, request_id
             )
-        content = await read_error_body(stream, trace, link.config.event_timeout)
+        content = await read_error_body(stream, link.config.event_timeout)
         await _finish_upload(upload, wait=False)
         if outcome is Outcome.SUCCESS_NO_CONTENT:
             return result(outcome, message_id, trace, status=status, request_id=request_id)
@@ -259,38 +261,15 @@ async def _upload(stream: HTTP2Stream, body: Body, replay: Replay | None, trace:
     else:
         await stream.send_data(body.head)
 
-        def send_now(data: bytes) -> bool:
-            if stream.try_send_data(data):
-                trace.moved()
-                return True
-            return False
-
         position = 0
         while True:
-            chunk, position = await replay.chunk(position, send_now)
+            chunk, position = await replay.chunk(position, stream.try_send_data)
             if chunk is None:
                 break
             # Write at once when nothing else is ready (a microphone's frame), else together.
             await stream.send_data(chunk, flush=not replay.has_ready(position))
-            trace.moved()
         await stream.send_data(body.tail, end_stream=True)
     trace.body_sent_at = asyncio.get_running_loop().time()
-    trace.moved()
-
-
-async def _response(
-    stream: HTTP2Stream, upload: asyncio.Task[None], trace: Trace, limit: float
-) -> Response:
-    """Wait for the response headers while the upload progresses (`limit` s idle at most)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        remaining = trace.progress_at + limit - loop.time()
-        if remaining <= 0:
-            await stream.reset()
-            raise ResponseTimeout(f"no response to the event within {limit} s")
-        with contextlib.suppress(TimeoutError):  # then look at the progress again
-            async with asyncio.timeout(remaining):
-                return await _first(stream.response(), upload)
 
 
 async def _read_event_body(
@@ -310,29 +289,17 @@ async def _read_event_body(
     except (ValueError, MultipartError) as exc:
         error = exc
     else:
-        limit = link.config.event_timeout
         try:
-            while True:
-                remaining = trace.progress_at + limit - loop.time()
-                if remaining <= 0:
-                    await stream.reset()
-                    link.ping_now.set()  # SDK: a stalled event stream triggers a ping
-                    raise ResponseTimeout(f"the event response stalled for {limit} s")
-                try:
-                    async with asyncio.timeout(remaining):
-                        chunk = await anext(stream, None)
-                except TimeoutError:
-                    continue  # look at the progress again (the upload may have moved)
-                if chunk is None:
-                    break
+            async for chunk in stream:
                 if trace.first_byte_at is None:
                     trace.first_byte_at = loop.time()
-                trace.moved()
                 link.touch()
                 await deliver(link.sink, parser, chunk, source)
             if not parser.done:
                 parser.close()  # raises ParserError: the body was truncated
         except (TransportError, MultipartError) as exc:
+            if isinstance(exc, TimeoutException):
+                link.ping_now.set()  # SDK: a stalled event stream triggers a ping
             error = _upload_error(upload) or exc
     await _finish_upload(upload, wait=False)
     with contextlib.suppress(Exception):

@@ -187,7 +187,7 @@ class Link:
             log_response("downchannel", response)
             if response.status == 200:
                 return stream, response, ""
-            body = await read_error_body(stream, None, timeout)
+            body = await read_error_body(stream, timeout)
             await stream.aclose()
             code, description = parse_exception_body(body)
             return None, response, f"{code or ''} {description or ''}".strip()

@@ -126,10 +126,6 @@ class Trace:
     body_sent_at: float | None = None
     response_started_at: float | None = None
     first_byte_at: float | None = None
-    progress_at: float = 0.0  # when a chunk was last sent or received
-
-    def moved(self) -> None:
-        self.progress_at = asyncio.get_running_loop().time()
 
 
 def result(
@@ -183,17 +179,14 @@ async def deliver(
             logger.exception("the response sink failed on %r", event)
 
 
-async def read_error_body(
-    stream: HTTP2Stream, trace: Trace | None = None, timeout: float | None = None
-) -> bytes:
-    """At most MAX_EXCEPTION_BODY bytes of a (small, JSON) error body; errors give b""."""
+async def read_error_body(stream: HTTP2Stream, timeout: float | None = None) -> bytes:
+    """At most MAX_EXCEPTION_BODY bytes of a (small, JSON) error body, read within `timeout`
+    in all; errors give b""."""
     parts: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(timeout):
             async for chunk in stream:
-                if trace is not None:
-                    trace.moved()
                 parts.append(chunk[: MAX_EXCEPTION_BODY - size])
                 size += len(parts[-1])
                 if size >= MAX_EXCEPTION_BODY:

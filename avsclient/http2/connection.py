@@ -365,27 +365,27 @@ class HTTP2Connection(AsyncResource):
             if type(event) is DataReceived:
                 stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream._on_data(event.data, event.flow_controlled_length)
+                    stream.on_data(event.data, event.flow_controlled_length)
                 else:
                     self._core.acknowledge(event.stream_id, event.flow_controlled_length)
             elif isinstance(event, ResponseReceived):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream._on_response(Response(event.stream_id, event.status, event.headers))
+                    stream.on_response(Response(event.stream_id, event.status, event.headers))
             elif isinstance(event, StreamEnded):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream._on_end()
+                    stream.on_end()
             elif isinstance(event, TrailersReceived):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream.trailers = event.headers
+                    stream.on_trailers(event.headers)
             elif isinstance(event, StreamResetReceived):
                 self._on_reset(event)
             elif isinstance(event, StreamRefused):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream._fail(
+                    stream.fail(
                         ConnectionDraining(
                             f"stream {event.stream_id} was not processed: the server sent "
                             f"GOAWAY (last stream {event.last_stream_id}); retry elsewhere",
@@ -408,22 +408,22 @@ class HTTP2Connection(AsyncResource):
                 for stream_id in event.open_stream_ids:
                     stream = streams.get(stream_id)
                     if stream is not None:
-                        stream._fail(error)
+                        stream.fail(error)
         self._notify_progress()
 
     def _on_reset(self, event: StreamResetReceived) -> None:
         stream = self._streams.get(event.stream_id)
         if stream is None:
             return
-        if stream._ended and event.error_code == ErrorCodes.NO_ERROR:
+        if stream.ended and event.error_code == ErrorCodes.NO_ERROR:
             # RFC 9113 section 8.1: a complete response followed by RST_STREAM(NO_ERROR)
             # asks the client to stop sending; the response stands.
-            stream._stop_upload()
+            stream.stop_upload()
             return
         why = (
             "reset by the server" if event.remote else "reset: the server's response was malformed"
         )
-        stream._fail(
+        stream.fail(
             StreamReset(
                 f"stream {event.stream_id} was {why} (error code {event.error_code})",
                 stream_id=event.stream_id,
@@ -530,16 +530,11 @@ class HTTP2Connection(AsyncResource):
         self, stream: HTTP2Stream, error: BaseException, error_code: int = ErrorCodes.CANCEL
     ) -> None:
         """Fail a stream with `error` and tell the server with RST_STREAM."""
-        stream._fail(error)
+        stream.fail(error)
         self._core.reset_stream(stream.stream_id, error_code)
         self._flush()
         self._forget(stream)
         self._notify_progress()
-
-    def _maybe_forget(self, stream: HTTP2Stream) -> None:
-        """Drop a stream whose exchange is over in both directions (nothing left to route)."""
-        if stream._ended and not stream._chunks and not stream._upload_open:
-            self._forget(stream)
 
     def _forget(self, stream: HTTP2Stream) -> None:
         if self._streams.get(stream.stream_id) is stream:
@@ -567,7 +562,7 @@ class HTTP2Connection(AsyncResource):
         # The core forgets its streams; every stream of ours gets this very error below.
         self._core.connection_lost(str(error))
         for stream in list(self._streams.values()):
-            stream._fail(error)
+            stream.fail(error)
         for waiter in self._pings.values():
             if not waiter.done():
                 waiter.set_exception(error)
@@ -584,6 +579,79 @@ class HTTP2Connection(AsyncResource):
                 self._writer.close()
         self._notify_progress()
         logger.info("HTTP/2 connection to %s:%s ended: %s", self.host, self.port, error)
+
+    # -- the interface its streams use (`stream.StreamOwner`) ------------------------------
+
+    def stream_send(
+        self, stream_id: int, data: memoryview, *, end_stream: bool, flush: bool
+    ) -> int:
+        """Queue as much of `data` as the windows allow on `stream_id` and write it.
+
+        Written at once when `flush` or `end_stream`, else on the loop's next turn together
+        with what follows (`_flush_soon`).
+
+        Returns:
+            How many bytes were queued (0: wait for `stream_wait_window`).
+
+        Raises:
+            ConnectionLost, ConnectionDraining, ConnectionClosed: the connection's error.
+            LocalProtocolError, RemoteProtocolError: the stream or the connection is over.
+        """
+        try:
+            sent = self._core.send_data(stream_id, data, end_stream=end_stream)
+        except (LocalProtocolError, RemoteProtocolError, ConnectionClosed) as exc:
+            raise self._error_for(exc) from exc
+        if flush or end_stream:
+            self._flush()
+        else:
+            self._flush_soon(sent)
+        return sent
+
+    def stream_try_send(self, stream_id: int, data: bytes) -> bool:
+        """Frame and write `data` now if the transport is not holding writes back and it fits
+        one DATA frame within both windows (`ClientCore.try_send_frame`); else do nothing.
+
+        Returns:
+            Whether `data` was written.
+        """
+        if self._writable() and self._core.try_send_frame(stream_id, data):
+            self._flush()
+            return True
+        return False
+
+    def stream_acknowledge(self, stream_id: int, length: int) -> None:
+        """Give back the window of `length` flow-controlled bytes a consumer took, and write."""
+        self._core.acknowledge(stream_id, length)
+        self._flush()
+
+    async def stream_wait_window(self, stream: HTTP2Stream) -> None:
+        """Wait until the windows may have grown (any progress of the connection).
+
+        Raises:
+            StreamInactivityTimeout: nothing within `stream.inactivity_timeout` (the stream
+                is reset).
+        """
+        await self._wait_progress(stream.inactivity_timeout, stream)
+
+    async def stream_drain(self, stream: HTTP2Stream) -> None:
+        """Wait while the transport holds writes back.
+
+        Raises:
+            StreamInactivityTimeout: the network took nothing for `stream.inactivity_timeout`
+                (the stream is reset).
+            ConnectionLost: writing failed.
+        """
+        await self._drain(stream)
+
+    def stream_reset(
+        self, stream: HTTP2Stream, error: BaseException, error_code: int = ErrorCodes.CANCEL
+    ) -> None:
+        """Fail `stream` with `error`, send RST_STREAM and forget it."""
+        self._reset(stream, error, error_code)
+
+    def stream_release(self, stream: HTTP2Stream) -> None:
+        """Forget a stream that is over (nothing more will be routed to it)."""
+        self._forget(stream)
 
     # -- public operations -------------------------------------------------------------------
 
@@ -658,8 +726,7 @@ class HTTP2Connection(AsyncResource):
         self._streams[stream_id] = stream
         self._flush()
         if body is not None and not end_stream:
-            task = asyncio.create_task(stream._pump(body), name=f"http2 upload {stream_id}")
-            stream._upload_task = task
+            task = stream.start_upload(body)
             self._uploads.add(task)
             task.add_done_callback(self._uploads.discard)
         return stream
