@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -21,6 +23,7 @@ from avsclient.avs.policy import (
     Outcome,
     outcome_for_status,
     parse_exception_body,
+    reason_for_outcome,
 )
 from avsclient.avs.responses import (
     EventResult,
@@ -33,6 +36,7 @@ from avsclient.avs.responses import (
     result,
 )
 from avsclient.avs.tokens import AttemptFailed, TokenGate
+from avsclient.avs.upload import Body
 from avsclient.exceptions import (
     ConnectionDraining,
     MultipartError,
@@ -44,17 +48,20 @@ from avsclient.multipart import MultipartParser, boundary_from_content_type
 
 if TYPE_CHECKING:
     from avsclient.avs.link import Link
-    from avsclient.avs.upload import Body, Replay
+    from avsclient.avs.upload import Replay
+    from avsclient.http2.policy import Backoff
     from avsclient.http2.stream import HTTP2Stream, Response
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
+    "ContextProvider",
     "EVENTS_PATH",
     "REFUSED",
     "exchange",
     "message_id_of",
     "send_authorized",
     "send_on_link",
+    "synchronize",
 ]
 
 # The session's modules log as one, so that an application's logging setup sees one name.
@@ -64,6 +71,10 @@ EVENTS_PATH: Final = "/v20160207/events"
 
 #: What `exchange` returns for a stream a GOAWAY refused (never processed: send it elsewhere).
 REFUSED: Final = "refused"
+
+#: Gives the full context (a list of `{"header": ..., "payload": ...}` state objects) for
+#: SynchronizeState; may be a plain function or a coroutine function.
+ContextProvider = Callable[[], "Awaitable[list[dict[str, Any]]] | list[dict[str, Any]]"]
 
 
 def message_id_of(event: Mapping[str, Any]) -> str:
@@ -138,6 +149,48 @@ async def send_on_link(
         return outcome, link
 
     return await send_authorized(link.gate, run, replay, message_id)
+
+
+async def synchronize(link: Link, context: ContextProvider, backoff: Backoff) -> None:
+    """Send System.SynchronizeState on `link` until it is accepted (avs-protocol 2.1 step 5).
+
+    Raises:
+        AttemptFailed: the link ended meanwhile, or AVS rejected the token twice.
+    """
+    while True:
+        state = context()
+        if inspect.isawaitable(state):
+            state = await state
+        event = {
+            "context": list(state),
+            "event": {
+                "header": {
+                    "namespace": "System",
+                    "name": "SynchronizeState",
+                    "messageId": str(uuid.uuid4()),
+                },
+                "payload": {},
+            },
+        }
+        body = Body.encode(event, audio=False)
+        result = await send_on_link(link, body, None, message_id_of(event))
+        if result.ok:
+            return
+        if not link.usable:
+            raise AttemptFailed(
+                link.lost or link.drain or reason_for_outcome(result.outcome),
+                f"the connection ended during SynchronizeState ({result.outcome.name})",
+            )
+        if result.outcome is Outcome.INVALID_AUTH:
+            raise AttemptFailed(ChangedReason.INVALID_AUTH, "SynchronizeState got 403 twice")
+        delay = backoff.next_delay()
+        logger.warning(
+            "SynchronizeState failed (%s, status %s); again in %.3f s",
+            result.outcome.name,
+            result.status,
+            delay,
+        )
+        await asyncio.sleep(delay)
 
 
 async def exchange(

@@ -22,16 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import logging
 import random as _random
-import uuid
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from avsclient._resource import AsyncService
-from avsclient.avs.exchange import REFUSED, exchange, message_id_of, send_authorized, send_on_link
+from avsclient.avs.exchange import (
+    REFUSED,
+    ContextProvider,
+    exchange,
+    message_id_of,
+    send_authorized,
+    synchronize,
+)
 from avsclient.avs.link import Link
 from avsclient.avs.policy import (
     Action,
@@ -42,7 +47,6 @@ from avsclient.avs.policy import (
     Outcome,
     State,
     reason_for_error,
-    reason_for_outcome,
 )
 from avsclient.avs.responses import EventResult, ResponseSink, ResponseSource, failed
 from avsclient.avs.tokens import AttemptFailed, TokenGate
@@ -74,11 +78,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("avsclient.avs")
-
-#: Gives the full context (a list of `{"header": ..., "payload": ...}` state objects) for
-#: SynchronizeState; may be a plain function or a coroutine function.
-ContextProvider = Callable[[], "Awaitable[list[dict[str, Any]]] | list[dict[str, Any]]"]
-
 
 class ConnectionManager(AsyncService):
     """Keeps one AVS connection up and carries events over it.
@@ -460,7 +459,8 @@ class ConnectionManager(AsyncService):
                 raise AttemptFailed(reason_for_error(exc), f"connection failed: {exc}") from exc
             link.touch()
             await link.open_downchannel(token)
-            await self._synchronize(link)
+            backoff = Backoff(self.config.backoff, self.config.backoff_jitter, self._random)
+            await synchronize(link, self._context, backoff)
             if not link.usable:
                 raise AttemptFailed(
                     link.lost or link.drain or ChangedReason.SERVER_SIDE_DISCONNECT,
@@ -471,44 +471,6 @@ class ConnectionManager(AsyncService):
             raise
         link.start_monitoring()
         return link
-
-    async def _synchronize(self, link: Link) -> None:
-        """Send System.SynchronizeState until it is accepted (avs-protocol 2.1 step 5)."""
-        backoff = Backoff(self.config.backoff, self.config.backoff_jitter, self._random)
-        while True:
-            context = self._context()
-            if inspect.isawaitable(context):
-                context = await context
-            event = {
-                "context": list(context),
-                "event": {
-                    "header": {
-                        "namespace": "System",
-                        "name": "SynchronizeState",
-                        "messageId": str(uuid.uuid4()),
-                    },
-                    "payload": {},
-                },
-            }
-            body = Body.encode(event, audio=False)
-            result = await send_on_link(link, body, None, message_id_of(event))
-            if result.ok:
-                return
-            if not link.usable:
-                raise AttemptFailed(
-                    link.lost or link.drain or reason_for_outcome(result.outcome),
-                    f"the connection ended during SynchronizeState ({result.outcome.name})",
-                )
-            if result.outcome is Outcome.INVALID_AUTH:
-                raise AttemptFailed(ChangedReason.INVALID_AUTH, "SynchronizeState got 403 twice")
-            delay = backoff.next_delay()
-            logger.warning(
-                "SynchronizeState failed (%s, status %s); again in %.3f s",
-                result.outcome.name,
-                result.status,
-                delay,
-            )
-            await asyncio.sleep(delay)
 
     # -- events ------------------------------------------------------------------------------
 

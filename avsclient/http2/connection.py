@@ -462,7 +462,7 @@ class HTTP2Connection(AsyncResource):
             error = StreamInactivityTimeout(
                 f"stream {stream.stream_id}: the server gave no flow-control window for {timeout} s"
             )
-            self._reset(stream, error)
+            self.stream_reset(stream, error)
             raise error from exc
 
     def _flush(self) -> None:
@@ -496,7 +496,14 @@ class HTTP2Connection(AsyncResource):
         transport = writer.transport
         return transport.get_write_buffer_size() <= self._drain_below and not transport.is_closing()
 
-    async def _drain(self, stream: HTTP2Stream) -> None:
+    async def stream_drain(self, stream: HTTP2Stream) -> None:
+        """Wait while the transport holds writes back (`StreamOwner`).
+
+        Raises:
+            StreamInactivityTimeout: the network took nothing for `stream.inactivity_timeout`
+                (the stream is reset).
+            ConnectionLost: writing failed.
+        """
         writer = self._writer
         assert writer is not None
         if self._writable():
@@ -511,7 +518,7 @@ class HTTP2Connection(AsyncResource):
                 f"stream {stream.stream_id}: the network took nothing for "
                 f"{stream.inactivity_timeout} s"
             )
-            self._reset(stream, error)
+            self.stream_reset(stream, error)
             raise error from exc
         except (OSError, ssl.SSLError) as exc:
             lost = ConnectionLost(f"writing to the server failed: {exc}")
@@ -526,17 +533,19 @@ class HTTP2Connection(AsyncResource):
                 return reason
         return exc
 
-    def _reset(
+    def stream_reset(
         self, stream: HTTP2Stream, error: BaseException, error_code: int = ErrorCodes.CANCEL
     ) -> None:
-        """Fail a stream with `error` and tell the server with RST_STREAM."""
+        """Fail `stream` with `error`, tell the server with RST_STREAM, forget it
+        (`StreamOwner`)."""
         stream.fail(error)
         self._core.reset_stream(stream.stream_id, error_code)
         self._flush()
-        self._forget(stream)
+        self.stream_release(stream)
         self._notify_progress()
 
-    def _forget(self, stream: HTTP2Stream) -> None:
+    def stream_release(self, stream: HTTP2Stream) -> None:
+        """Forget a stream that is over: nothing more is routed to it (`StreamOwner`)."""
         if self._streams.get(stream.stream_id) is stream:
             del self._streams[stream.stream_id]
             self._notify_progress()
@@ -632,26 +641,6 @@ class HTTP2Connection(AsyncResource):
                 is reset).
         """
         await self._wait_progress(stream.inactivity_timeout, stream)
-
-    async def stream_drain(self, stream: HTTP2Stream) -> None:
-        """Wait while the transport holds writes back.
-
-        Raises:
-            StreamInactivityTimeout: the network took nothing for `stream.inactivity_timeout`
-                (the stream is reset).
-            ConnectionLost: writing failed.
-        """
-        await self._drain(stream)
-
-    def stream_reset(
-        self, stream: HTTP2Stream, error: BaseException, error_code: int = ErrorCodes.CANCEL
-    ) -> None:
-        """Fail `stream` with `error`, send RST_STREAM and forget it."""
-        self._reset(stream, error, error_code)
-
-    def stream_release(self, stream: HTTP2Stream) -> None:
-        """Forget a stream that is over (nothing more will be routed to it)."""
-        self._forget(stream)
 
     # -- public operations -------------------------------------------------------------------
 
