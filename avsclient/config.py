@@ -118,9 +118,10 @@ class ConnectionConfig:
         connect_timeout: TCP connect, and then receiving the server's first SETTINGS frame.
         tls_handshake_timeout: the TLS handshake.
         response_timeout: default wait for a stream's response headers (per stream override).
-        stream_inactivity_timeout: default longest pause in a stream's progress while a caller
-            waits for it: a body chunk, or room in the flow-control window to send one.
-            None (no limit) suits the AVS downchannel, which is silent for hours.
+        stream_inactivity_timeout: default longest pause in a stream's progress, either way
+            (headers or a chunk received, upload bytes sent), while a caller waits on it: for
+            the response headers, a body chunk, or room to send. None (no limit) suits the
+            AVS downchannel, which is silent for hours.
         ping_timeout: how long a PING may stay unacknowledged (the default of `ping()`).
         connection_window: receive window advertised for the connection.
         stream_window: receive window advertised for every stream (SETTINGS_INITIAL_WINDOW_SIZE);
