@@ -147,15 +147,19 @@ async def test_unanswered_ping_is_a_dead_link(sim: Simulator) -> None:
 async def test_unanswered_ping_frame_is_a_dead_link(sim: Simulator) -> None:
     """An HTTP/2 PING frame unanswered within liveness_timeout ends the link (PING_TIMEOUT)
     long before GET /ping is due, and fails the streams still open on it."""
+    sim.script.recognize(stop_capture_after=None)
+
+    async def stalled_microphone() -> AsyncIterator[bytes]:
+        yield bytes(320)
+        await asyncio.Event().wait()  # the user says nothing more: the stream stays open
+
     async with running_manager(
         sim, ping_interval=300.0, liveness_interval=0.3, liveness_timeout=0.2, event_timeout=30.0
     ) as run:
         await run.manager.wait_connected(10)
         sim.faults.ignore_pings()
-        sim.faults.delay_responses(60.0)  # the event stays open, waiting for its response
         seen = len(run.statuses)
-        event = make_event()
-        result = await run.send(event)
+        result = await run.send(recognize_event(), audio=stalled_microphone())
         assert result.outcome is Outcome.NOT_CONNECTED
         await wait_for(
             lambda: (PENDING, ChangedReason.PING_TIMEOUT) in run.statuses[seen:], timeout=20
