@@ -46,7 +46,7 @@ from avsclient.dialog import DEFAULT_MAX_QUEUE, DialogManager, Disposition
 from avsclient.directives import DirectivePipeline
 from avsclient.exceptions import StateError
 from avsclient.focus import FocusManager
-from avsclient.http2.manager import ChangedReason, ConnectionManager, ConnectionStatus
+from avsclient.avs.manager import ChangedReason, ConnectionManager, ConnectionStatus
 from avsclient.messages import Directive, ExceptionType, exception_encountered
 
 if TYPE_CHECKING:
@@ -387,10 +387,15 @@ class AVSClient(AsyncService):
         return self.manager.status
 
     async def wait_connected(self, timeout: float | None = None) -> None:
-        """Wait until the client is connected.
+        """Wait until the client is connected (`ConnectionManager.wait_connected`).
+
+        Args:
+            timeout: seconds to wait at most; None waits for ever.
 
         Raises:
-            TimeoutError: not connected within `timeout` seconds.
+            ConnectTimeout: not connected within `timeout` seconds (a `TimeoutException`, not
+                the built-in `TimeoutError`); its message says why the last attempt failed.
+            ConnectionClosed: the client is (or gets) closed.
         """
         await self.manager.wait_connected(timeout)
 

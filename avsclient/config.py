@@ -1,8 +1,12 @@
-"""Client configuration: AVS regions and hosts, timeouts, back-off and queue bounds (no I/O).
+"""Configuration (no I/O): the client's AVS regions, timeouts, back-off and queue bounds, and the
+HTTP/2 transport's timeouts, windows and limits.
 
-One frozen dataclass, `ClientConfig`, checked when it is built and passed to the
-`ConnectionManager` (and the `AVSClient` built on it). Defaults follow the AVS Device SDK as
-avs-protocol.md sections 1.1 and 1.4 describe it; every value is in seconds unless noted.
+Two frozen dataclasses, each checked when it is built: `ClientConfig`, passed to the
+`ConnectionManager` (and the `AVSClient` built on it), and `ConnectionConfig`, the transport's
+own (`avsclient.http2` imports it from here, so this bottom-layer module imports nothing
+above it). `ClientConfig.connection_config()` derives the second from the first. Defaults
+follow the AVS Device SDK as avs-protocol.md sections 1.1 and 1.4 describe it; every value
+is in seconds unless noted.
 """
 
 from __future__ import annotations
@@ -11,17 +15,16 @@ import enum
 import math
 import ssl
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:
-    # Only for annotations: avsclient.http2 imports this module (no import cycle at run time).
-    from avsclient.http2.config import ConnectionConfig
-
+# Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
     "ClientConfig",
+    "ConnectionConfig",
     "DEFAULT_BACKOFF",
     "DEFAULT_BACKOFF_JITTER",
+    "DEFAULT_CONNECTION_WINDOW",
+    "DEFAULT_STREAM_WINDOW",
     "Region",
     "check_endpoint",
 ]
@@ -79,6 +82,100 @@ def check_endpoint(url: str) -> str:
     return url.rstrip("/")
 
 
+# -- the HTTP/2 transport ---------------------------------------------------------------
+
+# RFC 9113 section 6.9.1: windows cannot exceed 2**31 - 1; section 6.5.2: frame sizes live in
+# [2**14, 2**24 - 1].
+_MAX_WINDOW = 2**31 - 1
+_MIN_FRAME = 2**14
+_MAX_FRAME = 2**24 - 1
+
+#: Receive window of the whole connection. The RFC default (64 KiB) costs 35-50% of the
+#: throughput of a multi-MiB download even on loopback: the server stalls every 64 KiB waiting
+#: for a WINDOW_UPDATE. 16 MiB keeps a 100 Mbit/s, 1 s round trip link busy.
+DEFAULT_CONNECTION_WINDOW = 16 * 1024 * 1024
+
+#: Receive window of each stream. It is also the bound on what one stream buffers while its
+#: consumer is slow (data is acknowledged only when the consumer takes it), so memory per
+#: stream stays at most this large. Four such streams fit in the connection window, so a slow
+#: consumer never blocks the others (AVS allows 10 streams, of which at most two carry
+#: large bodies: the downchannel and one event response).
+DEFAULT_STREAM_WINDOW = 4 * 1024 * 1024
+
+
+def _check_timeout(name: str, value: float | None) -> None:
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive number of seconds or None, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionConfig:
+    """Timeouts, windows and limits of one HTTP/2 client connection.
+
+    Every timeout is in seconds; None disables it.
+
+    Attributes:
+        connect_timeout: TCP connect, and then receiving the server's first SETTINGS frame.
+        tls_handshake_timeout: the TLS handshake.
+        response_timeout: default wait for a stream's response headers (per stream override).
+        stream_inactivity_timeout: default longest pause in a stream's progress, either way
+            (headers or a chunk received, upload bytes sent), while a caller waits on it: for
+            the response headers, a body chunk, or room to send. None (no limit) suits the
+            AVS downchannel, which is silent for hours.
+        ping_timeout: how long a PING may stay unacknowledged (the default of `ping()`).
+        connection_window: receive window advertised for the connection.
+        stream_window: receive window advertised for every stream (SETTINGS_INITIAL_WINDOW_SIZE);
+            also the most one stream buffers for a slow consumer.
+        max_inbound_frame_size: SETTINGS_MAX_FRAME_SIZE we advertise.
+        max_header_list_size: SETTINGS_MAX_HEADER_LIST_SIZE we advertise and enforce.
+        read_size: bytes asked from the socket per read.
+        write_buffer_limit: an upload waits when this many bytes are queued for the socket, so
+            a fast producer cannot outrun a slow network.
+    """
+
+    connect_timeout: float | None = 10.0
+    tls_handshake_timeout: float | None = 10.0
+    response_timeout: float | None = 30.0
+    # AVS Device SDK: an event stream without progress for 30 s is considered dead
+    # (avs-protocol.md section 1.4).
+    stream_inactivity_timeout: float | None = 30.0
+    # AVS Device SDK waits at most 30 s for a ping answer (avs-protocol.md section 1.4).
+    ping_timeout: float | None = 30.0
+    connection_window: int = DEFAULT_CONNECTION_WINDOW
+    stream_window: int = DEFAULT_STREAM_WINDOW
+    max_inbound_frame_size: int = _MIN_FRAME
+    max_header_list_size: int = 64 * 1024
+    read_size: int = 256 * 1024
+    write_buffer_limit: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in (
+            "connect_timeout",
+            "tls_handshake_timeout",
+            "response_timeout",
+            "stream_inactivity_timeout",
+            "ping_timeout",
+        ):
+            _check_timeout(name, getattr(self, name))
+        if not 65_535 <= self.connection_window <= _MAX_WINDOW:
+            raise ValueError(f"connection_window must be in [65535, {_MAX_WINDOW}]")
+        if not 1 <= self.stream_window <= _MAX_WINDOW:
+            raise ValueError(f"stream_window must be in [1, {_MAX_WINDOW}]")
+        if self.stream_window > self.connection_window:
+            raise ValueError("stream_window must not exceed connection_window")
+        if not _MIN_FRAME <= self.max_inbound_frame_size <= _MAX_FRAME:
+            raise ValueError(f"max_inbound_frame_size must be in [{_MIN_FRAME}, {_MAX_FRAME}]")
+        if self.max_header_list_size < 1024:
+            raise ValueError("max_header_list_size must be at least 1024")
+        if self.read_size < 1024:
+            raise ValueError("read_size must be at least 1024")
+        if self.write_buffer_limit < 1024:
+            raise ValueError("write_buffer_limit must be at least 1024")
+
+
+# -- the client ------------------------------------------------------------------------------
+
+
 def _positive(name: str, value: float) -> None:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
@@ -95,9 +192,14 @@ class ClientConfig:
         legacy_host: use the region's legacy host instead of the current one.
         ca_file: a PEM file of CAs to trust instead of the system's.
         ssl_context: a ready client context (ALPN must offer h2); overrides `ca_file`.
-        ping_interval: send `GET /ping` after this long without receiving anything
-            (AVS closes idle connections after 5 minutes).
-        ping_timeout: how long a ping may take; no answer means the link is dead.
+        ping_interval: send `GET /ping` after this long without an AVS exchange (AVS closes
+            idle connections after 5 minutes).
+        ping_timeout: how long a `GET /ping` may take; no answer means the link is dead.
+        liveness_interval: send an HTTP/2 PING frame after this long without receiving a
+            byte (a cheap check that finds a dead link long before `ping_interval`); None
+            leaves liveness to `GET /ping` alone.
+        liveness_timeout: how long that PING may stay unacknowledged; no answer means the
+            link is dead. With the defaults a silent dead link is found within 20 s.
         event_timeout: an event stream without progress for this long ends TIMEDOUT and
             triggers an immediate ping.
         connect_timeout: the downchannel's response headers must arrive within this.
@@ -119,6 +221,11 @@ class ClientConfig:
     # AVS Device SDK: ping after 5 idle minutes, wait 30 s for the answer (avs-protocol 1.4).
     ping_interval: float = 300.0
     ping_timeout: float = 30.0
+    # A PING frame costs 17 bytes each way and no AVS request: probe an idle link every 15 s
+    # and give the answer 5 s (a loopback or LAN round trip is milliseconds, a congested
+    # mobile link a few hundred), so a dead link is noticed within about 20 s.
+    liveness_interval: float | None = 15.0
+    liveness_timeout: float = 5.0
     # SDK: an event stream without progress for 30 s is dead, then ping (avs-protocol 1.4).
     event_timeout: float = 30.0
     # SDK: the downchannel gets 60 s to answer (avs-protocol 1.4).
@@ -141,11 +248,14 @@ class ClientConfig:
         for name in (
             "ping_interval",
             "ping_timeout",
+            "liveness_timeout",
             "event_timeout",
             "connect_timeout",
             "queue_timeout",
         ):
             _positive(name, getattr(self, name))
+        if self.liveness_interval is not None:
+            _positive("liveness_interval", self.liveness_interval)
         if not self.backoff or any(not (math.isfinite(d) and d >= 0) for d in self.backoff):
             raise ValueError("backoff must be a non-empty tuple of delays >= 0")
         low, high = self.backoff_jitter
@@ -166,11 +276,9 @@ class ClientConfig:
         """The HTTP/2 transport settings: `transport` with timeouts taken from this config.
 
         TCP, TLS and SETTINGS get at most 10 s each (the transport's default), or less when
-        `connect_timeout` is shorter; the transport's own keep-alive stays off because the
-        manager pings with `GET /ping` itself.
+        `connect_timeout` is shorter; a PING waits `liveness_timeout` by default (the
+        session's liveness check, `avsclient.avs.link`, decides when to send one).
         """
-        from avsclient.http2.config import ConnectionConfig
-
         base = self.transport or ConnectionConfig()
         handshake = min(10.0, self.connect_timeout)
         return replace(
@@ -179,6 +287,5 @@ class ClientConfig:
             tls_handshake_timeout=handshake,
             response_timeout=self.event_timeout,
             stream_inactivity_timeout=self.event_timeout,
-            ping_timeout=self.ping_timeout,
-            keepalive_interval=None,
+            ping_timeout=self.liveness_timeout,
         )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from avsclient.http2.manager import EventResult
+    from avsclient.avs.manager import EventResult
     from avsclient.messages import Directive
 
 __all__ = [

@@ -23,7 +23,7 @@ from typing import Any
 from avsclient.attachments import Attachment, AttachmentStore, cid_of
 from avsclient.dialog import DEFAULT_MAX_QUEUE, DialogManager, Disposition
 from avsclient.exceptions import DirectiveError, RemoteProtocolError
-from avsclient.http2.manager import ResponseSource
+from avsclient.avs.manager import ResponseSource
 from avsclient.messages import Directive, ExceptionType, parse_directive
 from avsclient.multipart import Headers
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from avsclient.attachments import AttachmentStore
     from avsclient.dialog import DialogManager
     from avsclient.focus import FocusManager
-    from avsclient.http2.manager import EventResult
+    from avsclient.avs.manager import EventResult
 
 __all__ = [
     "AgentServices",

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from avsclient.agents.speech_recognizer import RecognizerState
     from avsclient.agents.speech_synthesizer import SpeechActivity
     from avsclient.dialog import Disposition
-    from avsclient.http2.manager import ChangedReason, ConnectionStatus, EventResult
+    from avsclient.avs.manager import ChangedReason, ConnectionStatus, EventResult
     from avsclient.messages import Directive
 
 __all__ = [

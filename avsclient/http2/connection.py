@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from h2.errors import ErrorCodes
 
 from avsclient._resource import AsyncResource
+from avsclient.config import ConnectionConfig
 from avsclient.exceptions import (
     ALPNError,
     ConnectError,
@@ -44,7 +45,6 @@ from avsclient.exceptions import (
     StreamReset,
     TransportError,
 )
-from avsclient.http2.config import ConnectionConfig
 from avsclient.http2.core import ClientCore
 from avsclient.http2.events import (
     ConnectionTerminated,
@@ -182,6 +182,14 @@ class HTTP2Connection(AsyncResource):
         """The server's SETTINGS_MAX_CONCURRENT_STREAMS."""
         return self._core.max_concurrent_streams
 
+    @property
+    def last_received_at(self) -> float:
+        """When bytes last arrived from the server (`loop.time()`; the connect time at first).
+
+        An owner's liveness check reads it to decide when to `ping()` an idle connection.
+        """
+        return self._last_activity
+
     # -- connecting --------------------------------------------------------------------------
 
     def _client_ssl_context(self) -> ssl.SSLContext:
@@ -303,7 +311,7 @@ class HTTP2Connection(AsyncResource):
     # -- tasks -------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        """Own the reader and keep-alive tasks in one TaskGroup.
+        """Own the reader task in a TaskGroup.
 
         The group lives in this dedicated task, not in connect()'s caller: a TaskGroup cancels
         the task that entered it when a child fails, and that must never be the owner's task.
@@ -311,8 +319,6 @@ class HTTP2Connection(AsyncResource):
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._read_loop(), name="http2 reader")
-                if self.config.keepalive_interval is not None:
-                    group.create_task(self._keepalive_loop(), name="http2 keep-alive")
         except Exception as exc:  # pragma: no cover - a bug in the loops themselves
             logger.exception("HTTP/2 connection tasks failed")
             self._fail(ConnectionLost(f"internal error in the HTTP/2 connection: {exc!r}"))
@@ -349,28 +355,9 @@ class HTTP2Connection(AsyncResource):
                 self._flush()
                 self._handle(events)
         finally:
-            # Whatever ends the loop (cancellation included), every keep-alive ends too.
+            # Whatever ends the loop (cancellation included), every waiter is told.
             if self._closed_future is not None and not self._closed_future.done():
                 self._fail(ConnectionClosed("the HTTP/2 connection was closed"))
-
-    async def _keepalive_loop(self) -> None:
-        interval = self.config.keepalive_interval
-        assert interval is not None
-        closed = self._closed_future
-        assert closed is not None
-        loop = asyncio.get_running_loop()
-        while not closed.done():
-            idle = loop.time() - self._last_activity
-            if idle < interval:
-                await asyncio.wait([closed], timeout=interval - idle)
-                continue
-            try:
-                await self.ping()
-            except PingTimeout as exc:
-                self._fail(ConnectionLost(f"the server did not answer a PING: {exc}"), cause=exc)
-                return
-            except TransportError:
-                return
 
     def _handle(self, events: list[Event]) -> None:
         streams = self._streams
@@ -378,27 +365,27 @@ class HTTP2Connection(AsyncResource):
             if type(event) is DataReceived:
                 stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream._on_data(event.data, event.flow_controlled_length)
+                    stream.on_data(event.data, event.flow_controlled_length)
                 else:
                     self._core.acknowledge(event.stream_id, event.flow_controlled_length)
             elif isinstance(event, ResponseReceived):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream._on_response(Response(event.stream_id, event.status, event.headers))
+                    stream.on_response(Response(event.stream_id, event.status, event.headers))
             elif isinstance(event, StreamEnded):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream._on_end()
+                    stream.on_end()
             elif isinstance(event, TrailersReceived):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream.trailers = event.headers
+                    stream.on_trailers(event.headers)
             elif isinstance(event, StreamResetReceived):
                 self._on_reset(event)
             elif isinstance(event, StreamRefused):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream._fail(
+                    stream.fail(
                         ConnectionDraining(
                             f"stream {event.stream_id} was not processed: the server sent "
                             f"GOAWAY (last stream {event.last_stream_id}); retry elsewhere",
@@ -421,22 +408,22 @@ class HTTP2Connection(AsyncResource):
                 for stream_id in event.open_stream_ids:
                     stream = streams.get(stream_id)
                     if stream is not None:
-                        stream._fail(error)
+                        stream.fail(error)
         self._notify_progress()
 
     def _on_reset(self, event: StreamResetReceived) -> None:
         stream = self._streams.get(event.stream_id)
         if stream is None:
             return
-        if stream._ended and event.error_code == ErrorCodes.NO_ERROR:
+        if stream.ended and event.error_code == ErrorCodes.NO_ERROR:
             # RFC 9113 section 8.1: a complete response followed by RST_STREAM(NO_ERROR)
             # asks the client to stop sending; the response stands.
-            stream._stop_upload()
+            stream.stop_upload()
             return
         why = (
             "reset by the server" if event.remote else "reset: the server's response was malformed"
         )
-        stream._fail(
+        stream.fail(
             StreamReset(
                 f"stream {event.stream_id} was {why} (error code {event.error_code})",
                 stream_id=event.stream_id,
@@ -475,7 +462,7 @@ class HTTP2Connection(AsyncResource):
             error = StreamInactivityTimeout(
                 f"stream {stream.stream_id}: the server gave no flow-control window for {timeout} s"
             )
-            self._reset(stream, error)
+            self.stream_reset(stream, error)
             raise error from exc
 
     def _flush(self) -> None:
@@ -509,7 +496,14 @@ class HTTP2Connection(AsyncResource):
         transport = writer.transport
         return transport.get_write_buffer_size() <= self._drain_below and not transport.is_closing()
 
-    async def _drain(self, stream: HTTP2Stream) -> None:
+    async def stream_drain(self, stream: HTTP2Stream) -> None:
+        """Wait while the transport holds writes back (`StreamOwner`).
+
+        Raises:
+            StreamInactivityTimeout: the network took nothing for `stream.inactivity_timeout`
+                (the stream is reset).
+            ConnectionLost: writing failed.
+        """
         writer = self._writer
         assert writer is not None
         if self._writable():
@@ -524,7 +518,7 @@ class HTTP2Connection(AsyncResource):
                 f"stream {stream.stream_id}: the network took nothing for "
                 f"{stream.inactivity_timeout} s"
             )
-            self._reset(stream, error)
+            self.stream_reset(stream, error)
             raise error from exc
         except (OSError, ssl.SSLError) as exc:
             lost = ConnectionLost(f"writing to the server failed: {exc}")
@@ -539,22 +533,19 @@ class HTTP2Connection(AsyncResource):
                 return reason
         return exc
 
-    def _reset(
+    def stream_reset(
         self, stream: HTTP2Stream, error: BaseException, error_code: int = ErrorCodes.CANCEL
     ) -> None:
-        """Fail a stream with `error` and tell the server with RST_STREAM."""
-        stream._fail(error)
+        """Fail `stream` with `error`, tell the server with RST_STREAM, forget it
+        (`StreamOwner`)."""
+        stream.fail(error)
         self._core.reset_stream(stream.stream_id, error_code)
         self._flush()
-        self._forget(stream)
+        self.stream_release(stream)
         self._notify_progress()
 
-    def _maybe_forget(self, stream: HTTP2Stream) -> None:
-        """Drop a stream whose exchange is over in both directions (nothing left to route)."""
-        if stream._ended and not stream._chunks and not stream._upload_open:
-            self._forget(stream)
-
-    def _forget(self, stream: HTTP2Stream) -> None:
+    def stream_release(self, stream: HTTP2Stream) -> None:
+        """Forget a stream that is over: nothing more is routed to it (`StreamOwner`)."""
         if self._streams.get(stream.stream_id) is stream:
             del self._streams[stream.stream_id]
             self._notify_progress()
@@ -580,7 +571,7 @@ class HTTP2Connection(AsyncResource):
         # The core forgets its streams; every stream of ours gets this very error below.
         self._core.connection_lost(str(error))
         for stream in list(self._streams.values()):
-            stream._fail(error)
+            stream.fail(error)
         for waiter in self._pings.values():
             if not waiter.done():
                 waiter.set_exception(error)
@@ -597,6 +588,59 @@ class HTTP2Connection(AsyncResource):
                 self._writer.close()
         self._notify_progress()
         logger.info("HTTP/2 connection to %s:%s ended: %s", self.host, self.port, error)
+
+    # -- the interface its streams use (`stream.StreamOwner`) ------------------------------
+
+    def stream_send(
+        self, stream_id: int, data: memoryview, *, end_stream: bool, flush: bool
+    ) -> int:
+        """Queue as much of `data` as the windows allow on `stream_id` and write it.
+
+        Written at once when `flush` or `end_stream`, else on the loop's next turn together
+        with what follows (`_flush_soon`).
+
+        Returns:
+            How many bytes were queued (0: wait for `stream_wait_window`).
+
+        Raises:
+            ConnectionLost, ConnectionDraining, ConnectionClosed: the connection's error.
+            LocalProtocolError, RemoteProtocolError: the stream or the connection is over.
+        """
+        try:
+            sent = self._core.send_data(stream_id, data, end_stream=end_stream)
+        except (LocalProtocolError, RemoteProtocolError, ConnectionClosed) as exc:
+            raise self._error_for(exc) from exc
+        if flush or end_stream:
+            self._flush()
+        else:
+            self._flush_soon(sent)
+        return sent
+
+    def stream_try_send(self, stream_id: int, data: bytes) -> bool:
+        """Frame and write `data` now if the transport is not holding writes back and it fits
+        one DATA frame within both windows (`ClientCore.try_send_frame`); else do nothing.
+
+        Returns:
+            Whether `data` was written.
+        """
+        if self._writable() and self._core.try_send_frame(stream_id, data):
+            self._flush()
+            return True
+        return False
+
+    def stream_acknowledge(self, stream_id: int, length: int) -> None:
+        """Give back the window of `length` flow-controlled bytes a consumer took, and write."""
+        self._core.acknowledge(stream_id, length)
+        self._flush()
+
+    async def stream_wait_window(self, stream: HTTP2Stream) -> None:
+        """Wait until the windows may have grown (any progress of the connection).
+
+        Raises:
+            StreamInactivityTimeout: nothing within `stream.inactivity_timeout` (the stream
+                is reset).
+        """
+        await self._wait_progress(stream.inactivity_timeout, stream)
 
     # -- public operations -------------------------------------------------------------------
 
@@ -671,8 +715,7 @@ class HTTP2Connection(AsyncResource):
         self._streams[stream_id] = stream
         self._flush()
         if body is not None and not end_stream:
-            task = asyncio.create_task(stream._pump(body), name=f"http2 upload {stream_id}")
-            stream._upload_task = task
+            task = stream.start_upload(body)
             self._uploads.add(task)
             task.add_done_callback(self._uploads.discard)
         return stream
@@ -720,7 +763,7 @@ class HTTP2Connection(AsyncResource):
 
         Raises:
             PingTimeout: no acknowledgement in time (the connection is probably dead; the
-                owner decides, except for keep-alive pings, which break the connection).
+                owner decides whether to give up on it).
             ConnectionLost, ConnectionClosed: the connection is over.
         """
         if self._state != "open":
@@ -762,9 +805,8 @@ class HTTP2Connection(AsyncResource):
         """Wait until the connection is over.
 
         Returns:
-            What ended it (`ConnectionLost`, with the foreign error as its `__cause__`, or
-            `PingTimeout` from a keep-alive), or None when the owner closed it or the server
-            ended it cleanly.
+            What ended it (`ConnectionLost`, with the foreign error as its `__cause__`), or
+            None when the owner closed it or the server ended it cleanly.
         """
         future = self._closed_future
         if future is None:

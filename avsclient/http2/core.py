@@ -22,6 +22,7 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 
+from avsclient.config import ConnectionConfig
 from avsclient.exceptions import (
     ConnectionClosed,
     ConnectionDraining,
@@ -29,7 +30,6 @@ from avsclient.exceptions import (
     RemoteProtocolError,
 )
 from avsclient.http2._h2 import H2Connection
-from avsclient.http2.config import ConnectionConfig
 from avsclient.http2.events import (
     ConnectionTerminated,
     DataReceived,

@@ -4,7 +4,17 @@ A stream holds the chunks the connection's reader routed to it and hands them ou
 iterator, giving their flow-control window back to the core only when the consumer takes them
 (STYLE.md section 9). Its upload is sent within the windows through the connection's single
 write path. Everything that touches the socket or the core's connection-wide state lives in
-`connection.py`; the stream calls into it.
+`connection.py`.
+
+The two talk through a small interface and nothing else: the stream calls its owner's
+`StreamOwner` methods (`stream_send`, `stream_try_send`, ...), and the connection calls the
+stream's "called by the connection" methods (`on_response`, `on_data`, `on_end`,
+`on_trailers`, `fail`, `stop_upload`, `start_upload`, `ended`).
+
+Progress: a stream's `inactivity_timeout` bounds every wait on it (the response headers, a
+body chunk, room in a window, a full write buffer) by the time since the exchange last moved
+in either direction: response headers or a chunk received, or upload bytes queued. So a long
+upload keeps the wait for its response alive, and a stream stalled both ways fails.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from h2.errors import ErrorCodes
 
@@ -23,7 +33,7 @@ from avsclient._resource import AsyncResource
 from avsclient.exceptions import (
     ConnectionClosed,
     LocalProtocolError,
-    RemoteProtocolError,
+    ProtocolError,
     ResponseTimeout,
     StreamInactivityTimeout,
     StreamReset,
@@ -31,7 +41,7 @@ from avsclient.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from avsclient.http2.connection import HTTP2Connection
+    from avsclient.config import ConnectionConfig
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
@@ -39,6 +49,7 @@ __all__ = [
     "DEFAULT",
     "HTTP2Stream",
     "Response",
+    "StreamOwner",
 ]
 
 logger = logging.getLogger("avsclient.http2")
@@ -59,6 +70,44 @@ DEFAULT: Final = _Default()
 
 def _timeout(value: float | _Default | None, default: float | None) -> float | None:
     return default if isinstance(value, _Default) else value
+
+
+class StreamOwner(Protocol):
+    """What a stream needs from its connection (`HTTP2Connection` implements it)."""
+
+    config: ConnectionConfig
+
+    def stream_send(
+        self, stream_id: int, data: memoryview, *, end_stream: bool, flush: bool
+    ) -> int:
+        """Queue what fits the windows, write it (now or next turn); return the count."""
+        ...
+
+    def stream_try_send(self, stream_id: int, data: bytes) -> bool:
+        """Frame and write `data` now if nothing stands in the way; whether it did."""
+        ...
+
+    def stream_acknowledge(self, stream_id: int, length: int) -> None:
+        """Give back the window of consumed bytes."""
+        ...
+
+    async def stream_wait_window(self, stream: HTTP2Stream) -> None:
+        """Wait for room in the windows (bounded by the stream's inactivity timeout)."""
+        ...
+
+    async def stream_drain(self, stream: HTTP2Stream) -> None:
+        """Wait while the transport holds writes back (bounded likewise)."""
+        ...
+
+    def stream_reset(
+        self, stream: HTTP2Stream, error: BaseException, error_code: int = ErrorCodes.CANCEL
+    ) -> None:
+        """Fail the stream with `error` and send RST_STREAM."""
+        ...
+
+    def stream_release(self, stream: HTTP2Stream) -> None:
+        """Forget a stream that is over."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +143,7 @@ class HTTP2Stream(AsyncResource):
 
     def __init__(
         self,
-        connection: HTTP2Connection,
+        connection: StreamOwner,
         stream_id: int,
         *,
         response_timeout: float | None,
@@ -107,6 +156,8 @@ class HTTP2Stream(AsyncResource):
         self.inactivity_timeout = inactivity_timeout
         self.trailers: tuple[tuple[str, str], ...] = ()
         loop = asyncio.get_running_loop()
+        self._clock = loop.time
+        self._opened_at = self._moved_at = loop.time()  # _moved_at: the exchange's progress
         self._response: asyncio.Future[Response] = loop.create_future()
         self._chunks: deque[tuple[bytes, int]] = deque()
         # Window of chunks the consumer took but not yet handed back: acknowledged together
@@ -127,24 +178,37 @@ class HTTP2Stream(AsyncResource):
 
     # -- called by the connection ------------------------------------------------------------
 
+    @property
+    def ended(self) -> bool:
+        """True once the response's END_STREAM arrived."""
+        return self._ended
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _on_response(self, response: Response) -> None:
+    def on_response(self, response: Response) -> None:
+        """The response headers arrived."""
         if not self._response.done():
+            self._moved_at = self._clock()
             self._response.set_result(response)
 
-    def _on_data(self, data: bytes, length: int) -> None:
+    def on_data(self, data: bytes, length: int) -> None:
+        """A body chunk arrived; `length` is its flow-controlled size."""
         self._chunks.append((data, length))
         self._wake()
 
-    def _on_end(self) -> None:
+    def on_end(self) -> None:
+        """The response body is complete."""
         self._ended = True
         self._wake()
 
-    def _fail(self, exc: BaseException) -> None:
+    def on_trailers(self, headers: tuple[tuple[str, str], ...]) -> None:
+        """Trailers arrived."""
+        self.trailers = headers
+
+    def fail(self, exc: BaseException) -> None:
         """Fail the stream (sticky); queued chunks are dropped, their window handed back."""
         if self._error is not None:
             return
@@ -156,9 +220,25 @@ class HTTP2Stream(AsyncResource):
             self._response.exception()
         self._wake()
 
-    def _stop_upload(self) -> None:
+    def stop_upload(self) -> None:
         """The server reset the stream after a complete response: only the upload stops."""
         self._upload_open = False
+
+    def start_upload(self, body: Body) -> asyncio.Task[None]:
+        """Send `body` from a task of its own (see `wait_upload`); return that task."""
+        task = asyncio.create_task(self._pump(body), name=f"http2 upload {self.stream_id}")
+        self._upload_task = task
+        return task
+
+    def _release_if_finished(self) -> None:
+        """Let the connection forget the stream once the exchange is over both ways."""
+        if self._ended and not self._chunks and not self._upload_open:
+            self._conn.stream_release(self)
+
+    def _progress_deadline(self) -> float | None:
+        """When the stream fails for lack of progress (None: never)."""
+        limit = self.inactivity_timeout
+        return None if limit is None else self._moved_at + limit
 
     # -- response ----------------------------------------------------------------------------
 
@@ -170,6 +250,8 @@ class HTTP2Stream(AsyncResource):
 
         Raises:
             ResponseTimeout: nothing arrived within `response_timeout` (the stream is reset).
+            StreamInactivityTimeout: nothing arrived, and nothing was sent, for
+                `inactivity_timeout` (the stream is reset).
             StreamReset: the server reset the stream.
             ConnectionDraining: the server's GOAWAY refused this stream (safe to retry).
             ConnectionLost: the connection broke.
@@ -177,17 +259,35 @@ class HTTP2Stream(AsyncResource):
         """
         if self._response.done():
             return self._response.result()
-        try:
-            async with asyncio.timeout(self.response_timeout):
-                return await asyncio.shield(self._response)
-        except TimeoutError as exc:
-            if self._response.done():  # pragma: no cover - arrived in the same loop turn
-                return self._response.result()
-            error = ResponseTimeout(
-                f"no response headers on stream {self.stream_id} within {self.response_timeout} s"
-            )
-            self._conn._reset(self, error)
-            raise error from exc
+        loop = asyncio.get_running_loop()
+        limit = self.response_timeout
+        total = None if limit is None else loop.time() + limit
+        while True:
+            deadline = self._progress_deadline()
+            if total is not None and (deadline is None or total < deadline):
+                deadline = total
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await asyncio.shield(self._response)
+            except TimeoutError as exc:
+                if self._response.done():  # pragma: no cover - arrived in the same loop turn
+                    return self._response.result()
+                now = loop.time()
+                error: TransportError
+                if total is not None and now >= total:
+                    error = ResponseTimeout(
+                        f"no response headers on stream {self.stream_id} within {limit} s"
+                    )
+                else:
+                    progress = self._progress_deadline()
+                    if progress is None or now < progress:
+                        continue  # the upload moved meanwhile: wait on
+                    error = StreamInactivityTimeout(
+                        f"stream {self.stream_id}: no response headers and nothing sent for "
+                        f"{self.inactivity_timeout} s"
+                    )
+                self._conn.stream_reset(self, error)
+                raise error from exc
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
@@ -197,7 +297,8 @@ class HTTP2Stream(AsyncResource):
 
         Raises:
             StopAsyncIteration: the body is complete.
-            StreamInactivityTimeout: no chunk within `inactivity_timeout` (the stream is reset).
+            StreamInactivityTimeout: the exchange made no progress either way for
+                `inactivity_timeout` (the stream is reset).
             ResponseTimeout, StreamReset, ConnectionDraining, ConnectionLost, ConnectionClosed:
                 as `response()`.
         """
@@ -208,7 +309,7 @@ class HTTP2Stream(AsyncResource):
             if self._error is not None:
                 raise self._error
             if self._ended:
-                self._conn._maybe_forget(self)
+                self._release_if_finished()
                 raise StopAsyncIteration
             await self._wait_for_data()
         data, length = chunks.popleft()
@@ -222,24 +323,29 @@ class HTTP2Stream(AsyncResource):
     def _acknowledge(self) -> None:
         """Hand the window of consumed (or discarded) chunks back to the core and write."""
         if self._unacked:
-            conn = self._conn
-            conn._core.acknowledge(self.stream_id, self._unacked)
-            self._unacked = 0
-            conn._flush()
+            unacked, self._unacked = self._unacked, 0
+            self._conn.stream_acknowledge(self.stream_id, unacked)
 
     async def _wait_for_data(self) -> None:
-        self._waiter = waiter = asyncio.get_running_loop().create_future()
-        try:
-            async with asyncio.timeout(self.inactivity_timeout):
-                await waiter
-        except TimeoutError as exc:
-            error = StreamInactivityTimeout(
-                f"stream {self.stream_id} received nothing for {self.inactivity_timeout} s"
-            )
-            self._conn._reset(self, error)
-            raise error from exc
-        finally:
-            self._waiter = None
+        """Wait for a chunk, the end or an error, while the exchange moves either way."""
+        while True:
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout_at(self._progress_deadline()):
+                    await waiter
+            except TimeoutError as exc:
+                deadline = self._progress_deadline()
+                if deadline is not None and self._clock() < deadline:
+                    continue  # the upload moved meanwhile: wait on
+                error = StreamInactivityTimeout(
+                    f"stream {self.stream_id} received nothing for {self.inactivity_timeout} s"
+                )
+                self._conn.stream_reset(self, error)
+                raise error from exc
+            finally:
+                self._waiter = None
+            self._moved_at = self._clock()
+            return
 
     async def read(self, max_size: int | None = None) -> bytes:
         """Read the whole response body.
@@ -289,27 +395,24 @@ class HTTP2Stream(AsyncResource):
             ConnectionDraining, ConnectionLost, ConnectionClosed: as `response()`.
         """
         conn = self._conn
-        core = conn._core
         view = memoryview(data).cast("B")
         while True:
             self._check_upload()
             try:
-                sent = core.send_data(self.stream_id, view, end_stream=end_stream)
-            except (LocalProtocolError, RemoteProtocolError, ConnectionClosed) as exc:
-                self._check_upload()
-                raise conn._error_for(exc) from exc
-            if flush or end_stream:
-                conn._flush()
-            else:
-                conn._flush_soon(sent)
+                sent = conn.stream_send(self.stream_id, view, end_stream=end_stream, flush=flush)
+            except (ProtocolError, TransportError):
+                self._check_upload()  # the stream's own error, if it has one, comes first
+                raise
+            if sent:
+                self._moved_at = self._clock()
             if sent == len(view):
                 break
             view = view[sent:]
             if not sent:
-                await conn._wait_progress(self.inactivity_timeout, self)
+                await conn.stream_wait_window(self)
         if end_stream:
             self._upload_open = False
-        await conn._drain(self)
+        await conn.stream_drain(self)
 
     def try_send_data(self, data: bytes) -> bool:
         """Send `data` now if nothing stands in the way, else send nothing.
@@ -323,14 +426,12 @@ class HTTP2Stream(AsyncResource):
         Returns:
             Whether `data` was sent.
         """
-        conn = self._conn
         if (
             self._error is None
             and self._upload_open
-            and conn._writable()
-            and conn._core.try_send_frame(self.stream_id, data)
+            and self._conn.stream_try_send(self.stream_id, data)
         ):
-            conn._flush()
+            self._moved_at = self._clock()
             return True
         return False
 
@@ -367,18 +468,18 @@ class HTTP2Stream(AsyncResource):
         except StreamReset as exc:
             if exc.error_code != ErrorCodes.NO_ERROR or not self._ended:
                 self._upload_error = exc
-                self._fail(exc)
+                self.fail(exc)
         except TransportError as exc:
             self._upload_error = exc
-            self._fail(exc)
+            self.fail(exc)
         except Exception as exc:
             # The body iterator failed (a microphone error, say): cancel the request and let
             # whoever waits for the response see that very error.
             logger.warning("stream %d: the request body failed: %r", self.stream_id, exc)
             self._upload_error = exc
-            self._conn._reset(self, exc)
+            self._conn.stream_reset(self, exc)
         else:
-            self._conn._maybe_forget(self)
+            self._release_if_finished()
 
     async def wait_upload(self) -> None:
         """Wait until the body given to `open_stream` is sent.
@@ -408,7 +509,7 @@ class HTTP2Stream(AsyncResource):
         Args:
             error_code: the HTTP/2 error code (CANCEL by default).
         """
-        self._conn._reset(
+        self._conn.stream_reset(
             self,
             StreamReset(
                 f"stream {self.stream_id} was reset locally",
@@ -424,7 +525,7 @@ class HTTP2Stream(AsyncResource):
             return
         self._closed = True
         if not (self._ended and not self._upload_open) and self._error is None:
-            self._conn._reset(
+            self._conn.stream_reset(
                 self, ConnectionClosed(f"stream {self.stream_id} was closed by its owner")
             )
         task = self._upload_task
@@ -436,4 +537,4 @@ class HTTP2Stream(AsyncResource):
         self._unacked += sum(length for _, length in self._chunks)
         self._chunks.clear()
         self._acknowledge()
-        self._conn._forget(self)
+        self._conn.stream_release(self)

@@ -18,7 +18,7 @@ from avsclient.dialog import (
     new_dialog_request_id,
 )
 from avsclient.directives import DirectivePipeline
-from avsclient.http2.manager import ResponseSource
+from avsclient.avs.manager import ResponseSource
 from avsclient.messages import Directive, ExceptionType, parse_directive
 from avsclient.multipart import Headers
 

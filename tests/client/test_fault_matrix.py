@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from avsclient.http2 import ChangedReason, ConnectionStatus, EventResult, Outcome
+from avsclient.avs import ChangedReason, ConnectionStatus, EventResult, Outcome
 from avsclient.simulator import Simulator, directive
-from tests.http2.managerkit import (
+from tests.avs.managerkit import (
     Running,
     audio_frames,
     check_ledger,

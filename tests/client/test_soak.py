@@ -25,10 +25,10 @@ import logging
 import os
 import tracemalloc
 
+from avsclient.avs import ConnectionStatus, EventResult
 from avsclient.config import DEFAULT_BACKOFF
-from avsclient.http2 import ConnectionStatus, EventResult
 from avsclient.simulator import Simulator
-from tests.http2.managerkit import (
+from tests.avs.managerkit import (
     audio_frames,
     check_ledger,
     make_event,

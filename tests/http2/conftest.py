@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from avsclient.simulator import Simulator
 from tests.http2.h2server import H2Server
 
 
@@ -16,10 +15,3 @@ async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     """A default in-process server, once over TLS and once over h2c."""
     async with H2Server(tls=request.param == "tls", tmp_path=tmp_path) as srv:
         yield srv
-
-
-@pytest.fixture(params=["tls", "h2c"])
-async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
-    """A started AVS simulator, once over TLS and once over h2c."""
-    async with Simulator(tls=request.param == "tls") as simulator:
-        yield simulator

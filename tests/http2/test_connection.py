@@ -204,26 +204,6 @@ async def test_unanswered_ping_raises_ping_timeout(tmp_path: Path) -> None:
             assert response.status == 200
 
 
-async def test_keepalive_ping_timeout_breaks_the_connection(tmp_path: Path) -> None:
-    """An unanswered keep-alive PING ends the connection and fails its streams."""
-    # The first keep-alive PING goes out once the connection was idle for 0.5 s: time enough,
-    # even on a loaded machine, to open the stream that its failure must then fail.
-    config = ConnectionConfig(keepalive_interval=0.5, ping_timeout=0.05)
-    async with (
-        H2Server(tls=False, tmp_path=tmp_path, ignore_pings=True) as server,
-        connect(server, config=config) as conn,
-    ):
-        stream = await conn.open_stream("GET", "/silent", response_timeout=None)
-        async with stream:
-            with pytest.raises(ConnectionLost) as info:
-                await stream.response()
-            assert isinstance(info.value.__cause__, PingTimeout)
-        reason = await conn.wait_closed()
-        assert isinstance(reason, ConnectionLost)
-        with pytest.raises(ConnectionLost):
-            await conn.open_stream("GET", "/")
-
-
 async def test_goaway_lets_in_flight_streams_finish_and_refuses_new_ones(server: H2Server) -> None:
     """After GOAWAY the owner is told, new streams fail, the in-flight stream completes."""
     told: list[GoAwayReceived] = []
@@ -512,3 +492,40 @@ def test_from_url_rejects_other_schemes() -> None:
         HTTP2Connection.from_url("ftp://127.0.0.1:1")
     with pytest.raises(ValueError, match="tls=True"):
         HTTP2Connection("127.0.0.1", 1, tls=False, ca_file="x.pem")
+
+
+async def test_upload_progress_keeps_the_wait_for_the_response_alive(server: H2Server) -> None:
+    """An upload that keeps moving is progress: the response headers, which /upload sends only
+    after the whole body, may come later than inactivity_timeout after the stream opened."""
+    async with connect(server) as conn:
+        stream = await conn.open_stream(
+            "POST", "/upload", body=None, response_timeout=None, inactivity_timeout=0.3
+        )
+        async with stream:
+
+            async def upload() -> None:
+                for _ in range(10):  # 10 x 0.06 s: twice the inactivity timeout in all
+                    await stream.send_data(b"x" * 100, flush=True)
+                    await asyncio.sleep(0.06)
+                await stream.end_stream()
+
+            task = asyncio.create_task(upload())
+            response = await stream.response()
+            await task
+            assert response.status == 200
+            assert json.loads(await stream.read())["size"] == 1000
+
+
+async def test_no_progress_either_way_fails_the_wait_for_the_response(server: H2Server) -> None:
+    """No response headers and nothing sent for inactivity_timeout: StreamInactivityTimeout,
+    even without a response_timeout, and the stream is reset."""
+    async with connect(server) as conn:
+        stream = await conn.open_stream(
+            "POST", "/silent", body=None, response_timeout=None, inactivity_timeout=0.1
+        )
+        async with stream:
+            await stream.send_data(b"x" * 10, flush=True)
+            with pytest.raises(StreamInactivityTimeout):
+                await stream.response()
+            with pytest.raises(StreamInactivityTimeout):
+                await stream.send_data(b"more")

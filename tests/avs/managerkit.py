@@ -14,7 +14,7 @@ from avsclient._retry import NO_JITTER
 from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider
 from avsclient.auth.lwa import LWA_RETRY
 from avsclient.config import ClientConfig
-from avsclient.http2.manager import (
+from avsclient.avs.manager import (
     ChangedReason,
     ConnectionManager,
     ConnectionStatus,
@@ -22,6 +22,7 @@ from avsclient.http2.manager import (
     Outcome,
     ResponseSource,
 )
+from avsclient.config import ClientConfig
 from avsclient.multipart import Headers
 from avsclient.simulator import DEFAULT_CLIENT_ID, Simulator
 

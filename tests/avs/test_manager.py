@@ -9,17 +9,17 @@ from collections.abc import AsyncIterator
 import pytest
 
 from avsclient.auth import StaticTokenProvider
-from avsclient.config import ClientConfig
-from avsclient.exceptions import ConnectionClosed, ConnectTimeout
-from avsclient.http2 import (
+from avsclient.avs import (
+    MAX_REPLAY_BYTES,
     ChangedReason,
     ConnectionManager,
     ConnectionStatus,
     Outcome,
 )
-from avsclient.http2.manager import MAX_REPLAY_BYTES
+from avsclient.config import ClientConfig
+from avsclient.exceptions import ConnectionClosed, ConnectTimeout
 from avsclient.simulator import Reply, Simulator, directive
-from tests.http2.managerkit import (
+from tests.avs.managerkit import (
     RecordingSink,
     audio_frames,
     check_ledger,
@@ -420,4 +420,12 @@ async def test_config_url_regions_and_validation() -> None:
     transport = ClientConfig(event_timeout=7.0, connect_timeout=3.0).connection_config()
     assert transport.response_timeout == 7.0
     assert transport.connect_timeout == 3.0
-    assert transport.keepalive_interval is None
+    # The transport has no keep-alive of its own: the link's liveness check sends its PINGs,
+    # and a PING waits liveness_timeout by default.
+    assert not hasattr(transport, "keepalive_interval")
+    assert transport.ping_timeout == ClientConfig().liveness_timeout == 5.0
+    assert ClientConfig().liveness_interval == 15.0
+    with pytest.raises(ValueError, match="liveness_interval"):
+        ClientConfig(liveness_interval=0)
+    with pytest.raises(ValueError, match="liveness_timeout"):
+        ClientConfig(liveness_timeout=-1.0)

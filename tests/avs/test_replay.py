@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from avsclient.http2._exchange import MAX_REPLAY_BYTES, READ_AHEAD_BYTES, Replay
+from avsclient.avs.upload import MAX_REPLAY_BYTES, READ_AHEAD_BYTES, Replay
 
 
 async def _take_all(replay: Replay, start: int = 0) -> list[bytes]:

@@ -9,7 +9,30 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from avsclient.avs.policy import (
+    MAX_EXCEPTION_BODY,
+    STATUS_OF,
+    TRANSITIONS,
+    Action,
+    ChangedReason,
+    Check,
+    ConnectionStatus,
+    Input,
+    LifecycleMachine,
+    Outcome,
+    State,
+    next_check,
+    outcome_for_error,
+    outcome_for_status,
+    parse_exception_body,
+    ping_due_in,
+    reason_for_error,
+    reason_for_outcome,
+    reason_for_status,
+)
+from avsclient.config import ClientConfig
 from avsclient.exceptions import (
+    AuthError,
     ConnectError,
     ConnectionClosed,
     ConnectionDraining,
@@ -23,22 +46,7 @@ from avsclient.exceptions import (
     StreamReset,
     TransportError,
 )
-from avsclient.http2.policy import (
-    MAX_EXCEPTION_BODY,
-    STATUS_OF,
-    TRANSITIONS,
-    Action,
-    Backoff,
-    ConnectionStatus,
-    Input,
-    LifecycleMachine,
-    Outcome,
-    State,
-    outcome_for_error,
-    outcome_for_status,
-    parse_exception_body,
-    ping_due_in,
-)
+from avsclient.http2.policy import Backoff
 
 SDK_TABLE = (0.25, 1.0, 3.0, 5.0, 10.0, 20.0)
 
@@ -103,6 +111,81 @@ def test_ping_due_in() -> None:
     assert ping_due_in(100.0, 100.0, 300.0) == 300.0
     assert ping_due_in(100.0, 350.0, 300.0) == 50.0
     assert ping_due_in(100.0, 500.0, 300.0) == 0.0
+
+
+def test_liveness_defaults_find_a_dead_link_within_30_s() -> None:
+    """With the defaults (PING frame after 15 s without a byte, 5 s to answer) the first
+    check of a link that went silent at t=0 is a PING frame at 15 s, long before GET /ping."""
+    config = ClientConfig()
+    assert config.liveness_interval is not None
+    check, delay = next_check(
+        0.0,
+        received_at=0.0,
+        active_at=0.0,
+        frame_interval=config.liveness_interval,
+        ping_interval=config.ping_interval,
+    )
+    assert (check, delay) == (Check.WAIT, 15.0)
+    check, delay = next_check(
+        15.0,
+        received_at=0.0,
+        active_at=0.0,
+        frame_interval=config.liveness_interval,
+        ping_interval=config.ping_interval,
+    )
+    assert (check, delay) == (Check.PING_FRAME, 0.0)
+    assert config.liveness_interval + config.liveness_timeout <= 30.0
+
+
+def test_liveness_schedule_cases() -> None:
+    """GET /ping wins when it is due or asked for; PING frames follow received bytes only."""
+    kw = {"frame_interval": 15.0, "ping_interval": 300.0}
+    assert next_check(10.0, received_at=0.0, active_at=0.0, **kw) == (Check.WAIT, 5.0)
+    assert next_check(300.0, received_at=299.0, active_at=0.0, **kw) == (Check.AVS_PING, 0.0)
+    assert next_check(1.0, received_at=0.0, active_at=0.0, ping_asked=True, **kw) == (
+        Check.AVS_PING,
+        0.0,
+    )
+    # A PING acknowledgement moves received_at, not active_at: GET /ping still comes.
+    assert next_check(295.0, received_at=290.0, active_at=0.0, **kw) == (Check.WAIT, 5.0)
+    assert next_check(
+        20.0, received_at=0.0, active_at=0.0, frame_interval=None, ping_interval=300.0
+    ) == (Check.WAIT, 280.0)
+
+
+@given(
+    st.floats(0, 1e6),
+    st.floats(0, 1e6),
+    st.floats(0, 1e6),
+    st.none() | st.floats(0.001, 1e4),
+    st.floats(0.001, 1e4),
+    st.booleans(),
+)
+def test_liveness_schedule_never_waits_past_a_due_check(
+    now: float,
+    received: float,
+    active: float,
+    frame: float | None,
+    ping: float,
+    asked: bool,
+) -> None:
+    """Whatever the clock, a check is due now or the wait ends no later than the next one."""
+    check, delay = next_check(
+        now,
+        received_at=received,
+        active_at=active,
+        frame_interval=frame,
+        ping_interval=ping,
+        ping_asked=asked,
+    )
+    assert delay >= 0
+    if check is not Check.WAIT:
+        assert delay == 0
+        return
+    assert not asked
+    assert delay <= ping_due_in(active, now, ping) and delay > 0
+    if frame is not None:
+        assert delay <= ping_due_in(received, now, frame)
 
 
 # -- the state table -------------------------------------------------------------------------
@@ -232,6 +315,76 @@ def test_status_outcomes(status: int, outcome: Outcome) -> None:
 )
 def test_error_outcomes(error: BaseException, outcome: Outcome) -> None:
     assert outcome_for_error(error) is outcome
+
+
+def _lost_to_ping() -> ConnectionLost:
+    error = ConnectionLost("no answer")
+    error.__cause__ = PingTimeout("t")
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (AuthError("no token"), ChangedReason.INVALID_AUTH),
+        (ConnectionDraining("d"), ChangedReason.GOAWAY),
+        (PingTimeout("t"), ChangedReason.PING_TIMEOUT),
+        (_lost_to_ping(), ChangedReason.PING_TIMEOUT),
+        (ResponseTimeout("t"), ChangedReason.CONNECTION_TIMEDOUT),
+        (ConnectError("e"), ChangedReason.NETWORK_ERROR),
+        (ConnectionLost("l"), ChangedReason.NETWORK_ERROR),
+        (ParserError("p"), ChangedReason.PROTOCOL_ERROR),
+        (RemoteProtocolError("p"), ChangedReason.PROTOCOL_ERROR),
+        (ConnectionClosed("c"), ChangedReason.SERVER_SIDE_DISCONNECT),
+        (StreamReset("r", stream_id=1, error_code=2), ChangedReason.SERVER_SIDE_DISCONNECT),
+        (TransportError("t"), ChangedReason.SERVER_SIDE_DISCONNECT),
+        (OSError("bug"), ChangedReason.INTERNAL_ERROR),
+    ],
+)
+def test_error_reasons(error: BaseException, reason: ChangedReason) -> None:
+    """One table maps an error to the reason a link ended with it."""
+    assert reason_for_error(error) is reason
+
+
+def test_outcome_and_status_reasons() -> None:
+    assert reason_for_outcome(Outcome.INVALID_AUTH) is ChangedReason.INVALID_AUTH
+    assert reason_for_outcome(Outcome.TIMEDOUT) is ChangedReason.CONNECTION_TIMEDOUT
+    assert reason_for_outcome(Outcome.NOT_CONNECTED) is ChangedReason.NETWORK_ERROR
+    assert reason_for_outcome(Outcome.CANCELED) is ChangedReason.NETWORK_ERROR
+    assert reason_for_outcome(Outcome.THROTTLED) is ChangedReason.SERVER_ERROR
+    assert reason_for_status(403, otherwise=ChangedReason.SERVER_ERROR) is (
+        ChangedReason.INVALID_AUTH
+    )
+    assert reason_for_status(500, otherwise=ChangedReason.SERVER_ERROR) is (
+        ChangedReason.SERVER_ERROR
+    )
+    assert reason_for_status(404, otherwise=ChangedReason.SERVER_SIDE_DISCONNECT) is (
+        ChangedReason.SERVER_SIDE_DISCONNECT
+    )
+
+
+_ERRORS = (
+    AuthError("a"),
+    ConnectionDraining("d"),
+    PingTimeout("p"),
+    ResponseTimeout("r"),
+    ConnectionLost("l"),
+    ParserError("p"),
+    RemoteProtocolError("r"),
+    ConnectionClosed("c"),
+    TransportError("t"),
+    OSError("o"),
+)
+
+
+@given(st.sampled_from(_ERRORS))
+def test_outcome_and_reason_come_from_the_same_row(error: BaseException) -> None:
+    """An error the link's reason calls a timeout is a TIMEDOUT event, and so on."""
+    outcome, reason = outcome_for_error(error), reason_for_error(error)
+    if reason in (ChangedReason.PING_TIMEOUT, ChangedReason.CONNECTION_TIMEDOUT):
+        assert outcome is Outcome.TIMEDOUT
+    if reason is ChangedReason.INTERNAL_ERROR:
+        assert outcome is Outcome.INTERNAL_ERROR
 
 
 # -- exception bodies ------------------------------------------------------------------------

@@ -1,16 +1,18 @@
-"""The AVS connection manager: one live link to AVS, kept up for ever, carrying events.
+"""The AVS session's supervisor: one live link to AVS, kept up for ever, carrying events.
 
 `ConnectionManager` connects (token, HTTP/2 connection, downchannel, `System.SynchronizeState`
 with the full context: avs-protocol.md 2.1), reports CONNECTED only after the sync was
-accepted, pings after idle time, reconnects with back-off on any loss, replaces a link that
+accepted, checks the link's liveness, reconnects with back-off on any loss, replaces a link that
 got GOAWAY before letting it go (make-before-break), refreshes a rejected token once
 (single-flight), and sends events one at a time as AVS asks while a Recognize's audio keeps
 streaming. Every `send_event` ends with exactly one `EventResult`.
 
-The rules (state table, back-off, outcome mapping, exception bodies) live in
-`avsclient.http2.policy`; the rest of the asyncio shell is split in three modules below this
-one: `_responses` (the sink protocol, `EventResult`), `_link` (one connection with its
-downchannel reader, ping task and watcher) and `_exchange` (one event stream). This module is
+The rules (state table, liveness schedule, outcome and reason maps, exception bodies) live in
+`avsclient.avs.policy`, the back-off in `avsclient.http2.policy`; the rest of the asyncio
+shell is split in modules below this one: `responses` (the sink protocol, `EventResult`),
+`tokens` (the token gate and its 403 rule), `link` (one connection with its downchannel
+reader, liveness check and watcher), `upload` (the body and the audio kept for a resend) and
+`exchange` (one event stream). This module is
 the supervisor: one task runs the lifecycle, and events run in their callers' tasks. Links
 never feed the lifecycle directly: they set flags and "kick" the supervisor, which reads the
 flags, so no signal can be lost between two awaits.
@@ -20,15 +22,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import logging
 import random as _random
-import uuid
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from avsclient._resource import AsyncService
+from avsclient.avs.exchange import (
+    REFUSED,
+    ContextProvider,
+    exchange,
+    message_id_of,
+    send_authorized,
+    synchronize,
+)
+from avsclient.avs.link import Link
+from avsclient.avs.policy import (
+    Action,
+    ChangedReason,
+    ConnectionStatus,
+    Input,
+    LifecycleMachine,
+    Outcome,
+    State,
+    reason_for_error,
+)
+from avsclient.avs.responses import EventResult, ResponseSink, ResponseSource, failed
+from avsclient.avs.tokens import AttemptFailed, TokenGate
+from avsclient.avs.upload import MAX_REPLAY_BYTES, Body, Replay
 from avsclient.config import ClientConfig, check_endpoint
 from avsclient.exceptions import (
     ConnectionClosed,
@@ -36,27 +58,8 @@ from avsclient.exceptions import (
     ConnectTimeout,
     TransportError,
 )
-from avsclient.http2._exchange import (
-    MAX_REPLAY_BYTES,
-    Body,
-    Replay,
-    exchange,
-    message_id_of,
-    send_on_link,
-)
-from avsclient.http2._link import AttemptFailed, Link, TokenGate, reason_for
-from avsclient.http2._responses import EventResult, ResponseSink, ResponseSource, failed
 from avsclient.http2.connection import HTTP2Connection
-from avsclient.http2.policy import (
-    Action,
-    Backoff,
-    ChangedReason,
-    ConnectionStatus,
-    Input,
-    LifecycleMachine,
-    Outcome,
-    State,
-)
+from avsclient.http2.policy import Backoff
 
 if TYPE_CHECKING:
     from avsclient.auth.provider import TokenProvider
@@ -74,12 +77,7 @@ __all__ = [
     "ResponseSource",
 ]
 
-logger = logging.getLogger("avsclient.http2.manager")
-
-#: Gives the full context (a list of `{"header": ..., "payload": ...}` state objects) for
-#: SynchronizeState; may be a plain function or a coroutine function.
-ContextProvider = Callable[[], "Awaitable[list[dict[str, Any]]] | list[dict[str, Any]]"]
-
+logger = logging.getLogger("avsclient.avs")
 
 class ConnectionManager(AsyncService):
     """Keeps one AVS connection up and carries events over it.
@@ -211,8 +209,13 @@ class ConnectionManager(AsyncService):
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until the status is CONNECTED.
 
+        Args:
+            timeout: seconds to wait at most; None waits for ever.
+
         Raises:
-            ConnectTimeout: not connected within `timeout` seconds.
+            ConnectTimeout: not connected within `timeout` seconds (a `TimeoutException`,
+                not the built-in `TimeoutError`); its message says why the last attempt
+                failed.
             ConnectionClosed: the manager is (or gets) closed.
         """
         try:
@@ -368,7 +371,7 @@ class ConnectionManager(AsyncService):
         except Exception as exc:  # a bug below us must not end the lifecycle
             logger.exception("connecting to %s failed unexpectedly", self._url)
             self._last_failure = f"unexpected error: {exc!r}"
-            return self._feed(Input.ATTEMPT_FAILED, reason_for(exc))
+            return self._feed(Input.ATTEMPT_FAILED, reason_for_error(exc))
         self._last_failure = None
         old = self._link
         self._link = link
@@ -453,10 +456,11 @@ class ConnectionManager(AsyncService):
             try:
                 await conn.connect()
             except TransportError as exc:
-                raise AttemptFailed(reason_for(exc), f"connection failed: {exc}") from exc
+                raise AttemptFailed(reason_for_error(exc), f"connection failed: {exc}") from exc
             link.touch()
             await link.open_downchannel(token)
-            await self._synchronize(link)
+            backoff = Backoff(self.config.backoff, self.config.backoff_jitter, self._random)
+            await synchronize(link, self._context, backoff)
             if not link.usable:
                 raise AttemptFailed(
                     link.lost or link.drain or ChangedReason.SERVER_SIDE_DISCONNECT,
@@ -467,43 +471,6 @@ class ConnectionManager(AsyncService):
             raise
         link.start_monitoring()
         return link
-
-    async def _synchronize(self, link: Link) -> None:
-        """Send System.SynchronizeState until it is accepted (avs-protocol 2.1 step 5)."""
-        backoff = Backoff(self.config.backoff, self.config.backoff_jitter, self._random)
-        while True:
-            context = self._context()
-            if inspect.isawaitable(context):
-                context = await context
-            event = {
-                "context": list(context),
-                "event": {
-                    "header": {
-                        "namespace": "System",
-                        "name": "SynchronizeState",
-                        "messageId": str(uuid.uuid4()),
-                    },
-                    "payload": {},
-                },
-            }
-            result = await send_on_link(link, event, None)
-            if result.ok:
-                return
-            if not link.usable:
-                raise AttemptFailed(
-                    link.lost or link.drain or _reason_for_outcome(result.outcome),
-                    f"the connection ended during SynchronizeState ({result.outcome.name})",
-                )
-            if result.outcome is Outcome.INVALID_AUTH:
-                raise AttemptFailed(ChangedReason.INVALID_AUTH, "SynchronizeState got 403 twice")
-            delay = backoff.next_delay()
-            logger.warning(
-                "SynchronizeState failed (%s, status %s); again in %.3f s",
-                result.outcome.name,
-                result.status,
-                delay,
-            )
-            await asyncio.sleep(delay)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -548,31 +515,46 @@ class ConnectionManager(AsyncService):
                 await replay.aclose()
 
     async def _send(self, body: Body, replay: Replay | None, message_id: str) -> EventResult:
-        """`send_event` once the body is encoded: wait for a link, send, resend if refused."""
+        """`send_event` once the body is encoded: wait for a link, send, resend if refused.
+
+        A first 403 is sent again with a renewed token (`send_authorized`), on whichever link
+        is in use then.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.queue_timeout
-        renewed = False
-        while True:
-            link = await self._acquire_link(deadline)
-            if link is None:
-                why = "the manager was closed" if self._closed else "no connection in time"
-                outcome = Outcome.CANCELED if self._closed else Outcome.NOT_CONNECTED
-                return failed(outcome, message_id, ConnectionClosed(why))
-            result = await exchange(link, body, replay, message_id, retried=renewed)
-            if isinstance(result, EventResult):
-                return result
-            if result == "refused":
+        # The first link is waited for before the token is fetched, so that an event waiting
+        # for a connection fails NOT_CONNECTED, whatever the token service says meanwhile.
+        first = await self._acquire_link(deadline)
+        if first is None:
+            return self._no_link(message_id)
+        ready: list[Link] = [first]  # a link whose turn lock is held for the next exchange
+
+        async def run(token: str) -> tuple[EventResult, Link | None]:
+            nonlocal deadline
+            while True:
+                link = ready.pop() if ready else await self._acquire_link(deadline)
+                if link is None:
+                    return self._no_link(message_id), None
+                result = await exchange(link, body, replay, message_id, token)
+                if isinstance(result, EventResult):
+                    return result, link
+                assert result == REFUSED
                 if replay is not None and not replay.replayable:
-                    return failed(
-                        Outcome.NOT_CONNECTED,
-                        message_id,
-                        ConnectionDraining("refused by GOAWAY, and too much audio to resend"),
-                    )
+                    refused = ConnectionDraining("refused by GOAWAY, and too much audio to resend")
+                    return failed(Outcome.NOT_CONNECTED, message_id, refused), link
                 logger.info("event %s refused by GOAWAY: resending it", message_id)
                 deadline = loop.time() + self.config.queue_timeout
-                continue
-            # "auth": a first 403; the token was refreshed. A second 403 is reported.
-            renewed = True
+
+        try:
+            return await send_authorized(self._gate, run, replay, message_id)
+        finally:
+            if ready:  # no token came: the exchange never ran
+                ready.pop().turn.release()
+
+    def _no_link(self, message_id: str) -> EventResult:
+        why = "the manager was closed" if self._closed else "no connection in time"
+        outcome = Outcome.CANCELED if self._closed else Outcome.NOT_CONNECTED
+        return failed(outcome, message_id, ConnectionClosed(why))
 
     async def _acquire_link(self, deadline: float) -> Link | None:
         """A usable link whose turn lock we now hold, or None (closed, or out of time)."""
@@ -606,16 +588,3 @@ class ConnectionManager(AsyncService):
     def _takes_events(self, link: Link) -> bool:
         # A method, not an expression: mypy would keep the checks narrowed across awaits.
         return link.usable and not self._closed
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _reason_for_outcome(outcome: Outcome) -> ChangedReason:
-    if outcome is Outcome.INVALID_AUTH:
-        return ChangedReason.INVALID_AUTH
-    if outcome is Outcome.TIMEDOUT:
-        return ChangedReason.CONNECTION_TIMEDOUT
-    if outcome in (Outcome.NOT_CONNECTED, Outcome.CANCELED):
-        return ChangedReason.NETWORK_ERROR
-    return ChangedReason.SERVER_ERROR

@@ -1,9 +1,14 @@
-"""One link of the connection manager: an HTTP/2 connection to AVS with its downchannel, its
-ping timer and its watcher, plus the token gate that all links share.
+"""One link of the AVS session: an HTTP/2 connection to AVS with its downchannel, its liveness
+check and its watcher.
 
 A link never drives the lifecycle itself: it sets its `lost` or `drain` flag and calls
-`on_change`, which kicks the manager's supervisor (avsclient.http2.manager), so no signal can
+`on_change`, which kicks the manager's supervisor (`avsclient.avs.manager`), so no signal can
 be lost between two awaits.
+
+Liveness is one loop (`_liveness_loop`) on one schedule (`policy.next_check`): an HTTP/2 PING
+frame when nothing was received for `liveness_interval` (cheap, so it runs often and finds a
+dead link in seconds), and the `GET /ping` AVS asks for when the link had no AVS exchange for
+`ping_interval` (avs-protocol 1.4), or at once when a stalled event stream asks for it.
 """
 
 from __future__ import annotations
@@ -15,115 +20,56 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from avsclient.exceptions import (
-    AuthError,
-    ConnectionDraining,
-    MultipartError,
-    NetworkError,
-    ParserError,
-    PingTimeout,
-    TimeoutException,
-    TransportError,
+from avsclient.avs.policy import (
+    ChangedReason,
+    Check,
+    Outcome,
+    next_check,
+    outcome_for_error,
+    parse_exception_body,
+    reason_for_error,
+    reason_for_status,
 )
-from avsclient.http2._responses import (
+from avsclient.avs.responses import (
     ResponseSink,
     ResponseSource,
     deliver,
     log_response,
     read_error_body,
 )
-from avsclient.http2.policy import (
-    ChangedReason,
-    Outcome,
-    outcome_for_error,
-    parse_exception_body,
-    ping_due_in,
+from avsclient.avs.tokens import AttemptFailed, TokenGate
+from avsclient.exceptions import (
+    MultipartError,
+    ParserError,
+    PingTimeout,
+    TimeoutException,
+    TransportError,
 )
 from avsclient.multipart import MultipartParser, boundary_from_content_type
 
 if TYPE_CHECKING:
-    from avsclient.auth.provider import TokenProvider
     from avsclient.config import ClientConfig
     from avsclient.http2.connection import HTTP2Connection
     from avsclient.http2.events import GoAwayReceived
-    from avsclient.http2.stream import HTTP2Stream
+    from avsclient.http2.stream import HTTP2Stream, Response
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
-    "AttemptFailed",
     "DIRECTIVES_PATH",
     "Link",
     "PING_PATH",
-    "TokenGate",
-    "reason_for",
 ]
 
-# The manager's modules log as one, so that an application's logging setup sees one name.
-logger = logging.getLogger("avsclient.http2.manager")
+# The session's modules log as one, so that an application's logging setup sees one name.
+logger = logging.getLogger("avsclient.avs")
 
 DIRECTIVES_PATH: Final = "/v20160207/directives"
 PING_PATH: Final = "/ping"
 
 
-class AttemptFailed(Exception):
-    """A connect attempt (or a step a link needs) failed for a known reason (internal)."""
-
-    def __init__(self, reason: ChangedReason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class TokenGate:
-    """Access tokens for every link: bounded waits, and one report per rejected token.
-
-    Args:
-        provider: where bearer tokens come from.
-        timeout: how long getting a token may take (the connect timeout).
-    """
-
-    def __init__(self, provider: TokenProvider, timeout: float) -> None:
-        self.provider = provider
-        self._timeout = timeout
-        self._lock = asyncio.Lock()
-        self._invalidated: str | None = None
-
-    async def token(self) -> str:
-        """A token, within the timeout.
-
-        Raises:
-            AttemptFailed: INVALID_AUTH, CONNECTION_TIMEDOUT or NETWORK_ERROR.
-        """
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await self.provider.get_token()
-        except AuthError as exc:
-            raise AttemptFailed(ChangedReason.INVALID_AUTH, f"no access token: {exc}") from exc
-        except TimeoutError as exc:
-            raise AttemptFailed(
-                ChangedReason.CONNECTION_TIMEDOUT, "getting an access token took too long"
-            ) from exc
-        except TransportError as exc:
-            raise AttemptFailed(
-                ChangedReason.NETWORK_ERROR, f"getting an access token failed: {exc}"
-            ) from exc
-
-    async def renew(self, rejected: str) -> str:
-        """Report a token AVS rejected (once, however many streams saw it); get another.
-
-        Raises:
-            AttemptFailed: no new token (INVALID_AUTH, or the token service failed).
-        """
-        async with self._lock:
-            if self._invalidated != rejected:
-                self._invalidated = rejected
-                logger.warning("AVS rejected the access token (403): refreshing it")
-                await self.provider.invalidate(rejected)
-        return await self.token()
-
-
 @dataclass(eq=False)
 class Link:
-    """One HTTP/2 connection with its downchannel, ping timer and watcher (internal).
+    """One HTTP/2 connection with its downchannel, liveness check and watcher (internal).
 
     `turn` lets one event stream open at a time (the next opens once the previous one has
     its response headers); `in_flight` counts the exchanges running on the link.
@@ -199,9 +145,9 @@ class Link:
         task.add_done_callback(self.tasks.discard)
 
     def start_monitoring(self) -> None:
-        """Start the watcher and the ping timer (once the link is ready for events)."""
+        """Start the watcher and the liveness check (once the link is ready for events)."""
         self.start_task(self._watch_connection(), "watcher")
-        self.start_task(self._ping_loop(), "ping")
+        self.start_task(self._liveness_loop(), "liveness")
 
     async def aclose(self) -> None:
         """Cancel the link's tasks and close its connection."""
@@ -217,11 +163,15 @@ class Link:
     async def open_downchannel(self, token: str) -> None:
         """GET /v20160207/directives; a 200 starts the reader task (avs-protocol 2.1 step 3).
 
+        A 403 is tried once more with a renewed token (`TokenGate.with_renewal`).
+
         Raises:
             AttemptFailed: the request failed or was answered otherwise.
         """
         timeout = self.config.connect_timeout
-        for attempt in (1, 2):
+
+        async def attempt(token: str) -> tuple[HTTP2Stream | None, Response, str]:
+            """The stream and response of a 200; else no stream, and the AVS exception."""
             try:
                 stream = await self.conn.open_stream(
                     "GET",
@@ -232,24 +182,23 @@ class Link:
                 )
                 response = await stream.response()
             except TransportError as exc:
-                raise AttemptFailed(reason_for(exc), f"downchannel failed: {exc}") from exc
+                raise AttemptFailed(reason_for_error(exc), f"downchannel failed: {exc}") from exc
             self.touch()
             log_response("downchannel", response)
             if response.status == 200:
-                break
-            body = await read_error_body(stream, None, timeout)
-            code, description = parse_exception_body(body)
+                return stream, response, ""
+            body = await read_error_body(stream, timeout)
             await stream.aclose()
-            if response.status == 403 and attempt == 1:
-                token = await self.gate.renew(token)
-                continue
-            reason = (
-                ChangedReason.INVALID_AUTH if response.status == 403 else ChangedReason.SERVER_ERROR
-            )
+            code, description = parse_exception_body(body)
+            return None, response, f"{code or ''} {description or ''}".strip()
+
+        stream, response, why = await self.gate.with_renewal(
+            attempt, rejected=lambda answer: answer[1].status == 403, token=token
+        )
+        if stream is None:
             raise AttemptFailed(
-                reason,
-                f"the downchannel was answered {response.status} {code or ''} "
-                f"{description or ''}".rstrip(),
+                reason_for_status(response.status, otherwise=ChangedReason.SERVER_ERROR),
+                f"the downchannel was answered {response.status} {why}".rstrip(),
             )
         try:
             parser = MultipartParser(
@@ -280,89 +229,86 @@ class Link:
             self.mark_draining(ChangedReason.PROTOCOL_ERROR)
         except TransportError as exc:
             error = exc
-            self.mark_lost(reason_for(exc), f"the downchannel failed: {exc}")
+            self.mark_lost(reason_for_error(exc), f"the downchannel failed: {exc}")
         finally:
             with contextlib.suppress(Exception):
                 await self.sink.response_ended(source, error)
 
-    # -- the watcher and the ping timer --------------------------------------------------------
+    # -- the watcher and the liveness check ---------------------------------------------------
 
     async def _watch_connection(self) -> None:
         error = await self.conn.wait_closed()
-        reason = reason_for(error) if error is not None else ChangedReason.SERVER_SIDE_DISCONNECT
+        reason = ChangedReason.SERVER_SIDE_DISCONNECT
+        if error is not None:
+            reason = reason_for_error(error)
         self.mark_lost(reason, f"the connection closed: {error}")
 
-    async def _ping_loop(self) -> None:
-        """GET /ping after `ping_interval` without activity, or at once when asked."""
+    async def _liveness_loop(self) -> None:
+        """Check the link on the one schedule of `policy.next_check`; a failed check loses it."""
         loop = asyncio.get_running_loop()
-        interval = self.config.ping_interval
+        config = self.config
         while True:
-            due = ping_due_in(self.last_activity, loop.time(), interval)
-            if due > 0 and not self.ping_now.is_set():
+            check, delay = next_check(
+                loop.time(),
+                received_at=self.conn.last_received_at,
+                active_at=self.last_activity,
+                frame_interval=config.liveness_interval,
+                ping_interval=config.ping_interval,
+                ping_asked=self.ping_now.is_set(),
+            )
+            if check is Check.WAIT:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(due):
+                    async with asyncio.timeout(delay):
                         await self.ping_now.wait()
                 continue
-            self.ping_now.clear()
-            reason = await self._ping()
+            if check is Check.AVS_PING:
+                self.ping_now.clear()
+                reason = await self._ping()
+            else:
+                reason = await self._ping_frame()
             if reason is not None:
-                self.mark_lost(reason, "ping failed")
+                self.mark_lost(reason, "the liveness check failed")
                 return
 
-    async def _ping(self) -> ChangedReason | None:
-        """One ping (a second one after a 403 and a token refresh); the failure reason."""
+    async def _ping_frame(self) -> ChangedReason | None:
+        """One HTTP/2 PING frame, `liveness_timeout` to answer; the failure reason."""
         try:
-            token = await self.gate.token()
-        except AttemptFailed as exc:
-            return exc.reason
-        for attempt in (1, 2):
-            try:
-                stream, response = await self.conn.request(
-                    "GET",
-                    PING_PATH,
-                    [("authorization", f"Bearer {token}")],
-                    response_timeout=self.config.ping_timeout,
-                    inactivity_timeout=self.config.ping_timeout,
-                )
-            except TimeoutException:
-                return ChangedReason.PING_TIMEOUT
-            except TransportError as exc:
-                return reason_for(exc)
+            rtt = await self.conn.ping(self.config.liveness_timeout)
+        except PingTimeout:
+            return ChangedReason.PING_TIMEOUT
+        except TransportError as exc:
+            return reason_for_error(exc)
+        logger.debug("connection %d: PING answered in %.1f ms", self.id, rtt * 1000)
+        return None
+
+    async def _ping(self) -> ChangedReason | None:
+        """One `GET /ping` (a second one after a 403 and a token refresh); the failure reason."""
+        timeout = self.config.ping_timeout
+
+        async def attempt(token: str) -> int:
+            stream, response = await self.conn.request(
+                "GET",
+                PING_PATH,
+                [("authorization", f"Bearer {token}")],
+                response_timeout=timeout,
+                inactivity_timeout=timeout,
+            )
             await stream.aclose()
             self.touch()
-            if response.status == 204:
-                logger.debug("connection %d: ping answered", self.id)
-                return None
-            logger.warning("connection %d: ping answered %d", self.id, response.status)
-            if response.status == 403 and attempt == 1:
-                try:
-                    token = await self.gate.renew(token)
-                except AttemptFailed as exc:
-                    return exc.reason
-                continue
-            break
+            if response.status != 204:
+                logger.warning("connection %d: ping answered %d", self.id, response.status)
+            return response.status
+
+        try:
+            status = await self.gate.with_renewal(attempt, rejected=lambda code: code == 403)
+        except AttemptFailed as exc:
+            return exc.reason
+        except TimeoutException:
+            return ChangedReason.PING_TIMEOUT
+        except TransportError as exc:
+            return reason_for_error(exc)
+        if status == 204:
+            logger.debug("connection %d: ping answered", self.id)
+            return None
         # avs-protocol 1.4: anything but 204 means the server considers the link dead.
-        return (
-            ChangedReason.INVALID_AUTH
-            if response.status == 403
-            else ChangedReason.SERVER_SIDE_DISCONNECT
-        )
-
-
-def reason_for(error: BaseException) -> ChangedReason:
-    """Why a link ended, from the error that ended it."""
-    if isinstance(error, AuthError):
-        return ChangedReason.INVALID_AUTH
-    if isinstance(error, ConnectionDraining):
-        return ChangedReason.GOAWAY
-    if isinstance(error, PingTimeout) or isinstance(error.__cause__, PingTimeout):
-        return ChangedReason.PING_TIMEOUT
-    if isinstance(error, TimeoutException):
-        return ChangedReason.CONNECTION_TIMEDOUT
-    if isinstance(error, NetworkError):
-        return ChangedReason.NETWORK_ERROR
-    if isinstance(error, MultipartError):
-        return ChangedReason.PROTOCOL_ERROR
-    if isinstance(error, TransportError):
-        return ChangedReason.SERVER_SIDE_DISCONNECT
-    return ChangedReason.INTERNAL_ERROR
+        return reason_for_status(status, otherwise=ChangedReason.SERVER_SIDE_DISCONNECT)

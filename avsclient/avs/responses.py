@@ -1,8 +1,8 @@
 """What comes back from AVS to the connection manager's caller: response bodies handed part by
 part to a `ResponseSink`, and the one `EventResult` that ends every event.
 
-Shared by the link (downchannel) and the event exchange; `avsclient.http2.manager` re-exports
-the public names.
+Shared by the link (downchannel) and the event exchange; `avsclient.avs` exports the public
+names.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from avsclient.avs.policy import MAX_EXCEPTION_BODY, Outcome
 from avsclient.exceptions import TransportError
-from avsclient.http2.policy import MAX_EXCEPTION_BODY, Outcome
 from avsclient.multipart import MessageEnded, PartData, PartEnded, PartStarted
 
 if TYPE_CHECKING:
@@ -33,8 +33,8 @@ __all__ = [
     "result",
 ]
 
-# The manager's modules log as one, so that an application's logging setup sees one name.
-logger = logging.getLogger("avsclient.http2.manager")
+# The session's modules log as one, so that an application's logging setup sees one name.
+logger = logging.getLogger("avsclient.avs")
 
 _SUCCESS = frozenset({Outcome.SUCCESS, Outcome.SUCCESS_NO_CONTENT})
 
@@ -126,10 +126,6 @@ class Trace:
     body_sent_at: float | None = None
     response_started_at: float | None = None
     first_byte_at: float | None = None
-    progress_at: float = 0.0  # when a chunk was last sent or received
-
-    def moved(self) -> None:
-        self.progress_at = asyncio.get_running_loop().time()
 
 
 def result(
@@ -183,17 +179,14 @@ async def deliver(
             logger.exception("the response sink failed on %r", event)
 
 
-async def read_error_body(
-    stream: HTTP2Stream, trace: Trace | None = None, timeout: float | None = None
-) -> bytes:
-    """At most MAX_EXCEPTION_BODY bytes of a (small, JSON) error body; errors give b""."""
+async def read_error_body(stream: HTTP2Stream, timeout: float | None = None) -> bytes:
+    """At most MAX_EXCEPTION_BODY bytes of a (small, JSON) error body, read within `timeout`
+    in all; errors give b""."""
     parts: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(timeout):
             async for chunk in stream:
-                if trace is not None:
-                    trace.moved()
                 parts.append(chunk[: MAX_EXCEPTION_BODY - size])
                 size += len(parts[-1])
                 if size >= MAX_EXCEPTION_BODY:

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from avsclient.http2 import ChangedReason, ConnectionStatus, Outcome
+from avsclient.avs import ChangedReason, ConnectionStatus, Outcome
 from avsclient.simulator import Simulator, directive
-from tests.http2.managerkit import (
+from tests.avs.managerkit import (
     audio_frames,
     check_ledger,
     make_event,
@@ -114,7 +114,7 @@ async def test_answered_pings_keep_the_link(
     sim: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     """After ping_interval idle the manager pings; answered pings keep the link."""
-    caplog.set_level(logging.DEBUG, logger="avsclient.http2.manager")
+    caplog.set_level(logging.DEBUG, logger="avsclient.avs")
 
     def answered() -> int:
         return sum("ping answered" in r.getMessage() for r in caplog.records)
@@ -142,6 +142,42 @@ async def test_unanswered_ping_is_a_dead_link(sim: Simulator) -> None:
         sim.faults.ignore_pings(False)
         await run.manager.wait_connected(20)
         assert len(syncs(sim)) >= 2
+
+
+async def test_unanswered_ping_frame_is_a_dead_link(sim: Simulator) -> None:
+    """An HTTP/2 PING frame unanswered within liveness_timeout ends the link (PING_TIMEOUT)
+    long before GET /ping is due, and fails the streams still open on it."""
+    sim.script.recognize(stop_capture_after=None)
+
+    async def stalled_microphone() -> AsyncIterator[bytes]:
+        yield bytes(320)
+        await asyncio.Event().wait()  # the user says nothing more: the stream stays open
+
+    async with running_manager(
+        sim, ping_interval=300.0, liveness_interval=0.3, liveness_timeout=0.2, event_timeout=30.0
+    ) as run:
+        await run.manager.wait_connected(10)
+        sim.faults.ignore_pings()
+        seen = len(run.statuses)
+        result = await run.send(recognize_event(), audio=stalled_microphone())
+        assert result.outcome is Outcome.NOT_CONNECTED
+        await wait_for(
+            lambda: (PENDING, ChangedReason.PING_TIMEOUT) in run.statuses[seen:], timeout=20
+        )
+        sim.faults.clear()
+        await run.manager.wait_connected(20)
+
+
+async def test_answered_ping_frames_keep_a_quiet_link(sim: Simulator) -> None:
+    """A quiet link whose PING frames are answered stays CONNECTED through many checks."""
+    async with running_manager(
+        sim, ping_interval=300.0, liveness_interval=0.05, liveness_timeout=1.0
+    ) as run:
+        await run.manager.wait_connected(10)
+        seen = len(run.statuses)
+        await asyncio.sleep(0.5)  # about ten PING frames
+        assert run.statuses[seen:] == []
+        assert run.manager.status is ConnectionStatus.CONNECTED
 
 
 async def test_event_timeout_triggers_an_immediate_ping(sim: Simulator) -> None:
