@@ -29,6 +29,11 @@ delimiter, and puts none before the first). Quirks accepted on purpose:
   and `--b CRLF CRLF --b CRLF` both yield no empty part and no error;
 - a close delimiter with no CRLF after it.
 
+A body whose close delimiter comes before any part is an error, not an empty message: RFC 2046
+requires one part, and a byte glued to the first delimiter (`x--b`, a stray CR or LF) makes
+everything up to the close delimiter a preamble, so the body's directives would vanish without
+a word. A body that has not ended (the downchannel between directives) may have no part yet.
+
 Errors are sticky: after a `MultipartError` every later call raises `ParserStateError`.
 """
 
@@ -424,6 +429,16 @@ class MultipartParser:
                 return -1
             if buf[pos + 1] != 0x2D:
                 raise ParserError("expected '--' or CRLF after a delimiter", offset=base + pos)
+            if not self._parts:
+                # RFC 2046 5.1.1: a body holds at least one part. A close delimiter first is a
+                # garbled body (a byte glued to the first delimiter turns the whole message
+                # into preamble), never a message to accept as empty. The dash-boundary ends
+                # at `pos` (no padding before the dashes): its start is the offset to report.
+                raise ParserError(
+                    "close delimiter before any part (the first delimiter is missing or "
+                    "garbled)",
+                    offset=base + pos - len(self._dash_boundary),
+                )
             events.append(_MESSAGE_ENDED)
             self._state = _DONE
             return -1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from avsclient.exceptions import ParserLimitReached, ParserStateError
+from avsclient.exceptions import ParserError, ParserLimitReached, ParserStateError
 from avsclient.multipart import (
     Headers,
     MessageEnded,
@@ -66,6 +66,23 @@ def test_never_ending_body_streams_many_directives_without_close() -> None:
             ("data", payload),
         ]
     assert not parser.done
+
+
+def test_an_open_body_may_have_no_part_yet_but_may_not_end_without_one() -> None:
+    """The downchannel opens with delimiters and no part for minutes: no error while it lasts.
+    Only a close delimiter before any part fails (RFC 2046: a body holds one part at least)."""
+    parser = MultipartParser("------abcde123")
+    assert parser.feed(b"\r\n--------abcde123\r\n") == []
+    assert parser.feed(b"--------abcde123\r\n\r\n--------abcde123 \r\n") == []
+    assert not parser.done
+    with pytest.raises(ParserError, match=r"close delimiter before any part .*\(at byte 59\)"):
+        parser.feed(b"--------abcde123--\r\n")
+    # After a first part, later duplicate delimiters and the close delimiter are fine.
+    parser = MultipartParser("------abcde123")
+    parser.feed(b"--------abcde123\r\n--------abcde123\r\n")
+    assert normalize(parser.feed(b"\r\n{}" + DELIM + b"\r\n" + DELIM[2:] + b"--")) == [
+        ("start", ()), ("data", b"{}"), ("end",), ("done",)
+    ]
 
 
 def test_part_data_is_a_view_of_the_fed_bytes() -> None:
