@@ -17,6 +17,10 @@ Theory of operation, and why memory stays bounded:
   `max_unclaimed` are kept (the oldest go first); when its response ends, nothing can claim
   it any more and it goes at once. Claimed ones live until their directive is done
   (`release()`), bounded by `max_claimed`.
+- Expiry is on time, not on traffic: the store keeps one timer, due when its oldest unclaimed
+  attachment expires, re-armed after each expiry and cancelled when nothing unclaimed is left
+  (claimed, opened or dropped) or the store is closed. No other attachment has to arrive for
+  an unread one's memory to go.
 """
 
 from __future__ import annotations
@@ -27,11 +31,20 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
+from typing import Protocol
 
 from avsclient._resource import AsyncResource
 from avsclient.exceptions import AttachmentError
 
-__all__ = ["Attachment", "AttachmentLimits", "AttachmentReader", "AttachmentStore", "cid_of"]
+__all__ = [
+    "Attachment",
+    "AttachmentLimits",
+    "AttachmentReader",
+    "AttachmentStore",
+    "CallLater",
+    "TimerHandle",
+    "cid_of",
+]
 
 _log = logging.getLogger("avsclient.attachments")
 
@@ -65,6 +78,16 @@ class AttachmentLimits:
             raise ValueError("attachment limits must be positive")
         if self.max_claimed <= 0 or self.ttl <= 0:
             raise ValueError("attachment limits must be positive")
+
+
+class TimerHandle(Protocol):
+    """What a scheduler returns: a pending call that can be cancelled (`asyncio.TimerHandle`)."""
+
+    def cancel(self) -> None: ...
+
+
+#: Schedules a call `delay` seconds from now (`loop.call_later`'s shape).
+CallLater = Callable[[float, Callable[[], None]], TimerHandle]
 
 
 def cid_of(url: object) -> str | None:
@@ -239,15 +262,22 @@ class AttachmentStore:
         limits: AttachmentLimits | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        call_later: CallLater | None = None,
     ) -> None:
         """Create an empty store.
 
         Args:
             limits: the buffering bounds.
             clock: seconds, for expiry (monotonic).
+            call_later: schedules the expiry timer, `delay` seconds on `clock`. By default
+                the running event loop's `call_later` (whose clock is `time.monotonic`); with
+                no running loop, unclaimed attachments expire only when the store is next used.
         """
         self.limits = limits or AttachmentLimits()
         self._clock = clock
+        self._call_later = call_later
+        self._timer: TimerHandle | None = None
+        self._timer_due = 0.0  # when the armed timer fires, on `clock`
         self._entries: dict[tuple[Hashable, str], Attachment] = {}
         self._ended: collections.OrderedDict[Hashable, BaseException | None] = (
             collections.OrderedDict()
@@ -277,6 +307,7 @@ class AttachmentStore:
             entry = self._entries[key] = Attachment(self, source, cid, now)
             self._bound(now)
         entry.started = True
+        self._schedule()
         return entry
 
     def claim(self, source: Hashable, cid: str) -> None:
@@ -289,12 +320,14 @@ class AttachmentStore:
             entry = self._entries[key] = Attachment(self, source, cid, self._clock())
         entry.claimed = True
         self._bound(self._clock())
+        self._schedule()
 
     def release(self, source: Hashable, cid: str) -> None:
         """The directive naming `cid` is done: drop the attachment unless a reader has it."""
         entry = self._entries.get((source, cid))
         if entry is not None and not entry.opened:
             self._forget(entry)
+            self._schedule()
 
     def open(self, source: Hashable, cid: str) -> AttachmentReader:
         """A reader of attachment `cid` of `source`, whether or not it has arrived.
@@ -313,6 +346,7 @@ class AttachmentStore:
         if entry.opened:
             raise AttachmentError(f"attachment {cid!r} is already being read")
         entry.opened = True
+        self._schedule()
         return AttachmentReader(entry)
 
     def response_ended(self, source: Hashable, error: BaseException | None = None) -> None:
@@ -331,21 +365,69 @@ class AttachmentStore:
                     self._forget(entry)
             elif not entry.done:
                 entry.fail(error or AttachmentError(f"attachment {entry.cid!r} was cut off"))
+        self._schedule()
 
     def expire(self, now: float | None = None) -> int:
         """Drop unclaimed attachments older than `ttl`; returns how many were dropped."""
         if now is None:
             now = self._clock()
-        deadline = now - self.limits.ttl
+        ttl = self.limits.ttl
+        # `created_at + ttl`, the very sum the timer is armed for: it fires exactly on time.
         stale = [
             e
             for e in self._entries.values()
-            if not e.claimed and not e.opened and e.created_at <= deadline
+            if not e.claimed and not e.opened and e.created_at + ttl <= now
         ]
         for entry in stale:
             _log.info("attachment %r expired unread", entry.cid)
             self._drop(entry)
+        self._schedule()
         return len(stale)
+
+    def close(self) -> None:
+        """Cancel the expiry timer and drop every attachment; readers get `AttachmentError`.
+
+        The store stays usable: a later attachment arms a new timer. Idempotent.
+        """
+        self._cancel_timer()
+        for entry in list(self._entries.values()):
+            entry.fail(AttachmentError(f"attachment {entry.cid!r} dropped: the store closed"))
+            self._forget(entry)
+
+    @property
+    def expiry_due(self) -> float | None:
+        """When the expiry timer fires (on the store's clock), or None when none is armed."""
+        return self._timer_due if self._timer is not None else None
+
+    # -- the expiry timer ----------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Arm the timer for the oldest unclaimed attachment, or cancel it if there is none."""
+        born = [e.created_at for e in self._entries.values() if not e.claimed and not e.opened]
+        if not born:
+            self._cancel_timer()
+            return
+        due = min(born) + self.limits.ttl
+        if self._timer is not None and self._timer_due == due:
+            return
+        call_later = self._call_later
+        if call_later is None:
+            try:
+                call_later = asyncio.get_running_loop().call_later
+            except RuntimeError:
+                return  # no loop to time it: the next use of the store expires it
+        self._cancel_timer()
+        self._timer_due = due
+        self._timer = call_later(max(0.0, due - self._clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.expire()  # re-arms for the next oldest, if any
+
+    def _cancel_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     def _bound(self, now: float) -> None:
         unclaimed = [e for e in self._entries.values() if not e.claimed and not e.opened]

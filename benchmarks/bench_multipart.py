@@ -4,6 +4,13 @@ Run it with::
 
     .venv/bin/python benchmarks/bench_multipart.py           # the full run, under a minute
     .venv/bin/python benchmarks/bench_multipart.py --quick   # a smoke run, a few seconds
+    .venv/bin/python benchmarks/bench_multipart.py --only speak --rounds 5   # one workload
+
+`--rounds N` measures each workload N times over (each round a full interleaved measurement)
+and reports the median of the rounds' medians: on a shared, noisy machine one round can be
+off by several percent. The `speak` target is a fixed cost per message, not per byte (one
+parser set-up, two header blocks, three delimiters around 256 KiB of scanning), which is why
+it is the workload that shows the per-message overhead.
 
 Every parser gets the same run: the same body, fed in the same pre-split 16 KiB `bytes` chunks
 (splitting happens up front, so slicing is not timed), one warm-up pass, then the median of at
@@ -497,6 +504,12 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="a fast smoke run: 3 short runs, 8 MiB `big`"
     )
     options.add_argument("--runs", type=int, default=None, help="timed runs (default 9)")
+    options.add_argument(
+        "--only", default=None, help="comma-separated workloads to run (default: all)"
+    )
+    options.add_argument(
+        "--rounds", type=int, default=1, help="measurements per workload; the median is kept"
+    )
     args = options.parse_args(argv)
     runs = args.runs or (3 if args.quick else 9)
     min_time = 0.02 if args.quick else 0.2
@@ -504,6 +517,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"building workloads (seed {SEED}) ...", flush=True)
     workloads = build_workloads(big_size)
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {w.name for w in workloads}
+        if unknown:
+            options.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+        workloads = [w for w in workloads if w.name in wanted]
     for workload in workloads:
         print(
             f"  {workload.name:9} {workload.size / 1e6:8.2f} MB, {workload.parts:5} parts: "
@@ -522,8 +541,18 @@ def main(argv: list[str] | None = None) -> int:
             for name, run in PARSERS.items():
                 check(name, workload, run(workload, True), with_crc=True)
             calls = {name: _timed(run, workload, last[name]) for name, run in PARSERS.items()}
-            for name, timing in measure_interleaved(calls, runs=runs, min_time=min_time).items():
-                check(name, workload, last[name][-1], with_crc=False)
+            rounds: dict[str, list[Timing]] = {name: [] for name in PARSERS}
+            for index in range(args.rounds):
+                measured = measure_interleaved(calls, runs=runs, min_time=min_time)
+                for name, timing in measured.items():
+                    check(name, workload, last[name][-1], with_crc=False)
+                    rounds[name].append(timing)
+                if args.rounds > 1:
+                    ours, find = measured["avsclient"].median, measured["find"].median
+                    print(f"  {workload.name:9} round {index + 1}: avsclient {find / ours:.3f}x "
+                          "find", flush=True)
+            for name, timings_of in rounds.items():
+                timing = sorted(timings_of, key=lambda t: t.median)[len(timings_of) // 2]
                 timings[workload.name, name] = timing
                 print(f"  {workload.name:9} {name:17} {timing.median * 1e3:9.3f} ms", flush=True)
     except OutputMismatch as exc:
@@ -576,19 +605,20 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
-    big = workloads[-1]
-    print(f"\ntracemalloc peak while streaming `big` ({big.size / 1e6:.1f} MB) in 16 KiB chunks:")
-    peaks: dict[str, int] = {}
-    for name, run in PARSERS.items():
-        peaks[name] = peak_memory(big, run)
-        print(f"  {name:17} {peaks[name] / 1024:9.1f} KiB", flush=True)
-    targets.append(
-        (
-            f"big: tracemalloc peak < {TARGET_PEAK_BYTES // 1024} KiB "
-            f"({peaks['avsclient'] / 1024:.1f} KiB)",
-            peaks["avsclient"] < TARGET_PEAK_BYTES,
+    for big in [w for w in workloads if w.name == "big"]:
+        print(f"\ntracemalloc peak while streaming `big` ({big.size / 1e6:.1f} MB) in 16 KiB "
+              "chunks:")
+        peaks: dict[str, int] = {}
+        for name, run in PARSERS.items():
+            peaks[name] = peak_memory(big, run)
+            print(f"  {name:17} {peaks[name] / 1024:9.1f} KiB", flush=True)
+        targets.append(
+            (
+                f"big: tracemalloc peak < {TARGET_PEAK_BYTES // 1024} KiB "
+                f"({peaks['avsclient'] / 1024:.1f} KiB)",
+                peaks["avsclient"] < TARGET_PEAK_BYTES,
+            )
         )
-    )
 
     print()
     print(markdown_table(["workload / parser", "MB/s", "us/part", "vs find", "vs defnull"], rows))

@@ -29,6 +29,11 @@ delimiter, and puts none before the first). Quirks accepted on purpose:
   and `--b CRLF CRLF --b CRLF` both yield no empty part and no error;
 - a close delimiter with no CRLF after it.
 
+A body whose close delimiter comes before any part is an error, not an empty message: RFC 2046
+requires one part, and a byte glued to the first delimiter (`x--b`, a stray CR or LF) makes
+everything up to the close delimiter a preamble, so the body's directives would vanish without
+a word. A body that has not ended (the downchannel between directives) may have no part yet.
+
 Errors are sticky: after a `MultipartError` every later call raises `ParserStateError`.
 """
 
@@ -129,7 +134,8 @@ _set_part_data = PartData.__dict__["data"].__set__
 # of the block and the results are immutable, so one memo serves every parser. It is bounded in
 # entries and entry size, so a hostile stream of distinct blocks costs at most 128 KiB, and each
 # parser still applies its own `max_headers` to a remembered block.
-_HEADER_MEMO: dict[bytes, PartStarted] = {}
+# Each entry holds the event and its number of header fields.
+_HEADER_MEMO: dict[bytes, tuple[PartStarted, int]] = {}
 _HEADER_MEMO_ENTRIES = 256
 _HEADER_MEMO_BLOCK_SIZE = 512
 
@@ -181,13 +187,13 @@ class MultipartParser:
     )
 
     def __init__(self, boundary: str | bytes, *, limits: MultipartLimits = DEFAULT_LIMITS):
-        if isinstance(boundary, str):
-            raw = boundary.encode("ascii") if boundary.isascii() else b""
-        else:
-            raw = bytes(boundary)
-        if not 1 <= len(raw) <= 70 or min(raw) < 0x20 or max(raw) > 0x7E:
+        # Printable ASCII, 1 to 70 characters. str methods check it in C (a min() and max()
+        # over the bytes cost most of the constructor, once per response).
+        text = boundary if isinstance(boundary, str) else bytes(boundary).decode("latin-1")
+        if not (text.isascii() and text.isprintable() and 1 <= len(text) <= 70):
             raise ValueError(f"invalid multipart boundary {boundary!r}")
-        self.boundary = raw.decode("ascii")
+        raw = text.encode("ascii")
+        self.boundary = text
         self._dash_boundary = b"--" + raw
         self._delimiter = b"\r\n--" + raw
         self._limits = limits
@@ -227,11 +233,13 @@ class MultipartParser:
         size = len(chunk)
         state = self._state
         held = self._held
+        events: list[Event] = []
+        start = 0  # where the state machine starts in the chunk
         if state is _BODY and size:
             # Fast path, the bulk of an attachment: a chunk with no delimiter in it gives one
             # view of itself, less a tail that may be the start of a delimiter.
             delimiter = self._delimiter
-            fast: list[Event] | None = []
+            fast: list[Event] | None = events
             if held:
                 # `held` is a proper prefix of the delimiter, whose only CR is its first
                 # byte: a delimiter can only start at held[0].
@@ -245,32 +253,44 @@ class MultipartParser:
                 else:
                     event = _new(PartData)
                     _set_part_data(event, memoryview(held))
-                    fast = [event]
-            if fast is not None and chunk.find(delimiter) < 0:
-                self._held = b""
-                end = size
-                cr = chunk.rfind(b"\r", max(0, size - len(delimiter) + 1))
-                if cr >= 0 and chunk.endswith(delimiter[: size - cr]):
-                    self._held = chunk[cr:]
-                    end = cr
-                self._received += size
-                if end:
-                    view = memoryview(chunk)
+                    events.append(event)
+                    held = self._held = b""
+            if fast is not None:
+                index = chunk.find(delimiter)
+                if index < 0:
+                    end = size
+                    # A negative start counts from the end and stops at 0, like a slice.
+                    cr = chunk.rfind(b"\r", 1 - len(delimiter))
+                    if cr >= 0 and chunk.endswith(delimiter[: size - cr]):
+                        self._held = chunk[cr:]
+                        end = cr
+                    self._received += size
+                    if end:
+                        view = memoryview(chunk)
+                        event = _new(PartData)
+                        _set_part_data(event, view[:end] if end < size else view)
+                        events.append(event)
+                    return events
+                # The part ends in this chunk: its last content, then the state machine from
+                # the end of the delimiter, which is not searched for a second time.
+                if index:
                     event = _new(PartData)
-                    _set_part_data(event, view[:end] if end < size else view)
-                    fast.append(event)
-                return fast
-        if state is _FAILED:
+                    _set_part_data(event, memoryview(chunk)[:index])
+                    events.append(event)
+                events.append(_PART_ENDED)
+                self._state = _DELIMITER
+                self._padding = 0
+                start = index + len(delimiter)
+        elif state is _FAILED:
             raise ParserStateError("the parser failed earlier and cannot continue")
-        if state is _CLOSED:
+        elif state is _CLOSED:
             raise ParserStateError("feed() after close()")
-        if not size or state is _DONE:
+        elif not size or state is _DONE:
             self._received += size
-            return []
-        events: list[Event] = []
+            return events
         try:
             if not held:
-                self._run(chunk, 0, self._received, events, size)
+                self._run(chunk, start, self._received, events, size)
             else:
                 self._held = b""
                 self._resume(held, chunk, events)
@@ -311,12 +331,14 @@ class MultipartParser:
         size = len(chunk)
         if state is _BODY or state is _PREAMBLE:
             # `held` is a proper prefix of the delimiter, whose only CR is its first byte:
-            # a delimiter can only start at held[0], and the chunk completes it or not.
+            # a delimiter can only start at held[0], and the chunk completes it or not. (In
+            # BODY, `feed` comes here only when it does.)
             rest = self._delimiter[len(held) :]
             if chunk.startswith(rest):
                 if state is _BODY:
                     events.append(_PART_ENDED)
-                self._check_preamble(received - len(held), state)
+                elif received > self._limits.max_preamble_size:  # else it is shorter still
+                    self._check_preamble(received - len(held))
                 self._state = _DELIMITER
                 self._padding = 0
                 self._run(chunk, len(rest), received, events, size)
@@ -324,11 +346,7 @@ class MultipartParser:
             if size < len(rest) and rest.startswith(chunk):
                 self._held = held + chunk  # still only a possible delimiter
                 return
-            if state is _BODY:
-                event = _new(PartData)
-                _set_part_data(event, memoryview(held))
-                events.append(event)
-            self._run(chunk, 0, received, events, size)
+            self._run(chunk, 0, received, events, size)  # the held bytes were preamble
             return
         # In the other states the held bytes are the start of a delimiter line or a header
         # block: parse them joined with as much of the chunk as that line or block may need,
@@ -352,11 +370,57 @@ class MultipartParser:
     def _run(self, buf: bytes, pos: int, base: int, events: list[Event], stop: int) -> int:
         """Step through `buf` from `pos`; return the first position >= `stop`, or -1 when
         the buffer is used up (a possible partial delimiter is then in `self._held`)."""
-        steps = _STEPS
+        delimiter = self._delimiter
+        limits = self._limits
         while pos < stop:
+            # The common case of every state is inline: a call per step was most of the fixed
+            # cost of a message. Anything else (a first sight of a header block, padding,
+            # duplicate delimiters, a preamble, errors, input that ends mid-line) goes to the
+            # state's step, which handles it in full from the same position.
+            state = self._state
+            if state is _BODY:
+                index = buf.find(delimiter, pos)
+                end = index if index >= 0 else self._release(buf, pos)
+                if end > pos:
+                    event = _new(PartData)
+                    _set_part_data(event, memoryview(buf)[pos:end])
+                    events.append(event)
+                if index < 0:
+                    return -1
+                events.append(_PART_ENDED)
+                self._state = _DELIMITER
+                self._padding = 0
+                pos = index + len(delimiter)
+                continue
+            if state is _HEADERS:
+                # A header block sent before (AVS repeats a few), when it is here whole.
+                first = buf[pos]
+                if first != 0x2D and first != 0x0D:
+                    end = buf.find(b"\r\n\r\n", pos, pos + limits.max_header_size + 4)
+                    remembered = _HEADER_MEMO.get(buf[pos:end]) if end >= 0 else None
+                    max_parts = limits.max_parts
+                    if (
+                        remembered is not None
+                        and remembered[1] <= limits.max_headers
+                        and (max_parts is None or self._parts < max_parts)
+                    ):
+                        self._parts += 1
+                        events.append(remembered[0])
+                        self._state = _BODY
+                        pos = end + 4
+                        continue
+            elif state is _DELIMITER:
+                if buf.startswith(b"\r\n", pos):
+                    self._state = _HEADERS
+                    pos += 2
+                    continue
+                if self._parts and self._padding == 0 and buf.startswith(b"--", pos):
+                    events.append(_MESSAGE_ENDED)
+                    self._state = _DONE
+                    return -1
             # A step that reaches DONE (or needs more input) returns -1, so the state here
             # always has a step.
-            pos = steps[self._state](self, buf, pos, base, events, stop)
+            pos = _STEPS[state](self, buf, pos, base, events, stop)
             if pos < 0:
                 return -1
         return pos if pos < len(buf) else -1
@@ -376,9 +440,9 @@ class MultipartParser:
             return cr
         return end
 
-    def _check_preamble(self, preamble_size: int, state: _State) -> None:
-        if state is _PREAMBLE and preamble_size > self._limits.max_preamble_size:
-            limit = self._limits.max_preamble_size
+    def _check_preamble(self, preamble_size: int) -> None:
+        limit = self._limits.max_preamble_size
+        if preamble_size > limit:
             raise ParserLimitReached(f"preamble longer than {limit} bytes", offset=limit)
 
     def _step_preamble(
@@ -388,24 +452,9 @@ class MultipartParser:
         index = buf.find(delimiter, pos)
         if index < 0:
             end = self._release(buf, pos)
-            self._check_preamble(base + end, _PREAMBLE)
+            self._check_preamble(base + end)
             return -1
-        self._check_preamble(base + index, _PREAMBLE)
-        self._state = _DELIMITER
-        self._padding = 0
-        return index + len(delimiter)
-
-    def _step_body(self, buf: bytes, pos: int, base: int, events: list[Event], stop: int) -> int:
-        delimiter = self._delimiter
-        index = buf.find(delimiter, pos)
-        end = index if index >= 0 else self._release(buf, pos)
-        if end > pos:
-            event = _new(PartData)
-            _set_part_data(event, memoryview(buf)[pos:end])
-            events.append(event)
-        if index < 0:
-            return -1
-        events.append(_PART_ENDED)
+        self._check_preamble(base + index)
         self._state = _DELIMITER
         self._padding = 0
         return index + len(delimiter)
@@ -413,20 +462,24 @@ class MultipartParser:
     def _step_delimiter(
         self, buf: bytes, pos: int, base: int, events: list[Event], stop: int
     ) -> int:
+        # Not CRLF at `pos`: `_run` takes that, the usual case, itself.
         size = len(buf)
         byte = buf[pos]
-        if byte == 0x0D and pos + 1 < size and buf[pos + 1] == 0x0A:  # the usual CRLF
-            self._state = _HEADERS
-            return pos + 2
         if self._padding == 0 and byte == 0x2D:  # "-": the close delimiter's "--"?
             if pos + 1 >= size:
                 self._held = buf[pos:]
                 return -1
             if buf[pos + 1] != 0x2D:
                 raise ParserError("expected '--' or CRLF after a delimiter", offset=base + pos)
-            events.append(_MESSAGE_ENDED)
-            self._state = _DONE
-            return -1
+            # A close delimiter after a part is taken by `_run` itself; here it comes first.
+            # RFC 2046 5.1.1: a body holds at least one part. A close delimiter first is a
+            # garbled body (a byte glued to the first delimiter turns the whole message into
+            # preamble), never a message to accept as empty. The dash-boundary ends at `pos`
+            # (no padding before the dashes): its start is the offset to report.
+            raise ParserError(
+                "close delimiter before any part (the first delimiter is missing or garbled)",
+                offset=base + pos - len(self._dash_boundary),
+            )
         start = pos
         while pos < size and buf[pos] in (0x20, 0x09):  # transport padding
             pos += 1
@@ -487,13 +540,14 @@ class MultipartParser:
                 return -1
             block = buf[pos:end]
             remembered = _HEADER_MEMO.get(block)
-            if remembered is None or len(remembered.headers.raw) > self._limits.max_headers:
-                started = PartStarted(headers=self._parse_headers(block, base + pos))
+            if remembered is None or remembered[1] > self._limits.max_headers:
+                headers = self._parse_headers(block, base + pos)
+                started = PartStarted(headers=headers)
                 memo_full = len(_HEADER_MEMO) >= _HEADER_MEMO_ENTRIES
                 if len(block) <= _HEADER_MEMO_BLOCK_SIZE and not memo_full:
-                    _HEADER_MEMO[block] = started
+                    _HEADER_MEMO[block] = (started, len(headers.raw))
             else:
-                started = remembered
+                started = remembered[0]
             pos = end + 4
         self._parts += 1
         max_parts = self._limits.max_parts
@@ -535,9 +589,9 @@ class MultipartParser:
 
 
 _NO_HEADERS_STARTED = PartStarted(headers=_NO_HEADERS)
-# The states that consume input, each with its step; the others end `_run`.
+# The states that consume input, each with its step (BODY's is inline in `_run`); the others
+# end `_run`.
 _STEPS: dict[_State, _Step] = {
-    _BODY: MultipartParser._step_body,
     _DELIMITER: MultipartParser._step_delimiter,
     _HEADERS: MultipartParser._step_headers,
     _PREAMBLE: MultipartParser._step_preamble,

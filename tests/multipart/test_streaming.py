@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from avsclient.exceptions import ParserLimitReached, ParserStateError
+from avsclient.exceptions import ParserError, ParserLimitReached, ParserStateError
 from avsclient.multipart import (
     Headers,
     MessageEnded,
@@ -15,7 +15,7 @@ from avsclient.multipart import (
     PartStarted,
 )
 
-from .util import normalize
+from .util import normalize, parse
 
 DELIM = b"\r\n--------abcde123"
 
@@ -66,6 +66,23 @@ def test_never_ending_body_streams_many_directives_without_close() -> None:
             ("data", payload),
         ]
     assert not parser.done
+
+
+def test_an_open_body_may_have_no_part_yet_but_may_not_end_without_one() -> None:
+    """The downchannel opens with delimiters and no part for minutes: no error while it lasts.
+    Only a close delimiter before any part fails (RFC 2046: a body holds one part at least)."""
+    parser = MultipartParser("------abcde123")
+    assert parser.feed(b"\r\n--------abcde123\r\n") == []
+    assert parser.feed(b"--------abcde123\r\n\r\n--------abcde123 \r\n") == []
+    assert not parser.done
+    with pytest.raises(ParserError, match=r"close delimiter before any part .*\(at byte 59\)"):
+        parser.feed(b"--------abcde123--\r\n")
+    # After a first part, later duplicate delimiters and the close delimiter are fine.
+    parser = MultipartParser("------abcde123")
+    parser.feed(b"--------abcde123\r\n--------abcde123\r\n")
+    assert normalize(parser.feed(b"\r\n{}" + DELIM + b"\r\n" + DELIM[2:] + b"--")) == [
+        ("start", ()), ("data", b"{}"), ("end",), ("done",)
+    ]
 
 
 def test_part_data_is_a_view_of_the_fed_bytes() -> None:
@@ -146,6 +163,27 @@ def test_a_remembered_header_block_still_obeys_each_parsers_limits() -> None:
     strict = MultipartParser("b", limits=MultipartLimits(max_headers=2))
     with pytest.raises(ParserLimitReached, match="more than 2 headers"):
         strict.feed(body)
+
+
+def test_a_remembered_header_block_still_counts_toward_max_parts() -> None:
+    """The parts limit holds for blocks taken from the memo too."""
+    body = b"--b\r\nA: 1\r\n\r\nx\r\n--b\r\nA: 1\r\n\r\ny\r\n--b--"
+    assert len(normalize(MultipartParser("b").feed(body))) == 7  # remembers "A: 1"
+    strict = MultipartParser("b", limits=MultipartLimits(max_parts=1))
+    with pytest.raises(ParserLimitReached, match=r"more than 1 parts \(at byte 29\)"):
+        strict.feed(body)
+
+
+def test_a_preamble_at_its_limit_with_the_first_delimiter_split_is_accepted() -> None:
+    """Bytes held back as a possible delimiter do not count toward the preamble limit."""
+    body = b"x" * 30 + b"\r\n--b\r\n\r\nhi\r\n--b--"
+    limits = MultipartLimits(max_preamble_size=30)
+    for cut in range(30, 36):
+        assert parse("b", [body[:cut], body[cut:]], limits=limits) == [
+            ("start", ()), ("data", b"hi"), ("end",), ("done",)
+        ]
+    with pytest.raises(ParserLimitReached, match="preamble longer than 29 bytes"):
+        parse("b", [body[:33], body[33:]], limits=MultipartLimits(max_preamble_size=29))
 
 
 def test_large_header_blocks_are_parsed_each_time_not_remembered() -> None:

@@ -160,11 +160,34 @@ VECTORS = [
         [*part(data=b"v"), ("done",)],
         boundary="a'()+_,-./:=? " * 4 + "abcdefghijklmn",
     ),
-    Vector("an empty multipart body (close delimiter only)", b"--------abcde123--\r\n",
-           [("done",)]),
 ]
 
+# One part, the shape of most AVS responses: with a byte glued in front of its first delimiter,
+# everything up to the close delimiter reads as preamble and the message has no part.
+ONE_PART_HEAD = b"--------abcde123\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
+ONE_PART = ONE_PART_HEAD + STOP_CAPTURE + b"\r\n--------abcde123--\r\n"
+# Where the close delimiter's "--boundary" starts in ONE_PART.
+ONE_PART_CLOSE = len(ONE_PART_HEAD) + len(STOP_CAPTURE) + 2
+
+
+def glued(prefix: bytes) -> BadVector:
+    return BadVector(f"{prefix!r} glued to the first delimiter of a one-part body",
+                     prefix + ONE_PART, ParserError, offset=len(prefix) + ONE_PART_CLOSE)
+
+
 BAD_VECTORS = [
+    glued(b"\r"),
+    glued(b"\n"),
+    glued(b"x"),
+    glued(b"\r\r"),
+    glued(b"\n\r\n-"),
+    BadVector("an empty multipart body (close delimiter only: RFC 2046 requires one part)",
+              b"--------abcde123--\r\n", ParserError, offset=0),
+    BadVector("a preamble then a close delimiter", b"preamble\r\n--------abcde123--",
+              ParserError, offset=10),
+    BadVector("duplicate delimiters then a close delimiter, no part",
+              b"--------abcde123\r\n\r\n--------abcde123  \r\n--------abcde123--", ParserError,
+              offset=40),
     BadVector("header line without a colon", b"--------abcde123\r\nNoColon\r\n\r\n", ParserError,
               offset=18),
     BadVector("non-ASCII header name", "--------abcde123\r\nN\u00e4me: x\r\n\r\n".encode(),

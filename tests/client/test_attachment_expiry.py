@@ -1,0 +1,157 @@
+"""Unclaimed attachments expire on time, with no further traffic, and free their memory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from avsclient.attachments import AttachmentLimits, AttachmentStore
+from avsclient.exceptions import AttachmentError
+
+
+class FakeTimer:
+    def __init__(self, due: float, callback: Callable[[], None]) -> None:
+        self.due = due
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeLoop:
+    """A clock and a scheduler with it: `advance()` moves time and runs what fell due."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[FakeTimer] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
+        timer = FakeTimer(self.now + delay, callback)
+        self.timers.append(timer)
+        return timer
+
+    @property
+    def pending(self) -> list[FakeTimer]:
+        return [t for t in self.timers if not t.cancelled and t.callback is not None]
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        while due := [t for t in self.pending if t.due <= self.now]:
+            timer = min(due, key=lambda t: t.due)
+            callback, timer.callback = timer.callback, None  # type: ignore[assignment]
+            callback()
+
+
+def _store(loop: FakeLoop, ttl: float = 30.0) -> AttachmentStore:
+    return AttachmentStore(AttachmentLimits(ttl=ttl), clock=loop.time, call_later=loop.call_later)
+
+
+async def test_unclaimed_attachment_memory_is_released_at_its_expiry_without_traffic() -> None:
+    """One timer, due at ttl; when it fires the buffered bytes are dropped and the entry gone."""
+    loop = FakeLoop()
+    store = _store(loop)
+    part = store.begin("s", "tts")
+    await part.put(memoryview(b"x" * 1_000_000))
+    part.finish()
+    assert part.buffered == 1_000_000
+    assert [t.due for t in loop.pending] == [30.0] and store.expiry_due == 30.0
+    loop.advance(29.9)
+    assert len(store) == 1 and part.buffered == 1_000_000
+    loop.advance(0.1)
+    assert len(store) == 0 and store.expired == 1
+    assert part.buffered == 0 and not part._chunks
+    assert isinstance(part.error, AttachmentError)
+    assert loop.pending == [] and store.expiry_due is None
+
+
+async def test_the_timer_is_re_armed_for_the_next_oldest() -> None:
+    """Attachments arriving later expire at their own time, one timer at a time."""
+    loop = FakeLoop()
+    store = _store(loop, ttl=10)
+    first = store.begin("s", "a")
+    loop.advance(4)
+    second = store.begin("s", "b")
+    assert len(loop.pending) == 1 and store.expiry_due == 10
+    loop.advance(6)
+    assert first.error is not None and second.error is None and len(store) == 1
+    assert [t.due for t in loop.pending] == [14] and store.expiry_due == 14
+    loop.advance(4)
+    assert second.error is not None and len(store) == 0 and loop.pending == []
+
+
+async def test_claim_before_expiry_cancels_the_timer_and_the_data_stays_readable() -> None:
+    """A directive claiming the attachment in time keeps it past the ttl."""
+    loop = FakeLoop()
+    store = _store(loop, ttl=10)
+    part = store.begin("s", "x")
+    await part.put(memoryview(b"speech"))
+    part.finish()
+    timer = loop.pending[0]
+    loop.advance(9)
+    store.claim("s", "x")
+    assert timer.cancelled and loop.pending == [] and store.expiry_due is None
+    loop.advance(100)
+    async with store.open("s", "x") as reader:
+        assert b"".join([bytes(c) async for c in reader]) == b"speech"
+
+
+async def test_opening_before_expiry_cancels_the_timer() -> None:
+    """A reader attached in time also takes the attachment out of expiry."""
+    loop = FakeLoop()
+    store = _store(loop, ttl=10)
+    part = store.begin("s", "x")
+    await part.put(memoryview(b"abc"))
+    reader = store.open("s", "x")
+    assert loop.pending == []
+    loop.advance(50)
+    part.finish()
+    assert b"".join([bytes(c) async for c in reader]) == b"abc"
+    await reader.aclose()
+
+
+async def test_close_cancels_the_timer_and_drops_every_attachment() -> None:
+    """Closing the store leaves no timer behind; a waiting reader gets AttachmentError."""
+    loop = FakeLoop()
+    store = _store(loop)
+    store.begin("s", "unclaimed")
+    reader = store.open("s", "waiting")
+    assert len(loop.pending) == 1
+    store.close()
+    assert loop.pending == [] and store.expiry_due is None and len(store) == 0
+    with pytest.raises(AttachmentError, match="store closed"):
+        await reader.read()
+    store.close()  # idempotent
+    loop.advance(60)
+    assert store.expired == 0  # nothing expired: everything went with close()
+
+
+async def test_expiry_on_the_running_loop_with_a_short_ttl() -> None:
+    """By default the running loop times the expiry: memory goes with no further traffic."""
+    store = AttachmentStore(AttachmentLimits(ttl=0.05))
+    part = store.begin("s", "x")
+    await part.put(memoryview(b"y" * 65536))
+    kept = store.begin("s", "kept")
+    store.claim("s", "kept")
+    assert store.expiry_due is not None
+    await asyncio.sleep(0.3)
+    assert part.buffered == 0 and isinstance(part.error, AttachmentError)
+    assert len(store) == 1 and kept.error is None
+    assert store.expiry_due is None
+    store.close()
+
+
+def test_without_a_running_loop_expiry_waits_for_the_next_use() -> None:
+    """Outside an event loop no timer can be armed; the next use of the store expires."""
+    now = [0.0]
+    store = AttachmentStore(AttachmentLimits(ttl=1), clock=lambda: now[0])
+    store.begin("s", "old")
+    assert store.expiry_due is None
+    now[0] = 2.0
+    store.begin("s", "new")
+    assert len(store) == 1 and store.expired == 1
