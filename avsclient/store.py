@@ -612,20 +612,20 @@ def _connect(path: Path, config: StoreConfig) -> sqlite3.Connection:
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout * 1000)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise DeviceStoreError(
-                f"the device store {path} cannot use WAL mode (journal_mode={mode})",
-                path=str(path),
-            )
-        conn.execute(f"PRAGMA synchronous = {config.synchronous}")
-        # Secure deletion of cleared account data would cost a write per freed page; the file
-        # is 0600 and holds no secrets, so freed pages are left to be reused.
-        conn.execute("PRAGMA foreign_keys = ON")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _configure(conn: sqlite3.Connection, path: Path, config: StoreConfig) -> None:
+    """WAL mode and the sync level: only once the file is known to be a device store."""
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise DeviceStoreError(
+            f"the device store {path} cannot use WAL mode (journal_mode={mode})", path=str(path)
+        )
+    conn.execute(f"PRAGMA synchronous = {config.synchronous}")
 
 
 def _check(conn: sqlite3.Connection, path: Path) -> None:
@@ -688,6 +688,7 @@ def _create(path: Path, config: StoreConfig, version: int = SCHEMA_VERSION) -> N
     try:
         conn = _connect(tmp, config)
         try:
+            _configure(conn, tmp, config)
             conn.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
             conn.execute("PRAGMA user_version = 0")
             conn.execute("BEGIN IMMEDIATE")
@@ -749,6 +750,7 @@ def _open_existing_or_new(path: Path, config: StoreConfig) -> sqlite3.Connection
         raise _map(exc, path, "open") from exc
     try:
         _check(conn, path)
+        _configure(conn, path, config)
         _migrate(conn, path)
     except sqlite3.Error as exc:
         conn.close()
