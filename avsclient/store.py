@@ -52,6 +52,7 @@ import sqlite3
 import stat
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -381,9 +382,7 @@ class DeviceStore:
             ).fetchone()
         return default if row is None else self._loads(row[0], f"setting {namespace}/{key}")
 
-    def set(
-        self, namespace: str, key: str, value: JSONValue, *, device_only: bool = False
-    ) -> None:
+    def set(self, namespace: str, key: str, value: JSONValue, *, device_only: bool = False) -> None:
         """Store a setting (a JSON value), replacing any earlier one.
 
         Args:
@@ -517,8 +516,7 @@ class DeviceStore:
         """Remove a delivered event (call only after AVS answered 2xx). True if it was there."""
         with self._writing() as conn:
             return (
-                conn.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,)).rowcount
-                > 0
+                conn.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,)).rowcount > 0
             )
 
     def outbox_trim(self) -> int:
@@ -604,11 +602,16 @@ def _map(exc: sqlite3.Error, path: Path, doing: str) -> DeviceStoreError:
     return DeviceStoreError(message, path=str(path))
 
 
-def _connect(path: Path, config: StoreConfig) -> sqlite3.Connection:
+def _connect(path: Path, config: StoreConfig, *, read_only: bool = False) -> sqlite3.Connection:
     # isolation_level=None: the store issues BEGIN and COMMIT itself. check_same_thread=False:
     # the store's own lock serialises use, so asyncio.to_thread callers work.
+    target = f"file:{urllib.parse.quote(os.fspath(path))}?mode={'ro' if read_only else 'rw'}"
     conn = sqlite3.connect(
-        path, timeout=config.busy_timeout, isolation_level=None, check_same_thread=False
+        target,
+        timeout=config.busy_timeout,
+        isolation_level=None,
+        check_same_thread=False,
+        uri=True,
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout * 1000)}")
@@ -673,7 +676,8 @@ def _create(path: Path, config: StoreConfig, version: int = SCHEMA_VERSION) -> N
         directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
     except OSError as exc:
         raise DeviceStoreError(
-            f"cannot create the device store directory {directory}: {exc.strerror or exc}",
+            f"cannot create the directory {directory} for the device store {path}: "
+            f"{exc.strerror or exc}",
             path=str(path),
         ) from exc
     tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
@@ -682,7 +686,7 @@ def _create(path: Path, config: StoreConfig, version: int = SCHEMA_VERSION) -> N
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE))
     except OSError as exc:
         raise DeviceStoreError(
-            f"cannot create the device store in {directory}: {exc.strerror or exc}",
+            f"cannot create the device store {path} in {directory}: {exc.strerror or exc}",
             path=str(path),
         ) from exc
     try:
@@ -744,12 +748,18 @@ def _open_existing_or_new(path: Path, config: StoreConfig) -> sqlite3.Connection
             path,
             stat.S_IMODE(info.st_mode),
         )
+    # The check runs on a read-only connection: closing a read-write one checkpoints the WAL
+    # into the file and deletes it, which would change a damaged store before it is kept.
     try:
+        checker = _connect(path, config, read_only=True)
+        try:
+            _check(checker, path)
+        finally:
+            checker.close()
         conn = _connect(path, config)
     except sqlite3.Error as exc:
         raise _map(exc, path, "open") from exc
     try:
-        _check(conn, path)
         _configure(conn, path, config)
         _migrate(conn, path)
     except sqlite3.Error as exc:

@@ -214,8 +214,7 @@ def test_store_holds_no_tokens(tmp_path: Path) -> None:
         tables = {
             row[0]
             for row in store._conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
-                " AND name NOT LIKE 'sqlite_%'"
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
             )
         }
     assert tables == {"meta", "settings", "alerts", "outbox"}
@@ -293,9 +292,7 @@ def test_a_corrupt_json_value_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     with DeviceStore.open(path) as store:
         store._conn.execute("INSERT INTO settings VALUES ('N', 'k', '{not json', 0)")
-        store._conn.execute(
-            "INSERT INTO alerts VALUES ('t', 'ALARM', 1.0, '[1]', 'SET')"
-        )
+        store._conn.execute("INSERT INTO alerts VALUES ('t', 'ALARM', 1.0, '[1]', 'SET')")
         with pytest.raises(DeviceStoreCorrupt, match="N/k"):
             store.get("N", "k")
         with pytest.raises(DeviceStoreCorrupt, match="alert t"):
