@@ -22,12 +22,13 @@ batch writes in `transaction()` or call the store through `asyncio.to_thread`.
 
 File care, as for the token file. The file is created 0600 (SQLite gives its `-wal` and `-shm`
 files the mode of the database) in a 0700 directory, next to the token file by default. A new
-database is built under a temporary name and renamed into place, so a file at the path is
-always a complete store and an empty or cut file is reported, not taken for a new one. Every
-open runs `PRAGMA quick_check`: a damaged file raises `DeviceStoreCorrupt` and is left in
-place; with `on_corrupt="reset"` it is renamed aside (`<name>.corrupt-<time>`, with its WAL)
-and a fresh store is created, never overwriting it. A lock held past the busy timeout raises
-`DeviceStoreLocked` rather than hanging.
+database is built under a temporary name and linked into place (never over an existing file),
+so a file at the path is always a complete store and an empty or cut file is reported, not
+taken for a new one. Every open runs `PRAGMA quick_check` on a read-only connection first (a
+read-write one would fold the WAL into the file when closed): a damaged file raises
+`DeviceStoreCorrupt` and is left in place; with `on_corrupt="reset"` it is renamed aside
+(`<name>.corrupt-<time>`, with its WAL) and a fresh store is created, never overwriting it.
+A lock held past the busy timeout raises `DeviceStoreLocked` rather than hanging.
 
 Schema versions (`PRAGMA user_version`), migrated forward in one transaction each:
 1. `meta`, `settings`.

@@ -6,6 +6,7 @@ import json
 import math
 import sqlite3
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -331,3 +332,30 @@ def test_wal_mode_and_full_sync_are_set(tmp_path: Path) -> None:
         assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
     with DeviceStore.open(tmp_path / "s.db", config=StoreConfig(synchronous="NORMAL")) as store:
         assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
+def test_threads_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    """Writes and transactions from several threads (asyncio.to_thread callers) all land."""
+    path = tmp_path / "s.db"
+    errors: list[BaseException] = []
+    with DeviceStore.open(path, config=StoreConfig(outbox_max_events=10_000)) as store:
+
+        def writer(k: int) -> None:
+            try:
+                for n in range(50):
+                    with store.transaction():
+                        store.set(f"T{k}", f"n{n}", n)
+                        store.outbox_append(f"{k}-{n}", {"n": n})
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+    with DeviceStore.open(path) as store:
+        for k in range(4):
+            assert store.settings(f"T{k}") == {f"n{n}": n for n in range(50)}
+        assert len(store.outbox_pending()) == 200
