@@ -29,6 +29,9 @@ AVSError
 │   ├── ClientConfigError           invalid_client, unauthorized_client, invalid_request, ...
 │   └── TokenStoreError             the token file is unreadable, corrupt or unwritable
 ├── AudioError                      no PortAudio, no device, device busy, unsupported format
+├── DeviceStoreError                the device store cannot be opened, read or written; `path`
+│   ├── DeviceStoreCorrupt          damaged, truncated or not a device store; the file is kept
+│   └── DeviceStoreLocked           another process held the database past the busy timeout
 ├── DirectiveError                  a directive could not be handled; carries `error_type`
 ├── StateError                      an operation is not allowed in the current state
 └── ServerError                     AVS answered with an exception; carries `status`, `code`
@@ -60,6 +63,9 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionDraining",
     "ConnectionLost",
+    "DeviceStoreCorrupt",
+    "DeviceStoreError",
+    "DeviceStoreLocked",
     "DirectiveError",
     "GatewayError",
     "GatewayUnavailable",
@@ -253,6 +259,31 @@ class TokenStoreError(AuthError):
 
 class AudioError(AVSError):
     """Audio input or output failed: no PortAudio, no device, busy device, bad format."""
+
+
+# -- device store --------------------------------------------------------------------------
+
+
+class DeviceStoreError(AVSError):
+    """The device store (`avsclient.store`) cannot be opened, read or written: an unwritable
+    directory, a full disk, a database written by a newer version.
+
+    Attributes:
+        path: the database file.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class DeviceStoreCorrupt(DeviceStoreError):
+    """The database file is damaged, truncated or not a device store. It is left in place
+    (or, when the application asked to start fresh, renamed aside), never overwritten."""
+
+
+class DeviceStoreLocked(DeviceStoreError):
+    """Another process held the database locked for longer than the busy timeout."""
 
 
 # -- directives and agents ----------------------------------------------------------------
