@@ -23,6 +23,7 @@ from .server import HostileServer
 
 __all__ = [
     "TOKEN",
+    "event_document",
     "Sampler",
     "hostile_client",
     "hostile_config",
@@ -113,3 +114,16 @@ class Sampler:
     @property
     def peak_rss_growth(self) -> int:
         return max(self.rss) - self.rss[0]
+
+
+def event_document(name: str = "Probe", namespace: str = "Hostile") -> dict[str, Any]:
+    """An event document with a fresh messageId, for `client.manager.send_event`."""
+    import uuid
+
+    return {
+        "context": [],
+        "event": {
+            "header": {"namespace": namespace, "name": name, "messageId": str(uuid.uuid4())},
+            "payload": {},
+        },
+    }

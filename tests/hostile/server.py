@@ -100,6 +100,7 @@ class Behaviour:
             in from the request); empty: 204.
         hold_events: do not answer event streams other than SynchronizeState (their
             outcome must come from the client's own deadline).
+        hold_pings: never answer `GET /ping`.
     """
 
     goaway_after_sync_ms: float | None = None
@@ -112,6 +113,7 @@ class Behaviour:
     trickle_interval: float | None = None
     recognize_reply: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     hold_events: bool = False
+    hold_pings: bool = False
 
 
 @dataclass
@@ -337,7 +339,8 @@ class _Connection:
             self.spawn(self.send(stream_id, b"--" + self.boundary.encode() + CRLF))
         elif path == PING:
             stream.answered = True
-            self.respond(stream_id, 204, end=True)
+            if not self.server.behaviour.hold_pings:
+                self.respond(stream_id, 204, end=True)
         elif path != EVENTS:
             stream.answered = True
             self.respond(stream_id, 404, end=True)
@@ -541,9 +544,17 @@ class HostileServer:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> HostileServer:
-        self._server = await asyncio.start_server(
-            self._accept, "127.0.0.1", 0, ssl=self._ssl, ssl_handshake_timeout=5
-        )
+        try:
+            self._server = await asyncio.start_server(
+                self._accept,
+                "127.0.0.1",
+                0,
+                ssl=self._ssl,
+                ssl_handshake_timeout=5 if self._ssl is not None else None,
+            )
+        except BaseException:
+            self._dir.cleanup()
+            raise
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
