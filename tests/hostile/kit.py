@@ -23,11 +23,13 @@ from .server import HostileServer
 
 __all__ = [
     "TOKEN",
-    "event_document",
     "Sampler",
+    "event_document",
     "hostile_client",
     "hostile_config",
     "rss_bytes",
+    "speech_activity",
+    "tone",
     "wait_until",
 ]
 
@@ -127,3 +129,21 @@ def event_document(name: str = "Probe", namespace: str = "Hostile") -> dict[str,
             "payload": {},
         },
     }
+
+
+def tone(seconds: float = 0.5) -> Any:
+    """An AVS-format audio source: `seconds` of a 220 Hz tone, delivered at once."""
+    import numpy as np
+
+    from avsclient.audio import ArraySource
+
+    t = np.arange(int(seconds * 16_000)) / 16_000
+    return ArraySource((0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16), 16_000)
+
+
+def speech_activity(client: AVSClient) -> str:
+    """The SpeechSynthesizer's playerActivity, as the client reports it in its context."""
+    for state in client.context():
+        if state["header"]["name"] == "SpeechState":
+            return str(state["payload"]["playerActivity"])
+    raise AssertionError("no SpeechState in the context")

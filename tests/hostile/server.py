@@ -232,12 +232,16 @@ class _Connection:
             if not view:
                 return True
 
-    def respond(self, stream_id: int, status: int, headers: Iterable[tuple[str, str]] = (),
-                *, end: bool = False) -> None:
+    def respond(
+        self,
+        stream_id: int,
+        status: int,
+        headers: Iterable[tuple[str, str]] = (),
+        *,
+        end: bool = False,
+    ) -> None:
         with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            self.h2.send_headers(
-                stream_id, [(":status", str(status)), *headers], end_stream=end
-            )
+            self.h2.send_headers(stream_id, [(":status", str(status)), *headers], end_stream=end)
             self.flush()
 
     def exception_body(self, status: int) -> bytes:
@@ -439,8 +443,10 @@ class _Connection:
         body = bytearray(dash + CRLF)
         for index, (namespace, name, payload) in enumerate(parts):
             raw = directive_json(
-                namespace, name, payload, dialog_request_id=dialog if isinstance(dialog, str)
-                else None
+                namespace,
+                name,
+                payload,
+                dialog_request_id=dialog if isinstance(dialog, str) else None,
             )
             last = index == len(parts) - 1
             body += b"Content-Type: application/json; charset=UTF-8" + CRLF + CRLF + raw
@@ -471,9 +477,8 @@ class _Connection:
         if behaviour.protocol_error_after_sync_ms is not None:
             self.spawn(self.protocol_error_later(behaviour.protocol_error_after_sync_ms / 1000))
         if behaviour.lower_streams_after_sync is not None:
-            self.h2.update_settings(
-                {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: behaviour.lower_streams_after_sync}
-            )
+            limit = behaviour.lower_streams_after_sync
+            self.h2.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limit})
             self.flush()
 
     async def goaway_later(self, delay: float) -> None:
@@ -627,9 +632,7 @@ class HostileServer:
 
     # -- pushing directives --------------------------------------------------------------------
 
-    async def push_raw(
-        self, raw: bytes, *, attachments: dict[str, bytes] | None = None
-    ) -> bool:
+    async def push_raw(self, raw: bytes, *, attachments: dict[str, bytes] | None = None) -> bool:
         """Push one JSON part (any bytes) and its attachments on the newest downchannel."""
         conn = self._downchannel()
         if conn is None:

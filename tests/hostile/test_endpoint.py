@@ -31,9 +31,11 @@ async def _rejects(
         await server.push_directive("System", "SetEndpoint", {"endpoint": endpoint})
         # Give the client every chance to misbehave: wait for its answer or for it to leave.
         await wait_until(
-            lambda: bool(server.named("System", "ExceptionEncountered"))
-            or bool(h2c_server.requests)
-            or client.status.name != "CONNECTED",
+            lambda: (
+                bool(server.named("System", "ExceptionEncountered"))
+                or bool(h2c_server.requests)
+                or client.status.name != "CONNECTED"
+            ),
             timeout=3.0,
         )
         await asyncio.sleep(0.5)

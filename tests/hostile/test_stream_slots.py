@@ -48,12 +48,12 @@ async def test_events_get_an_outcome_when_the_stream_limit_drops(server: Hostile
             return result.outcome.name, time.monotonic() - started
 
         sends = [asyncio.create_task(send()) for _ in range(3)]
-        done, pending = await asyncio.wait(sends, timeout=6.0)
+        done, pending = await asyncio.wait(sends, timeout=5.0)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         results = [task.result() for task in done]
-    assert not pending, f"{len(pending)} of 3 events had no outcome after 6 s: {results}"
+    assert not pending, f"{len(pending)} of 3 events had no outcome after 5 s: {results}"
     # Each event: at most its queue wait plus its event timeout, plus scheduling slack.
     assert all(elapsed <= 1.5 + 1.5 + 1.0 for _, elapsed in results), results
 
