@@ -58,6 +58,11 @@ PING = "/ping"
 DATA_ON_STREAM_ZERO = b"\x00\x00\x00\x00\x00\x00\x00\x00\x00"
 
 
+def _text(value: str | bytes) -> str:
+    """A header name or value as text (h2 gives str with `header_encoding` set)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
 def directive_json(
     namespace: str,
     name: str,
@@ -264,7 +269,7 @@ class _Connection:
                 while await self.reader.read(65536):
                     pass
             return
-        settings: dict[int, int] = {}
+        settings: dict[h2.settings.SettingCodes, int] = {}
         if behaviour.max_concurrent_streams is not None:
             settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = (
                 behaviour.max_concurrent_streams
@@ -296,7 +301,7 @@ class _Connection:
 
     def handle(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
-            headers = dict(event.headers)  # header_encoding: str pairs
+            headers = {_text(k): _text(v) for k, v in event.headers}
             self.streams[event.stream_id] = _Stream(event.stream_id, headers)
             self.server.requests.append(
                 RequestRecord(self.record.id, self.record.tls, headers, time.monotonic())
