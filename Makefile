@@ -1,5 +1,6 @@
 # The two commands of the README: `make test` and `make demo`.
-# Each creates .venv, installs the package, and (as root) the Debian packages it needs.
+# Each creates .venv, installs the package with the simulator and test extras, and (as root)
+# the Debian packages it needs.
 
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
@@ -12,7 +13,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: setup.cfg pyproject.toml
 	@test -n "$(PYTHON)" || { echo "avsclient needs Python >= 3.11 on PATH" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[simulator,test]'
 	@touch $@
 
 venv: $(BIN)/.installed

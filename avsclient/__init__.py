@@ -7,12 +7,27 @@ AVS simulator to develop and test against.
 
 from __future__ import annotations
 
-from avsclient import _redaction
-from avsclient.agents import ClientEvent, Dialog, DialogTrace
-from avsclient.client import AVSClient, Subscription
-from avsclient.config import ClientConfig, Region
-from avsclient.exceptions import AVSError
-from avsclient.messages import Directive
+from typing import TYPE_CHECKING
+
+from avsclient import _lazy, _redaction
+
+if TYPE_CHECKING:
+    from avsclient.agents import ClientEvent, Dialog, DialogTrace
+    from avsclient.client import AVSClient, Subscription
+    from avsclient.config import ClientConfig, Region
+    from avsclient.exceptions import AVSError
+    from avsclient.messages import Directive
+else:
+    __getattr__, __dir__ = _lazy.exports(
+        __name__,
+        {
+            "avsclient.agents": ("ClientEvent", "Dialog", "DialogTrace"),
+            "avsclient.client": ("AVSClient", "Subscription"),
+            "avsclient.config": ("ClientConfig", "Region"),
+            "avsclient.exceptions": ("AVSError",),
+            "avsclient.messages": ("Directive",),
+        },
+    )
 
 __all__ = [
     "AVSClient",

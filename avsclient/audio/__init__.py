@@ -6,43 +6,103 @@ when they are created, and report a missing library or device as `AudioError`.
 
 from __future__ import annotations
 
-from .convert import Framer, PcmConverter, Resampler, decode_samples, encode_samples
-from .endpointing import (
-    EndpointDetector,
-    EndpointEvent,
-    EndpointingConfig,
-    EndpointState,
-    EndReason,
-    VoiceEnded,
-    VoiceStarted,
-    frame_energy_dbfs,
-)
-from .format import (
-    AVS_FORMAT,
-    AVS_FORMAT_NAME,
-    AVS_FRAME_BYTES,
-    AVS_FRAME_MS,
-    AudioFormat,
-    SampleEncoding,
-)
-from .mp3 import DEFAULT_MP3_QUEUE_FRAMES, Mp3Decoder, Mp3FrameSplitter, Mp3Sink, decode_mp3
-from .sinks import (
-    DEFAULT_SPEAKER_BUFFER_MS,
-    PLAYBACK_FORMAT,
-    AudioSink,
-    NullSink,
-    Speaker,
-    WavFileSink,
-)
-from .sources import (
-    DEFAULT_QUEUE_FRAMES,
-    ArraySource,
-    AudioSource,
-    CaptureBridge,
-    EndpointedSource,
-    Microphone,
-    WavFileSource,
-)
+from typing import TYPE_CHECKING
+
+from avsclient import _lazy
+
+if TYPE_CHECKING:
+    from .convert import Framer, PcmConverter, Resampler, decode_samples, encode_samples
+    from .endpointing import (
+        EndpointDetector,
+        EndpointEvent,
+        EndpointingConfig,
+        EndpointState,
+        EndReason,
+        VoiceEnded,
+        VoiceStarted,
+        frame_energy_dbfs,
+    )
+    from .format import (
+        AVS_FORMAT,
+        AVS_FORMAT_NAME,
+        AVS_FRAME_BYTES,
+        AVS_FRAME_MS,
+        AudioFormat,
+        SampleEncoding,
+    )
+    from .mp3 import DEFAULT_MP3_QUEUE_FRAMES, Mp3Decoder, Mp3FrameSplitter, Mp3Sink, decode_mp3
+    from .sinks import (
+        DEFAULT_SPEAKER_BUFFER_MS,
+        PLAYBACK_FORMAT,
+        AudioSink,
+        NullSink,
+        Speaker,
+        WavFileSink,
+    )
+    from .sources import (
+        DEFAULT_QUEUE_FRAMES,
+        ArraySource,
+        AudioSource,
+        CaptureBridge,
+        EndpointedSource,
+        Microphone,
+        WavFileSource,
+    )
+else:
+    __getattr__, __dir__ = _lazy.exports(
+        __name__,
+        {
+            ".convert": (
+                "Framer",
+                "PcmConverter",
+                "Resampler",
+                "decode_samples",
+                "encode_samples",
+            ),
+            ".endpointing": (
+                "EndpointDetector",
+                "EndpointEvent",
+                "EndpointingConfig",
+                "EndpointState",
+                "EndReason",
+                "VoiceEnded",
+                "VoiceStarted",
+                "frame_energy_dbfs",
+            ),
+            ".format": (
+                "AVS_FORMAT",
+                "AVS_FORMAT_NAME",
+                "AVS_FRAME_BYTES",
+                "AVS_FRAME_MS",
+                "AudioFormat",
+                "SampleEncoding",
+            ),
+            ".mp3": (
+                "DEFAULT_MP3_QUEUE_FRAMES",
+                "Mp3Decoder",
+                "Mp3FrameSplitter",
+                "Mp3Sink",
+                "decode_mp3",
+            ),
+            ".sinks": (
+                "DEFAULT_SPEAKER_BUFFER_MS",
+                "PLAYBACK_FORMAT",
+                "AudioSink",
+                "NullSink",
+                "Speaker",
+                "WavFileSink",
+            ),
+            ".sources": (
+                "DEFAULT_QUEUE_FRAMES",
+                "ArraySource",
+                "AudioSource",
+                "CaptureBridge",
+                "EndpointedSource",
+                "Microphone",
+                "WavFileSource",
+            ),
+        },
+    )
 
 __all__ = [
     "AVS_FORMAT",

@@ -9,35 +9,75 @@ the retry schedule, is exported here too.
 
 from __future__ import annotations
 
-from avsclient.auth.codepair import CodePairLinking, LinkingState
-from avsclient.auth.http import LWAHttpClient, LWAReply, run_exchange
-from avsclient.auth.linking import CodeCallback, link_device
-from avsclient.auth.lwa import (
-    LWA_RETRY,
-    CodePair,
-    CodePairReceived,
-    Event,
-    LWAConfig,
-    LWARequest,
-    PollScheduled,
-    RetryPolicy,
-    RetryScheduled,
-    TokenExchange,
-    TokenSet,
-    TokensReceived,
-    client_credentials_request,
-    codepair_request,
-    device_token_request,
-    parse_token_reply,
-    refresh_request,
-)
-from avsclient.auth.provider import (
-    ClientCredentialsTokenProvider,
-    RefreshingTokenProvider,
-    StaticTokenProvider,
-    TokenProvider,
-)
-from avsclient.auth.store import StoredTokens, TokenStore, default_token_path
+from typing import TYPE_CHECKING
+
+from avsclient import _lazy
+
+if TYPE_CHECKING:
+    from avsclient.auth.codepair import CodePairLinking, LinkingState
+    from avsclient.auth.http import LWAHttpClient, LWAReply, run_exchange
+    from avsclient.auth.linking import CodeCallback, link_device
+    from avsclient.auth.lwa import (
+        LWA_RETRY,
+        CodePair,
+        CodePairReceived,
+        Event,
+        LWAConfig,
+        LWARequest,
+        PollScheduled,
+        RetryPolicy,
+        RetryScheduled,
+        TokenExchange,
+        TokenSet,
+        TokensReceived,
+        client_credentials_request,
+        codepair_request,
+        device_token_request,
+        parse_token_reply,
+        refresh_request,
+    )
+    from avsclient.auth.provider import (
+        ClientCredentialsTokenProvider,
+        RefreshingTokenProvider,
+        StaticTokenProvider,
+        TokenProvider,
+    )
+    from avsclient.auth.store import StoredTokens, TokenStore, default_token_path
+else:
+    __getattr__, __dir__ = _lazy.exports(
+        __name__,
+        {
+            "avsclient.auth.codepair": ("CodePairLinking", "LinkingState"),
+            "avsclient.auth.http": ("LWAHttpClient", "LWAReply", "run_exchange"),
+            "avsclient.auth.linking": ("CodeCallback", "link_device"),
+            "avsclient.auth.lwa": (
+                "LWA_RETRY",
+                "CodePair",
+                "CodePairReceived",
+                "Event",
+                "LWAConfig",
+                "LWARequest",
+                "PollScheduled",
+                "RetryPolicy",
+                "RetryScheduled",
+                "TokenExchange",
+                "TokenSet",
+                "TokensReceived",
+                "client_credentials_request",
+                "codepair_request",
+                "device_token_request",
+                "parse_token_reply",
+                "refresh_request",
+            ),
+            "avsclient.auth.provider": (
+                "ClientCredentialsTokenProvider",
+                "RefreshingTokenProvider",
+                "StaticTokenProvider",
+                "TokenProvider",
+            ),
+            "avsclient.auth.store": ("StoredTokens", "TokenStore", "default_token_path"),
+        },
+    )
 
 __all__ = [
     "ClientCredentialsTokenProvider",

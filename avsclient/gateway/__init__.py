@@ -9,57 +9,123 @@ exactly one result.
 
 from __future__ import annotations
 
-from avsclient.gateway.builders import (
-    DISPLAY_CATEGORIES,
-    CameraStreamConfiguration,
-    Capability,
-    Endpoint,
-    Property,
-    alexa_interface,
-    brightness,
-    brightness_controller,
-    camera_stream_controller,
-    check_endpoint_id,
-    connectivity,
-    contact_sensor,
-    detection_state,
-    endpoint_health,
-    motion_sensor,
-    power_controller,
-    power_state,
-)
-from avsclient.gateway.client import EventGatewayClient, ReportResult
-from avsclient.gateway.config import (
-    EVENT_GATEWAY_HOSTS,
-    GATEWAY_RETRY,
-    SKILL_MESSAGING_HOSTS,
-    GatewayConfig,
-    Region,
-    ReportLimits,
-    RetryPolicy,
-    SkillMessagingConfig,
-)
-from avsclient.gateway.core import (
-    BatchOutcome,
-    Delivery,
-    DeliveryFinished,
-    DeliveryResult,
-    Outcome,
-    RequestReady,
-    RetryScheduled,
-    TokenRefreshRequired,
-    parse_error_body,
-)
-from avsclient.gateway.reports import (
-    AddOrUpdateReport,
-    Batch,
-    Cause,
-    ChangeReport,
-    DeleteReport,
-    Report,
-    validate_event,
-)
-from avsclient.gateway.skill_messaging import MessageResult, SkillMessage, SkillMessagingClient
+from typing import TYPE_CHECKING
+
+from avsclient import _lazy
+
+if TYPE_CHECKING:
+    from avsclient.gateway.builders import (
+        DISPLAY_CATEGORIES,
+        CameraStreamConfiguration,
+        Capability,
+        Endpoint,
+        Property,
+        alexa_interface,
+        brightness,
+        brightness_controller,
+        camera_stream_controller,
+        check_endpoint_id,
+        connectivity,
+        contact_sensor,
+        detection_state,
+        endpoint_health,
+        motion_sensor,
+        power_controller,
+        power_state,
+    )
+    from avsclient.gateway.client import EventGatewayClient, ReportResult
+    from avsclient.gateway.config import (
+        EVENT_GATEWAY_HOSTS,
+        GATEWAY_RETRY,
+        SKILL_MESSAGING_HOSTS,
+        GatewayConfig,
+        Region,
+        ReportLimits,
+        RetryPolicy,
+        SkillMessagingConfig,
+    )
+    from avsclient.gateway.core import (
+        BatchOutcome,
+        Delivery,
+        DeliveryFinished,
+        DeliveryResult,
+        Outcome,
+        RequestReady,
+        RetryScheduled,
+        TokenRefreshRequired,
+        parse_error_body,
+    )
+    from avsclient.gateway.reports import (
+        AddOrUpdateReport,
+        Batch,
+        Cause,
+        ChangeReport,
+        DeleteReport,
+        Report,
+        validate_event,
+    )
+    from avsclient.gateway.skill_messaging import MessageResult, SkillMessage, SkillMessagingClient
+else:
+    __getattr__, __dir__ = _lazy.exports(
+        __name__,
+        {
+            "avsclient.gateway.builders": (
+                "DISPLAY_CATEGORIES",
+                "CameraStreamConfiguration",
+                "Capability",
+                "Endpoint",
+                "Property",
+                "alexa_interface",
+                "brightness",
+                "brightness_controller",
+                "camera_stream_controller",
+                "check_endpoint_id",
+                "connectivity",
+                "contact_sensor",
+                "detection_state",
+                "endpoint_health",
+                "motion_sensor",
+                "power_controller",
+                "power_state",
+            ),
+            "avsclient.gateway.client": ("EventGatewayClient", "ReportResult"),
+            "avsclient.gateway.config": (
+                "EVENT_GATEWAY_HOSTS",
+                "GATEWAY_RETRY",
+                "SKILL_MESSAGING_HOSTS",
+                "GatewayConfig",
+                "Region",
+                "ReportLimits",
+                "RetryPolicy",
+                "SkillMessagingConfig",
+            ),
+            "avsclient.gateway.core": (
+                "BatchOutcome",
+                "Delivery",
+                "DeliveryFinished",
+                "DeliveryResult",
+                "Outcome",
+                "RequestReady",
+                "RetryScheduled",
+                "TokenRefreshRequired",
+                "parse_error_body",
+            ),
+            "avsclient.gateway.reports": (
+                "AddOrUpdateReport",
+                "Batch",
+                "Cause",
+                "ChangeReport",
+                "DeleteReport",
+                "Report",
+                "validate_event",
+            ),
+            "avsclient.gateway.skill_messaging": (
+                "MessageResult",
+                "SkillMessage",
+                "SkillMessagingClient",
+            ),
+        },
+    )
 
 __all__ = [
     "AddOrUpdateReport",

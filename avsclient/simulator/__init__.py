@@ -14,27 +14,59 @@ Nothing else in avsclient imports this package (except the `avsclient simulate` 
 
 from __future__ import annotations
 
-from avsclient.simulator.config import SimulatorConfig
-from avsclient.simulator.faults import Faults
-from avsclient.simulator.gateway import GatewayReply, GatewayRequest, GatewayService
-from avsclient.simulator.lwa import (
-    DEFAULT_CLIENT_ID,
-    DEFAULT_CLIENT_SECRET,
-    CodePair,
-    CodePairState,
-    LWAReply,
-    LWAService,
-)
-from avsclient.simulator.scenarios import (
-    ReceivedEvent,
-    Reply,
-    Script,
-    directive,
-    speech_asset,
-    speech_asset_names,
-    speech_asset_text,
-)
-from avsclient.simulator.server import Simulator
+from typing import TYPE_CHECKING
+
+from avsclient import _lazy
+
+if TYPE_CHECKING:
+    from avsclient.simulator.config import SimulatorConfig
+    from avsclient.simulator.faults import Faults
+    from avsclient.simulator.gateway import GatewayReply, GatewayRequest, GatewayService
+    from avsclient.simulator.lwa import (
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        CodePair,
+        CodePairState,
+        LWAReply,
+        LWAService,
+    )
+    from avsclient.simulator.scenarios import (
+        ReceivedEvent,
+        Reply,
+        Script,
+        directive,
+        speech_asset,
+        speech_asset_names,
+        speech_asset_text,
+    )
+    from avsclient.simulator.server import Simulator
+else:
+    __getattr__, __dir__ = _lazy.exports(
+        __name__,
+        {
+            "avsclient.simulator.config": ("SimulatorConfig",),
+            "avsclient.simulator.faults": ("Faults",),
+            "avsclient.simulator.gateway": ("GatewayReply", "GatewayRequest", "GatewayService"),
+            "avsclient.simulator.lwa": (
+                "DEFAULT_CLIENT_ID",
+                "DEFAULT_CLIENT_SECRET",
+                "CodePair",
+                "CodePairState",
+                "LWAReply",
+                "LWAService",
+            ),
+            "avsclient.simulator.scenarios": (
+                "ReceivedEvent",
+                "Reply",
+                "Script",
+                "directive",
+                "speech_asset",
+                "speech_asset_names",
+                "speech_asset_text",
+            ),
+            "avsclient.simulator.server": ("Simulator",),
+        },
+    )
 
 __all__ = [
     "CodePair",

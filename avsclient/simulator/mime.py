@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Any, NoReturn
 
-import multipart
+from avsclient.simulator._extra import missing_extra
+
+try:
+    import multipart
+except ImportError as exc:  # the simulator extra is not installed
+    raise missing_extra("multipart") from exc
 
 __all__ = [
     "RelatedWriter",

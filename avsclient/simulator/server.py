@@ -19,9 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import trustme
-
 from avsclient._resource import AsyncService
+from avsclient.simulator._extra import missing_extra
 from avsclient.simulator.config import SimulatorConfig
 from avsclient.simulator.connection import Connection
 from avsclient.simulator.faults import Faults
@@ -29,6 +28,11 @@ from avsclient.simulator.gateway import GatewayService
 from avsclient.simulator.lwa import LWAService
 from avsclient.simulator.mime import RelatedWriter
 from avsclient.simulator.scenarios import ReceivedEvent, Reply, Script
+
+try:
+    import trustme
+except ImportError as exc:  # the simulator extra is not installed
+    raise missing_extra("trustme") from exc
 
 __all__ = ["Simulator"]
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import httpx
 
@@ -32,3 +35,27 @@ async def test_avs_simulator_h2c_fixture(avs_simulator_h2c: Simulator) -> None:
     async with httpx.AsyncClient(http1=False, http2=True) as client:
         response = await client.get(avs_simulator_h2c.url + "/ping")
     assert response.status_code == 403
+
+
+def test_registered_plugin_costs_nothing_until_a_fixture_is_used(tmp_path: Path) -> None:
+    """A pytest run that uses no fixture of the plugin imports neither the simulator's server
+    nor h2, httpx, trustme or numpy: registering the plugin loads only its own small module."""
+    (tmp_path / "test_light.py").write_text(
+        "import json, sys\n"
+        "\n"
+        "def test_report():\n"
+        "    assert 'avsclient.simulator.pytest_plugin' in sys.modules\n"
+        "    heavy = ['avsclient.simulator.server', 'avsclient.simulator.connection',\n"
+        "             'h2', 'httpx', 'trustme', 'numpy']\n"
+        "    print('LOADED', json.dumps([m for m in heavy if m in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "test_light.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    loaded = [line for line in done.stdout.splitlines() if line.startswith("LOADED ")]
+    assert loaded == ["LOADED []"], done.stdout

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from avsclient.auth import StoredTokens, TokenSet, TokenStore
-from avsclient.config import ClientConfig
-from avsclient.doctor import (
+from avsclient.cli.doctor import (
     Verdict,
     check_endpoint,
     check_h2,
@@ -21,6 +20,7 @@ from avsclient.doctor import (
     check_python,
     check_tokens,
 )
+from avsclient.config import ClientConfig
 from avsclient.simulator import Simulator
 
 
@@ -153,7 +153,7 @@ def test_doctor_exit_status_is_one_when_a_check_fails(tmp_path: Path) -> None:
     """A FAIL line makes the command exit 1 and names the failed checks."""
     import argparse
 
-    from avsclient import doctor
+    from avsclient.cli import doctor
 
     (tmp_path / "tokens.json").write_text("garbage")
     out = io.StringIO()

@@ -24,7 +24,7 @@ from avsclient.simulator import (
     speech_asset,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UTTERANCE = ROOT / "avsclient" / "assets" / "utterance.wav"
 DONE = re.compile(
     r"^Done: (?P<seconds>[0-9.]+) s of speech "
