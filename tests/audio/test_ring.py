@@ -39,7 +39,7 @@ def test_an_append_longer_than_the_ring_keeps_its_tail() -> None:
 
 
 def test_bad_input_is_rejected() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="capacity_ms"):
         PcmRing(capacity_ms=5)
     ring = PcmRing()
     with pytest.raises(ValueError, match="partial sample"):
@@ -66,7 +66,7 @@ async def test_reader_delivers_history_then_ends_at_close() -> None:
     got = [f async for f in reader]
     assert b"".join(got) == ramp(8000, 8000)
     assert all(len(f) == 320 for f in got)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="beyond"):
         RingReader(ring, 16001)
 
 

@@ -150,7 +150,7 @@ def test_recognize_window_with_short_history() -> None:
     # the word's start itself was overwritten: the window starts at the oldest sample
     w = recognize_window(d, oldest=41000)
     assert (w.reader_start, w.start_index, w.end_index) == (41000, 0, 6500)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="preroll"):
         recognize_window(d, oldest=0, preroll_samples=-1)
 
 
