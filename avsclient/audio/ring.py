@@ -197,6 +197,7 @@ class RingReader(AudioSource):
         self._closed = False
         #: Samples this reader lost to overruns (after `resync()`).
         self.overrun_samples = 0
+        self._counted = start  # overrun samples already added to the ring's count end here
 
     @property
     def format(self) -> AudioFormat:
@@ -216,8 +217,9 @@ class RingReader(AudioSource):
     def _take(self) -> bytes | None:
         ring = self._ring
         if self.position < ring.oldest:
-            lost = ring.oldest - self.position
-            ring.overruns += lost
+            if self._counted < ring.oldest:  # count each lost sample once, however often asked
+                ring.overruns += ring.oldest - max(self._counted, self.position)
+                self._counted = ring.oldest
             raise RingOverrun(self.position, ring.oldest)
         if ring.end - self.position >= self._frame_samples:
             frame = ring.read(self.position, self._frame_samples)
@@ -293,9 +295,9 @@ class RingCapture:
                     listener(frame, position)
                 async with self._wakeup:
                     self._wakeup.notify_all()
-        except AudioError as exc:
+        except Exception as exc:  # a failing device or listener ends the capture, visibly
             self.error = exc
-            _log.warning("capture ended: %s", exc)
+            _log.warning("capture ended: %r", exc)
         finally:
             self.ring.close()
             async with self._wakeup:

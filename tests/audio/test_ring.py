@@ -80,6 +80,9 @@ async def test_stalled_reader_overrun_is_counted_and_reported() -> None:
         await reader.read_frame()
     assert (info.value.position, info.value.oldest) == (160, 800)
     assert ring.overruns == 640
+    with pytest.raises(RingOverrun):  # asking again does not count the same loss twice
+        await reader.read_frame()
+    assert ring.overruns == 640
     assert reader.resync() == 640
     assert reader.overrun_samples == 640
     assert await reader.read_frame() == ramp(800, 160)
@@ -103,3 +106,21 @@ async def test_capture_pump_feeds_listeners_and_live_readers() -> None:
     assert got == samples.astype("<i2").tobytes()
     assert seen == list(range(0, 48000, 160))
     assert capture.ring.end == 48000
+
+
+async def test_a_failing_listener_ends_the_capture_with_its_error() -> None:
+    source = ArraySource(np.zeros(16000, dtype=np.int16), 16000, realtime=False)
+    capture = RingCapture(source)
+
+    def broken(frame: bytes, position: int) -> None:
+        raise RuntimeError("listener failed")
+
+    capture.add_listener(broken)
+    async with capture:
+        reader = capture.reader_from(0)
+        async with asyncio.timeout(5):
+            got = [f async for f in reader]
+        await capture.wait_closed(5)
+    assert isinstance(capture.error, RuntimeError)
+    assert capture.ring.closed
+    assert len(got) == 1  # the frame appended before the listener failed is still delivered
