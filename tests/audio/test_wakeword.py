@@ -3,6 +3,7 @@ start estimate's error, no false wakes on near-miss speech, and the Recognize wi
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +14,12 @@ import pytest
 
 from avsclient.audio import (
     DEFAULT_PREROLL_SAMPLES,
+    ArraySource,
     MicroWakeWordDetector,
     PcmRing,
+    RecognizeWindow,
+    RingCapture,
+    RingReader,
     WakeWordDetection,
     WakeWordDetector,
     WebRtcVadEndpointer,
@@ -189,3 +194,32 @@ def test_unknown_engine_and_model_are_rejected() -> None:
         create_wake_word_detector("nope")
     with pytest.raises(ValueError, match="known: "):
         MicroWakeWordDetector("computer")
+
+
+async def test_always_on_path_hands_a_recognize_reader_with_preroll(
+    positives: list[WakeClip],
+) -> None:
+    """Source -> ring -> detector in the pump; at the detection, a reader 500 ms before the
+    word delivers the history and then the command that follows, without a gap."""
+    clip = positives[0]
+    detector = MicroWakeWordDetector()
+    source = ArraySource(clip.samples, 16000, realtime=False)
+    readers: list[tuple[RecognizeWindow, RingReader]] = []
+    # the file is pumped faster than real time and read after it ends: hold all of it
+    assert len(clip.samples) < 6 * 16000
+    async with RingCapture(source, capacity_ms=6000) as capture:
+
+        def on_frame(frame: bytes, position: int) -> None:
+            for d in detector.feed(frame):
+                window = recognize_window(refine_start(capture.ring, d), capture.ring.oldest)
+                readers.append((window, capture.reader_from(window.reader_start)))
+
+        capture.add_listener(on_frame)
+        await capture.wait_closed(10)
+        ((window, reader),) = readers
+        async with asyncio.timeout(5):
+            audio = b"".join([f async for f in reader])
+    assert window.start_index == DEFAULT_PREROLL_SAMPLES
+    assert abs(window.reader_start + window.start_index - clip.start) <= 50 * MS
+    expected = clip.samples[window.reader_start :].astype("<i2").tobytes()
+    assert audio[: len(expected)] == expected
