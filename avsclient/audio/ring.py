@@ -295,6 +295,9 @@ class RingCapture:
                     listener(frame, position)
                 async with self._wakeup:
                     self._wakeup.notify_all()
+                # let woken readers run even when the source never waits (a file read
+                # faster than real time), so a reader that keeps up is never overrun
+                await asyncio.sleep(0)
         except Exception as exc:  # a failing device or listener ends the capture, visibly
             self.error = exc
             _log.warning("capture ended: %r", exc)

@@ -124,3 +124,14 @@ async def test_a_failing_listener_ends_the_capture_with_its_error() -> None:
     assert isinstance(capture.error, RuntimeError)
     assert capture.ring.closed
     assert len(got) == 1  # the frame appended before the listener failed is still delivered
+
+
+async def test_a_live_reader_keeps_up_with_a_source_faster_than_real_time() -> None:
+    samples = (np.arange(160000) % 32768).astype(np.int16)  # 10 s through a 100 ms ring
+    source = ArraySource(samples, 16000, realtime=False)
+    async with RingCapture(source, capacity_ms=100) as capture:
+        reader = capture.reader_from(0)
+        async with asyncio.timeout(10):
+            got = b"".join([f async for f in reader])
+    assert got == samples.astype("<i2").tobytes()
+    assert capture.ring.overruns == 0
