@@ -1,7 +1,9 @@
-"""Audio for AVS: formats, sources (microphone, files), sinks (speaker, files), MP3, endpointing.
+"""Audio for AVS: formats, sources (microphone, files), sinks (speaker, files), MP3, endpointing,
+always-on capture with history, wake-word detection.
 
 Importing this package never loads PortAudio: `Microphone` and `Speaker` import sounddevice
-when they are created, and report a missing library or device as `AudioError`.
+when they are created, and report a missing library or device as `AudioError`. Likewise the
+wake-word and VAD engines (extras `wakeword`, `vad`) are imported when a detector is created.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
         SampleEncoding,
     )
     from .mp3 import DEFAULT_MP3_QUEUE_FRAMES, Mp3Decoder, Mp3FrameSplitter, Mp3Sink, decode_mp3
+    from .ring import DEFAULT_RING_MS, PcmRing, RingCapture, RingOverrun, RingReader
     from .sinks import (
         DEFAULT_SPEAKER_BUFFER_MS,
         PLAYBACK_FORMAT,
@@ -47,6 +50,17 @@ if TYPE_CHECKING:
         EndpointedSource,
         Microphone,
         WavFileSource,
+    )
+    from .vad import Endpointer, WebRtcVadEndpointer, create_endpointer
+    from .wakeword import (
+        DEFAULT_PREROLL_SAMPLES,
+        MicroWakeWordDetector,
+        RecognizeWindow,
+        WakeWordDetection,
+        WakeWordDetector,
+        create_wake_word_detector,
+        recognize_window,
+        refine_start,
     )
 else:
     __getattr__, __dir__ = _lazy.exports(
@@ -68,6 +82,18 @@ else:
                 "VoiceEnded",
                 "VoiceStarted",
                 "frame_energy_dbfs",
+            ),
+            ".ring": ("DEFAULT_RING_MS", "PcmRing", "RingCapture", "RingOverrun", "RingReader"),
+            ".vad": ("Endpointer", "WebRtcVadEndpointer", "create_endpointer"),
+            ".wakeword": (
+                "DEFAULT_PREROLL_SAMPLES",
+                "MicroWakeWordDetector",
+                "RecognizeWindow",
+                "WakeWordDetection",
+                "WakeWordDetector",
+                "create_wake_word_detector",
+                "recognize_window",
+                "refine_start",
             ),
             ".format": (
                 "AVS_FORMAT",
@@ -115,15 +141,19 @@ __all__ = [
     "AudioSource",
     "CaptureBridge",
     "DEFAULT_MP3_QUEUE_FRAMES",
+    "DEFAULT_PREROLL_SAMPLES",
     "DEFAULT_QUEUE_FRAMES",
+    "DEFAULT_RING_MS",
     "DEFAULT_SPEAKER_BUFFER_MS",
     "EndReason",
     "EndpointDetector",
     "EndpointEvent",
     "EndpointState",
     "EndpointedSource",
+    "Endpointer",
     "EndpointingConfig",
     "Framer",
+    "MicroWakeWordDetector",
     "Microphone",
     "Mp3Decoder",
     "Mp3FrameSplitter",
@@ -131,15 +161,27 @@ __all__ = [
     "NullSink",
     "PLAYBACK_FORMAT",
     "PcmConverter",
+    "PcmRing",
+    "RecognizeWindow",
     "Resampler",
+    "RingCapture",
+    "RingOverrun",
+    "RingReader",
     "SampleEncoding",
     "Speaker",
     "VoiceEnded",
     "VoiceStarted",
+    "WakeWordDetection",
+    "WakeWordDetector",
     "WavFileSink",
     "WavFileSource",
+    "WebRtcVadEndpointer",
+    "create_endpointer",
+    "create_wake_word_detector",
     "decode_mp3",
     "decode_samples",
     "encode_samples",
     "frame_energy_dbfs",
+    "recognize_window",
+    "refine_start",
 ]
