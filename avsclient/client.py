@@ -32,6 +32,7 @@ from avsclient.agents import (
     ClientEvent,
     ConnectionStatusChanged,
     DirectiveObserved,
+    FocusChanged,
     Messenger,
     SourceFactory,
     SpeakerAgent,
@@ -45,7 +46,7 @@ from avsclient.audio import NullSink
 from avsclient.dialog import DEFAULT_MAX_QUEUE, DialogManager, Disposition
 from avsclient.directives import DirectivePipeline
 from avsclient.exceptions import StateError
-from avsclient.focus import FocusManager
+from avsclient.focus import FocusChange, FocusManager
 from avsclient.http2.manager import ChangedReason, ConnectionManager, ConnectionStatus
 from avsclient.messages import Directive, ExceptionType, exception_encountered
 
@@ -239,7 +240,7 @@ class AVSClient(AsyncService):
         self._subscriptions: set[Subscription] = set()
         self.attachments = AttachmentStore(attachment_limits)
         self.dialogs = DialogManager(max_queue=max_dialog_queue)
-        self.focus = FocusManager()
+        self.focus = FocusManager(listener=self._on_focus)
         self.pipeline = DirectivePipeline(
             report=self._report,
             dialogs=self.dialogs,
@@ -463,6 +464,11 @@ class AVSClient(AsyncService):
     async def _report(self, raw: bytes, error: ExceptionType, message: str) -> None:
         # System.ExceptionEncountered, with `"context": []` (avs-protocol 5.3).
         await self.messenger.post(exception_encountered(raw, error, message))
+
+    def _on_focus(self, change: FocusChange) -> None:
+        self._publish(
+            FocusChanged(channel=change.channel, state=change.state, behavior=change.behavior)
+        )
 
     def _on_status(self, status: ConnectionStatus, reason: ChangedReason) -> None:
         _log.info("connection %s (%s)", status.name, reason.name)
