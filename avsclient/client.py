@@ -42,7 +42,7 @@ from avsclient.agents import (
     VolumeApplier,
 )
 from avsclient.attachments import AttachmentLimits, AttachmentStore
-from avsclient.audio import NullSink
+from avsclient.audio import Mixer, NullSink
 from avsclient.dialog import DEFAULT_MAX_QUEUE, DialogManager, Disposition
 from avsclient.directives import DirectivePipeline
 from avsclient.exceptions import StateError
@@ -87,7 +87,8 @@ def default_agents(
     """The core agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer.
 
     Args:
-        sink: where speech is played (default: a `NullSink`); the application owns it.
+        sink: where speech is played (default: a `NullSink`); the application owns it. A
+            `Mixer` is built around it: speech plays on its Dialog channel.
         source_factory: opens the microphone when AVS expects speech.
         volume: the initial speaker volume (0..100).
         muted: the initial mute state.
@@ -97,7 +98,7 @@ def default_agents(
     return [
         SystemAgent(inactivity_report_interval=inactivity_report_interval),
         SpeakerAgent(volume=volume, muted=muted, apply=apply_volume),
-        SpeechSynthesizerAgent(sink if sink is not None else NullSink()),
+        SpeechSynthesizerAgent(Mixer(sink if sink is not None else NullSink()).channel("Dialog")),
         SpeechRecognizerAgent(source_factory=source_factory),
     ]
 

@@ -25,6 +25,7 @@ from .format import (
     AudioFormat,
     SampleEncoding,
 )
+from .mixer import Mixer, MixerChannel
 from .mp3 import DEFAULT_MP3_QUEUE_FRAMES, Mp3Decoder, Mp3FrameSplitter, Mp3Sink, decode_mp3
 from .sinks import (
     DEFAULT_SPEAKER_BUFFER_MS,
@@ -65,6 +66,8 @@ __all__ = [
     "EndpointingConfig",
     "Framer",
     "Microphone",
+    "Mixer",
+    "MixerChannel",
     "Mp3Decoder",
     "Mp3FrameSplitter",
     "Mp3Sink",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from avsclient.agents import FocusChanged
+from avsclient.audio import PLAYBACK_FORMAT, MixerChannel, NullSink
 from avsclient.focus import (
     ContentType,
     FocusChange,
@@ -145,3 +146,20 @@ async def test_the_client_publishes_focus_changes(
     dialog = [(e.state, e.behavior) for e in seen if e.channel == "Dialog"]
     assert dialog[0] == (FocusState.FOREGROUND, MixingBehavior.PRIMARY)
     assert dialog[-1] == (FocusState.NONE, MixingBehavior.MUST_STOP)
+
+
+async def test_speech_plays_through_the_mixers_dialog_channel(
+    sim: Simulator, make_client: ClientFactory
+) -> None:
+    """The client builds one mixer around the application's sink; a Speak is mixed on its
+    Dialog channel and reaches the sink."""
+    sink = NullSink(PLAYBACK_FORMAT)
+    async with make_client(sink=sink) as client:
+        await client.wait_connected(20)
+        channel = client.synthesizer.mp3.sink
+        assert isinstance(channel, MixerChannel) and channel.name == "Dialog"
+        assert channel.mixer.sink is sink
+        await client.recognize(tone_source(0.5))
+        await sim.wait_for_event("SpeechSynthesizer", "SpeechFinished")
+    assert channel.frames_played > 0
+    assert sink.bytes_written == channel.frames_played * PLAYBACK_FORMAT.frame_size
