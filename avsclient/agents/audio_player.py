@@ -1,0 +1,434 @@
+"""The AudioPlayer interface (avs-protocol 14): Play, Stop and ClearQueue, played on the Content
+channel of the client's mixer under audio focus (13.3).
+
+`PlayQueue` is the sans-IO part: the current item and the queue, and what Play (REPLACE_ALL,
+ENQUEUE, REPLACE_ENQUEUED, `expectedPreviousToken`) and ClearQueue do to them. The agent plays
+items one after another in one task: MP3 from a `cid:` attachment or an https URL (httpx,
+certificate verified, redirects bounded), decoded by `Mp3Sink` into its mixer channel. The
+offset it reports is what the mixer has played of the item (samples, not wall clock).
+Focus: music acquires Content as MIXABLE when Play asks `interruptedBehavior: ATTENUATE`, else
+NONMIXABLE; in the background it ducks or pauses (PlaybackPaused / PlaybackResumed); losing the
+channel stops it (PlaybackStopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from avsclient.agents.base import CapabilityAgent, DirectiveHandler
+from avsclient.attachments import AttachmentReader, cid_of
+from avsclient.audio import AudioSink, MixerChannel, Mp3Sink
+from avsclient.exceptions import AttachmentError, AudioError, DirectiveError
+from avsclient.focus import ContentType, FocusState, MixingBehavior
+from avsclient.messages import ContextState, Directive, Event
+
+__all__ = ["AudioItem", "AudioPlayerAgent", "MediaError", "PlayQueue", "PlayerActivity"]
+
+_log = logging.getLogger("avsclient.agents")
+
+#: Items waiting behind the current one; a Play beyond it is refused.
+MAX_QUEUE = 32
+#: Redirects followed for one media URL.
+MAX_REDIRECTS = 5
+#: Seconds to wait for a media server (connect, and each read).
+MEDIA_TIMEOUT = 10.0
+
+
+class PlayerActivity(enum.Enum):
+    """`playerActivity` of `AudioPlayer.PlaybackState` (avs-protocol 14.4)."""
+
+    IDLE = "IDLE"
+    PLAYING = "PLAYING"
+    PAUSED = "PAUSED"
+    BUFFER_UNDERRUN = "BUFFER_UNDERRUN"
+    FINISHED = "FINISHED"
+    STOPPED = "STOPPED"
+
+
+class MediaError(enum.Enum):
+    """`error.type` of PlaybackFailed (avs-protocol 14.3)."""
+
+    UNKNOWN = "MEDIA_ERROR_UNKNOWN"
+    INVALID_REQUEST = "MEDIA_ERROR_INVALID_REQUEST"
+    SERVICE_UNAVAILABLE = "MEDIA_ERROR_SERVICE_UNAVAILABLE"
+    INTERNAL_SERVER_ERROR = "MEDIA_ERROR_INTERNAL_SERVER_ERROR"
+    INTERNAL_DEVICE_ERROR = "MEDIA_ERROR_INTERNAL_DEVICE_ERROR"
+
+
+class _Failed(Exception):
+    def __init__(self, error: MediaError, message: str) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+@dataclass(slots=True)
+class AudioItem:
+    """One stream of a Play directive."""
+
+    token: str
+    url: str
+    offset_ms: int = 0
+    expected_previous: str | None = None
+    content_type: ContentType = ContentType.NONMIXABLE
+    #: The directive's source (for its `cid:` attachment).
+    source: Any = None
+    reader: AttachmentReader | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_play(cls, directive: Directive) -> AudioItem:
+        """The item of a Play directive (missing keys tolerated, avs-protocol 14.2).
+
+        Raises:
+            DirectiveError: there is no stream token or URL.
+        """
+        item = directive.payload.get("audioItem")
+        stream = item.get("stream") if isinstance(item, dict) else None
+        if not isinstance(stream, dict):
+            raise DirectiveError("Play needs audioItem.stream")
+        token, url = stream.get("token"), stream.get("url")
+        if not isinstance(token, str) or not isinstance(url, str):
+            raise DirectiveError("Play needs a stream token and url")
+        offset = stream.get("offsetInMilliseconds", 0)
+        expected = stream.get("expectedPreviousToken")
+        behavior = stream.get("interruptedBehavior")
+        return cls(
+            token=token,
+            url=url,
+            offset_ms=max(0, offset) if isinstance(offset, int) else 0,
+            expected_previous=expected if isinstance(expected, str) else None,
+            content_type=ContentType.MIXABLE if behavior == "ATTENUATE" else ContentType.NONMIXABLE,
+            source=directive.source,
+        )
+
+
+class PlayQueue:
+    """The current item and those queued behind it (no I/O)."""
+
+    def __init__(self, max_queue: int = MAX_QUEUE) -> None:
+        self.max_queue = max_queue
+        self.current: AudioItem | None = None
+        self.queue: collections.deque[AudioItem] = collections.deque()
+
+    def play(self, item: AudioItem, behavior: str) -> tuple[bool, list[AudioItem]]:
+        """Apply a Play; returns (accepted, items dropped from the queue).
+
+        REPLACE_ALL empties the queue (the caller stops the current item); ENQUEUE appends;
+        REPLACE_ENQUEUED replaces the queue. An item whose `expectedPreviousToken` is not the
+        token it would follow is ignored (avs-protocol 14.2).
+        """
+        dropped: list[AudioItem] = []
+        if behavior in ("REPLACE_ALL", "REPLACE_ENQUEUED"):
+            dropped, self.queue = list(self.queue), collections.deque()
+        if behavior != "REPLACE_ALL" and item.expected_previous is not None:
+            last = self.queue[-1] if self.queue else self.current
+            if last is None or last.token != item.expected_previous:
+                return False, dropped
+        if len(self.queue) >= self.max_queue:
+            return False, dropped
+        self.queue.append(item)
+        return True, dropped
+
+    def clear(self) -> list[AudioItem]:
+        """Drop the queued items; returns them."""
+        dropped, self.queue = list(self.queue), collections.deque()
+        return dropped
+
+    def next(self) -> AudioItem | None:
+        """Make the first queued item current (None when the queue is empty)."""
+        self.current = self.queue.popleft() if self.queue else None
+        return self.current
+
+
+class _Skip(AudioSink):
+    """Drops the first `skip` bytes written (a Play's offset), passes the rest on."""
+
+    def __init__(self, sink: AudioSink, skip: int) -> None:
+        self.sink, self.skip = sink, skip
+
+    @property
+    def format(self) -> Any:
+        return self.sink.format
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.skip:
+            cut = min(self.skip, len(data))
+            self.skip -= cut
+            data = memoryview(data)[cut:]
+        if len(data):
+            await self.sink.write(data)
+
+    async def drain(self) -> None:
+        await self.sink.drain()
+
+    async def stop(self) -> None:
+        await self.sink.stop()
+
+    async def aclose(self) -> None:
+        await self.sink.stop()
+
+
+class AudioPlayerAgent(CapabilityAgent):
+    """Plays AudioPlayer streams on a mixer channel (the client's Content channel)."""
+
+    namespace = "AudioPlayer"
+    # 1.3: interruptedBehavior (avs-protocol 14.1). 1.4/1.5 additions are not implemented.
+    version = "1.3"
+    #: The focus channel music plays on (avs-protocol 13.1).
+    channel = "Content"
+
+    def __init__(
+        self,
+        output: MixerChannel,
+        *,
+        http: httpx.AsyncClient | None = None,
+        max_queue: int = MAX_QUEUE,
+    ) -> None:
+        """Create the agent.
+
+        Args:
+            output: the mixer channel music is written to (ducked and paused there).
+            http: the client for https media (default: one of its own, certificates verified).
+            max_queue: items at most waiting behind the current one.
+        """
+        super().__init__()
+        self.output = output
+        self.items = PlayQueue(max_queue)
+        self.activity = PlayerActivity.IDLE
+        self.token = ""
+        self._own_http = http is None
+        self._http = http
+        self._player: asyncio.Task[None] | None = None
+        self._base_frames = 0
+        self._item_offset = 0
+        self._offset_ms = 0
+        self._paused = False
+
+    def handlers(self) -> dict[str, DirectiveHandler]:
+        return {"Play": self._on_play, "Stop": self._on_stop, "ClearQueue": self._on_clear}
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def offset_ms(self) -> int:
+        """Milliseconds into the current stream: the Play offset plus what the mixer played."""
+        if self.activity in (PlayerActivity.PLAYING, PlayerActivity.PAUSED):
+            played = self.output.frames_played - self._base_frames
+            rate = self.output.mixer.format.rate
+            return self._item_offset + played * 1000 // rate
+        return self._offset_ms
+
+    def context_states(self) -> list[ContextState]:
+        return [
+            ContextState(
+                namespace=self.namespace,
+                name="PlaybackState",
+                payload={
+                    "token": self.token,
+                    "offsetInMilliseconds": self.offset_ms,
+                    "playerActivity": self.activity.value,
+                },
+            )
+        ]
+
+    def _set(self, activity: PlayerActivity) -> None:
+        if activity not in (PlayerActivity.PLAYING, PlayerActivity.PAUSED):
+            self._offset_ms = self.offset_ms
+        self.activity = activity
+
+    async def _event(self, name: str, payload: dict[str, Any] | None = None) -> None:
+        if payload is None:
+            payload = {"token": self.token, "offsetInMilliseconds": self.offset_ms}
+        await self.messenger.post_event(Event.build(self.namespace, name, payload))
+
+    # -- directives ------------------------------------------------------------------------
+
+    async def _on_play(self, directive: Directive) -> None:
+        item = AudioItem.from_play(directive)
+        behavior = directive.payload.get("playBehavior", "ENQUEUE")
+        cid = cid_of(item.url)
+        if cid is not None:
+            try:
+                item.reader = self.services.attachments.open(directive.source, cid)
+            except AttachmentError as exc:
+                raise DirectiveError(str(exc)) from exc
+        accepted, dropped = self.items.play(item, behavior)
+        for old in dropped:
+            await self._release(old)
+        if not accepted:
+            _log.info("Play %r ignored (expectedPreviousToken or full queue)", item.token)
+            await self._release(item)
+            return
+        if behavior == "REPLACE_ALL":
+            await self._stop_current()
+        self._ensure_player()
+
+    async def _on_stop(self, directive: Directive) -> None:
+        for old in self.items.clear():
+            await self._release(old)
+        await self._stop_current()
+
+    async def _on_clear(self, directive: Directive) -> None:
+        for old in self.items.clear():
+            await self._release(old)
+        if directive.payload.get("clearBehavior") == "CLEAR_ALL":
+            await self._stop_current()
+        await self._event("PlaybackQueueCleared", {})
+
+    @staticmethod
+    async def _release(item: AudioItem) -> None:
+        if item.reader is not None:
+            await item.reader.aclose()
+
+    # -- playback --------------------------------------------------------------------------
+
+    def _ensure_player(self) -> None:
+        if self._player is None or self._player.done():
+            self._player = asyncio.get_running_loop().create_task(self._run())
+
+    async def _stop_current(self) -> None:
+        player, self._player = self._player, None
+        if player is None or player.done():
+            return
+        player.cancel()
+        await asyncio.gather(player, return_exceptions=True)
+        await self.output.stop()
+        self.output.mixer.resume(self.output.name)
+        self._paused = False
+        self._set(PlayerActivity.STOPPED)
+        await self._event("PlaybackStopped")
+        await self.services.focus.release(self.channel, self)
+        if self.items.queue:
+            self._ensure_player()
+
+    async def _run(self) -> None:
+        while (item := self.items.next()) is not None:
+            try:
+                await self._play(item)
+            except Exception as exc:  # a bug must not end the queue silently
+                _log.exception("stream %r failed", item.token)
+                await self._release(item)
+                await self._fail(item, MediaError.INTERNAL_DEVICE_ERROR, repr(exc))
+        await self.services.focus.release(self.channel, self)
+        if self.activity is PlayerActivity.FINISHED:
+            self._set(PlayerActivity.IDLE)
+
+    async def _play(self, item: AudioItem) -> None:
+        self.token = item.token
+        self._item_offset = item.offset_ms
+        self._base_frames = self.output.frames_played
+        await self.services.focus.acquire(self.channel, self, item.content_type)
+        fmt = self.output.format
+        skip = fmt.rate * item.offset_ms // 1000 * fmt.frame_size
+        mp3 = Mp3Sink(_Skip(self.output, skip))
+        self._set(PlayerActivity.PLAYING)
+        await self._event("PlaybackStarted")
+        try:
+            async for chunk in self._open(item):
+                await mp3.write(chunk)
+            await self._event("PlaybackNearlyFinished")
+            await mp3.drain()
+        except _Failed as exc:
+            await mp3.stop()
+            await self._fail(item, exc.error, str(exc))
+            return
+        except (AudioError, AttachmentError) as exc:
+            await mp3.stop()
+            await self._fail(item, MediaError.INTERNAL_DEVICE_ERROR, str(exc))
+            return
+        except asyncio.CancelledError:  # Stop, REPLACE_ALL, focus lost: end the decoder too
+            await asyncio.shield(mp3.stop())
+            raise
+        finally:
+            await self._release(item)
+        self._set(PlayerActivity.FINISHED)
+        await self._event("PlaybackFinished")
+
+    async def _fail(self, item: AudioItem, error: MediaError, message: str) -> None:
+        _log.warning("stream %r failed: %s", item.token, message)
+        self._set(PlayerActivity.STOPPED)
+        await self._event(
+            "PlaybackFailed",
+            {
+                "token": item.token,
+                "currentPlaybackState": {
+                    "token": self.token,
+                    "offsetInMilliseconds": self.offset_ms,
+                    "playerActivity": self.activity.value,
+                },
+                "error": {"type": error.value, "message": message[:500]},
+            },
+        )
+
+    async def _open(self, item: AudioItem) -> AsyncIterator[bytes]:
+        if item.reader is not None:
+            async with item.reader:
+                async for chunk in item.reader:
+                    yield bytes(chunk)
+            return
+        if not item.url.lower().startswith("https://"):
+            raise _Failed(MediaError.INVALID_REQUEST, f"not an https URL: {item.url[:200]}")
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=MEDIA_TIMEOUT, follow_redirects=True, max_redirects=MAX_REDIRECTS
+            )
+        try:
+            async with self._http.stream("GET", item.url) as response:
+                if response.status_code >= 400:
+                    body = (await response.aread())[:200].decode("utf-8", "replace")
+                    kind = (
+                        MediaError.INTERNAL_SERVER_ERROR
+                        if response.status_code >= 500
+                        else MediaError.INVALID_REQUEST
+                    )
+                    raise _Failed(kind, f"HTTP {response.status_code}: {body}")
+                async for chunk in response.aiter_bytes():
+                    yield chunk
+        except httpx.TooManyRedirects as exc:
+            raise _Failed(MediaError.INVALID_REQUEST, f"too many redirects: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}") from exc
+
+    # -- focus -----------------------------------------------------------------------------
+
+    async def focus_changed(self, channel: str, state: FocusState) -> None:
+        """Duck or pause in the background, resume in the foreground, stop on NONE (13.3)."""
+        mixer, name = self.output.mixer, self.output.name
+        if state is FocusState.NONE:
+            if self._player is not None and not self._player.done():
+                asyncio.get_running_loop().create_task(self._stop_current())
+            return
+        behavior = self.services.focus.behavior(channel)
+        if state is FocusState.FOREGROUND:
+            mixer.duck(name, False)
+            if self._paused:
+                self._paused = False
+                mixer.resume(name)
+                self._set(PlayerActivity.PLAYING)
+                await self._event("PlaybackResumed")
+        elif behavior is MixingBehavior.MAY_DUCK:
+            mixer.duck(name)
+        elif not self._paused and self.activity is PlayerActivity.PLAYING:
+            self._paused = True
+            mixer.pause(name)
+            self._set(PlayerActivity.PAUSED)
+            await self._event("PlaybackPaused")
+
+    async def aclose(self) -> None:
+        """Stop playback and drop the queue (the sink stays the application's)."""
+        for old in self.items.clear():
+            await self._release(old)
+        player, self._player = self._player, None
+        if player is not None and not player.done():
+            player.cancel()
+            await asyncio.gather(player, return_exceptions=True)
+            await self.output.stop()
+        if self._own_http and self._http is not None:
+            await self._http.aclose()

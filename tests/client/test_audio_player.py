@@ -1,0 +1,121 @@
+"""AudioPlayer against the simulator: a queue of cid: streams played into a WAV sink with its
+events in order and offsets from the samples played, Stop, ClearQueue, expectedPreviousToken,
+bad URLs, and music pausing under a Speak (focus)."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+from typing import Any
+
+from avsclient.agents.audio_player import AudioItem, AudioPlayerAgent, PlayerActivity, PlayQueue
+from avsclient.audio import PLAYBACK_FORMAT, MixerChannel, WavFileSink
+from avsclient.client import AVSClient
+from avsclient.simulator import Simulator, directive
+from avsclient.simulator.scenarios import speech_asset
+
+from .conftest import ClientFactory
+
+
+def play(token: str, url: str, behavior: str = "ENQUEUE", **stream: Any) -> dict[str, Any]:
+    return directive(
+        "AudioPlayer",
+        "Play",
+        {
+            "playBehavior": behavior,
+            "audioItem": {"audioItemId": token, "stream": {"url": url, "token": token, **stream}},
+        },
+    )
+
+
+def player_for(client: AVSClient) -> AudioPlayerAgent:
+    dialog = client.synthesizer.mp3.sink
+    assert isinstance(dialog, MixerChannel)
+    player = AudioPlayerAgent(dialog.mixer.channel("Content"))
+    client.add_agent(player)
+    return player
+
+
+def names(sim: Simulator) -> list[str]:
+    return [e.name for e in sim.events if e.namespace == "AudioPlayer"]
+
+
+def test_play_queue_behaviors_and_expected_previous_token() -> None:
+    q = PlayQueue(max_queue=3)
+    a, c = (AudioItem(token=t, url="https://x/" + t) for t in "ac")
+    assert q.play(a, "REPLACE_ALL") == (True, [])
+    assert q.next() is a
+    wrong = AudioItem(token="w", url="https://x/w", expected_previous="zz")
+    assert q.play(wrong, "ENQUEUE") == (False, [])
+    right = AudioItem(token="b", url="https://x/b", expected_previous="a")
+    assert q.play(right, "ENQUEUE")[0] and q.play(c, "ENQUEUE")[0]
+    accepted, dropped = q.play(AudioItem(token="d", url="https://x/d"), "REPLACE_ENQUEUED")
+    assert accepted and dropped == [right, c] and q.current is a
+    assert [i.token for i in q.clear()] == ["d"]
+
+
+async def test_a_queue_plays_in_order_with_offsets_from_the_samples_played(
+    sim: Simulator, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    out = tmp_path / "music.wav"
+    sink = WavFileSink(out, PLAYBACK_FORMAT)
+    client = make_client(sink=sink)
+    player = player_for(client)
+    async with client:
+        await client.wait_connected(20)
+        await sim.push_directive(
+            play("t1", "cid:m1", "REPLACE_ALL"), attachments={"m1": speech_asset("hello")}
+        )
+        await sim.push_directive(
+            play("t2", "cid:m2", expectedPreviousToken="t1"),
+            attachments={"m2": speech_asset("hello")},
+        )
+        await sim.wait_for_event("AudioPlayer", "PlaybackFinished", nth=2, timeout=20)
+        states = {f"{s['header']['name']}": s for s in client.messenger.context()}
+    await sink.aclose()
+    assert names(sim) == [
+        "PlaybackStarted",
+        "PlaybackNearlyFinished",
+        "PlaybackFinished",
+        "PlaybackStarted",
+        "PlaybackNearlyFinished",
+        "PlaybackFinished",
+    ]
+    events = [e for e in sim.events if e.namespace == "AudioPlayer"]
+    assert [e.payload["token"] for e in events] == ["t1"] * 3 + ["t2"] * 3
+    with wave.open(str(out), "rb") as wav:
+        written_ms = wav.getnframes() * 1000 / wav.getframerate()
+    first, second = (
+        events[2].payload["offsetInMilliseconds"],
+        events[5].payload["offsetInMilliseconds"],
+    )
+    assert abs(first + second - written_ms) < 100
+    assert events[0].payload["offsetInMilliseconds"] == 0
+    assert states["PlaybackState"]["payload"]["token"] == "t2"
+    assert player.activity is PlayerActivity.IDLE
+
+
+async def test_stop_clear_queue_and_a_non_https_url(
+    sim: Simulator, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    player = player_for(client)
+    async with client:
+        await client.wait_connected(20)
+        await sim.push_directive(play("bad", "http://media.invalid/x.mp3", "REPLACE_ALL"))
+        failed = await sim.wait_for_event("AudioPlayer", "PlaybackFailed", timeout=10)
+        await sim.push_directive(
+            play("long", "cid:m1", "REPLACE_ALL"), attachments={"m1": speech_asset("hello") * 20}
+        )
+        await sim.wait_for_event("AudioPlayer", "PlaybackStarted", nth=2, timeout=10)
+        await sim.push_directive(
+            directive("AudioPlayer", "ClearQueue", {"clearBehavior": "CLEAR_ENQUEUED"})
+        )
+        await sim.wait_for_event("AudioPlayer", "PlaybackQueueCleared", timeout=10)
+        assert player.activity is PlayerActivity.PLAYING
+        await sim.push_directive(directive("AudioPlayer", "Stop", {}))
+        stopped = await sim.wait_for_event("AudioPlayer", "PlaybackStopped", timeout=10)
+    assert failed.payload["token"] == "bad"
+    assert failed.payload["error"]["type"] == "MEDIA_ERROR_INVALID_REQUEST"
+    assert stopped.payload["token"] == "long"
+    assert player.activity is PlayerActivity.STOPPED
