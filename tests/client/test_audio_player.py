@@ -4,17 +4,20 @@ bad URLs, and music pausing under a Speak (focus)."""
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from pathlib import Path
 from typing import Any
 
+from avsclient.agents import FocusChanged
 from avsclient.agents.audio_player import AudioItem, AudioPlayerAgent, PlayerActivity, PlayQueue
-from avsclient.audio import PLAYBACK_FORMAT, MixerChannel, WavFileSink
+from avsclient.audio import PLAYBACK_FORMAT, MixerChannel, NullSink, WavFileSink
+from avsclient.audio.mixer import DEFAULT_DUCK_GAIN
 from avsclient.client import AVSClient
 from avsclient.simulator import Simulator, directive
 from avsclient.simulator.scenarios import speech_asset
 
-from .conftest import ClientFactory
+from .conftest import ClientFactory, tone_source
 
 
 def play(token: str, url: str, behavior: str = "ENQUEUE", **stream: Any) -> dict[str, Any]:
@@ -34,6 +37,17 @@ def player_for(client: AVSClient) -> AudioPlayerAgent:
     player = AudioPlayerAgent(dialog.mixer.channel("Content"))
     client.add_agent(player)
     return player
+
+
+class PacedSink(NullSink):
+    """Takes as long to accept audio as a device takes to play it (write back-pressure)."""
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        await super().write(data)
+        await asyncio.sleep(self.format.duration_of(len(data)))
+
+    async def drain(self) -> None:
+        self.bytes_played = self.bytes_written
 
 
 def names(sim: Simulator) -> list[str]:
@@ -119,3 +133,74 @@ async def test_stop_clear_queue_and_a_non_https_url(
     assert failed.payload["error"]["type"] == "MEDIA_ERROR_INVALID_REQUEST"
     assert stopped.payload["token"] == "long"
     assert player.activity is PlayerActivity.STOPPED
+
+
+async def test_music_pauses_under_a_dialog_and_resumes_with_its_offset(
+    sim: Simulator, make_client: ClientFactory
+) -> None:
+    """Default (PAUSE) music: a voice turn pauses it (PlaybackPaused), it resumes when the
+    dialog ends (PlaybackResumed) at the offset where it paused."""
+    sink = PacedSink(PLAYBACK_FORMAT)
+    client = make_client(sink=sink)
+    player = player_for(client)
+    async with client:
+        await client.wait_connected(20)
+        await sim.push_directive(
+            play("m", "cid:m1", "REPLACE_ALL"), attachments={"m1": speech_asset("hello") * 20}
+        )
+        await sim.wait_for_event("AudioPlayer", "PlaybackStarted", timeout=10)
+        await asyncio.sleep(0.5)
+        await client.recognize(tone_source(0.3))
+        paused = await sim.wait_for_event("AudioPlayer", "PlaybackPaused", timeout=10)
+        assert player.activity is PlayerActivity.PAUSED
+        await sim.wait_for_event("SpeechSynthesizer", "SpeechFinished", timeout=20)
+        for _ in range(100):
+            if player.activity is PlayerActivity.PLAYING:
+                break
+            await asyncio.sleep(0.02)
+        assert player.activity is PlayerActivity.PLAYING
+        await client.messenger.flush()
+    focus_events = [n for n in names(sim) if n in ("PlaybackPaused", "PlaybackResumed")]
+    # The Recognize and then the Speak each take the Dialog channel: paused under both.
+    assert focus_events[0] == "PlaybackPaused" and focus_events[-1] == "PlaybackResumed"
+    assert focus_events == ["PlaybackPaused", "PlaybackResumed"] * (len(focus_events) // 2)
+    resumed = [e for e in sim.events if e.name == "PlaybackResumed"][-1]
+    pause_at = paused.payload["offsetInMilliseconds"]
+    assert pause_at >= 300
+    # Paused while the voice turn ran: at most the gap between Recognize and Speak played.
+    assert 0 <= resumed.payload["offsetInMilliseconds"] - pause_at < 500
+
+
+async def test_attenuated_music_ducks_under_speech_and_comes_back(
+    sim: Simulator, make_client: ClientFactory
+) -> None:
+    """ATTENUATE music keeps playing ducked (no PlaybackPaused) and returns to full gain."""
+    sink = PacedSink(PLAYBACK_FORMAT)
+    client = make_client(sink=sink)
+    player = player_for(client)
+    gains: list[float] = []
+    mixer = player.output.mixer
+
+    def watch(event: object) -> None:
+        if isinstance(event, FocusChanged) and event.channel == "Content":
+            gains.append(mixer.core._lane("Content").duck)
+
+    client.add_listener(watch)
+    async with client:
+        await client.wait_connected(20)
+        await sim.push_directive(
+            play("m", "cid:m1", "REPLACE_ALL", interruptedBehavior="ATTENUATE"),
+            attachments={"m1": speech_asset("hello") * 20},
+        )
+        await sim.wait_for_event("AudioPlayer", "PlaybackStarted", timeout=10)
+        await asyncio.sleep(0.3)
+        await client.recognize(tone_source(0.3))
+        await sim.wait_for_event("SpeechSynthesizer", "SpeechFinished", timeout=20)
+        for _ in range(100):
+            if mixer.core.gain("Content") == 1.0:
+                break
+            await asyncio.sleep(0.02)
+        assert player.activity is PlayerActivity.PLAYING
+        assert mixer.core.gain("Content") == 1.0
+    assert DEFAULT_DUCK_GAIN in gains and gains[-1] == 1.0
+    assert "PlaybackPaused" not in names(sim)
