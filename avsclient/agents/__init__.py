@@ -4,6 +4,7 @@ SpeechSynthesizer, Speaker; `CapabilityAgent` is the base of your own)."""
 
 from __future__ import annotations
 
+from avsclient.agents.audio_player import AudioPlayerAgent, PlayerActivity
 from avsclient.agents.base import (
     OUTBOX_SIZE,
     AgentServices,
@@ -27,6 +28,7 @@ from avsclient.agents.events import (
     SpeechStateChanged,
     VolumeStateChanged,
 )
+from avsclient.agents.playback_controller import PlaybackControllerAgent
 from avsclient.agents.speaker import DEFAULT_VOLUME, SpeakerAgent, VolumeApplier
 from avsclient.agents.speech_recognizer import (
     DEFAULT_INITIATORS,
@@ -44,6 +46,7 @@ from avsclient.dialog import Dialog, DialogTrace  # the turn `recognize()` retur
 
 __all__ = [
     "AgentServices",
+    "AudioPlayerAgent",
     "Capability",
     "CapabilityAgent",
     "ClientEvent",
@@ -65,6 +68,8 @@ __all__ = [
     "Messenger",
     "OUTBOX_SIZE",
     "PROFILES",
+    "PlaybackControllerAgent",
+    "PlayerActivity",
     "RecognizerInput",
     "RecognizerMachine",
     "RecognizerState",
