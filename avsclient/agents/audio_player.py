@@ -17,6 +17,7 @@ import asyncio
 import collections
 import enum
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,6 +190,7 @@ class AudioPlayerAgent(CapabilityAgent):
         output: MixerChannel,
         *,
         http: httpx.AsyncClient | None = None,
+        verify: ssl.SSLContext | bool = True,
         max_queue: int = MAX_QUEUE,
     ) -> None:
         """Create the agent.
@@ -196,6 +198,8 @@ class AudioPlayerAgent(CapabilityAgent):
         Args:
             output: the mixer channel music is written to (ducked and paused there).
             http: the client for https media (default: one of its own, certificates verified).
+            verify: certificate verification of that own client (an SSLContext to trust a
+                private CA; never False in production).
             max_queue: items at most waiting behind the current one.
         """
         super().__init__()
@@ -205,6 +209,7 @@ class AudioPlayerAgent(CapabilityAgent):
         self.token = ""
         self._own_http = http is None
         self._http = http
+        self._verify = verify
         self._player: asyncio.Task[None] | None = None
         self._base_frames = 0
         self._item_offset = 0
@@ -377,7 +382,10 @@ class AudioPlayerAgent(CapabilityAgent):
             raise _Failed(MediaError.INVALID_REQUEST, f"not an https URL: {item.url[:200]}")
         if self._http is None:
             self._http = httpx.AsyncClient(
-                timeout=MEDIA_TIMEOUT, follow_redirects=True, max_redirects=MAX_REDIRECTS
+                timeout=MEDIA_TIMEOUT,
+                follow_redirects=True,
+                max_redirects=MAX_REDIRECTS,
+                verify=self._verify,
             )
         try:
             async with self._http.stream("GET", item.url) as response:

@@ -1,0 +1,79 @@
+"""AudioPlayer streaming from an HTTPS media server on loopback: a track plays; a 404, a 500,
+a redirect loop and a truncated file fail with the right MEDIA_ERROR and the queue goes on."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from avsclient.agents.audio_player import AudioPlayerAgent
+from avsclient.audio import MixerChannel
+from avsclient.simulator import Simulator
+from avsclient.simulator.media import MediaServer
+from avsclient.simulator.scenarios import speech_asset
+
+from .conftest import ClientFactory
+from .test_audio_player import names, play
+
+
+@pytest.fixture
+async def media() -> AsyncIterator[MediaServer]:
+    server = MediaServer()
+    await server.start()
+    yield server
+    await server.aclose()
+
+
+async def test_https_streams_and_their_faults(
+    sim: Simulator, make_client: ClientFactory, media: MediaServer
+) -> None:
+    track = speech_asset("hello")
+    urls = {
+        "gone": media.add("/gone.mp3", b"no such track", status=404),
+        "broken": media.add("/broken.mp3", b"oops", status=500),
+        "loop": media.add("/loop.mp3", redirect="/loop.mp3", status=302),
+        "cut": media.add("/cut.mp3", track, truncate_at=len(track) // 2),
+        "good": media.add("/good.mp3", track),
+    }
+    client = make_client()
+    dialog = client.synthesizer.mp3.sink
+    assert isinstance(dialog, MixerChannel)
+    player = AudioPlayerAgent(dialog.mixer.channel("Content"), verify=media.ssl_context())
+    client.add_agent(player)
+    async with client:
+        await client.wait_connected(20)
+        for token, url in urls.items():
+            await sim.push_directive(play(token, url))
+        await sim.wait_for_event("AudioPlayer", "PlaybackFinished", timeout=30)
+        await client.messenger.flush()
+    failed = {
+        e.payload["token"]: e.payload["error"] for e in sim.events if e.name == "PlaybackFailed"
+    }
+    assert failed["gone"]["type"] == "MEDIA_ERROR_INVALID_REQUEST"
+    assert "404" in failed["gone"]["message"] and "no such track" in failed["gone"]["message"]
+    assert failed["broken"]["type"] == "MEDIA_ERROR_INTERNAL_SERVER_ERROR"
+    assert failed["loop"]["type"] == "MEDIA_ERROR_INVALID_REQUEST"
+    assert "redirect" in failed["loop"]["message"]
+    assert failed["cut"]["type"] == "MEDIA_ERROR_SERVICE_UNAVAILABLE"
+    assert media.requests["/loop.mp3"] == 6  # the first request and five redirects
+    finished = [e.payload["token"] for e in sim.events if e.name == "PlaybackFinished"]
+    assert finished == ["good"]
+    assert names(sim)[-1] == "PlaybackFinished"
+
+
+async def test_an_untrusted_certificate_is_refused(
+    sim: Simulator, make_client: ClientFactory, media: MediaServer
+) -> None:
+    """Without trusting the media server's CA the stream fails: certificates are verified."""
+    url = media.add("/good.mp3", speech_asset("hello"))
+    client = make_client()
+    dialog = client.synthesizer.mp3.sink
+    assert isinstance(dialog, MixerChannel)
+    client.add_agent(AudioPlayerAgent(dialog.mixer.channel("Content")))
+    async with client:
+        await client.wait_connected(20)
+        await sim.push_directive(play("t", url, "REPLACE_ALL"))
+        failed = await sim.wait_for_event("AudioPlayer", "PlaybackFailed", timeout=20)
+    assert failed.payload["error"]["type"] == "MEDIA_ERROR_SERVICE_UNAVAILABLE"
+    assert "certificate" in failed.payload["error"]["message"].lower()
