@@ -18,7 +18,7 @@ import time
 import lameenc
 import numpy as np
 
-from avsclient.agents.audio_player import AudioPlayerAgent
+from avsclient.agents.audio_player import AudioItem, AudioPlayerAgent
 from avsclient.audio import AudioFormat, Mixer, Mp3Sink, NullSink
 from avsclient.audio.convert import encode_samples
 from avsclient.audio.mixer import MixerCore
@@ -81,8 +81,7 @@ class _FirstWrite(NullSink):
 
 
 async def first_pcm(media: MediaServer, url: str) -> float:
-    """Seconds from starting a stream to its first PCM reaching the sink."""
-    from avsclient.agents.audio_player import AudioItem
+    """Seconds from opening a stream (connect, TLS, GET) to its first PCM reaching the sink."""
 
     sink = _FirstWrite()
     player = AudioPlayerAgent(Mixer(sink).channel("Content"), verify=media.ssl_context())
@@ -110,7 +109,8 @@ async def main(repeat: int) -> None:
     )
     mix = [mixer_cpu() for _ in range(repeat)]
     print(
-        f"mixer, three channels at 48 kHz stereo: median {100 * statistics.median(mix):.2f}% of a core"
+        "mixer, three channels at 48 kHz stereo: "
+        f"median {100 * statistics.median(mix):.2f}% of a core"
     )
     media = MediaServer()
     await media.start()
