@@ -31,7 +31,14 @@ from avsclient.exceptions import AttachmentError, AudioError, DirectiveError
 from avsclient.focus import ContentType, FocusState, MixingBehavior
 from avsclient.messages import ContextState, Directive, Event
 
-__all__ = ["AudioItem", "AudioPlayerAgent", "MediaError", "PlayQueue", "PlayerActivity"]
+__all__ = [
+    "AudioItem",
+    "AudioPlayerAgent",
+    "MediaError",
+    "PlayQueue",
+    "PlaybackMonitor",
+    "PlayerActivity",
+]
 
 _log = logging.getLogger("avsclient.agents")
 
@@ -39,6 +46,8 @@ _log = logging.getLogger("avsclient.agents")
 MAX_QUEUE = 32
 #: Redirects followed for one media URL.
 MAX_REDIRECTS = 5
+#: Seconds between two looks at the track position (progress reports, stutter).
+MONITOR_PERIOD = 0.05
 #: Seconds to wait for a media server (connect, and each read).
 MEDIA_TIMEOUT = 10.0
 
@@ -79,6 +88,9 @@ class AudioItem:
     offset_ms: int = 0
     expected_previous: str | None = None
     content_type: ContentType = ContentType.NONMIXABLE
+    #: progressReport delay and interval (None: no report).
+    report_delay_ms: int | None = None
+    report_interval_ms: int | None = None
     #: The directive's source (for its `cid:` attachment).
     source: Any = None
     reader: AttachmentReader | None = field(default=None, repr=False)
@@ -100,7 +112,13 @@ class AudioItem:
         offset = stream.get("offsetInMilliseconds", 0)
         expected = stream.get("expectedPreviousToken")
         behavior = stream.get("interruptedBehavior")
+        report = stream.get("progressReport")
+        report = report if isinstance(report, dict) else {}
+        delay = report.get("progressReportDelayInMilliseconds")
+        interval = report.get("progressReportIntervalInMilliseconds")
         return cls(
+            report_delay_ms=delay if isinstance(delay, int) and delay > 0 else None,
+            report_interval_ms=interval if isinstance(interval, int) and interval > 0 else None,
             token=token,
             url=url,
             offset_ms=max(0, offset) if isinstance(offset, int) else 0,
@@ -146,6 +164,55 @@ class PlayQueue:
         """Make the first queued item current (None when the queue is empty)."""
         self.current = self.queue.popleft() if self.queue else None
         return self.current
+
+
+class PlaybackMonitor:
+    """Progress reports and stutter of one stream, fed its track position (no I/O).
+
+    Reports follow the track position, so pauses and underruns do not count (avs-protocol
+    14.3): the delay fires once when the position reaches it (never if the Play offset is past
+    it), the interval each time the position crosses a multiple of it. A stutter starts when
+    nothing was queued for playback for `stutter_ms` while the stream is still being read,
+    and finishes when audio is queued again.
+    """
+
+    def __init__(self, item: AudioItem, stutter_ms: int = 200) -> None:
+        self.delay = item.report_delay_ms
+        if self.delay is not None and item.offset_ms >= self.delay:
+            self.delay = None
+        self.interval = item.report_interval_ms
+        self._next_interval = (
+            None if self.interval is None else (item.offset_ms // self.interval + 1) * self.interval
+        )
+        self.stutter_ms = stutter_ms
+        self._empty_since: float | None = None
+        self.stutter_started: float | None = None
+
+    def update(
+        self, offset_ms: int, queued: bool, reading: bool, now: float
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The events due at track position `offset_ms` (`queued`: audio waits to be played;
+        `reading`: the stream is not fully read yet; `now`: seconds)."""
+        due: list[tuple[str, dict[str, Any]]] = []
+        if self.delay is not None and offset_ms >= self.delay:
+            self.delay = None
+            due.append(("ProgressReportDelayElapsed", {}))
+        step, next_at = self.interval, self._next_interval
+        if step is not None and next_at is not None and offset_ms >= next_at:
+            self._next_interval = (offset_ms // step + 1) * step
+            due.append(("ProgressReportIntervalElapsed", {}))
+        if queued or not reading:
+            self._empty_since = None
+            if self.stutter_started is not None:
+                duration = round((now - self.stutter_started) * 1000)
+                self.stutter_started = None
+                due.append(("PlaybackStutterFinished", {"stutterDurationInMilliseconds": duration}))
+        elif self._empty_since is None:
+            self._empty_since = now
+        elif self.stutter_started is None and now - self._empty_since >= self.stutter_ms / 1000:
+            self.stutter_started = self._empty_since
+            due.append(("PlaybackStutterStarted", {}))
+        return due
 
 
 class _Skip(AudioSink):
@@ -335,9 +402,12 @@ class AudioPlayerAgent(CapabilityAgent):
         mp3 = Mp3Sink(_Skip(self.output, skip))
         self._set(PlayerActivity.PLAYING)
         await self._event("PlaybackStarted")
+        reading = [True]
+        monitor = asyncio.get_running_loop().create_task(self._monitor(item, mp3, reading))
         try:
             async for chunk in self._open(item):
                 await mp3.write(chunk)
+            reading[0] = False
             await self._event("PlaybackNearlyFinished")
             await mp3.drain()
         except _Failed as exc:
@@ -352,9 +422,29 @@ class AudioPlayerAgent(CapabilityAgent):
             await asyncio.shield(mp3.stop())
             raise
         finally:
+            monitor.cancel()
+            await asyncio.gather(monitor, return_exceptions=True)
             await self._release(item)
         self._set(PlayerActivity.FINISHED)
         await self._event("PlaybackFinished")
+
+    async def _monitor(self, item: AudioItem, mp3: Mp3Sink, reading: list[bool]) -> None:
+        watch = PlaybackMonitor(item)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(MONITOR_PERIOD)
+            if self.activity is PlayerActivity.PAUSED:
+                continue
+            decoder = mp3.decoder
+            pending = decoder is not None and decoder.pending_frames > 0
+            queued = self.output.buffered_ms > 0 or pending
+            for name, extra in watch.update(self.offset_ms, queued, reading[0], loop.time()):
+                if name == "PlaybackStutterStarted":
+                    self._set(PlayerActivity.BUFFER_UNDERRUN)
+                elif name == "PlaybackStutterFinished":
+                    self.activity = PlayerActivity.PLAYING
+                payload = {"token": self.token, "offsetInMilliseconds": self.offset_ms, **extra}
+                await self._event(name, payload)
 
     async def _fail(self, item: AudioItem, error: MediaError, message: str) -> None:
         _log.warning("stream %r failed: %s", item.token, message)

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from avsclient.agents import FocusChanged
-from avsclient.agents.audio_player import AudioItem, AudioPlayerAgent, PlayerActivity, PlayQueue
+from avsclient.agents.audio_player import (
+    AudioItem,
+    AudioPlayerAgent,
+    PlaybackMonitor,
+    PlayerActivity,
+    PlayQueue,
+)
 from avsclient.audio import PLAYBACK_FORMAT, MixerChannel, NullSink, WavFileSink
 from avsclient.audio.mixer import DEFAULT_DUCK_GAIN
 from avsclient.client import AVSClient
@@ -204,3 +210,36 @@ async def test_attenuated_music_ducks_under_speech_and_comes_back(
         assert mixer.core.gain("Content") == 1.0
     assert DEFAULT_DUCK_GAIN in gains and gains[-1] == 1.0
     assert "PlaybackPaused" not in names(sim)
+
+
+def test_progress_reports_follow_the_track_position() -> None:
+    """Delay once (never when the Play offset is past it); interval at each multiple of it,
+    counted from the stream start (offset 10 s, interval 20 s: at 20 s, 40 s)."""
+    item = AudioItem(token="t", url="cid:x", offset_ms=10_000)
+    item.report_delay_ms, item.report_interval_ms = 15_000, 20_000
+    watch = PlaybackMonitor(item)
+    seen = {}
+    for position in range(10_000, 45_001, 50):
+        for name, _ in watch.update(position, queued=True, reading=True, now=0.0):
+            seen.setdefault(name, []).append(position)
+    assert seen == {
+        "ProgressReportDelayElapsed": [15_000],
+        "ProgressReportIntervalElapsed": [20_000, 40_000],
+    }
+    late = AudioItem(token="t", url="cid:x", offset_ms=30_000, report_delay_ms=20_000)
+    assert PlaybackMonitor(late).update(31_000, queued=True, reading=True, now=0.0) == []
+
+
+def test_a_stutter_starts_after_an_empty_stretch_and_reports_its_duration() -> None:
+    watch = PlaybackMonitor(AudioItem(token="t", url="cid:x"), stutter_ms=200)
+    assert watch.update(1000, queued=False, reading=True, now=10.0) == []
+    assert watch.update(1000, queued=False, reading=True, now=10.1) == []
+    assert watch.update(1000, queued=False, reading=True, now=10.25) == [
+        ("PlaybackStutterStarted", {})
+    ]
+    assert watch.update(1000, queued=True, reading=True, now=11.0) == [
+        ("PlaybackStutterFinished", {"stutterDurationInMilliseconds": 1000})
+    ]
+    # The end of the stream (nothing more to read) is not a stutter.
+    assert watch.update(2000, queued=False, reading=False, now=12.0) == []
+    assert watch.update(2000, queued=False, reading=False, now=13.0) == []

@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from avsclient.agents.audio_player import AudioPlayerAgent
-from avsclient.audio import MixerChannel
+from avsclient.agents.audio_player import AudioPlayerAgent, PlayerActivity
+from avsclient.audio import PLAYBACK_FORMAT, MixerChannel
 from avsclient.simulator import Simulator
 from avsclient.simulator.media import MediaServer
 from avsclient.simulator.scenarios import speech_asset
 
 from .conftest import ClientFactory
-from .test_audio_player import names, play
+from .test_audio_player import PacedSink, names, play
 
 
 @pytest.fixture
@@ -77,3 +77,31 @@ async def test_an_untrusted_certificate_is_refused(
         failed = await sim.wait_for_event("AudioPlayer", "PlaybackFailed", timeout=20)
     assert failed.payload["error"]["type"] == "MEDIA_ERROR_SERVICE_UNAVAILABLE"
     assert "certificate" in failed.payload["error"]["message"].lower()
+
+
+async def test_a_stalling_server_makes_a_stutter_and_playback_goes_on(
+    sim: Simulator, make_client: ClientFactory, media: MediaServer
+) -> None:
+    track = speech_asset("hello") * 3
+    url = media.add("/slow.mp3", track, stall_after=4096, stall=1.5)
+    client = make_client(sink=PacedSink(PLAYBACK_FORMAT))
+    dialog = client.synthesizer.mp3.sink
+    assert isinstance(dialog, MixerChannel)
+    player = AudioPlayerAgent(dialog.mixer.channel("Content"), verify=media.ssl_context())
+    client.add_agent(player)
+    async with client:
+        await client.wait_connected(20)
+        await sim.push_directive(play("slow", url, "REPLACE_ALL"))
+        started = await sim.wait_for_event("AudioPlayer", "PlaybackStutterStarted", timeout=20)
+        assert player.activity is PlayerActivity.BUFFER_UNDERRUN
+        finished = await sim.wait_for_event("AudioPlayer", "PlaybackStutterFinished", timeout=20)
+        await sim.wait_for_event("AudioPlayer", "PlaybackFinished", timeout=20)
+    assert 200 <= finished.payload["stutterDurationInMilliseconds"] <= 1600
+    assert started.payload["token"] == "slow"
+    assert names(sim) == [
+        "PlaybackStarted",
+        "PlaybackStutterStarted",
+        "PlaybackStutterFinished",
+        "PlaybackNearlyFinished",
+        "PlaybackFinished",
+    ]
