@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime
 import enum
 import logging
 import ssl
@@ -91,6 +92,8 @@ class AudioItem:
     #: progressReport delay and interval (None: no report).
     report_delay_ms: int | None = None
     report_interval_ms: int | None = None
+    #: When the URL stops working (stream.expiryTime), if given.
+    expires: datetime.datetime | None = None
     #: The directive's source (for its `cid:` attachment).
     source: Any = None
     reader: AttachmentReader | None = field(default=None, repr=False)
@@ -117,6 +120,7 @@ class AudioItem:
         delay = report.get("progressReportDelayInMilliseconds")
         interval = report.get("progressReportIntervalInMilliseconds")
         return cls(
+            expires=_parse_expiry(stream.get("expiryTime")),
             report_delay_ms=delay if isinstance(delay, int) and delay > 0 else None,
             report_interval_ms=interval if isinstance(interval, int) and interval > 0 else None,
             token=token,
@@ -126,6 +130,33 @@ class AudioItem:
             content_type=ContentType.MIXABLE if behavior == "ATTENUATE" else ContentType.NONMIXABLE,
             source=directive.source,
         )
+
+
+def _parse_expiry(value: object) -> datetime.datetime | None:
+    """stream.expiryTime (ISO 8601, e.g. 2024-03-01T08:30:00+0000); None if absent or bad."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        _log.info("ignoring an unreadable expiryTime %r", value[:60])
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
+
+
+#: Content types an MP3 stream may come with (others need a decoder this client lacks).
+MP3_TYPES = frozenset(
+    {
+        "audio/mpeg",
+        "audio/mp3",
+        "audio/mpeg3",
+        "audio/x-mpeg",
+        "audio/x-mp3",
+        "application/octet-stream",
+        "binary/octet-stream",
+        "",
+    }
+)
 
 
 class PlayQueue:
@@ -470,6 +501,8 @@ class AudioPlayerAgent(CapabilityAgent):
             return
         if not item.url.lower().startswith("https://"):
             raise _Failed(MediaError.INVALID_REQUEST, f"not an https URL: {item.url[:200]}")
+        if item.expires is not None and item.expires <= datetime.datetime.now(datetime.UTC):
+            raise _Failed(MediaError.INVALID_REQUEST, f"the URL expired at {item.expires}")
         if self._http is None:
             self._http = httpx.AsyncClient(
                 timeout=MEDIA_TIMEOUT,
@@ -487,6 +520,12 @@ class AudioPlayerAgent(CapabilityAgent):
                         else MediaError.INVALID_REQUEST
                     )
                     raise _Failed(kind, f"HTTP {response.status_code}: {body}")
+                kind_of = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if kind_of not in MP3_TYPES:
+                    raise _Failed(
+                        MediaError.INTERNAL_DEVICE_ERROR,
+                        f"unsupported media type {kind_of!r}: only MP3 is decoded",
+                    )
                 async for chunk in response.aiter_bytes():
                     yield chunk
         except httpx.TooManyRedirects as exc:

@@ -34,6 +34,7 @@ async def test_https_streams_and_their_faults(
         "broken": media.add("/broken.mp3", b"oops", status=500),
         "loop": media.add("/loop.mp3", redirect="/loop.mp3", status=302),
         "cut": media.add("/cut.mp3", track, truncate_at=len(track) // 2),
+        "aac": media.add("/track.m4a", b"not mp3", content_type="audio/mp4"),
         "good": media.add("/good.mp3", track),
     }
     client = make_client()
@@ -43,6 +44,9 @@ async def test_https_streams_and_their_faults(
     client.add_agent(player)
     async with client:
         await client.wait_connected(20)
+        await sim.push_directive(
+            play("expired", media.url("/good.mp3"), expiryTime="2024-03-01T08:30:00+0000")
+        )
         for token, url in urls.items():
             await sim.push_directive(play(token, url))
         await sim.wait_for_event("AudioPlayer", "PlaybackFinished", timeout=30)
@@ -56,6 +60,11 @@ async def test_https_streams_and_their_faults(
     assert failed["loop"]["type"] == "MEDIA_ERROR_INVALID_REQUEST"
     assert "redirect" in failed["loop"]["message"]
     assert failed["cut"]["type"] == "MEDIA_ERROR_SERVICE_UNAVAILABLE"
+    assert failed["aac"]["type"] == "MEDIA_ERROR_INTERNAL_DEVICE_ERROR"
+    assert "audio/mp4" in failed["aac"]["message"]
+    assert failed["expired"]["type"] == "MEDIA_ERROR_INVALID_REQUEST"
+    assert "expired" in failed["expired"]["message"]
+    assert media.requests["/good.mp3"] == 1  # the expired URL was never fetched
     assert media.requests["/loop.mp3"] == 6  # the first request and five redirects
     finished = [e.payload["token"] for e in sim.events if e.name == "PlaybackFinished"]
     assert finished == ["good"]
