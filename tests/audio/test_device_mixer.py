@@ -24,14 +24,22 @@ async def test_ducked_music_is_heard_quieter_on_the_device(
     parecord = require_executable("parecord")
     raw = tmp_path / "recorded.raw"
     recorder = subprocess.Popen(
-        [parecord, "--device=vmic.monitor", "--rate=16000", "--channels=1",
-         "--format=s16le", "--raw", str(raw)],
+        [
+            parecord,
+            "--device=vmic.monitor",
+            "--rate=16000",
+            "--channels=1",
+            "--format=s16le",
+            "--raw",
+            str(raw),
+        ],
         env=pulse.env(),
     )
     rate = PLAYBACK_FORMAT.rate
     t = np.arange(rate) / rate
-    second = encode_samples((0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[:, None],
-                            PLAYBACK_FORMAT)
+    second = encode_samples(
+        (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[:, None], PLAYBACK_FORMAT
+    )
     try:
         for _ in range(100):  # until parecord is really recording
             if raw.exists() and raw.stat().st_size > 3200:
