@@ -39,6 +39,7 @@ __all__ = [
     "PlayQueue",
     "PlaybackMonitor",
     "PlayerActivity",
+    "parse_playlist",
 ]
 
 _log = logging.getLogger("avsclient.agents")
@@ -157,6 +158,52 @@ MP3_TYPES = frozenset(
         "",
     }
 )
+
+
+#: Content types of playlists (M3U, M3U8/HLS, PLS).
+PLAYLIST_TYPES = frozenset(
+    {
+        "audio/x-mpegurl",
+        "audio/mpegurl",
+        "application/x-mpegurl",
+        "application/vnd.apple.mpegurl",
+        "audio/x-scpls",
+    }
+)
+#: A playlist is read whole, up to this size.
+MAX_PLAYLIST_BYTES = 64 * 1024
+#: URLs one Play may visit through playlists (nesting and loops are bounded by it).
+MAX_PLAYLIST_URLS = 8
+
+
+def _looks_like_playlist(url: str) -> bool:
+    path = httpx.URL(url).path.lower()
+    return path.endswith((".m3u", ".m3u8", ".pls"))
+
+
+def parse_playlist(text: str, base_url: str) -> list[str]:
+    """The entries of an M3U/M3U8 (HLS media playlist: its segments) or PLS playlist, as
+    absolute URLs in order."""
+    entries: list[str] = []
+    lines = [line.strip() for line in text.splitlines()]
+    if lines and lines[0].lower() == "[playlist]":
+        for line in lines:
+            key, _, value = line.partition("=")
+            if key.lower().startswith("file") and value:
+                entries.append(value.strip())
+    else:
+        entries = [line for line in lines if line and not line.startswith("#")]
+    base = httpx.URL(base_url)
+    return [str(base.join(entry)) for entry in entries]
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> str:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise _Failed(MediaError.INVALID_REQUEST, f"playlist larger than {limit} bytes")
+    return body.decode("utf-8", "replace")
 
 
 class PlayQueue:
@@ -510,8 +557,20 @@ class AudioPlayerAgent(CapabilityAgent):
                 max_redirects=MAX_REDIRECTS,
                 verify=self._verify,
             )
+        async for chunk in self._fetch(item.url, visited=set()):
+            yield chunk
+
+    async def _fetch(self, url: str, visited: set[str]) -> AsyncIterator[bytes]:
+        # One URL: a stream, or a playlist (M3U, M3U8, PLS) whose entries play one after the
+        # other, nested at most MAX_PLAYLIST_DEPTH deep; a URL seen before is a loop.
+        if url in visited:
+            raise _Failed(MediaError.INVALID_REQUEST, f"playlist loop at {url[:200]}")
+        if len(visited) >= MAX_PLAYLIST_URLS:
+            raise _Failed(MediaError.INVALID_REQUEST, "playlist nesting too deep")
+        visited.add(url)
+        assert self._http is not None
         try:
-            async with self._http.stream("GET", item.url) as response:
+            async with self._http.stream("GET", url) as response:
                 if response.status_code >= 400:
                     body = (await response.aread())[:200].decode("utf-8", "replace")
                     kind = (
@@ -521,17 +580,29 @@ class AudioPlayerAgent(CapabilityAgent):
                     )
                     raise _Failed(kind, f"HTTP {response.status_code}: {body}")
                 kind_of = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                if kind_of not in MP3_TYPES:
-                    raise _Failed(
-                        MediaError.INTERNAL_DEVICE_ERROR,
-                        f"unsupported media type {kind_of!r}: only MP3 is decoded",
-                    )
-                async for chunk in response.aiter_bytes():
-                    yield chunk
+                if kind_of in PLAYLIST_TYPES or _looks_like_playlist(url):
+                    text = await _read_bounded(response, MAX_PLAYLIST_BYTES)
+                    entries = parse_playlist(text, str(response.url))
+                    if not entries:
+                        raise _Failed(MediaError.INVALID_REQUEST, f"empty playlist {url[:200]}")
+                else:
+                    if kind_of not in MP3_TYPES:
+                        raise _Failed(
+                            MediaError.INTERNAL_DEVICE_ERROR,
+                            f"unsupported media type {kind_of!r}: only MP3 is decoded",
+                        )
+                    async for chunk in response.aiter_bytes():
+                        yield chunk
+                    return
         except httpx.TooManyRedirects as exc:
             raise _Failed(MediaError.INVALID_REQUEST, f"too many redirects: {exc}") from exc
         except httpx.TransportError as exc:
             raise _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}") from exc
+        for entry in entries:
+            if not entry.lower().startswith("https://"):
+                raise _Failed(MediaError.INVALID_REQUEST, f"not an https URL: {entry[:200]}")
+            async for chunk in self._fetch(entry, visited):
+                yield chunk
 
     # -- focus -----------------------------------------------------------------------------
 

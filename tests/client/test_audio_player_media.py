@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from avsclient.agents.audio_player import AudioPlayerAgent, PlayerActivity
+from avsclient.agents.audio_player import AudioPlayerAgent, PlayerActivity, parse_playlist
 from avsclient.audio import PLAYBACK_FORMAT, MixerChannel
 from avsclient.simulator import Simulator
 from avsclient.simulator.media import MediaServer
@@ -114,3 +114,54 @@ async def test_a_stalling_server_makes_a_stutter_and_playback_goes_on(
         "PlaybackNearlyFinished",
         "PlaybackFinished",
     ]
+
+
+def test_playlists_are_parsed_to_absolute_urls() -> None:
+    m3u = "#EXTM3U\n#EXTINF:10,One\none.mp3\n\nhttps://other.example/two.mp3\n"
+    assert parse_playlist(m3u, "https://m.example/lists/a.m3u") == [
+        "https://m.example/lists/one.mp3",
+        "https://other.example/two.mp3",
+    ]
+    pls = "[playlist]\nNumberOfEntries=2\nFile1=https://s.example/live\nTitle1=x\nFile2=b.mp3\n"
+    assert parse_playlist(pls, "https://m.example/p.pls") == [
+        "https://s.example/live",
+        "https://m.example/b.mp3",
+    ]
+    hls = "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:9.9,\nseg0.mp3\n#EXT-X-ENDLIST\n"
+    assert parse_playlist(hls, "https://m.example/v/index.m3u8") == ["https://m.example/v/seg0.mp3"]
+
+
+async def test_playlists_play_their_entries_and_loops_fail(
+    sim: Simulator, make_client: ClientFactory, media: MediaServer
+) -> None:
+    """An M3U and a nested PLS play their MP3 entries as one stream (one Started, one
+    Finished); a self-referencing playlist fails; the queue goes on."""
+    track = speech_asset("hello")
+    media.add("/a.mp3", track)
+    media.add("/b.mp3", track)
+    media.add("/inner.pls", b"[playlist]\nFile1=b.mp3\n", content_type="audio/x-scpls")
+    m3u = media.add("/list.m3u", b"#EXTM3U\na.mp3\ninner.pls\n", content_type="audio/x-mpegurl")
+    loop = media.add("/self.m3u", b"#EXTM3U\nself.m3u\n", content_type="audio/x-mpegurl")
+    client = make_client()
+    dialog = client.synthesizer.mp3.sink
+    assert isinstance(dialog, MixerChannel)
+    player = AudioPlayerAgent(dialog.mixer.channel("Content"), verify=media.ssl_context())
+    client.add_agent(player)
+    async with client:
+        await client.wait_connected(20)
+        await sim.push_directive(play("loop", loop))
+        await sim.push_directive(play("list", m3u))
+        await sim.wait_for_event("AudioPlayer", "PlaybackFinished", timeout=30)
+        await client.messenger.flush()
+    failed = [e.payload for e in sim.events if e.name == "PlaybackFailed"]
+    assert [f["token"] for f in failed] == ["loop"]
+    assert "loop" in failed[0]["error"]["message"]
+    assert failed[0]["error"]["type"] == "MEDIA_ERROR_INVALID_REQUEST"
+    events = [(e.name, e.payload["token"]) for e in sim.events if e.namespace == "AudioPlayer"]
+    assert [n for n, t in events if t == "list"] == [
+        "PlaybackStarted",
+        "PlaybackNearlyFinished",
+        "PlaybackFinished",
+    ]
+    assert media.requests["/a.mp3"] == 1 and media.requests["/b.mp3"] == 1
+    assert media.requests["/self.m3u"] == 1
