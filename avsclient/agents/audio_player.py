@@ -172,8 +172,10 @@ PLAYLIST_TYPES = frozenset(
 )
 #: A playlist is read whole, up to this size.
 MAX_PLAYLIST_BYTES = 64 * 1024
-#: URLs one Play may visit through playlists (nesting and loops are bounded by it).
-MAX_PLAYLIST_URLS = 8
+#: Playlists nested in playlists, at most.
+MAX_PLAYLIST_DEPTH = 4
+#: URLs (playlists and their entries, HLS segments included) one Play visits at most.
+MAX_PLAYLIST_URLS = 4096
 
 
 def _looks_like_playlist(url: str) -> bool:
@@ -557,16 +559,17 @@ class AudioPlayerAgent(CapabilityAgent):
                 max_redirects=MAX_REDIRECTS,
                 verify=self._verify,
             )
-        async for chunk in self._fetch(item.url, visited=set()):
+        async for chunk in self._fetch(item.url, visited=set(), depth=0):
             yield chunk
 
-    async def _fetch(self, url: str, visited: set[str]) -> AsyncIterator[bytes]:
+    async def _fetch(self, url: str, visited: set[str], depth: int) -> AsyncIterator[bytes]:
         # One URL: a stream, or a playlist (M3U, M3U8, PLS) whose entries play one after the
-        # other, nested at most MAX_PLAYLIST_DEPTH deep; a URL seen before is a loop.
+        # other, nested at most MAX_PLAYLIST_DEPTH deep; a URL seen before is a loop, and one
+        # Play visits at most MAX_PLAYLIST_URLS URLs (segments included).
         if url in visited:
             raise _Failed(MediaError.INVALID_REQUEST, f"playlist loop at {url[:200]}")
         if len(visited) >= MAX_PLAYLIST_URLS:
-            raise _Failed(MediaError.INVALID_REQUEST, "playlist nesting too deep")
+            raise _Failed(MediaError.INVALID_REQUEST, "too many playlist entries")
         visited.add(url)
         assert self._http is not None
         try:
@@ -581,6 +584,8 @@ class AudioPlayerAgent(CapabilityAgent):
                     raise _Failed(kind, f"HTTP {response.status_code}: {body}")
                 kind_of = response.headers.get("content-type", "").split(";")[0].strip().lower()
                 if kind_of in PLAYLIST_TYPES or _looks_like_playlist(url):
+                    if depth >= MAX_PLAYLIST_DEPTH:
+                        raise _Failed(MediaError.INVALID_REQUEST, "playlists nested too deep")
                     text = await _read_bounded(response, MAX_PLAYLIST_BYTES)
                     entries = parse_playlist(text, str(response.url))
                     if not entries:
@@ -601,7 +606,7 @@ class AudioPlayerAgent(CapabilityAgent):
         for entry in entries:
             if not entry.lower().startswith("https://"):
                 raise _Failed(MediaError.INVALID_REQUEST, f"not an https URL: {entry[:200]}")
-            async for chunk in self._fetch(entry, visited):
+            async for chunk in self._fetch(entry, visited, depth + 1):
                 yield chunk
 
     # -- focus -----------------------------------------------------------------------------

@@ -165,3 +165,22 @@ async def test_playlists_play_their_entries_and_loops_fail(
     ]
     assert media.requests["/a.mp3"] == 1 and media.requests["/b.mp3"] == 1
     assert media.requests["/self.m3u"] == 1
+
+
+async def test_deeply_nested_playlists_fail(
+    sim: Simulator, make_client: ClientFactory, media: MediaServer
+) -> None:
+    """Playlists nested more than four deep fail with INVALID_REQUEST; nothing hangs."""
+    for level in range(6):
+        media.add(f"/l{level}.m3u", f"l{level + 1}.m3u\n".encode(), content_type="audio/x-mpegurl")
+    client = make_client()
+    dialog = client.synthesizer.mp3.sink
+    assert isinstance(dialog, MixerChannel)
+    client.add_agent(AudioPlayerAgent(dialog.mixer.channel("Content"), verify=media.ssl_context()))
+    async with client:
+        await client.wait_connected(20)
+        await sim.push_directive(play("deep", media.url("/l0.m3u")))
+        failed = await sim.wait_for_event("AudioPlayer", "PlaybackFailed", timeout=20)
+    assert failed.payload["error"]["type"] == "MEDIA_ERROR_INVALID_REQUEST"
+    assert "nested too deep" in failed.payload["error"]["message"]
+    assert media.requests["/l4.m3u"] == 1 and "/l5.m3u" not in media.requests
