@@ -32,6 +32,7 @@ from avsclient.agents import (
     ClientEvent,
     ConnectionStatusChanged,
     DirectiveObserved,
+    FocusChanged,
     Messenger,
     SourceFactory,
     SpeakerAgent,
@@ -41,11 +42,11 @@ from avsclient.agents import (
     VolumeApplier,
 )
 from avsclient.attachments import AttachmentLimits, AttachmentStore
-from avsclient.audio import NullSink
+from avsclient.audio import Mixer, NullSink
 from avsclient.dialog import DEFAULT_MAX_QUEUE, DialogManager, Disposition
 from avsclient.directives import DirectivePipeline
 from avsclient.exceptions import StateError
-from avsclient.focus import FocusManager
+from avsclient.focus import FocusChange, FocusManager
 from avsclient.avs.manager import ChangedReason, ConnectionManager, ConnectionStatus
 from avsclient.messages import Directive, ExceptionType, exception_encountered
 
@@ -86,7 +87,8 @@ def default_agents(
     """The core agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer.
 
     Args:
-        sink: where speech is played (default: a `NullSink`); the application owns it.
+        sink: where speech is played (default: a `NullSink`); the application owns it. A
+            `Mixer` is built around it: speech plays on its Dialog channel.
         source_factory: opens the microphone when AVS expects speech.
         volume: the initial speaker volume (0..100).
         muted: the initial mute state.
@@ -96,7 +98,7 @@ def default_agents(
     return [
         SystemAgent(inactivity_report_interval=inactivity_report_interval),
         SpeakerAgent(volume=volume, muted=muted, apply=apply_volume),
-        SpeechSynthesizerAgent(sink if sink is not None else NullSink()),
+        SpeechSynthesizerAgent(Mixer(sink if sink is not None else NullSink()).channel("Dialog")),
         SpeechRecognizerAgent(source_factory=source_factory),
     ]
 
@@ -239,7 +241,7 @@ class AVSClient(AsyncService):
         self._subscriptions: set[Subscription] = set()
         self.attachments = AttachmentStore(attachment_limits)
         self.dialogs = DialogManager(max_queue=max_dialog_queue)
-        self.focus = FocusManager()
+        self.focus = FocusManager(listener=self._on_focus)
         self.pipeline = DirectivePipeline(
             report=self._report,
             dialogs=self.dialogs,
@@ -468,6 +470,11 @@ class AVSClient(AsyncService):
     async def _report(self, raw: bytes, error: ExceptionType, message: str) -> None:
         # System.ExceptionEncountered, with `"context": []` (avs-protocol 5.3).
         await self.messenger.post(exception_encountered(raw, error, message))
+
+    def _on_focus(self, change: FocusChange) -> None:
+        self._publish(
+            FocusChanged(channel=change.channel, state=change.state, behavior=change.behavior)
+        )
 
     def _on_status(self, status: ConnectionStatus, reason: ChangedReason) -> None:
         _log.info("connection %s (%s)", status.name, reason.name)

@@ -4,6 +4,7 @@ SpeechSynthesizer, Speaker; `CapabilityAgent` is the base of your own)."""
 
 from __future__ import annotations
 
+from avsclient.agents.audio_player import AudioPlayerAgent, PlayerActivity
 from avsclient.agents.base import (
     OUTBOX_SIZE,
     AgentServices,
@@ -22,10 +23,12 @@ from avsclient.agents.events import (
     EventSent,
     ExceptionReceived,
     ExpectingSpeech,
+    FocusChanged,
     RecognizerStateChanged,
     SpeechStateChanged,
     VolumeStateChanged,
 )
+from avsclient.agents.playback_controller import PlaybackControllerAgent
 from avsclient.agents.speaker import DEFAULT_VOLUME, SpeakerAgent, VolumeApplier
 from avsclient.agents.speech_recognizer import (
     DEFAULT_INITIATORS,
@@ -43,6 +46,7 @@ from avsclient.dialog import Dialog, DialogTrace  # the turn `recognize()` retur
 
 __all__ = [
     "AgentServices",
+    "AudioPlayerAgent",
     "Capability",
     "CapabilityAgent",
     "ClientEvent",
@@ -60,9 +64,12 @@ __all__ = [
     "EventSent",
     "ExceptionReceived",
     "ExpectingSpeech",
+    "FocusChanged",
     "Messenger",
     "OUTBOX_SIZE",
     "PROFILES",
+    "PlaybackControllerAgent",
+    "PlayerActivity",
     "RecognizerInput",
     "RecognizerMachine",
     "RecognizerState",

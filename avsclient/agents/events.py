@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from avsclient.agents.speech_recognizer import RecognizerState
     from avsclient.agents.speech_synthesizer import SpeechActivity
     from avsclient.dialog import Disposition
+    from avsclient.focus import FocusState, MixingBehavior
     from avsclient.avs.manager import ChangedReason, ConnectionStatus, EventResult
     from avsclient.messages import Directive
 
@@ -23,6 +24,7 @@ __all__ = [
     "EventSent",
     "ExceptionReceived",
     "ExpectingSpeech",
+    "FocusChanged",
     "RecognizerStateChanged",
     "SpeechStateChanged",
     "VolumeStateChanged",
@@ -67,6 +69,21 @@ class ExpectingSpeech(ClientEvent):
 
     timeout: float
     initiator: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FocusChanged(ClientEvent):
+    """An output channel changed focus (avs-protocol 13): who plays, ducks, pauses or stops.
+
+    Attributes:
+        channel: the focus channel (Dialog, Communications, Alert, Content).
+        state: its new focus state.
+        behavior: how its activity plays now (duck or pause in the background).
+    """
+
+    channel: str
+    state: FocusState
+    behavior: MixingBehavior
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

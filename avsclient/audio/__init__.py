@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         AudioFormat,
         SampleEncoding,
     )
+    from .mixer import Mixer, MixerChannel
     from .mp3 import DEFAULT_MP3_QUEUE_FRAMES, Mp3Decoder, Mp3FrameSplitter, Mp3Sink, decode_mp3
     from .ring import DEFAULT_RING_MS, PcmRing, RingCapture, RingOverrun, RingReader
     from .sinks import (
@@ -95,6 +96,7 @@ else:
                 "recognize_window",
                 "refine_start",
             ),
+            ".mixer": ("Mixer", "MixerChannel"),
             ".format": (
                 "AVS_FORMAT",
                 "AVS_FORMAT_NAME",
@@ -155,6 +157,8 @@ __all__ = [
     "Framer",
     "MicroWakeWordDetector",
     "Microphone",
+    "Mixer",
+    "MixerChannel",
     "Mp3Decoder",
     "Mp3FrameSplitter",
     "Mp3Sink",
