@@ -43,11 +43,11 @@ from avsclient.agents import (
 )
 from avsclient.attachments import AttachmentLimits, AttachmentStore
 from avsclient.audio import Mixer, NullSink
+from avsclient.avs.manager import ChangedReason, ConnectionManager, ConnectionStatus
 from avsclient.dialog import DEFAULT_MAX_QUEUE, DialogManager, Disposition
 from avsclient.directives import DirectivePipeline
 from avsclient.exceptions import StateError
 from avsclient.focus import FocusChange, FocusManager
-from avsclient.avs.manager import ChangedReason, ConnectionManager, ConnectionStatus
 from avsclient.messages import Directive, ExceptionType, exception_encountered
 
 if TYPE_CHECKING:

@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import Any
 
 from avsclient.attachments import Attachment, AttachmentStore, cid_of
+from avsclient.avs.manager import ResponseSource
 from avsclient.dialog import DEFAULT_MAX_QUEUE, DialogManager, Disposition
 from avsclient.exceptions import DirectiveError, RemoteProtocolError
-from avsclient.avs.manager import ResponseSource
 from avsclient.messages import Directive, ExceptionType, parse_directive
 from avsclient.multipart import Headers
 

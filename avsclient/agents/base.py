@@ -24,9 +24,9 @@ from avsclient.messages import ContextState, Directive, Event
 if TYPE_CHECKING:
     from avsclient.activity import UserActivity
     from avsclient.attachments import AttachmentStore
+    from avsclient.avs.manager import EventResult
     from avsclient.dialog import DialogManager
     from avsclient.focus import FocusManager
-    from avsclient.avs.manager import EventResult
 
 __all__ = [
     "AgentServices",

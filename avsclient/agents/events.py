@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from avsclient.agents.speech_recognizer import RecognizerState
     from avsclient.agents.speech_synthesizer import SpeechActivity
+    from avsclient.avs.manager import ChangedReason, ConnectionStatus, EventResult
     from avsclient.dialog import Disposition
     from avsclient.focus import FocusState, MixingBehavior
-    from avsclient.avs.manager import ChangedReason, ConnectionStatus, EventResult
     from avsclient.messages import Directive
 
 __all__ = [

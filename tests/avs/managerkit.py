@@ -13,7 +13,6 @@ from typing import Any
 from avsclient._retry import NO_JITTER
 from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider
 from avsclient.auth.lwa import LWA_RETRY
-from avsclient.config import ClientConfig
 from avsclient.avs.manager import (
     ChangedReason,
     ConnectionManager,

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from avsclient.avs.manager import ResponseSource
 from avsclient.dialog import (
     DialogManager,
     DialogSequencer,
@@ -18,7 +19,6 @@ from avsclient.dialog import (
     new_dialog_request_id,
 )
 from avsclient.directives import DirectivePipeline
-from avsclient.avs.manager import ResponseSource
 from avsclient.messages import Directive, ExceptionType, parse_directive
 from avsclient.multipart import Headers
 
