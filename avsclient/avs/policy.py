@@ -4,8 +4,8 @@ The asyncio shell (`manager.py`, `link.py`, `exchange.py`) does what these plain
 functions, fed `now`, decide, so they are tested without sockets or clocks: the state table
 of the connection lifecycle, when a link's liveness is checked and how, the one map from
 HTTP statuses, errors and outcomes to an event's `Outcome` and a link's `ChangedReason`, and
-the parsing of AVS JSON exception bodies. (The reconnect back-off is
-`avsclient.http2.policy.Backoff`.)
+the parsing of AVS JSON exception bodies. (The reconnect back-off is an
+`avsclient._retry.RetryPolicy` built from the client configuration.)
 """
 
 from __future__ import annotations
