@@ -14,7 +14,7 @@ from avsclient.auth.lwa import LWA_RETRY
 from avsclient.config import DEFAULT_BACKOFF, DEFAULT_BACKOFF_JITTER
 from avsclient.gateway.config import GATEWAY_RETRY
 
-# The connection manager's reconnect schedule, as `http2.policy.Backoff` builds it today.
+# The connection manager's reconnect schedule, as `avs.manager.ConnectionManager` builds it.
 RECONNECT = RetryPolicy(delays=DEFAULT_BACKOFF, jitter=DEFAULT_BACKOFF_JITTER)
 
 _DRAW = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
@@ -63,7 +63,7 @@ def test_every_delay_lies_in_the_jitter_range(
 
 
 def test_a_misbehaving_random_is_clamped() -> None:
-    """Draws outside [0, 1) cannot push a delay outside the range (as Backoff does today)."""
+    """Draws outside [0, 1) cannot push a delay outside the range (reconnects relied on this)."""
     policy = RetryPolicy(delays=(1.0,), jitter=(0.5, 2.0))
     assert policy.next_delay(1, lambda: 7.0) == 2.0
     assert policy.next_delay(1, lambda: -3.0) == 0.5
@@ -106,7 +106,7 @@ def test_exponential_builds_a_capped_doubling_table() -> None:
 
 @given(draws=st.lists(_DRAW, max_size=40))
 def test_reconnect_matches_the_connection_managers_backoff(draws: list[float]) -> None:
-    """The reconnect schedule reproduces http2.policy.Backoff draw for draw: entry n of
+    """The reconnect schedule, draw for draw: entry n of
     0.25, 1, 3, 5, 10, 20 s (the last for ever) times a factor in [0.667, 1.5]."""
     source = deque(draws)
     for failures in range(1, len(draws) + 1):

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from avsclient._fsm import StateMachine, Table
 from avsclient.agents.base import CapabilityAgent, DirectiveHandler
 from avsclient.agents.events import ExpectingSpeech, RecognizerStateChanged
 from avsclient.audio import AVS_FORMAT, AVS_FORMAT_NAME, AudioSource
@@ -81,50 +82,42 @@ I = RecognizerInput  # noqa: E741 - a table reads better with one-letter names
 # ExpectSpeech is valid only while idle or busy (avs-protocol 5.2). Late inputs that change
 # nothing (a StopCapture after the audio ended, a response ending while speech is expected)
 # are listed as self-transitions so they are not mistaken for errors.
-TRANSITIONS: dict[tuple[RecognizerState, RecognizerInput], RecognizerState] = {
-    (S.IDLE, I.RECOGNIZE): S.RECOGNIZING,
-    (S.BUSY, I.RECOGNIZE): S.RECOGNIZING,
-    (S.EXPECTING_SPEECH, I.RECOGNIZE): S.RECOGNIZING,
-    (S.RECOGNIZING, I.STOP_CAPTURE): S.BUSY,
-    (S.RECOGNIZING, I.AUDIO_ENDED): S.BUSY,
-    (S.RECOGNIZING, I.RESPONSE_ENDED): S.IDLE,  # the request failed before the audio ended
-    (S.BUSY, I.STOP_CAPTURE): S.BUSY,
-    (S.BUSY, I.AUDIO_ENDED): S.BUSY,
-    (S.BUSY, I.RESPONSE_ENDED): S.IDLE,
-    (S.BUSY, I.EXPECT_SPEECH): S.EXPECTING_SPEECH,
-    (S.IDLE, I.EXPECT_SPEECH): S.EXPECTING_SPEECH,
-    (S.IDLE, I.STOP_CAPTURE): S.IDLE,
-    (S.EXPECTING_SPEECH, I.RESPONSE_ENDED): S.EXPECTING_SPEECH,
-    (S.EXPECTING_SPEECH, I.EXPECT_TIMED_OUT): S.IDLE,
+TRANSITIONS: Table[RecognizerState, RecognizerInput, None] = {
+    (S.IDLE, I.RECOGNIZE): (None, S.RECOGNIZING),
+    (S.BUSY, I.RECOGNIZE): (None, S.RECOGNIZING),
+    (S.EXPECTING_SPEECH, I.RECOGNIZE): (None, S.RECOGNIZING),
+    (S.RECOGNIZING, I.STOP_CAPTURE): (None, S.BUSY),
+    (S.RECOGNIZING, I.AUDIO_ENDED): (None, S.BUSY),
+    (S.RECOGNIZING, I.RESPONSE_ENDED): (None, S.IDLE),  # the request failed before the audio ended
+    (S.BUSY, I.STOP_CAPTURE): (None, S.BUSY),
+    (S.BUSY, I.AUDIO_ENDED): (None, S.BUSY),
+    (S.BUSY, I.RESPONSE_ENDED): (None, S.IDLE),
+    (S.BUSY, I.EXPECT_SPEECH): (None, S.EXPECTING_SPEECH),
+    (S.IDLE, I.EXPECT_SPEECH): (None, S.EXPECTING_SPEECH),
+    (S.IDLE, I.STOP_CAPTURE): (None, S.IDLE),
+    (S.EXPECTING_SPEECH, I.RESPONSE_ENDED): (None, S.EXPECTING_SPEECH),
+    (S.EXPECTING_SPEECH, I.EXPECT_TIMED_OUT): (None, S.IDLE),
 }
 del S, I
 
 
-class RecognizerMachine:
+class RecognizerMachine(StateMachine[RecognizerState, RecognizerInput, None]):
     """The recognizer's state, moved only through `TRANSITIONS` (no I/O).
 
     Unlike a protocol connection, an illegal input does not break the machine: the device must
-    go on listening. It raises `StateError` and leaves the state as it was.
+    go on listening. It raises `StateError` and leaves the state as it was (`error_state=None`).
     """
 
+    __slots__ = ()
+
     def __init__(self) -> None:
-        self.state = RecognizerState.IDLE
-
-    def can(self, event: RecognizerInput) -> bool:
-        """True if `event` is legal now."""
-        return (self.state, event) in TRANSITIONS
-
-    def handle(self, event: RecognizerInput) -> tuple[RecognizerState, RecognizerState]:
-        """Apply `event`; returns `(old, new)`.
-
-        Raises:
-            StateError: `event` is not legal in the current state.
-        """
-        new = TRANSITIONS.get((self.state, event))
-        if new is None:
-            raise StateError(f"{event.value} is not allowed while {self.state.value}")
-        old, self.state = self.state, new
-        return old, new
+        super().__init__(
+            TRANSITIONS,
+            RecognizerState.IDLE,
+            name="SpeechRecognizer",
+            error_state=None,
+            misuse=StateError,
+        )
 
 
 def _initiator(value: Mapping[str, Any] | str | None, profile: str) -> dict[str, Any]:
@@ -173,7 +166,9 @@ class SpeechRecognizerAgent(CapabilityAgent):
         return {"StopCapture": self._on_stop_capture, "ExpectSpeech": self._on_expect_speech}
 
     def _move(self, event: RecognizerInput) -> None:
-        old, new = self.machine.handle(event)
+        old = self.machine.state
+        self.machine.feed(event)
+        new = self.machine.state
         if old is not new:
             _log.debug("recognizer %s -> %s", old.value, new.value)
             dialog = None if self.dialog is None else self.dialog.dialog_request_id
@@ -214,7 +209,7 @@ class SpeechRecognizerAgent(CapabilityAgent):
             raise ValueError(f"profile must be one of {sorted(PROFILES)}")
         if source.format != AVS_FORMAT:
             raise ValueError(f"the source must produce {AVS_FORMAT_NAME}, not {source.format}")
-        if not self.machine.can(RecognizerInput.RECOGNIZE):
+        if not self.machine.accepts(RecognizerInput.RECOGNIZE):
             await source.aclose()
             raise StateError(f"cannot recognize while {self.state.value}")
         expecting = self.state is RecognizerState.EXPECTING_SPEECH
@@ -243,7 +238,7 @@ class SpeechRecognizerAgent(CapabilityAgent):
             await source.aclose()
             if self.dialog is dialog:
                 self._source = None
-                if self.machine.can(RecognizerInput.RESPONSE_ENDED):
+                if self.machine.accepts(RecognizerInput.RESPONSE_ENDED):
                     self._move(RecognizerInput.RESPONSE_ENDED)
                 await services.focus.release(self.channel, self)  # not if a newer one runs
         services.activity.touch()
@@ -296,7 +291,7 @@ class SpeechRecognizerAgent(CapabilityAgent):
         initiator = payload.get("initiator")
         if initiator is not None and not isinstance(initiator, dict):
             raise DirectiveError("ExpectSpeech initiator must be an object")
-        if not self.machine.can(RecognizerInput.EXPECT_SPEECH):
+        if not self.machine.accepts(RecognizerInput.EXPECT_SPEECH):
             raise DirectiveError(f"ExpectSpeech while {self.state.value}")
         self._move(RecognizerInput.EXPECT_SPEECH)
         self._expect_initiator = initiator

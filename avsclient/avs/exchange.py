@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from avsclient._retry import RetryPolicy
 from avsclient.avs.policy import (
     ChangedReason,
     Outcome,
@@ -49,7 +50,6 @@ from avsclient.multipart import MultipartParser, boundary_from_content_type
 if TYPE_CHECKING:
     from avsclient.avs.link import Link
     from avsclient.avs.upload import Replay
-    from avsclient.http2.policy import Backoff
     from avsclient.http2.stream import HTTP2Stream, Response
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
@@ -151,12 +151,19 @@ async def send_on_link(
     return await send_authorized(link.gate, run, replay, message_id)
 
 
-async def synchronize(link: Link, context: ContextProvider, backoff: Backoff) -> None:
+async def synchronize(
+    link: Link, context: ContextProvider, retry: RetryPolicy, random: Callable[[], float]
+) -> None:
     """Send System.SynchronizeState on `link` until it is accepted (avs-protocol 2.1 step 5).
+
+    A failed attempt is retried after `retry`'s delay for the count of failures so far, drawn
+    from `random`. `retry` has no retry limit (the manager passes its reconnect schedule): the
+    attempt ends when the link does.
 
     Raises:
         AttemptFailed: the link ended meanwhile, or AVS rejected the token twice.
     """
+    failures = 0
     while True:
         state = context()
         if inspect.isawaitable(state):
@@ -183,7 +190,9 @@ async def synchronize(link: Link, context: ContextProvider, backoff: Backoff) ->
             )
         if result.outcome is Outcome.INVALID_AUTH:
             raise AttemptFailed(ChangedReason.INVALID_AUTH, "SynchronizeState got 403 twice")
-        delay = backoff.next_delay()
+        failures += 1
+        delay = retry.next_delay(failures, random)
+        assert delay is not None  # no max_retries: retry until the link ends
         logger.warning(
             "SynchronizeState failed (%s, status %s); again in %.3f s",
             result.outcome.name,

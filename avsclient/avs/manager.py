@@ -8,11 +8,11 @@ got GOAWAY before letting it go (make-before-break), refreshes a rejected token 
 streaming. Every `send_event` ends with exactly one `EventResult`.
 
 The rules (state table, liveness schedule, outcome and reason maps, exception bodies) live in
-`avsclient.avs.policy`, the back-off in `avsclient.http2.policy`; the rest of the asyncio
-shell is split in modules below this one: `responses` (the sink protocol, `EventResult`),
-`tokens` (the token gate and its 403 rule), `link` (one connection with its downchannel
-reader, liveness check and watcher), `upload` (the body and the audio kept for a resend) and
-`exchange` (one event stream). This module is
+`avsclient.avs.policy`, the back-off schedule is an `avsclient._retry.RetryPolicy`; the rest of
+the asyncio shell is split in modules below this one: `responses` (the sink protocol,
+`EventResult`), `tokens` (the token gate and its 403 rule), `link` (one connection with its
+downchannel reader, liveness check and watcher), `upload` (the body and the audio kept for a
+resend) and `exchange` (one event stream). This module is
 the supervisor: one task runs the lifecycle, and events run in their callers' tasks. Links
 never feed the lifecycle directly: they set flags and "kick" the supervisor, which reads the
 flags, so no signal can be lost between two awaits.
@@ -29,6 +29,7 @@ from collections.abc import AsyncIterable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from avsclient._resource import AsyncService
+from avsclient._retry import RetryPolicy
 from avsclient.avs.exchange import (
     REFUSED,
     ContextProvider,
@@ -59,7 +60,6 @@ from avsclient.exceptions import (
     TransportError,
 )
 from avsclient.http2.connection import HTTP2Connection
-from avsclient.http2.policy import Backoff
 
 if TYPE_CHECKING:
     from avsclient.auth.provider import TokenProvider
@@ -78,6 +78,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("avsclient.avs")
+
 
 class ConnectionManager(AsyncService):
     """Keeps one AVS connection up and carries events over it.
@@ -117,7 +118,8 @@ class ConnectionManager(AsyncService):
         self._transport = config.connection_config()
         self._url = config.url()
         self._machine = LifecycleMachine()
-        self._backoff = Backoff(config.backoff, config.backoff_jitter, random)
+        self._reconnect = RetryPolicy(delays=config.backoff, jitter=config.backoff_jitter)
+        self._failures = 0  # failed connection attempts since the last success
         self._reason = ChangedReason.NONE
         self._last_failure: str | None = None  # why the latest connection attempt failed
         self._reported: tuple[ConnectionStatus, ChangedReason] | None = None
@@ -302,7 +304,10 @@ class ConnectionManager(AsyncService):
         action = Action.CONNECT
         while True:
             if action is Action.SCHEDULE_RETRY:
-                action = await self._pause(self._backoff.next_delay())
+                self._failures += 1
+                delay = self._reconnect.next_delay(self._failures, self._random)
+                assert delay is not None  # no max_retries: reconnect for ever
+                action = await self._pause(delay)
             else:
                 action = await self._connect_phase()
 
@@ -375,7 +380,7 @@ class ConnectionManager(AsyncService):
         self._last_failure = None
         old = self._link
         self._link = link
-        self._backoff.reset()
+        self._failures = 0
         action = self._feed(Input.ATTEMPT_SUCCEEDED, ChangedReason.SUCCESS)
         assert action is Action.RESET_BACKOFF
         logger.info("connected to %s (connection %d)", link.url, link.id)
@@ -459,8 +464,7 @@ class ConnectionManager(AsyncService):
                 raise AttemptFailed(reason_for_error(exc), f"connection failed: {exc}") from exc
             link.touch()
             await link.open_downchannel(token)
-            backoff = Backoff(self.config.backoff, self.config.backoff_jitter, self._random)
-            await synchronize(link, self._context, backoff)
+            await synchronize(link, self._context, self._reconnect, self._random)
             if not link.usable:
                 raise AttemptFailed(
                     link.lost or link.drain or ChangedReason.SERVER_SIDE_DISCONNECT,

@@ -4,8 +4,8 @@ The asyncio shell (`manager.py`, `link.py`, `exchange.py`) does what these plain
 functions, fed `now`, decide, so they are tested without sockets or clocks: the state table
 of the connection lifecycle, when a link's liveness is checked and how, the one map from
 HTTP statuses, errors and outcomes to an event's `Outcome` and a link's `ChangedReason`, and
-the parsing of AVS JSON exception bodies. (The reconnect back-off is
-`avsclient.http2.policy.Backoff`.)
+the parsing of AVS JSON exception bodies. (The reconnect back-off is an
+`avsclient._retry.RetryPolicy` built from the client configuration.)
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import enum
 import json
 from typing import Final
 
+from avsclient._fsm import StateMachine, Table
 from avsclient.exceptions import (
     AuthError,
     ConnectionClosed,
     ConnectionDraining,
-    LocalProtocolError,
     MultipartError,
     NetworkError,
     PingTimeout,
@@ -212,7 +212,7 @@ class Action(enum.Enum):
 # the old link dies first. CLOSED absorbs every input, because callbacks of links that are
 # being torn down may still arrive.
 _S, _I, _A = State, Input, Action
-TRANSITIONS: Final[dict[tuple[State, Input], tuple[Action, State]]] = {
+TRANSITIONS: Final[Table[State, Input, Action]] = {
     (_S.IDLE, _I.START): (_A.CONNECT, _S.CONNECTING),
     (_S.IDLE, _I.CLOSE): (_A.SHUT_DOWN, _S.CLOSED),
     (_S.CONNECTING, _I.ATTEMPT_SUCCEEDED): (_A.RESET_BACKOFF, _S.CONNECTED),
@@ -244,41 +244,24 @@ STATUS_OF: Final[dict[State, ConnectionStatus]] = {
 }
 
 
-class LifecycleMachine:
+class LifecycleMachine(StateMachine[State, Input, Action]):
     """The connection lifecycle: feed it inputs, perform the actions it returns.
 
     A pair missing from `TRANSITIONS` raises `LocalProtocolError` and, unlike a protocol
-    parser, leaves the state as it was: a connection manager must never be stuck, so a
-    misfed input is reported (it is a bug in the shell) without ending the lifecycle.
+    parser, leaves the state as it was (`error_state=None`): a connection manager must never
+    be stuck, so a misfed input is reported (it is a bug in the shell) without ending the
+    lifecycle.
     """
 
-    __slots__ = ("state",)
+    __slots__ = ()
 
     def __init__(self) -> None:
-        self.state = State.IDLE
+        super().__init__(TRANSITIONS, State.IDLE, name="lifecycle", error_state=None)
 
     @property
     def status(self) -> ConnectionStatus:
         """The status the application sees in the current state."""
         return STATUS_OF[self.state]
-
-    def accepts(self, event: Input) -> bool:
-        """True if `event` is legal in the current state."""
-        return (self.state, event) in TRANSITIONS
-
-    def feed(self, event: Input) -> Action:
-        """Apply an input; return the side effect to perform.
-
-        Raises:
-            LocalProtocolError: the input is not legal in the current state (nothing changes).
-        """
-        try:
-            action, self.state = TRANSITIONS[(self.state, event)]
-        except KeyError:
-            raise LocalProtocolError(
-                f"lifecycle input {event.name} is not legal in state {self.state.name}"
-            ) from None
-        return action
 
 
 # -- outcomes ------------------------------------------------------------------------------

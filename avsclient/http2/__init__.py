@@ -14,12 +14,10 @@ from avsclient.config import (
 from avsclient.http2._h2 import FAST_RECEIVE_ACTIVE, VERIFIED_H2_VERSIONS, H2Connection
 from avsclient.http2.connection import HTTP2Connection
 from avsclient.http2.core import ClientCore, ConnectionState
-from avsclient.http2.policy import Backoff
 from avsclient.http2.stream import DEFAULT, Body, HTTP2Stream, Response
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
-    "Backoff",
     "Body",
     "ClientCore",
     "ConnectionConfig",

@@ -22,6 +22,7 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 
+from avsclient._fsm import StateMachine, Table
 from avsclient.config import ConnectionConfig
 from avsclient.exceptions import (
     ConnectionClosed,
@@ -79,18 +80,18 @@ class _Input(enum.Enum):
 # or the end of the peer's bytes, makes it CLOSED; a protocol error makes it ERROR. Closing is
 # idempotent, and closing a broken connection leaves it broken. Any pair missing here (say,
 # bytes after the end of input) moves the machine to ERROR: a caller bug or a hostile peer.
-_TRANSITIONS: dict[tuple[ConnectionState, _Input], ConnectionState] = {
-    (ConnectionState.OPEN, _Input.GOAWAY_RECEIVED): ConnectionState.DRAINING,
-    (ConnectionState.DRAINING, _Input.GOAWAY_RECEIVED): ConnectionState.DRAINING,
-    (ConnectionState.OPEN, _Input.CLOSE): ConnectionState.CLOSED,
-    (ConnectionState.DRAINING, _Input.CLOSE): ConnectionState.CLOSED,
-    (ConnectionState.CLOSED, _Input.CLOSE): ConnectionState.CLOSED,
-    (ConnectionState.ERROR, _Input.CLOSE): ConnectionState.ERROR,
-    (ConnectionState.OPEN, _Input.END_OF_INPUT): ConnectionState.CLOSED,
-    (ConnectionState.DRAINING, _Input.END_OF_INPUT): ConnectionState.CLOSED,
-    (ConnectionState.CLOSED, _Input.END_OF_INPUT): ConnectionState.CLOSED,
-    (ConnectionState.OPEN, _Input.PROTOCOL_ERROR): ConnectionState.ERROR,
-    (ConnectionState.DRAINING, _Input.PROTOCOL_ERROR): ConnectionState.ERROR,
+_TRANSITIONS: Table[ConnectionState, _Input, None] = {
+    (ConnectionState.OPEN, _Input.GOAWAY_RECEIVED): (None, ConnectionState.DRAINING),
+    (ConnectionState.DRAINING, _Input.GOAWAY_RECEIVED): (None, ConnectionState.DRAINING),
+    (ConnectionState.OPEN, _Input.CLOSE): (None, ConnectionState.CLOSED),
+    (ConnectionState.DRAINING, _Input.CLOSE): (None, ConnectionState.CLOSED),
+    (ConnectionState.CLOSED, _Input.CLOSE): (None, ConnectionState.CLOSED),
+    (ConnectionState.ERROR, _Input.CLOSE): (None, ConnectionState.ERROR),
+    (ConnectionState.OPEN, _Input.END_OF_INPUT): (None, ConnectionState.CLOSED),
+    (ConnectionState.DRAINING, _Input.END_OF_INPUT): (None, ConnectionState.CLOSED),
+    (ConnectionState.CLOSED, _Input.END_OF_INPUT): (None, ConnectionState.CLOSED),
+    (ConnectionState.OPEN, _Input.PROTOCOL_ERROR): (None, ConnectionState.ERROR),
+    (ConnectionState.DRAINING, _Input.PROTOCOL_ERROR): (None, ConnectionState.ERROR),
 }
 
 
@@ -122,8 +123,9 @@ class ClientCore:
     def __init__(self, config: ConnectionConfig | None = None) -> None:
         self.config = config or ConnectionConfig()
         self._h2 = H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
-        self._state = ConnectionState.OPEN
-        self._error: RemoteProtocolError | LocalProtocolError | None = None
+        self._machine = StateMachine(
+            _TRANSITIONS, ConnectionState.OPEN, name="ClientCore", error_state=ConnectionState.ERROR
+        )
         self._streams: dict[int, _Stream] = {}
         self._goaway: GoAwayReceived | None = None
         self._ping_counter = 0
@@ -135,7 +137,7 @@ class ClientCore:
     @property
     def state(self) -> ConnectionState:
         """The connection's state."""
-        return self._state
+        return self._machine.state
 
     @property
     def goaway(self) -> GoAwayReceived | None:
@@ -157,21 +159,12 @@ class ClientCore:
         """The largest DATA payload the peer accepts in one frame."""
         return self._h2.max_outbound_frame_size
 
-    def _transition(self, event: _Input) -> None:
-        try:
-            self._state = _TRANSITIONS[(self._state, event)]
-        except KeyError:
-            old = self._state
-            self._state = ConnectionState.ERROR
-            self._error = LocalProtocolError(f"{event.value!r} is not allowed in state {old.value}")
-            raise self._error from None
-
     def _check_usable(self) -> None:
         """Raise the sticky error, or ConnectionClosed, when the connection takes no work."""
-        if self._state is ConnectionState.ERROR:
-            assert self._error is not None
-            raise self._error
-        if self._state is ConnectionState.CLOSED:
+        machine = self._machine
+        if machine.error is not None:
+            raise machine.error
+        if machine.state is ConnectionState.CLOSED:
             raise ConnectionClosed("the HTTP/2 connection is closed")
 
     # -- output -----------------------------------------------------------------------------
@@ -345,7 +338,8 @@ class ClientCore:
         Returns:
             Whether the frame was queued.
         """
-        if self._state is not ConnectionState.OPEN and self._state is not ConnectionState.DRAINING:
+        state = self._machine.state  # read once: this runs for every chunk a producer streams
+        if state is not ConnectionState.OPEN and state is not ConnectionState.DRAINING:
             return False
         stream = self._streams.get(stream_id)
         if stream is None or stream.local_closed:
@@ -373,7 +367,7 @@ class ClientCore:
         """
         if self._streams.pop(stream_id, None) is None:
             return
-        if self._state not in (ConnectionState.OPEN, ConnectionState.DRAINING):
+        if self._machine.state not in (ConnectionState.OPEN, ConnectionState.DRAINING):
             return
         # The peer may have ended the stream meanwhile: then there is nothing to reset.
         with contextlib.suppress(h2.exceptions.StreamClosedError):
@@ -390,7 +384,7 @@ class ClientCore:
             flow_controlled_length: the `DataReceived.flow_controlled_length` of the chunk.
         """
         if (
-            self._state in (ConnectionState.CLOSED, ConnectionState.ERROR)
+            self._machine.state in (ConnectionState.CLOSED, ConnectionState.ERROR)
             or not flow_controlled_length
         ):
             return
@@ -421,8 +415,8 @@ class ClientCore:
         Args:
             error_code: NO_ERROR for a normal close.
         """
-        was = self._state
-        self._transition(_Input.CLOSE)
+        was = self._machine.state
+        self._machine.feed(_Input.CLOSE)
         if was in (ConnectionState.OPEN, ConnectionState.DRAINING):
             self._h2.close_connection(error_code)
 
@@ -437,13 +431,13 @@ class ClientCore:
         Returns:
             One `ConnectionTerminated` event (none if the connection was already over).
         """
-        if self._state in (ConnectionState.CLOSED, ConnectionState.ERROR):
+        if self._machine.state in (ConnectionState.CLOSED, ConnectionState.ERROR):
             lost = tuple(self._streams)
             self._streams.clear()
             if not lost:
                 return []
             return [ConnectionTerminated(open_stream_ids=lost, reason=reason, clean=False)]
-        self._transition(_Input.END_OF_INPUT)
+        self._machine.feed(_Input.END_OF_INPUT)
         lost = tuple(self._streams)
         self._streams.clear()
         return [ConnectionTerminated(open_stream_ids=lost, reason=reason, clean=not lost)]
@@ -461,21 +455,18 @@ class ClientCore:
             RemoteProtocolError: the peer broke HTTP/2 (a GOAWAY is queued for it); sticky.
             LocalProtocolError: called after close(), or after an error; sticky.
         """
-        if self._state is ConnectionState.ERROR:
-            assert self._error is not None
-            raise self._error
+        self._machine.check()
         if not data:
             return self.connection_lost("the server closed the connection")
-        if self._state is ConnectionState.CLOSED:
-            self._transition(_Input.PROTOCOL_ERROR)  # data after the end: a caller bug
+        if self._machine.state is ConnectionState.CLOSED:
+            self._machine.feed(_Input.PROTOCOL_ERROR)  # data after the end: a caller bug
         if self._preface is not None:
             self._check_preface(data)
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            self._transition(_Input.PROTOCOL_ERROR)
-            self._error = RemoteProtocolError(f"the server broke HTTP/2: {exc}")
-            raise self._error from exc
+            error = RemoteProtocolError(f"the server broke HTTP/2: {exc}")
+            raise self._machine.fail(_Input.PROTOCOL_ERROR, error) from exc
         events: list[Event] = []
         for h2_event in h2_events:
             handler = _HANDLERS.get(type(h2_event))
@@ -494,11 +485,12 @@ class ClientCore:
         frame_type = self._preface[3]
         self._preface = None
         if frame_type != 0x4:
-            self._transition(_Input.PROTOCOL_ERROR)
-            self._error = RemoteProtocolError(
-                "the server is not speaking HTTP/2: its first frame is not SETTINGS"
+            raise self._machine.fail(
+                _Input.PROTOCOL_ERROR,
+                RemoteProtocolError(
+                    "the server is not speaking HTTP/2: its first frame is not SETTINGS"
+                ),
             )
-            raise self._error
 
     # Each handler appends the events one h2 event means (dispatch table, STYLE.md section 8).
 
@@ -607,8 +599,8 @@ class ClientCore:
             last_stream_id=last, error_code=code, additional_data=ev.additional_data or b""
         )
         self._goaway = goaway
-        if self._state in (ConnectionState.OPEN, ConnectionState.DRAINING):
-            self._transition(_Input.GOAWAY_RECEIVED)
+        if self._machine.state in (ConnectionState.OPEN, ConnectionState.DRAINING):
+            self._machine.feed(_Input.GOAWAY_RECEIVED)
         logger.info("GOAWAY received: last stream %d, error code %d", last, code)
         out.append(goaway)
         # RFC 9113 section 6.8: streams above last_stream_id were not processed and never will be.

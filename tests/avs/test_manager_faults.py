@@ -330,7 +330,7 @@ async def test_backoff_draws_come_from_the_injected_random(sim: Simulator) -> No
     async with running_manager(sim, random=random) as run:
         await run.manager.wait_connected(20)
         assert len(draws) == 2
-        assert run.manager._backoff.attempt == 0
+        assert run.manager._failures == 0
         sim.faults.drop_connections()
         await wait_for(lambda: len(syncs(sim)) == 2)
         assert len(draws) == 3

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from avsclient._retry import RetryPolicy
+from avsclient.avs.manager import ConnectionManager
 from avsclient.avs.policy import (
     MAX_EXCEPTION_BODY,
     STATUS_OF,
@@ -46,43 +48,56 @@ from avsclient.exceptions import (
     StreamReset,
     TransportError,
 )
-from avsclient.http2.policy import Backoff
 
 SDK_TABLE = (0.25, 1.0, 3.0, 5.0, 10.0, 20.0)
 
 # -- back-off --------------------------------------------------------------------------------
 
 
+RECONNECT = RetryPolicy(delays=SDK_TABLE, jitter=(0.667, 1.5))
+
+
 def test_backoff_follows_the_table_and_repeats_the_last_entry() -> None:
     """With the draw at the middle of [0.667, 1.5] each delay is its entry times 1.0835."""
-    backoff = Backoff(SDK_TABLE, (0.667, 1.5), lambda: 0.4)
     factor = 0.667 + 0.833 * 0.4
-    delays = [backoff.next_delay() for _ in range(9)]
+    draws: list[float] = []
+
+    def random() -> float:
+        draws.append(0.4)
+        return 0.4
+
+    delays = [RECONNECT.next_delay(failures, random) for failures in range(1, 10)]
     expected = [*SDK_TABLE, 20.0, 20.0, 20.0]
     assert delays == pytest.approx([e * factor for e in expected])
-    assert backoff.attempt == 9
+    assert len(draws) == 9
+
+
+def test_the_managers_schedule_is_the_configured_table() -> None:
+    """The manager builds its reconnect schedule from `backoff` and `backoff_jitter`."""
+    config = ClientConfig(backoff=SDK_TABLE, backoff_jitter=(0.667, 1.5))
+    manager = ConnectionManager(config, None, None, context=list)  # type: ignore[arg-type]
+    assert manager._reconnect == RECONNECT
+    assert manager._failures == 0
 
 
 def test_backoff_extremes_of_the_draw() -> None:
     """A draw of 0 gives 0.667 x, a draw just under 1 gives almost 1.5 x."""
-    low = Backoff(SDK_TABLE, (0.667, 1.5), lambda: 0.0)
-    high = Backoff(SDK_TABLE, (0.667, 1.5), lambda: 0.999999)
-    assert low.next_delay() == pytest.approx(0.25 * 0.667)
-    assert high.next_delay() == pytest.approx(0.25 * 1.5, rel=1e-5)
+    assert RECONNECT.next_delay(1, lambda: 0.0) == pytest.approx(0.25 * 0.667)
+    assert RECONNECT.next_delay(1, lambda: 0.999999) == pytest.approx(0.25 * 1.5, rel=1e-5)
 
 
 def test_backoff_reset_starts_over() -> None:
-    backoff = Backoff(SDK_TABLE, (1.0, 1.0), lambda: 0.5)
-    assert [backoff.next_delay() for _ in range(3)] == [0.25, 1.0, 3.0]
-    backoff.reset()
-    assert backoff.attempt == 0
-    assert backoff.next_delay() == 0.25
+    """After a success the count starts again at 1, so the next wait is the first entry."""
+    policy = RetryPolicy(delays=SDK_TABLE)
+    assert [policy.next_delay(n, lambda: 0.5) for n in (1, 2, 3)] == [0.25, 1.0, 3.0]
+    assert policy.next_delay(1, lambda: 0.5) == 0.25
 
 
 def test_backoff_clamps_a_misbehaving_random() -> None:
     """A random source outside [0, 1) cannot push a delay outside the jitter range."""
-    assert Backoff((1.0,), (0.5, 2.0), lambda: 7.0).next_delay() == 2.0
-    assert Backoff((1.0,), (0.5, 2.0), lambda: -3.0).next_delay() == 0.5
+    policy = RetryPolicy(delays=(1.0,), jitter=(0.5, 2.0))
+    assert policy.next_delay(1, lambda: 7.0) == 2.0
+    assert policy.next_delay(1, lambda: -3.0) == 0.5
 
 
 @given(
@@ -91,20 +106,24 @@ def test_backoff_clamps_a_misbehaving_random() -> None:
 def test_every_draw_lies_in_the_jitter_range(draws: list[float]) -> None:
     """Each delay is within [0.667 x, 1.5 x] of its table entry, whatever the draws."""
     source = deque(draws)
-    backoff = Backoff(SDK_TABLE, (0.667, 1.5), source.popleft)
     for index in range(len(draws)):
         entry = SDK_TABLE[min(index, len(SDK_TABLE) - 1)]
-        delay = backoff.next_delay()
+        delay = RECONNECT.next_delay(index + 1, source.popleft)
+        assert delay is not None
         assert 0.667 * entry - 1e-9 <= delay <= 1.5 * entry + 1e-9
 
 
 def test_backoff_rejects_bad_tables() -> None:
-    with pytest.raises(ValueError, match="table"):
-        Backoff((), (1.0, 1.0), lambda: 0.0)
-    with pytest.raises(ValueError, match="table"):
-        Backoff((1.0, -1.0), (1.0, 1.0), lambda: 0.0)
-    with pytest.raises(ValueError, match="jitter"):
-        Backoff((1.0,), (0.0, 1.0), lambda: 0.0)
+    with pytest.raises(ValueError, match="delays"):
+        RetryPolicy(delays=())
+    with pytest.raises(ValueError, match="delays"):
+        RetryPolicy(delays=(1.0, -1.0))
+    with pytest.raises(ValueError, match="backoff"):
+        ClientConfig(backoff=())
+    with pytest.raises(ValueError, match="backoff"):
+        ClientConfig(backoff=(1.0, -1.0))
+    with pytest.raises(ValueError, match="backoff_jitter"):
+        ClientConfig(backoff_jitter=(0.0, 1.0))
 
 
 def test_ping_due_in() -> None:

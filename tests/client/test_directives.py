@@ -113,19 +113,22 @@ def test_recognizer_table_is_total_or_raises(
     machine.state = state
     expected = TRANSITIONS.get((state, event))
     if expected is None:
+        assert not machine.accepts(event)
         with pytest.raises(StateError):
-            machine.handle(event)
+            machine.feed(event)
         assert machine.state is state
     else:
-        assert machine.handle(event) == (state, expected)
+        assert machine.accepts(event)
+        assert machine.feed(event) is None
+        assert machine.state is expected[1]
 
 
 def test_expect_speech_is_refused_while_recognizing() -> None:
     """ExpectSpeech is valid only while idle or busy (avs-protocol 5.2)."""
     machine = RecognizerMachine()
-    machine.handle(RecognizerInput.RECOGNIZE)
-    assert not machine.can(RecognizerInput.EXPECT_SPEECH)
-    assert not machine.can(RecognizerInput.RECOGNIZE)
+    machine.feed(RecognizerInput.RECOGNIZE)
+    assert not machine.accepts(RecognizerInput.EXPECT_SPEECH)
+    assert not machine.accepts(RecognizerInput.RECOGNIZE)
 
 
 # -- attachments ------------------------------------------------------------------------------

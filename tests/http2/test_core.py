@@ -313,13 +313,13 @@ def test_every_state_input_pair_is_defined_or_an_error(
 ) -> None:
     """A pair in the table moves to its target; any other pair ends in ERROR and raises."""
     core = ClientCore()
-    core._state = state
+    core._machine.state = state
     if (state, event) in _TRANSITIONS:
-        core._transition(event)
-        assert core.state is _TRANSITIONS[(state, event)]
+        core._machine.feed(event)
+        assert core.state is _TRANSITIONS[(state, event)][1]
     else:
         with pytest.raises(LocalProtocolError):
-            core._transition(event)
+            core._machine.feed(event)
         assert core.state is ConnectionState.ERROR
 
 
