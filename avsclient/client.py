@@ -368,7 +368,8 @@ class AVSClient(AsyncService):
     async def aclose(self) -> None:
         """Stop everything, idempotently: the directive pipeline first (no handler runs any
         more), then the agents, newest first (one failing to close is logged and the others
-        still close), the event outbox, the connection and the subscriptions."""
+        still close), the event outbox, the connection, the attachments still held and the
+        subscriptions."""
         if self._closed:
             return
         self._closed = True
@@ -380,6 +381,7 @@ class AVSClient(AsyncService):
                 _log.exception("closing %r failed", agent)
         await self.messenger.aclose()
         await self.manager.aclose()
+        self.attachments.close()
         for subscription in list(self._subscriptions):
             await subscription.aclose()
 

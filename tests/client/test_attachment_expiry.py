@@ -155,3 +155,20 @@ def test_without_a_running_loop_expiry_waits_for_the_next_use() -> None:
     now[0] = 2.0
     store.begin("s", "new")
     assert len(store) == 1 and store.expired == 1
+
+
+async def test_closing_the_client_drops_held_attachments_and_their_timer() -> None:
+    """`AVSClient.aclose()` closes its attachment store: no timer and no memory left behind."""
+    from avsclient import AVSClient, ClientConfig
+    from avsclient.auth import StaticTokenProvider
+
+    client = AVSClient(ClientConfig(endpoint="https://127.0.0.1:9"), StaticTokenProvider("t"))
+    part = client.attachments.begin("response", "unclaimed")
+    await part.put(memoryview(b"x" * 65536))
+    reader = client.attachments.open("response", "waiting")
+    assert client.attachments.expiry_due is not None
+    await client.aclose()
+    assert client.attachments.expiry_due is None and len(client.attachments) == 0
+    assert part.buffered == 0 and isinstance(part.error, AttachmentError)
+    with pytest.raises(AttachmentError, match="store closed"):
+        await reader.read()
