@@ -4,8 +4,6 @@ and the pipeline asking it (first response part stamped through `ResponseSource`
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -19,19 +17,9 @@ from avsclient.dialog import (
     new_dialog_request_id,
 )
 from avsclient.directives import DirectivePipeline
-from avsclient.messages import Directive, ExceptionType, parse_directive
+from avsclient.messages import Directive, ExceptionType
 from avsclient.multipart import Headers
-
-
-def _raw(namespace: str, name: str, dialog: str | None = None, **payload: Any) -> bytes:
-    header: dict[str, Any] = {"namespace": namespace, "name": name, "messageId": "m"}
-    if dialog is not None:
-        header["dialogRequestId"] = dialog
-    return json.dumps({"directive": {"header": header, "payload": payload}}).encode()
-
-
-def _directive(dialog: str | None, name: str = "Speak") -> Directive:
-    return parse_directive(_raw("SpeechSynthesizer", name, dialog))
+from tests.client.test_directives import _directive
 
 
 class Clock:
