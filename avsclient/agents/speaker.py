@@ -5,11 +5,10 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
+from avsclient.agents import payload
 from avsclient.agents.base import CapabilityAgent, DirectiveHandler
 from avsclient.agents.events import VolumeStateChanged
-from avsclient.exceptions import DirectiveError
 from avsclient.messages import ContextState, Directive, Event
 
 __all__ = ["DEFAULT_VOLUME", "SpeakerAgent", "VolumeApplier"]
@@ -21,16 +20,6 @@ DEFAULT_VOLUME = 50
 
 VolumeApplier = Callable[[int, bool], "Awaitable[None] | None"]
 """Applies `(volume, muted)` to the device's output (sync or async)."""
-
-
-def _int_in(payload: dict[str, Any], key: str, low: int, high: int) -> int:
-    value = payload.get(key)
-    # bool is an int subclass; AVS never means True as a volume.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DirectiveError(f"{key} must be an integer, not {value!r}")
-    if not low <= value <= high:
-        raise DirectiveError(f"{key} {value} is outside {low}..{high}")
-    return value
 
 
 class SpeakerAgent(CapabilityAgent):
@@ -85,17 +74,15 @@ class SpeakerAgent(CapabilityAgent):
         ]
 
     async def _on_set_volume(self, directive: Directive) -> None:
-        volume = _int_in(directive.payload, "volume", 0, 100)
+        volume = payload.integer(directive.payload, "volume", low=0, high=100)
         await self._change(volume, False, "VolumeChanged")
 
     async def _on_adjust_volume(self, directive: Directive) -> None:
-        delta = _int_in(directive.payload, "volume", -100, 100)
+        delta = payload.integer(directive.payload, "volume", low=-100, high=100)
         await self._change(max(0, min(100, self.volume + delta)), False, "VolumeChanged")
 
     async def _on_set_mute(self, directive: Directive) -> None:
-        mute = directive.payload.get("mute")
-        if not isinstance(mute, bool):
-            raise DirectiveError(f"mute must be true or false, not {mute!r}")
+        mute = payload.boolean(directive.payload, "mute")
         await self._change(self.volume, mute, "MuteChanged")
 
     # -- local changes ---------------------------------------------------------------------
