@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 import ssl
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -216,7 +217,7 @@ class ClientConfig:
     endpoint: str | None = None
     region: Region = Region.NA
     legacy_host: bool = False
-    ca_file: str | None = None
+    ca_file: str | os.PathLike[str] | None = None
     ssl_context: ssl.SSLContext | None = None
     # AVS Device SDK: ping after 5 idle minutes, wait 30 s for the answer (avs-protocol 1.4).
     ping_interval: float = 300.0

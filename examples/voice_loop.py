@@ -81,7 +81,7 @@ async def connect(
         sim = await stack.enter_async_context(Simulator())
         if args.simulator_expect_speech:
             sim.script.recognize(ask_follow_up)
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path)
         return config, auth.StaticTokenProvider(sim.add_token())
     store = auth.TokenStore(args.token_file)  # written by `avsclient login`, refreshed here
     if (stored := store.load()) is None:

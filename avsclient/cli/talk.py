@@ -301,7 +301,7 @@ async def _tokens_and_config(
 
         sim = await stack.enter_async_context(Simulator())
         console.say(f"AVS simulator at {sim.url}")
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path)
         return StaticTokenProvider(sim.add_token()), config
     from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider, TokenStore
 

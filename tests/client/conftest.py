@@ -44,7 +44,7 @@ async def make_client(sim: Simulator) -> AsyncIterator[ClientFactory]:
 
     def factory(**kwargs: Any) -> AVSClient:
         token = sim.add_token()
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path)
         client = AVSClient(config, StaticTokenProvider(token), **kwargs)
         clients.append(client)
         return client
