@@ -125,7 +125,7 @@ def frames(samples: np.ndarray, frame_samples: int = 160) -> list[bytes]:
 
 
 def wake_utterance(voice: str, workdir: Path, command: str = COMMAND) -> tuple[np.ndarray, int]:
-    """"Alexa", a 300 ms pause and `command` in `voice`; returns the samples and the word's
+    """ "Alexa", a 300 ms pause and `command` in `voice`; returns the samples and the word's
     length in samples (the word starts at sample 0)."""
     word = trim(espeak_pcm("Alexa", voice, workdir))
     rest = trim(espeak_pcm(command, voice, workdir))

@@ -173,7 +173,7 @@ async def test_a_rejected_wake_word_returns_to_listening_quietly(
 async def test_a_wake_word_during_speech_barges_in(
     sim: Simulator, make_client: ClientFactory, utterance: tuple[np.ndarray, int]
 ) -> None:
-    """"Alexa" while the answer plays stops it (SpeechInterrupted) and starts a new turn; the
+    """ "Alexa" while the answer plays stops it (SpeechInterrupted) and starts a new turn; the
     tone plays on each detection when the confirmation setting is TONE."""
     turns = Turns()
     samples, _ = utterance
@@ -236,9 +236,7 @@ async def test_the_energy_endpointer_can_be_chosen(
     client: tuple[AVSClient, Turns],
 ) -> None:
     c, _ = client
-    listener = WakeWordListener(
-        c.recognizer, LiveSource(), endpointer=lambda: EndpointDetector()
-    )
+    listener = WakeWordListener(c.recognizer, LiveSource(), endpointer=lambda: EndpointDetector())
     assert type(listener.new_endpointer()) is EndpointDetector
     assert WakeWordListener(c.recognizer, LiveSource(), endpointer=None).new_endpointer() is None
     with pytest.raises(ValueError, match="endpointer"):
