@@ -62,3 +62,20 @@ def test_talk_wake_word_gives_up_without_a_wake_word(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "No wake word heard within 2 s." in done.stdout
+
+
+def test_voice_loop_example_wake_word_mode(tmp_path: Path, alexa_wav: Path) -> None:
+    """examples/voice_loop.py --wake-word: the recording's "Alexa" takes one hands-free turn."""
+    from tests.test_examples import VOICE_LOOP, assert_length, lines, run
+
+    out = tmp_path / "reply.wav"
+    args = ("--simulator", "--wake-word", "--turns", "1", "--input", str(alexa_wav))
+    done = run(VOICE_LOOP, *args, "--output", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert lines(done.stdout, "state: ")[:3] == [
+        'state: Idle (say "Alexa ...")',
+        "state: Listening",
+        "state: Thinking",
+    ]
+    assert "1 wake-word turns done" in done.stdout
+    assert_length(out, "hello")
