@@ -106,7 +106,8 @@ async def wake_to_first_byte(
                     await _wait(lambda: len(listener.dialogs) == 1, 30)  # noqa: B023
                 trace = listener.dialogs[0].trace
                 recognize = [e for e in sim.events if e.name == "Recognize"][-1]
-                assert recognize.name == "Recognize" and recognize.audio_started_at is not None
+                assert recognize.name == "Recognize"
+                assert recognize.audio_started_at is not None
                 assert trace.wake_word_detected_at is not None
                 assert trace.audio_started_at is not None
                 client_ms.append(1000 * (trace.audio_started_at - trace.wake_word_detected_at))
@@ -115,7 +116,8 @@ async def wake_to_first_byte(
                 started = loop.time()
                 await client.recognize(ArraySource(clip.samples[:16000], 16000))
                 tap = [e for e in sim.events if e.name == "Recognize"][-1]
-                assert tap.name == "Recognize" and tap.audio_started_at is not None
+                assert tap.name == "Recognize"
+                assert tap.audio_started_at is not None
                 baseline_ms.append(1000 * (tap.audio_started_at - started))
                 await _wait(lambda: client.recognizer.state.value == "IDLE", 10)
     return client_ms, server_ms, baseline_ms
@@ -179,8 +181,10 @@ async def main(repeat: int) -> None:
         else:
             kind = "noise" if clip.noisy else "clean"
             rows.append(f"    {clip.voice:15s} {kind}  {len(got)} detections (want 1)")
-    print(f"  recall {hits}/{len(clips)} (6 voices, clean and pink noise at 15 dB SNR)  "
-          f"target all: {verdict(hits == len(clips))}")
+    print(
+        f"  recall {hits}/{len(clips)} (6 voices, clean and pink noise at 15 dB SNR)  "
+        f"target all: {verdict(hits == len(clips))}"
+    )
     print("\n".join(rows))
     abs_raw = [abs(e) for e in raw_err]
     abs_ref = [abs(e) for e in refined_err]
