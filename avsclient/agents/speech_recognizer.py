@@ -147,17 +147,18 @@ def _initiator(value: Mapping[str, Any] | str | None, profile: str) -> dict[str,
 
 def wake_word_initiator(window: RecognizeWindow) -> dict[str, Any]:
     """The WAKEWORD initiator of a Recognize whose audio starts at `window.reader_start`
-    (avs-protocol 11.1, the SDK's shape: `wakeWord` inside `initiator.payload`)."""
-    return {
-        "type": "WAKEWORD",
-        "payload": {
-            "wakeWordIndices": {
-                "startIndexInSamples": window.start_index,
-                "endIndexInSamples": window.end_index,
-            },
-            "wakeWord": window.wake_word,
-        },
-    }
+    (avs-protocol 11.1, the SDK's shape: `wakeWord` inside `initiator.payload`).
+
+    `wakeWordIndices` go only with a full pre-roll: with less history before the word (just
+    after start-up) the cloud could not verify the word against them.
+    """
+    payload: dict[str, Any] = {"wakeWord": window.wake_word}
+    if window.full_preroll:
+        payload["wakeWordIndices"] = {
+            "startIndexInSamples": window.start_index,
+            "endIndexInSamples": window.end_index,
+        }
+    return {"type": "WAKEWORD", "payload": payload}
 
 
 class SpeechRecognizerAgent(CapabilityAgent):

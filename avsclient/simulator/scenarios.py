@@ -96,9 +96,11 @@ def check_wake_word(payload: Mapping[str, Any], audio_bytes: int) -> WakeWordChe
         word = None
     start = end = None
     indices = inner.get("wakeWordIndices")
-    if not isinstance(indices, Mapping):
-        problems.append("no wakeWordIndices")
-    else:
+    # Indices go only with a full 500 ms pre-roll (11.1): without them there is nothing
+    # to check, and the cloud cannot verify the word.
+    if indices is not None and not isinstance(indices, Mapping):
+        problems.append(f"wakeWordIndices is {indices!r}, not an object")
+    elif indices is not None:
         start = _index(indices, "startIndexInSamples", problems)
         end = _index(indices, "endIndexInSamples", problems)
     if start is not None and end is not None:
