@@ -131,6 +131,8 @@ async def test_a_closed_manager_ends_the_sender_and_keeps_the_event(tmp_path: Pa
 
 
 def test_an_event_needs_a_message_id(tmp_path: Path) -> None:
-    with DeviceStore.open(tmp_path / "d.sqlite3") as store:
-        with pytest.raises(ValueError, match="messageId"):
-            EventOutbox(store).put({"event": {"header": {}}})
+    with (
+        DeviceStore.open(tmp_path / "d.sqlite3") as store,
+        pytest.raises(ValueError, match="messageId"),
+    ):
+        EventOutbox(store).put({"event": {"header": {}}})

@@ -174,7 +174,7 @@ def test_scheduled_time_forms() -> None:
 
 
 def test_limits_are_checked() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least 1"):
         AlertsLimits(max_alerts=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="past_due"):
         AlertsLimits(past_due=float("nan"))
