@@ -28,8 +28,6 @@ from .kit import (
     settle,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
 
 async def test_set_alert_is_stored_reported_and_rings_on_time(tmp_path: Path) -> None:
     """SetAlert -> stored, SetAlertSucceeded, in AlertsState; nothing before its time; at
