@@ -192,7 +192,7 @@ class AlertsAgent(CapabilityAgent):
     def _open_private_store(self) -> None:
         self._tmpdir = Path(tempfile.mkdtemp(prefix="avsclient-alerts-"))
         self._store = DeviceStore.open(self._tmpdir / "alerts.sqlite3")
-        _log.warning("Alerts: no device store given; alerts will not survive a restart")
+        _log.info("Alerts: no device store given; alerts will not survive a restart")
 
     def attach(self, services: AgentServices) -> None:
         super().attach(services)
