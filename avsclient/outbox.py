@@ -9,7 +9,9 @@ Promises:
 - sent in order, one at a time, by one task, once connected (the connection manager's
   `send_event` waits for the link);
 - removed only when AVS answered 2xx; any other outcome is retried after a back-off
-  (`OUTBOX_RETRY`, an `avsclient._retry.RetryPolicy`);
+  (`OUTBOX_RETRY`, an `avsclient._retry.RetryPolicy`), except a 400 (BAD_REQUEST): AVS will
+  never accept that document, so it is removed, logged and counted (`rejected`) instead of
+  blocking every later event until it ages out;
 - bounded in count and age by the store (`StoreConfig.outbox_max_events` / `_max_age`), the
   oldest dropped and counted (`dropped`);
 - one delivery per messageId: the messageId is stored with the event and sent unchanged on
@@ -105,6 +107,8 @@ class EventOutbox:
         self.delivered = 0
         #: Attempts that did not get a 2xx.
         self.failed_attempts = 0
+        #: Events AVS refused as malformed (BAD_REQUEST), removed without another try.
+        self.rejected = 0
 
     @property
     def dropped(self) -> int:
@@ -213,6 +217,19 @@ class EventOutbox:
                 continue
             if result.outcome.name == "CANCELED":
                 return  # the connection manager is closed: so is the client
+            if result.outcome.name == "BAD_REQUEST":
+                self.rejected += 1
+                _log.error(
+                    "outbox: AVS refused %s as malformed (%s); dropped",
+                    entry.message_id,
+                    result.error,
+                )
+                try:
+                    self.store.outbox_remove(entry.message_id)
+                except DeviceStoreError as exc:
+                    _log.error("outbox: cannot remove refused %s: %s", entry.message_id, exc)
+                    await self._back_off()
+                continue
             self.failed_attempts += 1
             _log.info(
                 "outbox: %s not accepted (%s); retrying", entry.message_id, result.outcome.name

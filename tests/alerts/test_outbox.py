@@ -11,6 +11,7 @@ import pytest
 
 from avsclient._retry import RetryPolicy
 from avsclient.avs.manager import Outcome
+from avsclient.avs.responses import EventResult
 from avsclient.messages import Event
 from avsclient.outbox import EventOutbox
 from avsclient.store import DeviceStore, StoreConfig
@@ -65,6 +66,38 @@ async def test_failures_are_retried_with_back_off_and_removed_only_on_2xx(
     sender.fail = None
     await outbox.flush(5)
     assert sender.accepted == [first, second]
+    await outbox.aclose()
+    store.close()
+
+
+async def test_a_document_avs_refuses_as_malformed_is_dropped_not_retried(
+    tmp_path: Path,
+) -> None:
+    """A 400 will never turn into a 2xx: the refused event is removed and counted once, and
+    the events behind it are delivered instead of waiting for it to age out."""
+
+    class RefusingSender(RecordingSender):
+        def __init__(self, refuse: str) -> None:
+            super().__init__()
+            self.refuse = refuse
+
+        async def send_event(self, event, *, audio=None):  # type: ignore[no-untyped-def]
+            if event["event"]["header"]["messageId"] == self.refuse:
+                self.attempts.append(self.refuse)
+                return EventResult(outcome=Outcome.BAD_REQUEST, status=400, message_id=self.refuse)
+            return await super().send_event(event, audio=audio)
+
+    store = DeviceStore.open(tmp_path / "d.sqlite3")
+    outbox = EventOutbox(store, retry=FAST)
+    bad, good = doc(1), doc(2)
+    outbox.put(bad)
+    outbox.put(good)
+    sender = RefusingSender(bad["event"]["header"]["messageId"])  # type: ignore[index]
+    outbox.start(sender)
+    await outbox.flush(5)
+    assert sender.accepted == [good]
+    assert sender.attempts.count(sender.refuse) == 1
+    assert outbox.rejected == 1 and outbox.failed_attempts == 0 and outbox.pending() == 0
     await outbox.aclose()
     store.close()
 
