@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from .kit import hostile_client, hostile_config
 from .server import HostileServer
 
@@ -31,7 +29,6 @@ async def _count_connections(server: HostileServer) -> int:
     return len(server.connections)
 
 
-@pytest.mark.xfail(strict=True, reason=DEFECT_4)
 async def test_goaway_after_every_connect_backs_off(server: HostileServer) -> None:
     """GOAWAY 100 ms after each connection is accepted: reconnects follow the back-off."""
     server.behaviour.goaway_after_sync_ms = 100
@@ -39,7 +36,6 @@ async def test_goaway_after_every_connect_backs_off(server: HostileServer) -> No
     assert connections <= MAX_CONNECTIONS, f"{connections} connections in {WINDOW} s"
 
 
-@pytest.mark.xfail(strict=True, reason=DEFECT_4)
 async def test_protocol_error_after_every_connect_backs_off(server: HostileServer) -> None:
     """A connection-level PROTOCOL_ERROR right after each connect: the same bound."""
     server.behaviour.protocol_error_after_sync_ms = 20
