@@ -480,8 +480,7 @@ class ConnectionManager(AsyncService):
         """
         if hold > 0:
             logger.info(
-                "the last connection to %s ended before it proved healthy: the next one "
-                "in %.3f s",
+                "the last connection to %s ended before it proved healthy: the next one in %.3f s",
                 self._url,
                 hold,
             )
