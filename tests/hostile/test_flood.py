@@ -14,7 +14,6 @@ import time
 from .kit import Sampler, hostile_client
 from .server import HostileServer
 
-DEFECT_2 = "defect 2: the downchannel reader spawns a task per directive, without back-pressure"
 
 #: Directives pushed: enough to show growth (today: one pending task each), few enough to
 #: stay within seconds.

@@ -15,7 +15,6 @@ from avsclient.attachments import AttachmentLimits
 from .kit import hostile_client, hostile_config, speech_activity, tone, wait_until
 from .server import HostileServer
 
-DEFECT_5 = "defect 5: inactivity-only timeouts are stalled by a missing or trickling body"
 
 #: The attachment wait's and the event's deadline in these tests.
 DEADLINE = 2.0

@@ -14,8 +14,6 @@ import time
 from .kit import event_document, hostile_client, hostile_config, wait_until
 from .server import HostileServer
 
-DEFECT_3 = "defect 3: waiting for a stream slot has no deadline"
-
 
 async def test_no_stream_slots_at_connect_fails_the_attempt_and_retries(
     server: HostileServer,
