@@ -12,7 +12,6 @@ import asyncio
 from .kit import hostile_client, hostile_config
 from .server import HostileServer
 
-
 #: Back-off for these tests: 0.1, 0.4, 1.6 s, then 3.2 s for ever (no jitter).
 BACKOFF = (0.1, 0.4, 1.6, 3.2)
 #: How long connections are counted.

@@ -14,7 +14,6 @@ import time
 from .kit import Sampler, hostile_client
 from .server import HostileServer
 
-
 #: Directives pushed: enough to show growth (today: one pending task each), few enough to
 #: stay within seconds.
 FLOOD = 20_000

@@ -15,7 +15,6 @@ from avsclient.attachments import AttachmentLimits
 from .kit import hostile_client, hostile_config, speech_activity, tone, wait_until
 from .server import HostileServer
 
-
 #: The attachment wait's and the event's deadline in these tests.
 DEADLINE = 2.0
 #: Scheduling slack on top of a deadline.
