@@ -86,8 +86,11 @@ def fill_from_environment(args: argparse.Namespace) -> None:
     for name in ("endpoint", "region", "token_file", "ca_file", "lwa_url"):
         if hasattr(args, name) and getattr(args, name) is None:
             setattr(args, name, getattr(env, name))
-    if hasattr(args, "region") and args.region is None:
-        args.region = Region.NA
+    if hasattr(args, "region"):
+        if args.region is None:
+            args.region = Region.NA
+        elif isinstance(args.region, str):  # a Namespace built by a program, not the parser
+            args.region = Region.parse(args.region)
     for name in ("input_device", "output_device"):
         if hasattr(args, name) and getattr(args, name) is None:
             setattr(args, name, getattr(env, name))
