@@ -146,7 +146,7 @@ async def test_doctor_command_end_to_end(tmp_path: Path) -> None:
     names = [line.split()[1] for line in lines[:-1]]
     assert names == ["python", "h2", "sound", "portaudio", "devices", "tokens", "endpoint"]
     assert lines[-1] == "verdict: OK"
-    assert "/ping 204" in lines[4]
+    assert "/ping 204" in lines[6]
 
 
 def test_doctor_exit_status_is_one_when_a_check_fails(tmp_path: Path) -> None:
