@@ -69,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _build_parser(args_list).parse_args(args_list)
         module = _load(args.command)
+    except SystemExit as exc:  # argparse: --help, --version, or a bad argument (status 2)
+        return exc.code if isinstance(exc.code, int) else 2
     except _MissingDependency as exc:
         print(exc, file=sys.stderr)
         return 1
