@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 # pip's own deprecation warnings must not fail an install run under PYTHONWARNINGS=error.
 PIP := PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: test demo lint typecheck pytest system-deps demo-system-deps venv demo-venv clean
+.PHONY: test demo lint typecheck pytest test-minimum system-deps demo-system-deps venv demo-venv clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "avsclient needs Python >= 3.11 on PATH" >&2; exit 1; }
@@ -45,7 +45,20 @@ typecheck: venv
 pytest: venv
 	$(BIN)/python -m pytest
 
-test: system-deps venv lint typecheck pytest
+# The declared lower bounds, tested: the oldest allowed versions (constraints/minimum.txt) in
+# their own venv, running the tests of the parts that depend on them (h2, httpx, multipart,
+# miniaudio, numpy, pytest-asyncio).
+MIN_VENV := .venv-minimum
+MIN_TESTS := tests/http2 tests/multipart tests/simulator tests/auth tests/audio/test_mp3.py \
+	tests/client/test_connect.py tests/client/test_voice_turn.py
+
+test-minimum:
+	@test -x $(MIN_VENV)/bin/python || $(PYTHON) -m venv $(MIN_VENV)
+	PYTHONWARNINGS=ignore $(MIN_VENV)/bin/python -m pip install --quiet \
+		--disable-pip-version-check -c constraints/minimum.txt -e '.[pytest,test]'
+	$(MIN_VENV)/bin/python -m pytest -q -m "not system" $(MIN_TESTS)
+
+test: system-deps venv lint typecheck pytest test-minimum
 
 # One voice turn against the embedded AVS simulator, with the bundled utterance: the events and
 # directives as they pass, the latency figures, and the reply played through the sound server
@@ -54,4 +67,4 @@ demo: demo-system-deps demo-venv
 	@bash scripts/demo.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(MIN_VENV) build dist *.egg-info
