@@ -1,9 +1,11 @@
 """Capability agents: each handles its interface's directives, sends its events, reports its
 device state as context and declares its capability (System, SpeechRecognizer,
-SpeechSynthesizer, Speaker; `CapabilityAgent` is the base of your own)."""
+SpeechSynthesizer, Speaker, Alexa (Discovery), Alexa.ApiGateway, InteractionModel, ...;
+`CapabilityAgent` is the base of your own)."""
 
 from __future__ import annotations
 
+from avsclient.agents.api_gateway import ApiGatewayAgent
 from avsclient.agents.audio_player import AudioPlayerAgent, PlayerActivity
 from avsclient.agents.base import (
     OUTBOX_SIZE,
@@ -13,21 +15,29 @@ from avsclient.agents.base import (
     ContextProvider,
     DirectiveHandler,
     EventSender,
+    ImmediateHandler,
     Messenger,
+    StateReportEntry,
 )
+from avsclient.agents.discovery import DiscoveryAgent
 from avsclient.agents.events import (
+    AuthorizationRevoked,
     ClientEvent,
     ConnectionStatusChanged,
     DirectiveObserved,
+    DiscoveryState,
+    DiscoveryStateChanged,
     EventFailed,
     EventSent,
     ExceptionReceived,
     ExpectingSpeech,
     FocusChanged,
+    ProcessingStateChanged,
     RecognizerStateChanged,
     SpeechStateChanged,
     VolumeStateChanged,
 )
+from avsclient.agents.interaction_model import InteractionModelAgent
 from avsclient.agents.playback_controller import PlaybackControllerAgent
 from avsclient.agents.speaker import DEFAULT_VOLUME, SpeakerAgent, VolumeApplier
 from avsclient.agents.speech_recognizer import (
@@ -46,7 +56,9 @@ from avsclient.dialog import Dialog, DialogTrace  # the turn `recognize()` retur
 
 __all__ = [
     "AgentServices",
+    "ApiGatewayAgent",
     "AudioPlayerAgent",
+    "AuthorizationRevoked",
     "Capability",
     "CapabilityAgent",
     "ClientEvent",
@@ -59,17 +71,23 @@ __all__ = [
     "DialogTrace",
     "DirectiveHandler",
     "DirectiveObserved",
+    "DiscoveryAgent",
+    "DiscoveryState",
+    "DiscoveryStateChanged",
     "EventFailed",
     "EventSender",
     "EventSent",
     "ExceptionReceived",
     "ExpectingSpeech",
     "FocusChanged",
+    "ImmediateHandler",
+    "InteractionModelAgent",
     "Messenger",
     "OUTBOX_SIZE",
     "PROFILES",
     "PlaybackControllerAgent",
     "PlayerActivity",
+    "ProcessingStateChanged",
     "RecognizerInput",
     "RecognizerMachine",
     "RecognizerState",
@@ -80,6 +98,7 @@ __all__ = [
     "SpeechRecognizerAgent",
     "SpeechStateChanged",
     "SpeechSynthesizerAgent",
+    "StateReportEntry",
     "SystemAgent",
     "TRANSITIONS",
     "VolumeApplier",

@@ -20,6 +20,7 @@ from avsclient import _lazy
 
 if TYPE_CHECKING:
     from avsclient.simulator.config import SimulatorConfig
+    from avsclient.simulator.discovery import DiscoveryService, report_problems
     from avsclient.simulator.faults import Faults
     from avsclient.simulator.gateway import GatewayReply, GatewayRequest, GatewayService
     from avsclient.simulator.lwa import (
@@ -45,6 +46,7 @@ else:
         __name__,
         {
             "avsclient.simulator.config": ("SimulatorConfig",),
+            "avsclient.simulator.discovery": ("DiscoveryService", "report_problems"),
             "avsclient.simulator.faults": ("Faults",),
             "avsclient.simulator.gateway": ("GatewayReply", "GatewayRequest", "GatewayService"),
             "avsclient.simulator.lwa": (
@@ -73,6 +75,7 @@ __all__ = [
     "CodePairState",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
+    "DiscoveryService",
     "Faults",
     "GatewayReply",
     "GatewayRequest",
@@ -85,6 +88,7 @@ __all__ = [
     "Simulator",
     "SimulatorConfig",
     "directive",
+    "report_problems",
     "speech_asset",
     "speech_asset_names",
     "speech_asset_text",

@@ -23,6 +23,7 @@ from avsclient._resource import AsyncService
 from avsclient.simulator._extra import missing_extra
 from avsclient.simulator.config import SimulatorConfig
 from avsclient.simulator.connection import Connection
+from avsclient.simulator.discovery import DiscoveryService
 from avsclient.simulator.faults import Faults
 from avsclient.simulator.gateway import GatewayService
 from avsclient.simulator.lwa import LWAService
@@ -58,6 +59,8 @@ class Simulator(AsyncService):
         faults: faults to inject (`Faults`).
         lwa: the Login with Amazon service (`LWAService`).
         gateway: the smart-home event gateway and Skill Messaging API (`GatewayService`).
+        discovery: Alexa.Discovery reports judged against the reference, EventProcessed,
+            VerifyGateway (`DiscoveryService`).
         config: the `SimulatorConfig` in use.
     """
 
@@ -80,6 +83,10 @@ class Simulator(AsyncService):
         self.faults = Faults(self)
         self.lwa = LWAService()
         self.gateway = GatewayService(self.token_accepted)
+        self.discovery = DiscoveryService(self.push_directive)
+        for name in ("AddOrUpdateReport", "DeleteReport"):
+            self.script.on("Alexa.Discovery", name, self.discovery.reply)
+        self.script.on("Alexa.ApiGateway", "VerifyGateway", self.discovery.reply)
         self._tokens: set[str] = set()
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
@@ -129,6 +136,7 @@ class Simulator(AsyncService):
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        await self.discovery.aclose()
         for conn in list(self._connections):
             conn.abort()
         tasks = list(self._tasks)

@@ -103,13 +103,17 @@ def offline_client(**kwargs: Any) -> AVSClient:
 
 async def test_the_core_agents_are_the_default() -> None:
     """Without agents=, the client holds System, Speaker, SpeechSynthesizer and
-    SpeechRecognizer, reachable by interface and through the old attributes."""
+    SpeechRecognizer, then what a Discovery device declares (Alexa, Alexa.ApiGateway,
+    InteractionModel), reachable by interface and through the old attributes."""
     client = offline_client()
     assert [a.namespace for a in client.agents] == [
         "System",
         "Speaker",
         "SpeechSynthesizer",
         "SpeechRecognizer",
+        "Alexa",
+        "Alexa.ApiGateway",
+        "InteractionModel",
     ]
     assert isinstance(client.system, SystemAgent)
     assert isinstance(client.speaker, SpeakerAgent)
@@ -129,6 +133,9 @@ async def test_capabilities_use_the_protocol_versions() -> None:
         ("Speaker", "1.0"),
         ("SpeechSynthesizer", "1.3"),
         ("SpeechRecognizer", "2.3"),
+        ("Alexa", "3"),
+        ("Alexa.ApiGateway", "1.0"),
+        ("InteractionModel", "1.2"),
         ("Acme.Lamp", "1.0"),
     ]
     assert caps[-1].to_json() == {
