@@ -530,6 +530,8 @@ class ConnectionManager(AsyncService):
             return
         sender = LinkSender(link, self._gate)
         for step in self._post_connect():
+            if self._url != link.url:  # a step moved the device (SetGateway)
+                raise AttemptFailed(ChangedReason.ENDPOINT_CHANGED, f"moved to {self._url}")
             if not link.usable:
                 break
             try:
@@ -538,6 +540,8 @@ class ConnectionManager(AsyncService):
                 raise
             except Exception:
                 logger.exception("post-connect step %r failed; going on", step)
+        if self._url != link.url:
+            raise AttemptFailed(ChangedReason.ENDPOINT_CHANGED, f"moved to {self._url}")
 
     # -- events ------------------------------------------------------------------------------
 

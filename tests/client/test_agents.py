@@ -144,7 +144,8 @@ async def test_capabilities_use_the_protocol_versions() -> None:
         "version": "1.0",
         "configurations": {"colors": ["white", "blue"]},
     }
-    assert "configurations" not in caps[0].to_json()
+    assert "configurations" not in caps[1].to_json()  # Speaker declares none
+    assert "en-US" in caps[0].to_json()["configurations"]["locales"]  # System 12.1
     await client.aclose()
 
 
