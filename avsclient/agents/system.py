@@ -37,9 +37,10 @@ __all__ = [
     "SystemAgent",
 ]
 
-#: Locales a device supports unless told otherwise: those AVS documents for Alexa Built-in.
+#: Locales a device supports unless told otherwise: those AVS documents for Alexa Built-in;
+#: the first is the locale in force until AVS sets one.
 DEFAULT_LOCALES = (
-    "de-DE", "en-AU", "en-CA", "en-GB", "en-IN", "en-US", "es-ES", "es-MX", "es-US",
+    "en-US", "de-DE", "en-AU", "en-CA", "en-GB", "en-IN", "es-ES", "es-MX", "es-US",
     "fr-CA", "fr-FR", "hi-IN", "it-IT", "ja-JP", "pt-BR",
 )  # fmt: skip
 #: Locale pairs that may be active together (primary first), as the SDK declares them.
