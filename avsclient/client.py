@@ -51,6 +51,7 @@ from avsclient.agents.base import StateReportEntry
 from avsclient.agents.discovery import DiscoveryAgent
 from avsclient.agents.events import AuthorizationRevoked
 from avsclient.agents.interaction_model import InteractionModelAgent
+from avsclient.agents.notifications import NotificationsAgent
 from avsclient.attachments import AttachmentLimits, AttachmentStore
 from avsclient.audio import Mixer, NullSink
 from avsclient.auth.store import TokenStore
@@ -107,7 +108,8 @@ def default_agents(
 ) -> list[CapabilityAgent]:
     """The core agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer, then the
     agents every Alexa.Discovery device declares: Alexa (Discovery), Alexa.ApiGateway and
-    InteractionModel (avs-protocol 9.1).
+    InteractionModel (avs-protocol 9.1), and Notifications (its sounds play on the mixer's
+    Alert channel).
 
     Args:
         sink: where speech is played (default: a `NullSink`); the application owns it. A
@@ -118,14 +120,16 @@ def default_agents(
         apply_volume: applies `(volume, muted)` to the device output.
         inactivity_report_interval: seconds between UserInactivityReports.
     """
+    mixer = Mixer(sink if sink is not None else NullSink())
     return [
         SystemAgent(inactivity_report_interval=inactivity_report_interval),
         SpeakerAgent(volume=volume, muted=muted, apply=apply_volume),
-        SpeechSynthesizerAgent(Mixer(sink if sink is not None else NullSink()).channel("Dialog")),
+        SpeechSynthesizerAgent(mixer.channel("Dialog")),
         SpeechRecognizerAgent(source_factory=source_factory),
         DiscoveryAgent(),
         ApiGatewayAgent(),
         InteractionModelAgent(),
+        NotificationsAgent(mixer.channel("Alert")),
     ]
 
 

@@ -32,12 +32,14 @@ from avsclient.agents.events import (
     ExceptionReceived,
     ExpectingSpeech,
     FocusChanged,
+    IndicatorChanged,
     ProcessingStateChanged,
     RecognizerStateChanged,
     SpeechStateChanged,
     VolumeStateChanged,
 )
 from avsclient.agents.interaction_model import InteractionModelAgent
+from avsclient.agents.notifications import NotificationsAgent
 from avsclient.agents.playback_controller import PlaybackControllerAgent
 from avsclient.agents.speaker import DEFAULT_VOLUME, SpeakerAgent, VolumeApplier
 from avsclient.agents.speech_recognizer import (
@@ -81,8 +83,10 @@ __all__ = [
     "ExpectingSpeech",
     "FocusChanged",
     "ImmediateHandler",
+    "IndicatorChanged",
     "InteractionModelAgent",
     "Messenger",
+    "NotificationsAgent",
     "OUTBOX_SIZE",
     "PROFILES",
     "PlaybackControllerAgent",

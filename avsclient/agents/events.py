@@ -29,6 +29,7 @@ __all__ = [
     "ExceptionReceived",
     "ExpectingSpeech",
     "FocusChanged",
+    "IndicatorChanged",
     "ProcessingStateChanged",
     "RecognizerStateChanged",
     "SpeechStateChanged",
@@ -214,3 +215,16 @@ class AuthorizationRevoked(ClientEvent):
     """
 
     tokens_deleted: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IndicatorChanged(ClientEvent):
+    """The notification indicator changed (Notifications SetIndicator / ClearIndicator).
+
+    Attributes:
+        enabled: a notification indicator is set and not cleared.
+        visual: the visual indicator (e.g. a yellow light) is on.
+    """
+
+    enabled: bool
+    visual: bool

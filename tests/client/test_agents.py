@@ -104,7 +104,7 @@ def offline_client(**kwargs: Any) -> AVSClient:
 async def test_the_core_agents_are_the_default() -> None:
     """Without agents=, the client holds System, Speaker, SpeechSynthesizer and
     SpeechRecognizer, then what a Discovery device declares (Alexa, Alexa.ApiGateway,
-    InteractionModel), reachable by interface and through the old attributes."""
+    InteractionModel) and Notifications, reachable by interface and through the old attributes."""
     client = offline_client()
     assert [a.namespace for a in client.agents] == [
         "System",
@@ -114,6 +114,7 @@ async def test_the_core_agents_are_the_default() -> None:
         "Alexa",
         "Alexa.ApiGateway",
         "InteractionModel",
+        "Notifications",
     ]
     assert isinstance(client.system, SystemAgent)
     assert isinstance(client.speaker, SpeakerAgent)
@@ -136,6 +137,7 @@ async def test_capabilities_use_the_protocol_versions() -> None:
         ("Alexa", "3"),
         ("Alexa.ApiGateway", "1.0"),
         ("InteractionModel", "1.2"),
+        ("Notifications", "1.0"),
         ("Acme.Lamp", "1.0"),
     ]
     assert caps[-1].to_json() == {
@@ -245,7 +247,12 @@ async def test_routing_and_context_are_generic() -> None:
     assert lamp.color == "blue"
     assert Disposition.DISPATCHED in seen
     names = [f"{s['header']['namespace']}.{s['header']['name']}" for s in client.context()]
-    assert names == ["Speaker.VolumeState", "SpeechSynthesizer.SpeechState", "Acme.Lamp.LampState"]
+    assert names == [
+        "Speaker.VolumeState",
+        "SpeechSynthesizer.SpeechState",
+        "Notifications.IndicatorState",
+        "Acme.Lamp.LampState",
+    ]
     assert client.context()[-1]["payload"] == {"color": "blue"}
     await client.aclose()
 

@@ -128,6 +128,7 @@ async def test_post_connect_order_is_verify_gateway_discovery_synchronize_state(
         ("Alexa", "3"),
         ("Alexa.ApiGateway", "1.0"),
         ("InteractionModel", "1.2"),
+        ("Notifications", "1.0"),
     }
     assert report.context == [] and "context" not in report.json
 
