@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         speech_asset_names,
         speech_asset_text,
     )
+    from avsclient.simulator.scripted import SCRIPTED, scripted
     from avsclient.simulator.server import Simulator
 else:
     __getattr__, __dir__ = _lazy.exports(
@@ -66,6 +67,7 @@ else:
                 "speech_asset_names",
                 "speech_asset_text",
             ),
+            "avsclient.simulator.scripted": ("SCRIPTED", "scripted"),
             "avsclient.simulator.server": ("Simulator",),
         },
     )
@@ -84,11 +86,13 @@ __all__ = [
     "LWAService",
     "ReceivedEvent",
     "Reply",
+    "SCRIPTED",
     "Script",
     "Simulator",
     "SimulatorConfig",
     "directive",
     "report_problems",
+    "scripted",
     "speech_asset",
     "speech_asset_names",
     "speech_asset_text",

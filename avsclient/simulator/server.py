@@ -29,6 +29,7 @@ from avsclient.simulator.gateway import GatewayService
 from avsclient.simulator.lwa import LWAService
 from avsclient.simulator.mime import RelatedWriter
 from avsclient.simulator.scenarios import ReceivedEvent, Reply, Script
+from avsclient.simulator.scripted import scripted
 
 try:
     import trustme
@@ -255,6 +256,16 @@ class Simulator(AsyncService):
                 pushes.append(channel.push(chunks))
             await asyncio.gather(*pushes)
         return len(channels)
+
+    async def push_scripted(self, name: str, *, timeout: float = 5.0, **fields: Any) -> int:
+        """Push a scripted directive by name (`avsclient.simulator.scripted.SCRIPTED`), its
+        payload fields given as keywords over the defaults; returns the downchannel count.
+
+        Raises:
+            KeyError: no scripted directive of that name.
+            TimeoutError: no downchannel, or the send did not finish, within `timeout`.
+        """
+        return await self.push_directive(scripted(name, **fields), timeout=timeout)
 
     # -- events --------------------------------------------------------------------------
 

@@ -342,3 +342,21 @@ async def test_revoke_authorization_end_to_end(sim: Simulator, tmp_path: Path) -
         assert store.get("Alexa.Discovery", "report") is None
         assert store.get("Alexa.ApiGateway", "verified") is None
         assert store.get("SpeechRecognizer", "endOfSpeechOffset") == [10, "1"]
+
+
+async def test_every_scripted_directive_has_a_handler_and_pushes(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Each scripted directive of the simulator is one the default client handles; pushing
+    one by name from a test works."""
+    from avsclient.simulator import SCRIPTED, scripted
+
+    client = _client(sim, tmp_path / "device.sqlite3")
+    for name in SCRIPTED:
+        header = scripted(name)["directive"]["header"]
+        assert client.pipeline.supports(header["namespace"], header["name"]), name
+    async with client:
+        await client.wait_connected(10)
+        assert await sim.push_scripted("SetLocales", locales=["fr-FR"]) == 1
+        report = await sim.wait_for_event("System", "LocalesReport")
+    assert report.payload == {"locales": ["fr-FR"]}
