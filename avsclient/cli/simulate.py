@@ -19,7 +19,7 @@ from typing import Any
 
 from avsclient.exceptions import AVSError
 from avsclient.simulator.lwa import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
-from avsclient.simulator.scripted import SCRIPTED, scripted
+from avsclient.simulator.scripted import SCRIPTED, scripted_directive
 from avsclient.simulator.server import Simulator
 
 __all__ = ["add_arguments", "run"]
@@ -94,7 +94,7 @@ def parse_command(line: str) -> dict[str, Any] | None:
     if not isinstance(fields, dict):
         raise ValueError("the fields must be a JSON object")
     try:
-        return scripted(name, **fields)
+        return scripted_directive(name, **fields)
     except (KeyError, TypeError) as exc:
         raise ValueError(str(exc).strip("'\"")) from exc
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         speech_asset_names,
         speech_asset_text,
     )
-    from avsclient.simulator.scripted import SCRIPTED, scripted
+    from avsclient.simulator.scripted import SCRIPTED, scripted_directive
     from avsclient.simulator.server import Simulator
 else:
     __getattr__, __dir__ = _lazy.exports(
@@ -67,7 +67,7 @@ else:
                 "speech_asset_names",
                 "speech_asset_text",
             ),
-            "avsclient.simulator.scripted": ("SCRIPTED", "scripted"),
+            "avsclient.simulator.scripted": ("SCRIPTED", "scripted_directive"),
             "avsclient.simulator.server": ("Simulator",),
         },
     )
@@ -92,7 +92,7 @@ __all__ = [
     "SimulatorConfig",
     "directive",
     "report_problems",
-    "scripted",
+    "scripted_directive",
     "speech_asset",
     "speech_asset_names",
     "speech_asset_text",

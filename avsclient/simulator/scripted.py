@@ -14,7 +14,7 @@ from typing import Any
 
 from avsclient.simulator.scenarios import directive
 
-__all__ = ["SCRIPTED", "scripted"]
+__all__ = ["SCRIPTED", "scripted_directive"]
 
 Builder = Callable[..., dict[str, Any]]
 
@@ -84,7 +84,7 @@ SCRIPTED: dict[str, Builder] = {
 }
 
 
-def scripted(name: str, **fields: Any) -> dict[str, Any]:
+def scripted_directive(name: str, **fields: Any) -> dict[str, Any]:
     """The scripted directive `name` with payload `fields` over its defaults.
 
     Raises:

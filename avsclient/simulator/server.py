@@ -29,7 +29,7 @@ from avsclient.simulator.gateway import GatewayService
 from avsclient.simulator.lwa import LWAService
 from avsclient.simulator.mime import RelatedWriter
 from avsclient.simulator.scenarios import ReceivedEvent, Reply, Script
-from avsclient.simulator.scripted import scripted
+from avsclient.simulator.scripted import scripted_directive
 
 try:
     import trustme
@@ -265,7 +265,7 @@ class Simulator(AsyncService):
             KeyError: no scripted directive of that name.
             TimeoutError: no downchannel, or the send did not finish, within `timeout`.
         """
-        return await self.push_directive(scripted(name, **fields), timeout=timeout)
+        return await self.push_directive(scripted_directive(name, **fields), timeout=timeout)
 
     # -- events --------------------------------------------------------------------------
 

@@ -122,14 +122,15 @@ def test_command_lines_name_scripted_directives_or_carry_json() -> None:
         "directive": {"header": {"namespace": "A", "name": "B", "messageId": "m"}}
     }
     assert parse_command("   ") is None
-    for bad in (
-        "pull SetLocales",
-        "push Nope",
-        "push SetLocales [1]",
-        'push NewDialogRequest {"x": 1}',
-        '{"a": 1}',
-    ):
-        with pytest.raises(ValueError):
+    cases = [
+        ("pull SetLocales", "unknown command"),
+        ("push Nope", "no scripted directive"),
+        ("push SetLocales [1]", "JSON object"),
+        ('push NewDialogRequest {"x": 1}', "unexpected keyword"),
+        ('{"a": 1}', "directive"),
+    ]
+    for bad, words in cases:
+        with pytest.raises(ValueError, match=words):
             parse_command(bad)
 
 

@@ -349,11 +349,11 @@ async def test_every_scripted_directive_has_a_handler_and_pushes(
 ) -> None:
     """Each scripted directive of the simulator is one the default client handles; pushing
     one by name from a test works."""
-    from avsclient.simulator import SCRIPTED, scripted
+    from avsclient.simulator import SCRIPTED, scripted_directive
 
     client = _client(sim, tmp_path / "device.sqlite3")
     for name in SCRIPTED:
-        header = scripted(name)["directive"]["header"]
+        header = scripted_directive(name)["directive"]["header"]
         assert client.pipeline.supports(header["namespace"], header["name"]), name
     async with client:
         await client.wait_connected(10)
