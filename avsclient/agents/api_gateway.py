@@ -35,10 +35,12 @@ _log = logging.getLogger("avsclient.agents")
 #: (`verified`); SetEndpoint writes the same `gateway` key.
 GATEWAY_STORE = "Alexa.ApiGateway"
 
-#: VerifyGateway retries for statuses that are neither success nor fatal: the 9.3 table
-#: (1, 2, 4 s), cut short after two retries so that a slow gateway cannot hold the
-#: connection back for long; the next connection verifies again.
-VERIFY_RETRY = RetryPolicy.exponential(1.0, cap=256.0, max_retries=2)
+#: VerifyGateway retries within one connection attempt for statuses that are neither success
+#: nor fatal: the 9.3 table (1, 2, 4 s ...), but none by default, so that a gateway that does
+#: not answer holds the connection back by one event timeout at most (the SDK retries until
+#: done before reporting connected; here voice turns come first). The gateway stays
+#: unverified and the next connection verifies it again.
+VERIFY_RETRY = RetryPolicy.exponential(1.0, cap=256.0, max_retries=0)
 
 # Longest gateway URL accepted: a host name and a little more.
 _MAX_URL = 2048

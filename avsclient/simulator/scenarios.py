@@ -278,7 +278,9 @@ class Script:
                 directive("InteractionModel", "RequestProcessingStarted", dialog_request_id=dialog),
             )
             directives.append(
-                directive("InteractionModel", "RequestProcessingCompleted", dialog_request_id=dialog)
+                directive(
+                    "InteractionModel", "RequestProcessingCompleted", dialog_request_id=dialog
+                )
             )
         if self._expect_speech_ms is not None:
             directives.append(
