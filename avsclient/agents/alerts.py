@@ -20,7 +20,8 @@ schedule, online or not, and survive a restart.
   background: ducked, playing the short background sound (or `backgroundAlertAsset`) with
   10 s pauses, AlertEnteredBackground; back to the foreground after, AlertEnteredForeground.
 - Events. All of them go through the persisted outbox, in order (the SDK drops Entered*
-  while offline; here they wait like the others, so their order is kept).
+  while offline; here they wait like the others, so their order is kept). When the client
+  reports the connection CONNECTED again (`observe()`), the outbox tries at once.
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ from avsclient.agents.alert_schedule import (
     parse_scheduled_time,
 )
 from avsclient.agents.base import AgentServices, Capability, CapabilityAgent, DirectiveHandler
-from avsclient.agents.events import AlertStateChanged
+from avsclient.agents.events import AlertStateChanged, ClientEvent, ConnectionStatusChanged
 from avsclient.audio import decode_mp3
 from avsclient.audio.alert_tones import alert_tone
+from avsclient.avs.policy import ConnectionStatus
 from avsclient.exceptions import AudioError, DeviceStoreError, DirectiveError
 from avsclient.focus import FocusState
 from avsclient.messages import ContextState, Directive, Event
@@ -235,6 +237,16 @@ class AlertsAgent(CapabilityAgent):
         self._kick = asyncio.Event()
         self.outbox.start(self.messenger.sender)
         self._driver = asyncio.get_running_loop().create_task(self._drive(), name="alerts")
+
+    def observe(self, event: ClientEvent) -> None:
+        """The connection is back: the outbox tries at once instead of finishing a back-off
+        (which grows to a minute during a long outage)."""
+        if (
+            isinstance(event, ConnectionStatusChanged)
+            and event.status is ConnectionStatus.CONNECTED
+            and self._outbox is not None
+        ):
+            self._outbox.wake()
 
     async def aclose(self) -> None:
         """Stop the timer, the sound and the outbox (stored alerts and events stay)."""
