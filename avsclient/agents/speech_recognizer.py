@@ -334,7 +334,10 @@ class SpeechRecognizerAgent(CapabilityAgent):
                 self._source = None
                 if self.machine.accepts(RecognizerInput.RESPONSE_ENDED):
                     self._move(RecognizerInput.RESPONSE_ENDED)
-                await services.focus.release(self.channel, self)  # not if a newer one runs
+                # The turn goes on while its directives are handled (its Speak takes the
+                # channel over): release only then, so that what the turn sent to the
+                # background (music, a ringing alert) does not come back in between (13.3).
+                self._spawn(self._release_when_handled(dialog))
         services.activity.touch()
         sent = payload.get("initiator") or {}
         if sent.get("type") == "WAKEWORD" and self._rejected(dialog):
@@ -427,6 +430,11 @@ class SpeechRecognizerAgent(CapabilityAgent):
 
     async def focus_changed(self, channel: str, state: FocusState) -> None:
         """Nothing to do: the upload is not cut short when speech takes the channel."""
+
+    async def _release_when_handled(self, dialog: Dialog) -> None:
+        await self.services.dialogs.wait_handled(dialog.dialog_request_id)
+        if self.dialog is dialog:  # not if a newer recognition holds the channel
+            await self.services.focus.release(self.channel, self)
 
     def _expect_timed_out(self) -> None:
         self._expect_timer = None
