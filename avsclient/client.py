@@ -700,6 +700,11 @@ class AVSClient(AsyncService):
         return subscription
 
     def _publish(self, event: ClientEvent) -> None:
+        for agent in list(self._agents.values()):
+            try:
+                agent.observe(event)
+            except Exception:
+                _log.exception("%r failed to observe %r", agent, event)
         for listener in list(self._listeners):
             try:
                 listener(event)

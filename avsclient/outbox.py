@@ -103,6 +103,7 @@ class EventOutbox:
         self._idle = False  # waiting for events (not backing off)
         self._emptied: asyncio.Event | None = None
         self._failures = 0
+        self._woken = False  # wake() was called since the current attempt began
         #: Events delivered (2xx) by this instance.
         self.delivered = 0
         #: Attempts that did not get a 2xx.
@@ -143,7 +144,9 @@ class EventOutbox:
         return stored
 
     def wake(self) -> None:
-        """Try now (the connection is back): cuts a back-off short."""
+        """Try now (the connection is back): cuts a back-off short, or skips the next one when
+        an attempt is under way (it may fail just before the link returns)."""
+        self._woken = True
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -200,6 +203,7 @@ class EventOutbox:
                     self._idle = False
                 continue
             entry = head[0]
+            self._woken = False
             result = await self._sender.send_event(entry.event)
             if self._on_sent is not None:
                 try:
@@ -239,6 +243,9 @@ class EventOutbox:
     async def _back_off(self) -> None:
         assert self._wakeup is not None
         self._failures += 1
+        if self._woken:  # woken during the attempt: the link may be back already
+            self._woken = False
+            return
         delay = self.retry.next_delay(self._failures, self._random)
         self._wakeup.clear()
         try:

@@ -19,8 +19,14 @@ schedule, online or not, and survive a restart.
   built-in sound of its type (`avsclient.audio.alert_tones`). Under a dialog it goes to the
   background: ducked, playing the short background sound (or `backgroundAlertAsset`) with
   10 s pauses, AlertEnteredBackground; back to the foreground after, AlertEnteredForeground.
+  The ring writes at most `RING_LEAD` ahead of real time, so it follows the clock even into
+  a sink that does not pace itself. Loudness: the alert volume (Alerts.SetVolume), raised to
+  at least the volume of an active Content or Communications channel while one is active
+  (16.5); with Alerts 1.4 and the ASCENDING alarm volume ramp an alarm starts quieter and
+  rises to that level.
 - Events. All of them go through the persisted outbox, in order (the SDK drops Entered*
-  while offline; here they wait like the others, so their order is kept).
+  while offline; here they wait like the others, so their order is kept). When the client
+  reports the connection CONNECTED again (`observe()`), the outbox tries at once.
 """
 
 from __future__ import annotations
@@ -56,10 +62,11 @@ from avsclient.agents.alert_schedule import (
     parse_scheduled_time,
 )
 from avsclient.agents.base import AgentServices, Capability, CapabilityAgent, DirectiveHandler
-from avsclient.agents.events import AlertStateChanged
+from avsclient.agents.events import AlertStateChanged, ClientEvent, ConnectionStatusChanged
 from avsclient.audio import decode_mp3
 from avsclient.audio.alert_tones import alert_tone
-from avsclient.exceptions import AudioError, DeviceStoreError, DirectiveError
+from avsclient.avs.policy import ConnectionStatus
+from avsclient.exceptions import AudioError, DeviceStoreError, DirectiveError, StateError
 from avsclient.focus import FocusState
 from avsclient.messages import ContextState, Directive, Event
 from avsclient.outbox import EventOutbox
@@ -83,6 +90,20 @@ DEFAULT_CLOCK_CHECK_INTERVAL = 60.0
 CLOCK_STEP_TOLERANCE = 2.0
 #: Pause between background sounds (the SDK's 10 s, avs-protocol 16.5).
 BACKGROUND_PAUSE = 10.0
+#: Audio the ring writes ahead of real time (seconds), in chunks of `RING_CHUNK`: enough to
+#: ride out a busy event loop, little enough that a sink which does not pace itself (a WAV
+#: file) receives an alert at the rate it plays instead of an hour of sound at once.
+RING_LEAD = 0.5
+RING_CHUNK = 0.1
+#: Focus channels whose volume an alert plays at least at while they are active (the SDK
+#: raises the alert volume to the content volume, avs-protocol 16.5); their mixer channels
+#: carry the same names.
+LOUDNESS_FLOOR_CHANNELS = ("Content", "Communications")
+#: Values of the alarm volume ramp setting (Alerts 1.4, avs-protocol 16.3).
+ALARM_VOLUME_RAMPS = ("NONE", "ASCENDING")
+#: An ASCENDING alarm starts at this fraction of its volume and reaches it after this many
+#: seconds (the reference does not give the SDK's curve: a linear ramp, configurable).
+DEFAULT_ASCENDING_RAMP = (0.1, 30.0)
 #: Bytes of one asset at most (an alert sound is seconds of MP3, not minutes).
 MAX_ASSET_BYTES = 2 * 1024 * 1024
 #: Assets per alert at most; alerts whose decoded assets are kept in memory at most.
@@ -119,6 +140,7 @@ class AlertsAgent(CapabilityAgent):
         clock_check_interval: float | None = DEFAULT_CLOCK_CHECK_INTERVAL,
         http: httpx.AsyncClient | None = None,
         verify: ssl.SSLContext | bool = True,
+        ascending_ramp: tuple[float, float] = DEFAULT_ASCENDING_RAMP,
     ) -> None:
         """Create the agent.
 
@@ -138,6 +160,8 @@ class AlertsAgent(CapabilityAgent):
                 (None: only when the schedule wakes up or `clock_changed()` is called).
             http: the client fetching assets (default: one of its own).
             verify: certificate verification of that own client.
+            ascending_ramp: (starting fraction of the volume, seconds to full volume) of an
+                alarm under the ASCENDING alarm volume ramp (Alerts 1.4).
         """
         super().__init__()
         self.version = version
@@ -146,6 +170,9 @@ class AlertsAgent(CapabilityAgent):
             raise ValueError("the outbox must be over the same store")
         if clock_check_interval is not None and not clock_check_interval > 0:
             raise ValueError("clock_check_interval must be positive or None")
+        ramp_start, ramp_seconds = ascending_ramp
+        if not (0.0 <= ramp_start <= 1.0 and math.isfinite(ramp_seconds) and ramp_seconds > 0):
+            raise ValueError("ascending_ramp must be (0..1, positive seconds)")
         self.output = output
         self.schedule = AlertSchedule(limits)
         self._store = store if store is not None else (outbox.store if outbox else None)
@@ -168,6 +195,10 @@ class AlertsAgent(CapabilityAgent):
         self._verify = verify
         self._assets: OrderedDict[str, dict[str, bytes]] = OrderedDict()
         self.volume = DEFAULT_ALERT_VOLUME
+        #: The alarm volume ramp setting (Alerts 1.4): NONE or ASCENDING.
+        self.alarm_volume_ramp = "NONE"
+        self._ramp = (ramp_start, ramp_seconds)
+        self._rang_from: tuple[str, float] | None = None  # (token, loop time) of the ramp
         #: When the sound of each started alert was first written to the mixer (monotonic).
         self.sound_started: dict[str, float] = {}
 
@@ -199,6 +230,9 @@ class AlertsAgent(CapabilityAgent):
         volume = self.store.get(_NAMESPACE, "volume", DEFAULT_ALERT_VOLUME)
         if isinstance(volume, int) and 0 <= volume <= 100:
             self.volume = volume
+        ramp = self.store.get(_NAMESPACE, "alarmVolumeRamp", "NONE")
+        if ramp in ALARM_VOLUME_RAMPS:
+            self.alarm_volume_ramp = str(ramp)
         self.output.mixer.set_gain(self.output.name, self.volume / 100)
 
     def capability(self) -> Capability:
@@ -211,6 +245,11 @@ class AlertsAgent(CapabilityAgent):
             "DeleteAlerts": self._on_delete_alerts,
             "SetVolume": self._on_set_volume,
             "AdjustVolume": self._on_adjust_volume,
+            **(
+                {"SetAlarmVolumeRamp": self._on_set_alarm_volume_ramp}
+                if _version_at_least(self.version, (1, 4))
+                else {}
+            ),
         }
 
     def context_states(self) -> list[ContextState]:
@@ -235,6 +274,16 @@ class AlertsAgent(CapabilityAgent):
         self._kick = asyncio.Event()
         self.outbox.start(self.messenger.sender)
         self._driver = asyncio.get_running_loop().create_task(self._drive(), name="alerts")
+
+    def observe(self, event: ClientEvent) -> None:
+        """The connection is back: the outbox tries at once instead of finishing a back-off
+        (which grows to a minute during a long outage)."""
+        if (
+            isinstance(event, ConnectionStatusChanged)
+            and event.status is ConnectionStatus.CONNECTED
+            and self._outbox is not None
+        ):
+            self._outbox.wake()
 
     async def aclose(self) -> None:
         """Stop the timer, the sound and the outbox (stored alerts and events stay)."""
@@ -359,6 +408,7 @@ class AlertsAgent(CapabilityAgent):
         with contextlib.suppress(AudioError):
             await self.output.stop()
         self.output.mixer.duck(self.output.name, False)
+        self.output.mixer.set_gain(self.output.name, self.volume / 100)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -463,7 +513,27 @@ class AlertsAgent(CapabilityAgent):
                 f"alert volume not stored: {exc}", error_type="INTERNAL_ERROR"
             ) from exc
         self.volume = volume
-        self.output.mixer.set_gain(self.output.name, volume / 100)
+        if self.schedule.active is None:
+            self.output.mixer.set_gain(self.output.name, volume / 100)
+        # else: the ring applies it (with the loudness floor and the ramp) from its next chunk
+
+    async def _on_set_alarm_volume_ramp(self, directive: Directive) -> None:
+        ramp = directive.payload.get("alarmVolumeRamp")
+        if ramp not in ALARM_VOLUME_RAMPS:  # the SDK ignores other values (16.3)
+            _log.warning("SetAlarmVolumeRamp %r ignored", ramp)
+            return
+        await self._change_ramp(str(ramp), "AlarmVolumeRampReport")
+
+    async def _change_ramp(self, ramp: str, event_name: str) -> None:
+        try:
+            with self.store.transaction():
+                self.store.set(_NAMESPACE, "alarmVolumeRamp", ramp)
+                self._put(Event.build(_NAMESPACE, event_name, {"alarmVolumeRamp": ramp}))
+        except DeviceStoreError as exc:
+            raise DirectiveError(
+                f"alarm volume ramp not stored: {exc}", error_type="INTERNAL_ERROR"
+            ) from exc
+        self.alarm_volume_ramp = ramp
 
     # -- the application's API ---------------------------------------------------------------
 
@@ -497,6 +567,20 @@ class AlertsAgent(CapabilityAgent):
         if not 0 <= volume <= 100:
             raise ValueError("volume must be within 0..100")
         await self._change_volume(volume)
+
+    async def set_alarm_volume_ramp(self, ramp: str) -> None:
+        """Set the alarm volume ramp locally (`NONE` or `ASCENDING`) and tell AVS
+        (AlarmVolumeRampChanged; Alerts 1.4).
+
+        Raises:
+            ValueError: an unknown value.
+            StateError: the agent declares a version before 1.4.
+        """
+        if ramp not in ALARM_VOLUME_RAMPS:
+            raise ValueError(f"the alarm volume ramp is one of {ALARM_VOLUME_RAMPS}")
+        if not _version_at_least(self.version, (1, 4)):
+            raise StateError(f"the alarm volume ramp needs Alerts 1.4 (declared {self.version})")
+        await self._change_ramp(ramp, "AlarmVolumeRampChanged")
 
     async def adjust_volume(self, delta: int) -> None:
         """Change the alert volume by `delta` (clamped to 0..100) and tell AVS."""
@@ -553,31 +637,56 @@ class AlertsAgent(CapabilityAgent):
     async def _ring(self, alert: Alert, background: bool) -> None:
         pcm, loops, pause = self._sound_of(alert, background)
         fmt = self.output.format
+        if not any(pcm):  # an asset that decoded to nothing
+            pcm = [alert_tone("BACKGROUND" if background else alert.type, fmt)]
         deadline = self.schedule.ring_deadline()
         budget = (deadline - self._clock()) if deadline is not None else 0.0
-        budget_bytes = max(0, int(budget * fmt.rate)) * fmt.frame_size
-        silence = bytes(int(pause * fmt.rate) * fmt.frame_size)
-        written = played = 0
+        loop = asyncio.get_running_loop()
+        if self._rang_from is None or self._rang_from[0] != alert.token:
+            self._rang_from = (alert.token, loop.time())
+        writer = _PacedWriter(
+            self.output,
+            max(0, int(budget * fmt.rate)) * fmt.frame_size,
+            lambda first: self._apply_gain(alert, background, loop.time(), first),
+        )
+        pause_bytes = int(pause * fmt.rate) * fmt.frame_size
+        played = 0
         try:
-            while (loops is None or played < loops) and written < budget_bytes:
+            while (loops is None or played < loops) and not writer.spent:
                 for chunk in pcm:
-                    chunk = chunk[: budget_bytes - written]
-                    if chunk:
-                        if alert.token not in self.sound_started:
-                            self.sound_started[alert.token] = self._monotonic()
-                        await self.output.write(chunk)
-                        written += len(chunk)
+                    if chunk and not writer.spent and alert.token not in self.sound_started:
+                        self.sound_started[alert.token] = self._monotonic()
+                    await writer.write(chunk)
                 played += 1
-                if silence and (loops is None or played < loops) and written < budget_bytes:
-                    gap = silence[: budget_bytes - written]
-                    await self.output.write(gap)
-                    written += len(gap)
+                if pause_bytes and (loops is None or played < loops):
+                    await writer.silence(pause_bytes)
             await self.output.drain()
         except AudioError as exc:
             _log.error("alert %r: the output failed: %s", alert.token, exc)
         if background:
             return  # the foreground sound takes over after the dialog
         self._spawn(self._completed(alert.token, loops is not None and played >= loops))
+
+    def ring_gain(self, alert: Alert, *, background: bool = False, elapsed: float = 0.0) -> float:
+        """The gain `alert` sounds at (before ducking), `elapsed` seconds after it began: the
+        alert volume, at least the volume of an active Content or Communications channel
+        (16.5), times the ascending ramp for an ALARM in the foreground (Alerts 1.4)."""
+        mixer, focus = self.output.mixer, self.services.focus
+        gain = self.volume / 100
+        for channel in LOUDNESS_FLOOR_CHANNELS:
+            if focus.holder(channel) is not None:
+                gain = max(gain, mixer.volume(channel))
+        if self.alarm_volume_ramp == "ASCENDING" and alert.type == "ALARM" and not background:
+            start, seconds = self._ramp
+            gain *= start + (1.0 - start) * min(1.0, max(0.0, elapsed) / seconds)
+        return gain
+
+    def _apply_gain(self, alert: Alert, background: bool, now: float, first: bool) -> None:
+        began = self._rang_from[1] if self._rang_from is not None else now
+        gain = self.ring_gain(alert, background=background, elapsed=now - began)
+        # The first chunk starts on a silent channel: its gain applies at once, not as a
+        # ramp from whatever the channel had last.
+        self.output.mixer.set_gain(self.output.name, gain, ramp=not first)
 
     async def _completed(self, token: str, all_loops: bool) -> None:
         async with self._lock:
@@ -628,6 +737,55 @@ class AlertsAgent(CapabilityAgent):
                 if len(body) > MAX_ASSET_BYTES:
                     raise ValueError(f"larger than {MAX_ASSET_BYTES} bytes")
         return bytes(body)
+
+
+class _PacedWriter:
+    """Writes a ring's PCM in chunks of `RING_CHUNK`, each no earlier than `RING_LEAD` before
+    real time reaches it, within a budget of bytes (the ring limit); calls `before_chunk`
+    ahead of each chunk, with True for the first (the gain follows the loudness floor and
+    the ramp)."""
+
+    def __init__(
+        self, output: MixerChannel, budget: int, before_chunk: Callable[[bool], None]
+    ) -> None:
+        self.output = output
+        self.format = output.format
+        self.budget = budget
+        self.before_chunk = before_chunk
+        self.chunk = self.format.bytes_for_ms(int(RING_CHUNK * 1000))
+        self.written = 0
+        self._loop = asyncio.get_running_loop()
+        self._start: float | None = None
+
+    @property
+    def spent(self) -> bool:
+        """True once the budget is written."""
+        return self.written >= self.budget
+
+    async def write(self, data: bytes) -> None:
+        """Write `data` (cut at the budget)."""
+        for pos in range(0, len(data), self.chunk):
+            if self.spent:
+                return
+            await self._put(data[pos : pos + min(self.chunk, self.budget - self.written)])
+
+    async def silence(self, nbytes: int) -> None:
+        """Write `nbytes` of silence (cut at the budget)."""
+        while nbytes > 0 and not self.spent:
+            size = min(self.chunk, nbytes, self.budget - self.written)
+            await self._put(bytes(size))
+            nbytes -= size
+
+    async def _put(self, piece: bytes) -> None:
+        now = self._loop.time()
+        if self._start is None:
+            self._start = now
+        ahead = self.format.duration_of(self.written) - (now - self._start) - RING_LEAD
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+        self.before_chunk(self.written == 0)
+        await self.output.write(piece)
+        self.written += len(piece)
 
 
 class _AssetPlan:

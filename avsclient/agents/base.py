@@ -294,8 +294,8 @@ class CapabilityAgent:
     Subclasses set `namespace` and `version` and override what they need. The client calls
     `attach()` when the agent is added, routes the directives of `namespace` named in
     `handlers()`, gathers `context_states()` for SynchronizeState and Recognize, calls
-    `start()` when the client starts (or at once if it already has) and `aclose()` when the
-    client closes.
+    `start()` when the client starts (or at once if it already has), `observe()` with every
+    observation the client publishes, and `aclose()` when the client closes.
     """
 
     #: The AVS interface the agent implements (its directives' and events' namespace).
@@ -371,6 +371,12 @@ class CapabilityAgent:
 
     def start(self) -> None:
         """Start background work (timers); called in the event loop. Nothing by default."""
+        return
+
+    def observe(self, event: ClientEvent) -> None:
+        """See what the client reports to the application (a `ConnectionStatusChanged`, a
+        directive observed, ...): called in the event loop for every `ClientEvent`, so it
+        must not block. Nothing by default."""
         return
 
     async def aclose(self) -> None:

@@ -178,6 +178,9 @@ class SpeechRecognizerAgent(CapabilityAgent):
 
     #: The focus channel a Recognize takes (avs-protocol 13.1).
     channel = "Dialog"
+    #: Seconds the channel is held at most after the response ended, while its directives
+    #: are handled (a Speak takes it over as soon as it starts).
+    dialog_hold_timeout = 60.0
 
     def __init__(
         self,
@@ -373,7 +376,10 @@ class SpeechRecognizerAgent(CapabilityAgent):
                 self._source = None
                 if self.machine.accepts(RecognizerInput.RESPONSE_ENDED):
                     self._move(RecognizerInput.RESPONSE_ENDED)
-                await services.focus.release(self.channel, self)  # not if a newer one runs
+                # The turn goes on while its directives are handled (its Speak takes the
+                # channel over): release only then, so that what the turn sent to the
+                # background (music, a ringing alert) does not come back in between (13.3).
+                self._spawn(self._release_when_handled(dialog))
         services.activity.touch()
         sent = payload.get("initiator") or {}
         if sent.get("type") == "WAKEWORD" and self._rejected(dialog):
@@ -466,6 +472,21 @@ class SpeechRecognizerAgent(CapabilityAgent):
 
     async def focus_changed(self, channel: str, state: FocusState) -> None:
         """Nothing to do: the upload is not cut short when speech takes the channel."""
+
+    async def _release_when_handled(self, dialog: Dialog) -> None:
+        # The hold only bridges the response's end and its first Speak taking the channel
+        # over; a turn whose handling stalls does not keep the channel beyond the deadline.
+        try:
+            async with asyncio.timeout(self.dialog_hold_timeout):
+                await self.services.dialogs.wait_handled(dialog.dialog_request_id)
+        except TimeoutError:
+            _log.warning(
+                "dialog %s still busy after %.0f s: releasing the Dialog channel",
+                dialog.dialog_request_id,
+                self.dialog_hold_timeout,
+            )
+        if self.dialog is dialog:  # not if a newer recognition holds the channel
+            await self.services.focus.release(self.channel, self)
 
     def _expect_timed_out(self) -> None:
         self._expect_timer = None

@@ -124,9 +124,18 @@ class MixerCore:
         lane.buffered = 0
         return dropped
 
-    def set_gain(self, name: str, gain: float) -> None:
-        """Set the lane's own gain (0.0 .. 1.0 and above for boost), ramped."""
-        self._lane(name).volume = max(0.0, gain)
+    def set_gain(self, name: str, gain: float, *, ramp: bool = True) -> None:
+        """Set the lane's own gain (0.0 .. 1.0 and above for boost), ramped; `ramp=False`
+        applies it at once, for a lane about to start a sound (nothing to click)."""
+        lane = self._lane(name)
+        lane.volume = max(0.0, gain)
+        if not ramp:
+            lane.gain = lane.target
+
+    def volume(self, name: str) -> float:
+        """The lane's own gain as last set (1.0 unless set), not ducked or paused."""
+        lane = self._lanes.get(name)
+        return 1.0 if lane is None else lane.volume
 
     def set_duck(self, name: str, ducked: bool, level: float = DEFAULT_DUCK_GAIN) -> None:
         """Duck the lane to `level` of its gain, or restore it; ramped."""
@@ -300,9 +309,13 @@ class Mixer:
             self._channels[name] = channel
         return channel
 
-    def set_gain(self, name: str, gain: float) -> None:
-        """Set channel `name`'s gain (ramped)."""
-        self.core.set_gain(name, gain)
+    def set_gain(self, name: str, gain: float, *, ramp: bool = True) -> None:
+        """Set channel `name`'s gain (ramped; `ramp=False`: at once, before a sound starts)."""
+        self.core.set_gain(name, gain, ramp=ramp)
+
+    def volume(self, name: str) -> float:
+        """Channel `name`'s gain as last set (1.0 unless set), not ducked or paused."""
+        return self.core.volume(name)
 
     def duck(self, name: str, ducked: bool = True) -> None:
         """Lower channel `name` to `duck_gain` of its gain, or restore it (ramped)."""

@@ -3,8 +3,10 @@
 Press Enter to talk: the microphone (or `--input FILE.wav`) streams to AVS as a Recognize
 event while the console shows the state (Listening, Thinking, Speaking), every event sent and
 directive received, each turn's latency figures, and plays the reply through the speaker (or
-`--output FILE.wav`). ExpectSpeech dialogs continue on their own. `--simulator` runs the whole
-loop against an in-process AVS simulator, which needs no account and no network.
+`--output FILE.wav`). ExpectSpeech dialogs continue on their own. Timers and alarms set by
+voice ring through the same output; a line of `a` stops the ringing one (AlertStopped)
+instead of starting a turn. `--simulator` runs the whole loop against an in-process AVS
+simulator, which needs no account and no network.
 
 When stdin is not a terminal each input line is one turn and end of input quits; `--once`
 runs a single turn (with its follow-ups) and quits, as `make demo` does. Without an audio
@@ -36,6 +38,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from avsclient.agents import (
+    AlertStateChanged,
     AuthorizationRevoked,
     ClientEvent,
     ConnectionStatusChanged,
@@ -70,6 +73,8 @@ PROFILES = ("NEAR_FIELD", "FAR_FIELD", "CLOSE_TALK")
 # counts as over: a Speak that finishes is followed within milliseconds by an ExpectSpeech
 # of the same dialog, which starts another turn.
 _SETTLE = 0.5
+#: The line that stops the ringing alert instead of starting a turn.
+STOP_ALERT_KEY = "a"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -252,6 +257,9 @@ class _Activity:
             note(f"notification indicator {'set' if event.enabled else 'cleared'}, light {light}")
         elif isinstance(event, AuthorizationRevoked):
             self.console.say("AVS deregistered this device: link it again with `avsclient login`.")
+        elif isinstance(event, AlertStateChanged):
+            hint = f" (`{STOP_ALERT_KEY}` then Enter stops it)" if event.state == "STARTED" else ""
+            note(f"alert {event.token}: {event.state.lower()}{hint}")
         self.last_change = time.monotonic()
         self.changed.set()
 
@@ -544,9 +552,17 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
         while True:
             if lines is not None:
                 if interactive:
-                    console.say("Press Enter to talk (Ctrl-D to quit).")
-                if await lines.next() is None:
+                    console.say(
+                        f"Press Enter to talk; {STOP_ALERT_KEY} then Enter stops a ringing alert"
+                        " (Ctrl-D to quit)."
+                    )
+                line = await lines.next()
+                if line is None:
                     break
+                if line.strip().lower() == STOP_ALERT_KEY:
+                    stopped = await client.alerts.stop()
+                    console.say("alert stopped" if stopped else "no alert is ringing")
+                    continue
             turn += 1
             console.say(f"Turn {turn}:")
             try:

@@ -22,6 +22,7 @@ from avsclient.simulator.scenarios import ReceivedEvent, directive
 __all__ = ["AlertLedger"]
 
 _LIFECYCLE = ("SetAlertSucceeded", "AlertStarted", "AlertStopped")
+_FOCUS = ("AlertEnteredBackground", "AlertEnteredForeground")
 
 
 def _iso(when: float) -> str:
@@ -113,6 +114,8 @@ class AlertLedger:
         Every alert set must be answered SetAlertSucceeded once; when `rang`, every alert
         not deleted must also have sent AlertStarted and then AlertStopped once each, in that
         order; no messageId may arrive twice; no lifecycle event may name an unknown token.
+        AlertEnteredBackground / AlertEnteredForeground must come between the alert's
+        AlertStarted and AlertStopped, alternating, the first one Background (16.4).
 
         Returns:
             One line per problem (empty: all good).
@@ -127,7 +130,7 @@ class AlertLedger:
                 found.append(f"messageId {event.message_id} ({event.name}) arrived twice")
             seen_ids.add(event.message_id)
             token = event.payload.get("token")
-            if event.name in _LIFECYCLE:
+            if event.name in _LIFECYCLE or event.name in _FOCUS:
                 if token not in self.scheduled:
                     found.append(f"{event.name} for an unknown token {token!r}")
                 by_token.setdefault(str(token), []).append(event.name)
@@ -138,4 +141,20 @@ class AlertLedger:
                 expected += ["AlertStarted", "AlertStopped"]
             if [n for n in names if n in expected] != expected:
                 found.append(f"{token}: expected {expected}, received {names}")
+            found += _focus_problems(token, names)
         return found
+
+
+def _focus_problems(token: str, names: list[str]) -> list[str]:
+    """Background/foreground events of one alert out of place (see `problems`)."""
+    focus = [(i, n) for i, n in enumerate(names) if n in _FOCUS]
+    if not focus:
+        return []
+    started = names.index("AlertStarted") if "AlertStarted" in names else None
+    stopped = names.index("AlertStopped") if "AlertStopped" in names else len(names)
+    if started is None or not all(started < i < stopped for i, _ in focus):
+        return [f"{token}: {[n for _, n in focus]} outside AlertStarted..AlertStopped"]
+    wanted = [_FOCUS[k % 2] for k in range(len(focus))]
+    if [n for _, n in focus] != wanted:
+        return [f"{token}: background/foreground out of order: {[n for _, n in focus]}"]
+    return []

@@ -169,3 +169,32 @@ def test_an_event_needs_a_message_id(tmp_path: Path) -> None:
         pytest.raises(ValueError, match="messageId"),
     ):
         EventOutbox(store).put({"event": {"header": {}}})
+
+
+async def test_a_wake_during_a_failing_attempt_skips_the_back_off(tmp_path: Path) -> None:
+    """wake() while an attempt is under way (the link returned as it failed): the next try
+    follows at once instead of after the back-off."""
+    store = DeviceStore.open(tmp_path / "d.sqlite3")
+    outbox = EventOutbox(store, retry=RetryPolicy(delays=(120.0,)))
+    outbox.put(doc(1))
+    attempt = asyncio.Event()
+    release = asyncio.Event()
+
+    class Sender(RecordingSender):
+        async def send_event(self, event: object, *, audio: object = None) -> EventResult:
+            if not self.attempts:
+                self.attempts.append("first")
+                attempt.set()
+                await release.wait()
+                return EventResult(outcome=Outcome.NOT_CONNECTED, message_id="x")
+            return await super().send_event(event, audio=audio)  # type: ignore[arg-type]
+
+    sender = Sender()
+    outbox.start(sender)
+    await asyncio.wait_for(attempt.wait(), 5)
+    outbox.wake()
+    release.set()
+    await outbox.flush(2)  # far less than the two-minute back-off
+    assert outbox.failed_attempts == 1 and outbox.delivered == 1
+    await outbox.aclose()
+    store.close()

@@ -106,3 +106,37 @@ async def test_the_ledger_reports_what_is_missing_or_duplicated() -> None:
     assert any("arrived twice" in line for line in found)
     assert any("expected" in line and token in line for line in found)
     assert ledger.problems(events[:1], rang=False) == []
+
+
+async def test_the_ledger_checks_background_and_foreground_order() -> None:
+    """Entered* events must sit between AlertStarted and AlertStopped, alternating from
+    Background; a Foreground first or one after AlertStopped is reported."""
+    from avsclient.simulator.scenarios import ReceivedEvent
+
+    ledger = AlertLedger(clock=lambda: 1_700_000_000.0)
+    token = ledger.set_timer(5)["directive"]["payload"]["token"]
+
+    def events(*names: str) -> list[ReceivedEvent]:
+        return [
+            ReceivedEvent(
+                namespace="Alerts",
+                name=name,
+                message_id=str(n),
+                dialog_request_id=None,
+                header={},
+                payload={"token": token},
+                context=[],
+                json={},
+                audio=b"",
+                stream_id=1,
+            )
+            for n, name in enumerate(names)
+        ]
+
+    good = ("SetAlertSucceeded", "AlertStarted", "AlertEnteredBackground",
+            "AlertEnteredForeground", "AlertStopped")  # fmt: skip
+    assert ledger.problems(events(*good)) == []
+    swapped = (*good[:2], good[3], good[2], good[4])
+    assert any("out of order" in p for p in ledger.problems(events(*swapped)))
+    late = (*good[:2], good[4], good[2])
+    assert any("outside" in p for p in ledger.problems(events(*late)))
