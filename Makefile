@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: setup.cfg pyproject.toml
 	@test -n "$(PYTHON)" || { echo "avsclient needs Python >= 3.11 on PATH" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[simulator,test,wakeword]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[simulator,test,wakeword,media]'
 	@touch $@
 
 venv: $(BIN)/.installed

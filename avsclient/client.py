@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,6 +28,7 @@ from avsclient.agents import (
     DEFAULT_INACTIVITY_REPORT_INTERVAL,
     DEFAULT_VOLUME,
     AgentServices,
+    AudioPlayerAgent,
     Capability,
     CapabilityAgent,
     ClientEvent,
@@ -34,6 +36,7 @@ from avsclient.agents import (
     DirectiveObserved,
     FocusChanged,
     Messenger,
+    PlaybackControllerAgent,
     SourceFactory,
     SpeakerAgent,
     SpeechRecognizerAgent,
@@ -62,6 +65,7 @@ __all__ = [
     "Listener",
     "Subscription",
     "default_agents",
+    "media_ssl_context",
 ]
 
 _log = logging.getLogger("avsclient.client")
@@ -78,29 +82,54 @@ _A = TypeVar("_A", bound=CapabilityAgent)
 def default_agents(
     *,
     sink: AudioSink | None = None,
+    mixer: Mixer | None = None,
     source_factory: SourceFactory | None = None,
     volume: int = DEFAULT_VOLUME,
     muted: bool = False,
     apply_volume: VolumeApplier | None = None,
     inactivity_report_interval: float = DEFAULT_INACTIVITY_REPORT_INTERVAL,
+    media_verify: ssl.SSLContext | bool = True,
 ) -> list[CapabilityAgent]:
-    """The core agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer.
+    """The default agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer,
+    AudioPlayer and PlaybackController.
 
     Args:
-        sink: where speech is played (default: a `NullSink`); the application owns it. A
-            `Mixer` is built around it: speech plays on its Dialog channel.
+        sink: where sound is played (default: a `NullSink`); the application owns it. A
+            `Mixer` is built around it: speech plays on its Dialog channel, music on Content.
+        mixer: the mixer to play through instead (give `sink` or `mixer`, not both).
         source_factory: opens the microphone when AVS expects speech.
         volume: the initial speaker volume (0..100).
         muted: the initial mute state.
         apply_volume: applies `(volume, muted)` to the device output.
         inactivity_report_interval: seconds between UserInactivityReports.
+        media_verify: how AudioPlayer verifies media servers' certificates (an SSLContext to
+            trust a private CA as well; never False in production).
+
+    Raises:
+        ValueError: both `sink` and `mixer` given.
     """
+    if mixer is None:
+        mixer = Mixer(sink if sink is not None else NullSink())
+    elif sink is not None:
+        raise ValueError("give a sink or a mixer, not both")
     return [
         SystemAgent(inactivity_report_interval=inactivity_report_interval),
         SpeakerAgent(volume=volume, muted=muted, apply=apply_volume),
-        SpeechSynthesizerAgent(Mixer(sink if sink is not None else NullSink()).channel("Dialog")),
+        SpeechSynthesizerAgent(mixer.channel("Dialog")),
         SpeechRecognizerAgent(source_factory=source_factory),
+        AudioPlayerAgent(mixer.channel("Content"), verify=media_verify),
+        PlaybackControllerAgent(),
     ]
+
+
+def media_ssl_context(config: ClientConfig) -> ssl.SSLContext | bool:
+    """What AudioPlayer trusts for media: the system's CAs, plus `config.ca_file` if given
+    (the simulator's CA, which also signs its media server)."""
+    if config.ca_file is None:
+        return True
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=config.ca_file)
+    return context
 
 
 class Subscription(AsyncResource):
@@ -157,7 +186,8 @@ class Subscription(AsyncResource):
 
 class AVSClient(AsyncService):
     """An Alexa Built-in device: connection, directives, and a collection of capability agents
-    (by default the core ones: System, Speaker, SpeechSynthesizer, SpeechRecognizer).
+    (by default: System, Speaker, SpeechSynthesizer, SpeechRecognizer, AudioPlayer,
+    PlaybackController), playing every sound through one `Mixer` (`mixer`).
 
     Routing, context, capabilities and closing go through the agents generically; agents
     share the client's services (`services`) instead of holding each other.
@@ -169,6 +199,7 @@ class AVSClient(AsyncService):
         dialogs: the dialog owner (current dialogRequestId, traces, blocking rules).
         focus: audio focus, shared by the agents.
         services: what every agent is given when it is added.
+        mixer: the output mixer (channels Dialog, Content, ... into the sink).
     """
 
     def __init__(
@@ -178,6 +209,7 @@ class AVSClient(AsyncService):
         *,
         agents: Iterable[CapabilityAgent] | None = None,
         sink: AudioSink | None = None,
+        mixer: Mixer | None = None,
         source_factory: SourceFactory | None = None,
         listener: Listener | None = None,
         endpoint_store: Callable[[str], None] | None = None,
@@ -195,7 +227,10 @@ class AVSClient(AsyncService):
             tokens: where access tokens come from.
             agents: the capability agents, one per interface, in context order (default:
                 `default_agents()` built from `sink` ... `inactivity_report_interval`).
-            sink: where speech is played (default: a `NullSink`); the application owns it.
+            sink: where sound is played (default: a `NullSink`); the application owns it. The
+                client mixes speech, music and other sounds into it through one `Mixer`.
+            mixer: a mixer of the application's to play through instead of one around `sink`
+                (with `agents=`, the one those agents play through).
             source_factory: opens the microphone when AVS expects speech (ExpectSpeech);
                 without it the application receives `ExpectingSpeech` and calls `recognize()`.
             listener: a first callback for every `ClientEvent` (see `add_listener`).
@@ -208,8 +243,8 @@ class AVSClient(AsyncService):
             max_dialog_queue: directives a dialog may queue behind a Speak.
 
         Raises:
-            ValueError: `agents` given together with options of the default agents, or two
-                agents for one interface.
+            ValueError: `agents` given together with options of the default agents, both
+                `sink` and `mixer`, or two agents for one interface.
         """
         core_options = {
             "sink": sink is not None,
@@ -221,9 +256,16 @@ class AVSClient(AsyncService):
                 inactivity_report_interval != DEFAULT_INACTIVITY_REPORT_INTERVAL
             ),
         }
+        if sink is not None and mixer is not None:
+            raise ValueError("give a sink or a mixer, not both")
+        self._own_mixer = mixer is None and agents is None
+        self._mixer = mixer
         if agents is None:
+            if mixer is None:
+                mixer = self._mixer = Mixer(sink if sink is not None else NullSink())
             agents = default_agents(
-                sink=sink,
+                mixer=mixer,
+                media_verify=media_ssl_context(config),
                 source_factory=source_factory,
                 volume=volume,
                 muted=muted,
@@ -265,6 +307,7 @@ class AVSClient(AsyncService):
             activity=UserActivity(),
             attachments=self.attachments,
             set_endpoint=self.manager.set_endpoint,
+            access_token=tokens.get_token,
         )
         self._agents: dict[str, CapabilityAgent] = {}
         self._started = False
@@ -352,6 +395,29 @@ class AVSClient(AsyncService):
         """The SpeechRecognizer agent."""
         return self._core("SpeechRecognizer", SpeechRecognizerAgent)
 
+    @property
+    def player(self) -> AudioPlayerAgent:
+        """The AudioPlayer agent (music)."""
+        return self._core("AudioPlayer", AudioPlayerAgent)
+
+    @property
+    def playback(self) -> PlaybackControllerAgent:
+        """The PlaybackController agent: call its `play()`, `pause()`, `next()`,
+        `previous()` when the device's buttons are pressed."""
+        return self._core("PlaybackController", PlaybackControllerAgent)
+
+    @property
+    def mixer(self) -> Mixer:
+        """The output mixer: one channel per focus channel (Dialog, Content, ...), each with
+        its gain (`mixer.set_gain("Content", 0.5)`), into the one sink.
+
+        Raises:
+            LookupError: the client was given `agents=` without `mixer=`.
+        """
+        if self._mixer is None:
+            raise LookupError("this client's agents were given without mixer=")
+        return self._mixer
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -379,6 +445,8 @@ class AVSClient(AsyncService):
                 await agent.aclose()
             except Exception:
                 _log.exception("closing %r failed", agent)
+        if self._own_mixer and self._mixer is not None:
+            await self._mixer.aclose()
         await self.messenger.aclose()
         await self.manager.aclose()
         self.attachments.close()

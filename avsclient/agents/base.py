@@ -216,6 +216,8 @@ class AgentServices:
         activity: the time of the last user activity.
         attachments: the attachments of the responses (`cid:` URLs).
         set_endpoint: persists a new AVS endpoint and reconnects there.
+        access_token: a valid access token, for the few requests outside the AVS connection
+            that carry it (AudioPlayer media on Amazon hosts); None when there is none.
     """
 
     messenger: Messenger
@@ -224,6 +226,7 @@ class AgentServices:
     activity: UserActivity
     attachments: AttachmentStore
     set_endpoint: Callable[[str], Awaitable[None]]
+    access_token: Callable[[], Awaitable[str]] | None = None
 
 
 class CapabilityAgent:

@@ -294,6 +294,9 @@ class SpeechRecognizerAgent(CapabilityAgent):
         if not self.machine.accepts(RecognizerInput.EXPECT_SPEECH):
             raise DirectiveError(f"ExpectSpeech while {self.state.value}")
         self._move(RecognizerInput.EXPECT_SPEECH)
+        # The turn goes on: hold the Dialog channel until the answer is recognized or the
+        # wait times out, so music does not come back in between (avs-protocol 13.3).
+        await self.services.focus.acquire(self.channel, self)
         self._expect_initiator = initiator
         timeout = timeout_ms / 1000
         self.messenger.notify(ExpectingSpeech(timeout=timeout, initiator=initiator))
@@ -318,6 +321,7 @@ class SpeechRecognizerAgent(CapabilityAgent):
         self._expect_initiator = None
         _log.info("nobody spoke after ExpectSpeech: sending ExpectSpeechTimedOut")
         self._spawn(self.messenger.post_event(Event.build(self.namespace, "ExpectSpeechTimedOut")))
+        self._spawn(self.services.focus.release(self.channel, self))
 
     def _cancel_expect_timer(self) -> None:
         if self._expect_timer is not None:

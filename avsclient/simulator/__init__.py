@@ -30,6 +30,8 @@ if TYPE_CHECKING:
         LWAReply,
         LWAService,
     )
+    from avsclient.simulator.media import MediaRoute, MediaServer
+    from avsclient.simulator.playback import check_playback, play_reply
     from avsclient.simulator.scenarios import (
         ReceivedEvent,
         Reply,
@@ -55,6 +57,8 @@ else:
                 "LWAReply",
                 "LWAService",
             ),
+            "avsclient.simulator.media": ("MediaRoute", "MediaServer"),
+            "avsclient.simulator.playback": ("check_playback", "play_reply"),
             "avsclient.simulator.scenarios": (
                 "ReceivedEvent",
                 "Reply",
@@ -79,12 +83,16 @@ __all__ = [
     "GatewayService",
     "LWAReply",
     "LWAService",
+    "MediaRoute",
+    "MediaServer",
     "ReceivedEvent",
     "Reply",
     "Script",
     "Simulator",
     "SimulatorConfig",
+    "check_playback",
     "directive",
+    "play_reply",
     "speech_asset",
     "speech_asset_names",
     "speech_asset_text",

@@ -26,6 +26,7 @@ from avsclient.simulator.connection import Connection
 from avsclient.simulator.faults import Faults
 from avsclient.simulator.gateway import GatewayService
 from avsclient.simulator.lwa import LWAService
+from avsclient.simulator.media import MediaServer
 from avsclient.simulator.mime import RelatedWriter
 from avsclient.simulator.scenarios import ReceivedEvent, Reply, Script
 
@@ -58,6 +59,8 @@ class Simulator(AsyncService):
         faults: faults to inject (`Faults`).
         lwa: the Login with Amazon service (`LWAService`).
         gateway: the smart-home event gateway and Skill Messaging API (`GatewayService`).
+        media: an HTTPS media server for AudioPlayer streams (`MediaServer`), started with
+            the simulator; its certificate comes from the simulator's CA when it serves TLS.
         config: the `SimulatorConfig` in use.
     """
 
@@ -80,6 +83,7 @@ class Simulator(AsyncService):
         self.faults = Faults(self)
         self.lwa = LWAService()
         self.gateway = GatewayService(self.token_accepted)
+        self.media = MediaServer()
         self._tokens: set[str] = set()
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
@@ -113,6 +117,8 @@ class Simulator(AsyncService):
             self._tmpdir = Path(tempfile.mkdtemp(prefix="avs-simulator-"))
             self.ca_path = self._tmpdir / "ca.pem"
             self._ca.cert_pem.write_to_path(str(self.ca_path))
+            self.media = MediaServer(self._ca)
+        await self.media.start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             self._new_connection, self.host, self.port, ssl=server_ctx
@@ -138,6 +144,7 @@ class Simulator(AsyncService):
             await asyncio.gather(*tasks, return_exceptions=True)
         if server is not None:
             await server.wait_closed()
+        await self.media.aclose()
         # Let the transports deliver connection_lost before the loop may close.
         await asyncio.sleep(0)
         if self._tmpdir is not None:

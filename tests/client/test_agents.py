@@ -13,9 +13,11 @@ import pytest
 
 from avsclient.activity import UserActivity
 from avsclient.agents import (
+    AudioPlayerAgent,
     Capability,
     CapabilityAgent,
     DirectiveHandler,
+    PlaybackControllerAgent,
     SpeakerAgent,
     SpeechRecognizerAgent,
     SpeechSynthesizerAgent,
@@ -102,15 +104,22 @@ def offline_client(**kwargs: Any) -> AVSClient:
 
 
 async def test_the_core_agents_are_the_default() -> None:
-    """Without agents=, the client holds System, Speaker, SpeechSynthesizer and
-    SpeechRecognizer, reachable by interface and through the old attributes."""
+    """Without agents=, the client holds System, Speaker, SpeechSynthesizer,
+    SpeechRecognizer, AudioPlayer and PlaybackController, reachable by interface and through
+    attributes; speech and music play through the client's one mixer."""
     client = offline_client()
     assert [a.namespace for a in client.agents] == [
         "System",
         "Speaker",
         "SpeechSynthesizer",
         "SpeechRecognizer",
+        "AudioPlayer",
+        "PlaybackController",
     ]
+    assert isinstance(client.player, AudioPlayerAgent)
+    assert isinstance(client.playback, PlaybackControllerAgent)
+    assert client.player.output.mixer is client.mixer
+    assert client.synthesizer.mp3.sink is client.mixer.channel("Dialog")
     assert isinstance(client.system, SystemAgent)
     assert isinstance(client.speaker, SpeakerAgent)
     assert isinstance(client.synthesizer, SpeechSynthesizerAgent)
@@ -129,6 +138,8 @@ async def test_capabilities_use_the_protocol_versions() -> None:
         ("Speaker", "1.0"),
         ("SpeechSynthesizer", "1.3"),
         ("SpeechRecognizer", "2.3"),
+        ("AudioPlayer", "1.3"),
+        ("PlaybackController", "1.1"),
         ("Acme.Lamp", "1.0"),
     ]
     assert caps[-1].to_json() == {
@@ -237,7 +248,12 @@ async def test_routing_and_context_are_generic() -> None:
     assert lamp.color == "blue"
     assert Disposition.DISPATCHED in seen
     names = [f"{s['header']['namespace']}.{s['header']['name']}" for s in client.context()]
-    assert names == ["Speaker.VolumeState", "SpeechSynthesizer.SpeechState", "Acme.Lamp.LampState"]
+    assert names == [
+        "Speaker.VolumeState",
+        "SpeechSynthesizer.SpeechState",
+        "AudioPlayer.PlaybackState",
+        "Acme.Lamp.LampState",
+    ]
     assert client.context()[-1]["payload"] == {"color": "blue"}
     await client.aclose()
 
