@@ -505,6 +505,7 @@ class AudioPlayerAgent(CapabilityAgent):
         self._held = False  # paused from its start (began in the background)
         self.token_hosts = frozenset(host.lower() for host in token_hosts)
         self._tags: dict[str, str] = {}
+        self._tags_sent: dict[str, str] = {}
         self._tags_sent_at: float | None = None
 
     def handlers(self) -> dict[str, DirectiveHandler]:
@@ -632,7 +633,7 @@ class AudioPlayerAgent(CapabilityAgent):
         self.token = item.token
         self._item_offset = item.offset_ms
         self._base_frames = self.output.frames_played
-        self._tags, self._tags_sent_at = {}, None
+        self._tags, self._tags_sent, self._tags_sent_at = {}, {}, None
         await self.services.focus.acquire(self.channel, self, item.content_type)
         fmt = self.output.format
         out = _Skip(self.output, fmt.rate * item.offset_ms // 1000 * fmt.frame_size)
@@ -653,8 +654,10 @@ class AudioPlayerAgent(CapabilityAgent):
                     tags = Id3TagReader() if kind == "mp3" else None
                 if tags is not None and (found := tags.feed(part.data)):
                     self._found_tags(found)
+                    await self._send_tags(item)
                 await decoder[0].write(part.data)
             reading[0] = False
+            await self._send_tags(item)
             await self._event("PlaybackNearlyFinished")
             if decoder:
                 await decoder[0].drain()
@@ -697,24 +700,26 @@ class AudioPlayerAgent(CapabilityAgent):
             if value:
                 self._tags[key] = value[:512]
 
+    async def _send_tags(self, item: AudioItem) -> None:
+        # StreamMetadataExtracted when the tags changed, at most once per METADATA_PERIOD.
+        now = asyncio.get_running_loop().time()
+        if not self._tags or self._tags == self._tags_sent:
+            return
+        if self._tags_sent_at is not None and now - self._tags_sent_at < METADATA_PERIOD:
+            return
+        self._tags_sent, self._tags_sent_at = dict(self._tags), now
+        payload = {"token": item.token, "metadata": dict(self._tags)}
+        await self._event("StreamMetadataExtracted", payload)
+
     async def _monitor(
         self, item: AudioItem, decoder: list[Mp3Sink | MediaSink], reading: list[bool]
     ) -> None:
         watch = PlaybackMonitor(item)
         loop = asyncio.get_running_loop()
-        sent: dict[str, str] = {}
         while True:
             await asyncio.sleep(MONITOR_PERIOD)
             now = loop.time()
-            if (
-                self._tags
-                and self._tags != sent
-                and (self._tags_sent_at is None or now - self._tags_sent_at >= METADATA_PERIOD)
-            ):
-                sent, self._tags_sent_at = dict(self._tags), now
-                await self._event(
-                    "StreamMetadataExtracted", {"token": item.token, "metadata": sent}
-                )
+            await self._send_tags(item)
             if self.activity is PlayerActivity.PAUSED:
                 continue
             pending = bool(decoder) and _pending(decoder[0])
