@@ -3,7 +3,9 @@
 Press Enter to talk: the microphone (or `--input FILE.wav`) streams to AVS as a Recognize
 event while the console shows the state (Listening, Thinking, Speaking), every event sent and
 directive received, each turn's latency figures, and plays the reply through the speaker (or
-`--output FILE.wav`). ExpectSpeech dialogs continue on their own. `--simulator` runs the whole
+`--output FILE.wav`). ExpectSpeech dialogs continue on their own. Music plays through the
+same output; a line of `p`, `s`, `n` or `b` presses the play, pause (stop), next or previous
+button (PlaybackController) instead of starting a turn. `--simulator` runs the whole
 loop against an in-process AVS simulator, which needs no account and no network.
 
 When stdin is not a terminal each input line is one turn and end of input quits; `--once`
@@ -53,6 +55,11 @@ PROFILES = ("NEAR_FIELD", "FAR_FIELD", "CLOSE_TALK")
 # counts as over: a Speak that finishes is followed within milliseconds by an ExpectSpeech
 # of the same dialog, which starts another turn.
 _SETTLE = 0.5
+#: Lines that press a PlaybackController button instead of starting a turn.
+BUTTON_KEYS = {"p": "play", "s": "pause", "n": "next", "b": "previous"}
+HELP_LINE = (
+    "Press Enter to talk; p play, s pause, n next, b previous, then Enter (Ctrl-D to quit)."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -388,9 +395,16 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
         while True:
             if lines is not None:
                 if interactive:
-                    console.say("Press Enter to talk (Ctrl-D to quit).")
-                if await lines.next() is None:
+                    console.say(HELP_LINE)
+                line = await lines.next()
+                if line is None:
                     break
+                button = BUTTON_KEYS.get(line.strip().lower())
+                if button is not None:
+                    console.say(f"{button} pressed")
+                    await getattr(client.playback, button)()
+                    await client.messenger.flush()
+                    continue
             turn += 1
             console.turn_started = time.monotonic()
             console.say(f"Turn {turn}:")
