@@ -118,6 +118,8 @@ class MediaDecoder:
         self.error: AudioError | None = None
         #: PCM bytes handed to `on_pcm`.
         self.pcm_bytes = 0
+        #: True while the demuxer waits in a seek for bytes that have not arrived.
+        self.seeking = False
 
     @property
     def pending_bytes(self) -> int:
@@ -197,11 +199,15 @@ class MediaDecoder:
             if whence & _AVSEEK_SIZE:
                 # The size is known once the stream has ended; until then it is not (-1).
                 return self._received if self._ended else -1
+            # While a seek waits for bytes ahead, the producer must not wait for the decoder
+            # (`seeking`): it would wait for ever.
             if whence == io.SEEK_END:
                 # An index at the end of the file: wait for all of it (bounded by
                 # max_seekable, beyond which the seek fails).
+                self._wake_producer()
                 while not self._ended and not self._cancelled:
                     if self._received > self._max_seekable:
+                        self.seeking = False
                         raise OSError("cannot seek to the end of an unbounded stream")
                     self._cond.wait()
                 target = self._received + offset
@@ -209,12 +215,23 @@ class MediaDecoder:
                 target = self._pos + offset
             else:
                 target = offset
+            if target > self._received:
+                self._wake_producer()
             while target > self._received and not self._ended and not self._cancelled:
+                if self._received > self._max_seekable:
+                    self.seeking = False
+                    raise OSError("cannot seek that far ahead in a stream")
                 self._cond.wait()
+            self.seeking = False
             if target < self._base or target > self._received or target < 0:
                 raise OSError(f"cannot seek to {target} in a stream (kept {self._base}..)")
             self._pos = target
             return target
+
+    def _wake_producer(self) -> None:
+        self.seeking = True
+        if self._on_progress is not None:
+            self._on_progress()
 
     def _run(self) -> None:
         av = self._av
@@ -344,7 +361,9 @@ class MediaSink(AsyncResource):
         if decoder is None:
             decoder = self._decoder = self._new_decoder()
         decoder.feed(data)
-        while decoder.pending_bytes > self._max and not decoder.done.is_set():
+        while (
+            decoder.pending_bytes > self._max and not decoder.seeking and not decoder.done.is_set()
+        ):
             self._progress.clear()
             await self._progress.wait()
         if decoder.error is not None:
