@@ -21,7 +21,12 @@ import contextlib
 import ssl
 from dataclasses import dataclass
 
-import trustme
+from avsclient.simulator._extra import missing_extra
+
+try:
+    import trustme
+except ImportError as exc:  # the simulator extra is not installed
+    raise missing_extra("trustme") from exc
 
 __all__ = ["MediaRoute", "MediaServer"]
 
