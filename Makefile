@@ -19,7 +19,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(BIN)/.installed: setup.cfg pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[simulator,pytest,test,wakeword]'
+	$(PIP) -e '.[simulator,pytest,test,wakeword,media]'
 	@touch $@ $(BIN)/.demo-installed
 
 $(BIN)/.demo-installed: setup.cfg pyproject.toml | $(BIN)/python

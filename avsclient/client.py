@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import ssl
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ from avsclient.agents import (
     DEFAULT_VOLUME,
     AgentServices,
     AlertsAgent,
+    AudioPlayerAgent,
     Capability,
     CapabilityAgent,
     ClientEvent,
@@ -44,6 +46,7 @@ from avsclient.agents import (
     DirectiveObserved,
     FocusChanged,
     Messenger,
+    PlaybackControllerAgent,
     SourceFactory,
     SpeakerAgent,
     SpeechRecognizerAgent,
@@ -87,6 +90,7 @@ __all__ = [
     "SimulatorEndpoint",
     "Subscription",
     "default_agents",
+    "media_ssl_context",
 ]
 
 _log = logging.getLogger("avsclient.client")
@@ -120,22 +124,25 @@ None for the default file next to the token file, or False for a throw-away stor
 def default_agents(
     *,
     sink: AudioSink | None = None,
+    mixer: Mixer | None = None,
     source_factory: SourceFactory | None = None,
     volume: int = DEFAULT_VOLUME,
     muted: bool = False,
     apply_volume: VolumeApplier | None = None,
     inactivity_report_interval: float = DEFAULT_INACTIVITY_REPORT_INTERVAL,
     store: DeviceStore | None = None,
+    media_verify: ssl.SSLContext | bool = True,
 ) -> list[CapabilityAgent]:
-    """The core agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer, Alerts, then
-    the agents every Alexa.Discovery device declares: Alexa (Discovery), Alexa.ApiGateway and
-    InteractionModel (avs-protocol 9.1), and Notifications (its sounds play on the mixer's
-    Alert channel, as alerts do).
+    """The default agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer,
+    AudioPlayer, PlaybackController and Alerts, then the agents every Alexa.Discovery device
+    declares: Alexa (Discovery), Alexa.ApiGateway and InteractionModel (avs-protocol 9.1),
+    and Notifications (its sounds play on the mixer's Alert channel, as alerts do).
 
     Args:
-        sink: where speech and alerts are played (default: a `NullSink`); the application
-            owns it. A `Mixer` is built around it: speech plays on its Dialog channel,
-            alerts on its Alert channel.
+        sink: where sound is played (default: a `NullSink`); the application owns it. A
+            `Mixer` is built around it: speech plays on its Dialog channel, music on Content,
+            alerts and notifications on Alert.
+        mixer: the mixer to play through instead (give `sink` or `mixer`, not both).
         source_factory: opens the microphone when AVS expects speech.
         volume: the initial speaker volume (0..100).
         muted: the initial mute state.
@@ -143,19 +150,39 @@ def default_agents(
         inactivity_report_interval: seconds between UserInactivityReports.
         store: the device store keeping alerts (and their events) across restarts; without
             it they last as long as the client.
+        media_verify: how AudioPlayer verifies media servers' certificates (an SSLContext to
+            trust a private CA as well; never False in production).
+
+    Raises:
+        ValueError: both `sink` and `mixer` given.
     """
-    mixer = Mixer(sink if sink is not None else NullSink())
+    if mixer is None:
+        mixer = Mixer(sink if sink is not None else NullSink())
+    elif sink is not None:
+        raise ValueError("give a sink or a mixer, not both")
     return [
         SystemAgent(inactivity_report_interval=inactivity_report_interval),
         SpeakerAgent(volume=volume, muted=muted, apply=apply_volume),
         SpeechSynthesizerAgent(mixer.channel("Dialog")),
         SpeechRecognizerAgent(source_factory=source_factory),
+        AudioPlayerAgent(mixer.channel("Content"), verify=media_verify),
+        PlaybackControllerAgent(),
         AlertsAgent(mixer.channel("Alert"), store=store),
         DiscoveryAgent(),
         ApiGatewayAgent(),
         InteractionModelAgent(),
         NotificationsAgent(mixer.channel("Alert")),
     ]
+
+
+def media_ssl_context(config: ClientConfig) -> ssl.SSLContext | bool:
+    """What AudioPlayer trusts for media: the system's CAs, plus `config.ca_file` if given
+    (the simulator's CA, which also signs its media server)."""
+    if config.ca_file is None:
+        return True
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=config.ca_file)
+    return context
 
 
 class Subscription(AsyncResource):
@@ -212,7 +239,9 @@ class Subscription(AsyncResource):
 
 class AVSClient(AsyncService):
     """An Alexa Built-in device: connection, directives, and a collection of capability agents
-    (by default the core ones: System, Speaker, SpeechSynthesizer, SpeechRecognizer, Alerts).
+    (by default: System, Speaker, SpeechSynthesizer, SpeechRecognizer, AudioPlayer,
+    PlaybackController, Alerts and what Discovery requires), playing every sound through one
+    `Mixer` (`mixer`).
 
     Routing, context, capabilities and closing go through the agents generically; agents
     share the client's services (`services`) instead of holding each other.
@@ -224,6 +253,7 @@ class AVSClient(AsyncService):
         dialogs: the dialog owner (current dialogRequestId, traces, blocking rules).
         focus: audio focus, shared by the agents.
         services: what every agent is given when it is added.
+        mixer: the output mixer (channels Dialog, Content, ... into the sink).
     """
 
     def __init__(
@@ -233,6 +263,7 @@ class AVSClient(AsyncService):
         *,
         agents: Iterable[CapabilityAgent] | None = None,
         sink: AudioSink | None = None,
+        mixer: Mixer | None = None,
         source_factory: SourceFactory | None = None,
         listener: Listener | None = None,
         endpoint_store: Callable[[str], None] | None = None,
@@ -252,7 +283,10 @@ class AVSClient(AsyncService):
             tokens: where access tokens come from.
             agents: the capability agents, one per interface, in context order (default:
                 `default_agents()` built from `sink` ... `inactivity_report_interval`).
-            sink: where speech is played (default: a `NullSink`); the application owns it.
+            sink: where sound is played (default: a `NullSink`); the application owns it. The
+                client mixes speech, music and other sounds into it through one `Mixer`.
+            mixer: a mixer of the application's to play through instead of one around `sink`
+                (with `agents=`, the one those agents play through).
             source_factory: opens the microphone when AVS expects speech (ExpectSpeech);
                 without it the application receives `ExpectingSpeech` and calls `recognize()`.
             listener: a first callback for every `ClientEvent` (see `add_listener`).
@@ -270,8 +304,8 @@ class AVSClient(AsyncService):
                 Discovery reports INVALID and sends nothing.
 
         Raises:
-            ValueError: `agents` given together with options of the default agents, or two
-                agents for one interface.
+            ValueError: `agents` given together with options of the default agents, both
+                `sink` and `mixer`, or two agents for one interface.
             DeviceStoreError: the device store cannot be opened (corrupt, locked, unwritable).
         """
         core_options = {
@@ -290,12 +324,19 @@ class AVSClient(AsyncService):
                 f"{given} configure the default agents; with agents=..., pass them to the "
                 "agents themselves (see default_agents())"
             )
+        if sink is not None and mixer is not None:
+            raise ValueError("give a sink or a mixer, not both")
+        self._own_mixer = mixer is None and agents is None
+        self._mixer = mixer
         self.device = device
         self._tokens = tokens
         self.store, self._own_store, self._store_dir = _open_store(store)
         if agents is None:
+            if mixer is None:
+                mixer = self._mixer = Mixer(sink if sink is not None else NullSink())
             agents = default_agents(
-                sink=sink,
+                mixer=mixer,
+                media_verify=media_ssl_context(config),
                 source_factory=source_factory,
                 volume=volume,
                 muted=muted,
@@ -562,6 +603,29 @@ class AVSClient(AsyncService):
         """The Alerts agent (timers, alarms, reminders; `stop()` silences one)."""
         return self._core("Alerts", AlertsAgent)
 
+    @property
+    def player(self) -> AudioPlayerAgent:
+        """The AudioPlayer agent (music)."""
+        return self._core("AudioPlayer", AudioPlayerAgent)
+
+    @property
+    def playback(self) -> PlaybackControllerAgent:
+        """The PlaybackController agent: call its `play()`, `pause()`, `next()`,
+        `previous()` when the device's buttons are pressed."""
+        return self._core("PlaybackController", PlaybackControllerAgent)
+
+    @property
+    def mixer(self) -> Mixer:
+        """The output mixer: one channel per focus channel (Dialog, Content, ...), each with
+        its gain (`mixer.set_gain("Content", 0.5)`), into the one sink.
+
+        Raises:
+            LookupError: the client was given `agents=` without `mixer=`.
+        """
+        if self._mixer is None:
+            raise LookupError("this client's agents were given without mixer=")
+        return self._mixer
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -589,6 +653,8 @@ class AVSClient(AsyncService):
                 await agent.aclose()
             except Exception:
                 _log.exception("closing %r failed", agent)
+        if self._own_mixer and self._mixer is not None:
+            await self._mixer.aclose()
         await self.messenger.aclose()
         await self.manager.aclose()
         self.attachments.close()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_QUEUE",
     "DIALOGS_KEPT",
+    "DIALOG_HOLD_TIMEOUT",
     "Dialog",
     "DialogManager",
     "DialogSequencer",
@@ -44,6 +45,11 @@ DEFAULT_MAX_QUEUE = 64
 
 #: Dialogs kept for lookup by dialogRequestId; older ones are forgotten.
 DIALOGS_KEPT = 32
+
+#: Seconds an agent keeps the Dialog channel at most while the rest of its dialog is
+#: handled (the recognizer after the response, the synthesizer between Speaks): the hold
+#: bridges one directive to the next, it does not outlive a stalled turn.
+DIALOG_HOLD_TIMEOUT = 60.0
 
 CancelListener = Callable[["Directive"], None]
 """Told about each queued directive a new or ended dialog cancelled."""
@@ -370,7 +376,20 @@ class DialogManager:
         if self._lanes.get(dialog_request_id) is task:
             del self._lanes[dialog_request_id]
 
-    async def wait_handled(self, dialog_request_id: str) -> None:
-        """Wait until the lane of that dialog has handled everything queued in it."""
-        while (lane := self._lanes.get(dialog_request_id)) is not None:
-            await asyncio.wait({lane})
+    async def wait_handled(self, dialog_request_id: str, timeout: float | None = None) -> bool:
+        """Wait until the lane of that dialog has handled everything queued in it.
+
+        Args:
+            timeout: seconds to wait at most; None waits as long as the handlers run (each
+                handler bounds its own work).
+
+        Returns:
+            True once handled, False if `timeout` passed first.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while (lane := self._lanes.get(dialog_request_id)) is not None:
+                    await asyncio.wait({lane})
+        except TimeoutError:
+            return False
+        return True

@@ -1,11 +1,13 @@
-"""Music playback benchmarks: CPU per second of MP3 decode + resample + mix, the first PCM
-after a Play over loopback HTTPS, and the mixer's own cost with three active channels.
+"""Music playback benchmarks: CPU per second of MP3 and AAC playback (decode + resample + mix),
+the first PCM after a Play over loopback HTTPS, and the mixer's cost with three active channels.
 
 Run: .venv/bin/python benchmarks/bench_player.py [--repeat N]
 
 CPU figures are process CPU time (all threads, `time.process_time`) per second of audio, as a
-fraction of one core. Test tracks are made here (a tone encoded with lameenc), nothing is
-downloaded.
+fraction of one core. Each figure is printed with a baseline measured in the same run: MP3 and
+AAC playback against decoding the same file in one call (no streaming, no mixer), the first PCM
+after a Play against the first byte of a bare HTTPS GET of the same track, three mixer
+channels against one. Test tracks are made here (lameenc, PyAV), nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -15,53 +17,61 @@ import asyncio
 import statistics
 import time
 
-import lameenc
+import httpx
 import numpy as np
 
-from avsclient.agents.audio_player import AudioItem, AudioPlayerAgent
-from avsclient.audio import AudioFormat, Mixer, Mp3Sink, NullSink
+from avsclient.audio import AudioFormat, MediaSink, Mixer, Mp3Sink, NullSink, decode_mp3
 from avsclient.audio.convert import encode_samples
 from avsclient.audio.mixer import MixerCore
-from avsclient.simulator.media import MediaServer
+from avsclient.auth import StaticTokenProvider
+from avsclient.client import AVSClient
+from avsclient.config import ClientConfig
+from avsclient.simulator import Simulator
+from avsclient.simulator.playback import play, stop
+from avsclient.simulator.tracks import tone_media, tone_mp3
 
 DEVICE = AudioFormat(rate=48_000, channels=2, sample_width=2)
-MUSIC = AudioFormat(rate=44_100, channels=2, sample_width=2)
+SECONDS = 30.0
 
 
-def tone_mp3(seconds: float, fmt: AudioFormat = MUSIC, kbps: int = 128) -> bytes:
-    """A stereo tone encoded to MP3."""
-    t = np.arange(int(seconds * fmt.rate)) / fmt.rate
-    left = 0.4 * np.sin(2 * np.pi * 440 * t)
-    right = 0.4 * np.sin(2 * np.pi * 660 * t)
-    pcm = encode_samples(np.stack((left, right), axis=1).astype(np.float32), fmt)
-    encoder = lameenc.Encoder()
-    encoder.set_bit_rate(kbps)
-    encoder.set_in_sample_rate(fmt.rate)
-    encoder.set_channels(fmt.channels)
-    encoder.set_quality(5)
-    return bytes(encoder.encode(pcm) + encoder.flush())
-
-
-async def decode_mix_cpu(mp3: bytes, seconds: float) -> float:
-    """CPU seconds per second of audio: MP3 -> device rate through the mixer into a sink."""
-    sink = NullSink(DEVICE)
-    mixer = Mixer(sink)
-    player = Mp3Sink(mixer.channel("Content"))
+async def playback_cpu(data: bytes, kind: str) -> float:
+    """CPU seconds per second of audio: stream -> decoder -> mixer (48 kHz stereo) -> sink."""
+    mixer = Mixer(NullSink(DEVICE))
+    channel = mixer.channel("Content")
+    player: Mp3Sink | MediaSink = Mp3Sink(channel) if kind == "mp3" else MediaSink(channel)
     start = time.process_time()
-    for i in range(0, len(mp3), 8192):
-        await player.write(mp3[i : i + 8192])
+    for i in range(0, len(data), 8192):
+        await player.write(data[i : i + 8192])
     await player.drain()
-    return (time.process_time() - start) / seconds
+    return (time.process_time() - start) / SECONDS
 
 
-def mixer_cpu(seconds: float = 20.0) -> float:
-    """CPU seconds per second of output for the sans-IO mix of three channels (one ducking)."""
+def whole_decode_cpu(data: bytes, kind: str) -> float:
+    """Baseline: CPU per second of audio to decode the file in one call, to the device rate."""
+    start = time.process_time()
+    if kind == "mp3":
+        decode_mp3(data, DEVICE)
+    else:
+        import io
+
+        import av
+
+        with av.open(io.BytesIO(data)) as container:
+            resampler = av.AudioResampler(format="s16", layout="stereo", rate=DEVICE.rate)
+            for frame in container.decode(audio=0):
+                resampler.resample(frame)
+    return (time.process_time() - start) / SECONDS
+
+
+def mixer_cpu(channels: int, seconds: float = 20.0) -> float:
+    """CPU per second of output of the sans-IO mix of `channels` lanes (one ducking)."""
     core = MixerCore(DEVICE)
     block = DEVICE.rate // 50
     chunk = np.full((block, 2), 0.1, dtype=np.float32)
+    names = ("Content", "Dialog", "Alert")[:channels]
     start = time.process_time()
     for n in range(int(seconds * 50)):
-        for name in ("Dialog", "Alert", "Content"):
+        for name in names:
             core.push(name, chunk)
         if n % 50 == 0:
             core.set_duck("Content", n % 100 == 0)
@@ -70,9 +80,14 @@ def mixer_cpu(seconds: float = 20.0) -> float:
 
 
 class _FirstWrite(NullSink):
+    """Notes when the first PCM reaches the device (reset before each Play)."""
+
     def __init__(self) -> None:
         super().__init__(DEVICE)
         self.first: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    def reset(self) -> None:
+        self.first = asyncio.get_running_loop().create_future()
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self.first.done():
@@ -80,49 +95,66 @@ class _FirstWrite(NullSink):
         await super().write(data)
 
 
-async def first_pcm(media: MediaServer, url: str) -> float:
-    """Seconds from opening a stream (connect, TLS, GET) to its first PCM reaching the sink."""
+async def first_pcm(rounds: int) -> tuple[list[float], list[float]]:
+    """Seconds from pushing a Play on the downchannel to its first PCM at the device, and
+    (baseline) from a bare GET of the same track to its first body byte."""
+    plays: list[float] = []
+    gets: list[float] = []
+    async with Simulator() as sim:
+        url = sim.media.add("/track.mp3", tone_mp3(5.0))
+        sink = _FirstWrite()
+        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        async with AVSClient(config, StaticTokenProvider(sim.add_token()), sink=sink) as client:
+            await client.wait_connected(20)
+            async with httpx.AsyncClient(verify=sim.media.ssl_context()) as http:
+                for n in range(rounds):
+                    sink.reset()
+                    started = time.perf_counter()
+                    await sim.push_directive(play(f"t{n}", url, "REPLACE_ALL"))
+                    plays.append(await asyncio.wait_for(sink.first, 10) - started)
+                    await sim.push_directive(stop())
+                    await sim.wait_for_event("AudioPlayer", "PlaybackStopped", nth=n + 1)
+                    started = time.perf_counter()
+                    async with http.stream("GET", url) as response:
+                        async for _ in response.aiter_bytes():
+                            gets.append(time.perf_counter() - started)
+                            break
+    return plays, gets
 
-    sink = _FirstWrite()
-    player = AudioPlayerAgent(Mixer(sink).channel("Content"), verify=media.ssl_context())
-    item = AudioItem(token="t", url=url)
-    started = time.perf_counter()
-    mp3 = Mp3Sink(player.output)
-    async for chunk in player._open(item):
-        await mp3.write(chunk)
-        if sink.first.done():
-            break
-    first = await asyncio.wait_for(sink.first, 10)
-    await mp3.stop()
-    await player.aclose()
-    return first - started
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
 
 
 async def main(repeat: int) -> None:
-    seconds = 30.0
-    mp3 = tone_mp3(seconds)
-    cpu = [await decode_mix_cpu(mp3, seconds) for _ in range(repeat)]
+    tracks = {
+        "mp3": tone_mp3(SECONDS),
+        "aac": tone_media(SECONDS, container="adts"),
+    }
+    print("CPU per second of audio (44.1 kHz stereo -> 48 kHz stereo), % of one core:")
+    for kind, data in tracks.items():
+        full = [await playback_cpu(data, kind) for _ in range(repeat)]
+        base = [whole_decode_cpu(data, kind) for _ in range(repeat)]
+        median, baseline = statistics.median(full), statistics.median(base)
+        target = " (target <= 2%: " + ("PASS" if median <= 0.02 else "FAIL") + ")"
+        print(
+            f"  {kind.upper()} streamed decode+resample+mix: median {_pct(median)}"
+            f"{target if kind == 'mp3' else ''}; whole-file decode {_pct(baseline)}; "
+            f"ratio {median / baseline:.2f}x"
+        )
+    one = statistics.median(mixer_cpu(1) for _ in range(repeat))
+    three = statistics.median(mixer_cpu(3) for _ in range(repeat))
     print(
-        f"MP3 128 kbps stereo 44.1 kHz -> 48 kHz stereo, decode+resample+mix: "
-        f"median {100 * statistics.median(cpu):.2f}% of a core "
-        f"(min {100 * min(cpu):.2f}%, target <= 2%)"
+        f"mixer at 48 kHz stereo: three channels {_pct(three)}, one channel {_pct(one)} "
+        f"(ratio {three / one:.2f}x)"
     )
-    mix = [mixer_cpu() for _ in range(repeat)]
+    plays, gets = await first_pcm(max(7, repeat * 3))
+    p50, base = statistics.median(plays), statistics.median(gets)
     print(
-        "mixer, three channels at 48 kHz stereo: "
-        f"median {100 * statistics.median(mix):.2f}% of a core"
-    )
-    media = MediaServer()
-    await media.start()
-    url = media.add("/track.mp3", tone_mp3(5.0))
-    try:
-        times = [await first_pcm(media, url) for _ in range(max(5, repeat * 3))]
-    finally:
-        await media.aclose()
-    times.sort()
-    print(
-        f"first PCM after Play over loopback HTTPS: p50 {1000 * statistics.median(times):.1f} ms, "
-        f"max {1000 * times[-1]:.1f} ms (n={len(times)}, target p50 <= 150 ms)"
+        f"first PCM after Play over loopback HTTPS: p50 {1000 * p50:.1f} ms, "
+        f"max {1000 * max(plays):.1f} ms (n={len(plays)}, target p50 <= 150 ms: "
+        f"{'PASS' if p50 <= 0.150 else 'FAIL'}); bare GET first byte p50 {1000 * base:.1f} ms "
+        f"(ratio {p50 / base:.1f}x)"
     )
 
 

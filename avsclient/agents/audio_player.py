@@ -3,9 +3,13 @@ channel of the client's mixer under audio focus (13.3).
 
 `PlayQueue` is the sans-IO part: the current item and the queue, and what Play (REPLACE_ALL,
 ENQUEUE, REPLACE_ENQUEUED, `expectedPreviousToken`) and ClearQueue do to them. The agent plays
-items one after another in one task: MP3 from a `cid:` attachment or an https URL (httpx,
-certificate verified, redirects bounded), decoded by `Mp3Sink` into its mixer channel. The
-offset it reports is what the mixer has played of the item (samples, not wall clock).
+items one after another in one task: from a `cid:` attachment or an https URL (httpx,
+certificate verified, redirects bounded, https only; the access token goes only to the hosts
+in `token_hosts`), through M3U/M3U8 (HLS) and PLS playlists. MP3 is decoded by `Mp3Sink`
+(miniaudio); AAC, MP4/M4A, MPEG-TS (HLS segments), Ogg, Opus, FLAC and WAV by `MediaSink`
+(PyAV, the `media` extra; without it such a stream fails with a PlaybackFailed that names the
+extra). The offset it reports is what the mixer has played of the item (samples, not wall
+clock).
 Focus: music acquires Content as MIXABLE when Play asks `interruptedBehavior: ATTENUATE`, else
 NONMIXABLE; in the background it ducks or pauses (PlaybackPaused / PlaybackResumed); losing the
 channel stops it (PlaybackStopped).
@@ -19,16 +23,20 @@ import datetime
 import enum
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from avsclient.agents.base import CapabilityAgent, DirectiveHandler
+from avsclient.agents.payload import choice, integer, obj, text
 from avsclient.attachments import AttachmentReader, cid_of
 from avsclient.audio import AudioSink, MixerChannel, Mp3Sink
-from avsclient.exceptions import AttachmentError, AudioError, DirectiveError
+from avsclient.audio.media import MediaSink
+from avsclient.audio.mp3 import Id3TagReader
+from avsclient.config import Region
+from avsclient.exceptions import AttachmentError, AudioError, AVSError, DirectiveError
 from avsclient.focus import ContentType, FocusState, MixingBehavior
 from avsclient.messages import ContextState, Directive, Event
 
@@ -39,7 +47,10 @@ __all__ = [
     "PlayQueue",
     "PlaybackMonitor",
     "PlayerActivity",
+    "TOKEN_HOSTS",
+    "is_hls",
     "parse_playlist",
+    "sends_token",
 ]
 
 _log = logging.getLogger("avsclient.agents")
@@ -52,6 +63,27 @@ MAX_REDIRECTS = 5
 MONITOR_PERIOD = 0.05
 #: Seconds to wait for a media server (connect, and each read).
 MEDIA_TIMEOUT = 10.0
+#: Longest stream URL and token accepted in a Play.
+MAX_URL = 8 * 1024
+MAX_TOKEN = 2 * 1024
+#: Largest offset or progress-report time accepted (about 285 000 years in milliseconds).
+MAX_MS = 2**53
+#: StreamMetadataExtracted is sent at most this often (seconds; the SDK's limit, 14.3).
+METADATA_PERIOD = 1.0
+#: Tags sent in StreamMetadataExtracted (strings; the SDK sends only `title`).
+METADATA_TAGS = ("title", "artist", "album")
+
+#: Hosts whose media requests carry the device's access token: the AVS hosts the reference
+#: names (avs-protocol 1.1). Which media hosts want the token is not documented (unconfirmed),
+#: so AudioPlayerAgent takes the set as `token_hosts`; no other host ever sees the token.
+TOKEN_HOSTS = frozenset(httpx.URL(url).host for region in Region for url in region.value)
+
+
+def sends_token(url: str, hosts: Collection[str]) -> bool:
+    """True if a request for `url` may carry the access token: https, to one of `hosts`
+    (exact host names; no suffix matching, so `evil-amazon.com` is not `amazon.com`)."""
+    parsed = httpx.URL(url)
+    return parsed.scheme == "https" and parsed.host.lower() in hosts
 
 
 class PlayerActivity(enum.Enum):
@@ -73,6 +105,10 @@ class MediaError(enum.Enum):
     SERVICE_UNAVAILABLE = "MEDIA_ERROR_SERVICE_UNAVAILABLE"
     INTERNAL_SERVER_ERROR = "MEDIA_ERROR_INTERNAL_SERVER_ERROR"
     INTERNAL_DEVICE_ERROR = "MEDIA_ERROR_INTERNAL_DEVICE_ERROR"
+
+
+#: Activities of a stream that has started (a pause then sends PlaybackPaused).
+_STARTED = frozenset({PlayerActivity.PLAYING, PlayerActivity.BUFFER_UNDERRUN})
 
 
 class _Failed(Exception):
@@ -101,41 +137,63 @@ class AudioItem:
 
     @classmethod
     def from_play(cls, directive: Directive) -> AudioItem:
-        """The item of a Play directive (missing keys tolerated, avs-protocol 14.2).
+        """The item of a Play directive, read through the payload readers (avs-protocol 14.2;
+        optional fields may be missing).
 
         Raises:
-            DirectiveError: there is no stream token or URL.
+            DirectiveError: the stream token or URL is missing, or a field has a bad type or
+                value.
         """
-        item = directive.payload.get("audioItem")
-        stream = item.get("stream") if isinstance(item, dict) else None
-        if not isinstance(stream, dict):
-            raise DirectiveError("Play needs audioItem.stream")
-        token, url = stream.get("token"), stream.get("url")
-        if not isinstance(token, str) or not isinstance(url, str):
-            raise DirectiveError("Play needs a stream token and url")
-        offset = stream.get("offsetInMilliseconds", 0)
+        where = "audioItem.stream"
+        stream = obj(obj(directive.payload, "audioItem"), "stream", where="audioItem")
+        requestor = obj(directive.payload, "playRequestor", default=None)
+        if requestor is not None:  # 1.3: the SDK rejects one missing either field (14.2)
+            text(requestor, "type", max_length=256, where="playRequestor")
+            text(requestor, "id", max_length=MAX_TOKEN, where="playRequestor")
+        report = obj(stream, "progressReport", default={}, where=where)
+        rwhere = where + ".progressReport"
+        delay = integer(
+            report, "progressReportDelayInMilliseconds", low=0, high=MAX_MS, default=0, where=rwhere
+        )
+        interval = integer(
+            report,
+            "progressReportIntervalInMilliseconds",
+            low=0,
+            high=MAX_MS,
+            default=0,
+            where=rwhere,
+        )
+        # AVS sends an empty expectedPreviousToken for a Play that follows nothing.
         expected = stream.get("expectedPreviousToken")
-        behavior = stream.get("interruptedBehavior")
-        report = stream.get("progressReport")
-        report = report if isinstance(report, dict) else {}
-        delay = report.get("progressReportDelayInMilliseconds")
-        interval = report.get("progressReportIntervalInMilliseconds")
+        behavior = choice(
+            stream, "interruptedBehavior", ("PAUSE", "ATTENUATE"), default="PAUSE", where=where
+        )
         return cls(
-            expires=_parse_expiry(stream.get("expiryTime")),
-            report_delay_ms=delay if isinstance(delay, int) and delay > 0 else None,
-            report_interval_ms=interval if isinstance(interval, int) and interval > 0 else None,
-            token=token,
-            url=url,
-            offset_ms=max(0, offset) if isinstance(offset, int) else 0,
-            expected_previous=expected if isinstance(expected, str) else None,
+            token=text(stream, "token", max_length=MAX_TOKEN, where=where),
+            url=text(stream, "url", max_length=MAX_URL, where=where),
+            offset_ms=integer(
+                stream, "offsetInMilliseconds", low=0, high=MAX_MS, default=0, where=where
+            ),
+            expected_previous=(
+                None
+                if expected == ""
+                else text(
+                    stream, "expectedPreviousToken", max_length=MAX_TOKEN, default=None, where=where
+                )
+            ),
             content_type=ContentType.MIXABLE if behavior == "ATTENUATE" else ContentType.NONMIXABLE,
+            report_delay_ms=delay or None,
+            report_interval_ms=interval or None,
+            expires=_parse_expiry(
+                text(stream, "expiryTime", max_length=64, default=None, where=where)
+            ),
             source=directive.source,
         )
 
 
-def _parse_expiry(value: object) -> datetime.datetime | None:
+def _parse_expiry(value: str | None) -> datetime.datetime | None:
     """stream.expiryTime (ISO 8601, e.g. 2024-03-01T08:30:00+0000); None if absent or bad."""
-    if not isinstance(value, str):
+    if value is None:
         return None
     try:
         parsed = datetime.datetime.fromisoformat(value)
@@ -145,7 +203,8 @@ def _parse_expiry(value: object) -> datetime.datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
 
 
-#: Content types an MP3 stream may come with (others need a decoder this client lacks).
+#: Content types an MP3 stream may come with (a generic type is MP3 unless its URL says
+#: otherwise).
 MP3_TYPES = frozenset(
     {
         "audio/mpeg",
@@ -158,7 +217,31 @@ MP3_TYPES = frozenset(
         "",
     }
 )
-
+#: Content types PyAV decodes (the `media` extra): AAC (ADTS, MP4/M4A), MPEG-TS (HLS
+#: segments), Ogg Vorbis and Opus, FLAC, WAV.
+MEDIA_TYPES = frozenset(
+    {
+        "audio/aac",
+        "audio/aacp",
+        "audio/x-aac",
+        "audio/mp4",
+        "audio/m4a",
+        "audio/x-m4a",
+        "video/mp4",
+        "video/mp2t",
+        "audio/mp2t",
+        "audio/ogg",
+        "application/ogg",
+        "audio/opus",
+        "audio/flac",
+        "audio/x-flac",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/wave",
+    }
+)
+#: File name endings that mean a PyAV format when the content type is generic.
+MEDIA_SUFFIXES = (".aac", ".m4a", ".mp4", ".m4s", ".ts", ".ogg", ".oga", ".opus", ".flac", ".wav")
 
 #: Content types of playlists (M3U, M3U8/HLS, PLS).
 PLAYLIST_TYPES = frozenset(
@@ -183,9 +266,29 @@ def _looks_like_playlist(url: str) -> bool:
     return path.endswith((".m3u", ".m3u8", ".pls"))
 
 
+def _media_kind(content_type: str, url: str) -> str | None:
+    """ "mp3", "media" (PyAV) or None (not a format this client plays)."""
+    if content_type in MEDIA_TYPES:
+        return "media"
+    if content_type in MP3_TYPES:
+        generic = content_type not in ("audio/mpeg", "audio/mp3", "audio/mpeg3")
+        if generic and httpx.URL(url).path.lower().endswith(MEDIA_SUFFIXES):
+            return "media"
+        return "mp3"
+    return None
+
+
+def is_hls(text: str) -> bool:
+    """True for an HLS playlist (RFC 8216 tags), whose entries are segments of one stream."""
+    return "#EXT-X-" in text
+
+
 def parse_playlist(text: str, base_url: str) -> list[str]:
-    """The entries of an M3U/M3U8 (HLS media playlist: its segments) or PLS playlist, as
-    absolute URLs in order."""
+    """The entries of an M3U/M3U8 or PLS playlist, as absolute URLs in order.
+
+    HLS (RFC 8216): a media playlist gives its init section (EXT-X-MAP) then its segments; a
+    master playlist gives its first variant only (one stream, not every rendition).
+    """
     entries: list[str] = []
     lines = [line.strip() for line in text.splitlines()]
     if lines and lines[0].lower() == "[playlist]":
@@ -194,9 +297,27 @@ def parse_playlist(text: str, base_url: str) -> list[str]:
             if key.lower().startswith("file") and value:
                 entries.append(value.strip())
     else:
-        entries = [line for line in lines if line and not line.startswith("#")]
+        variant = False
+        for line in lines:
+            if line.startswith("#EXT-X-STREAM-INF"):
+                variant = True
+            elif line.startswith("#EXT-X-MAP:") and 'URI="' in line:
+                entries.append(line.split('URI="', 1)[1].split('"', 1)[0])
+            elif line and not line.startswith("#"):
+                entries.append(line)
+                if variant:
+                    break
     base = httpx.URL(base_url)
     return [str(base.join(entry)) for entry in entries]
+
+
+@dataclass(slots=True)
+class _Part:
+    """Bytes of a stream; `start`: the first of a resource that needs a fresh decoder."""
+
+    kind: str
+    start: bool
+    data: bytes
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> str:
@@ -295,6 +416,21 @@ class PlaybackMonitor:
         return due
 
 
+def _pending(decoder: Mp3Sink | MediaSink) -> bool:
+    """True while compressed input waits to be decoded."""
+    if isinstance(decoder, MediaSink):
+        return decoder.pending
+    mp3 = decoder.decoder
+    return mp3 is not None and mp3.pending_frames > 0
+
+
+async def _https_only(request: httpx.Request) -> None:
+    # Every request, redirects included, stays on https: a redirect to http is refused before
+    # anything is sent.
+    if request.url.scheme != "https":
+        raise _Failed(MediaError.INVALID_REQUEST, f"redirected to a non-https URL {request.url}")
+
+
 class _Skip(AudioSink):
     """Drops the first `skip` bytes written (a Play's offset), passes the rest on."""
 
@@ -339,6 +475,7 @@ class AudioPlayerAgent(CapabilityAgent):
         http: httpx.AsyncClient | None = None,
         verify: ssl.SSLContext | bool = True,
         max_queue: int = MAX_QUEUE,
+        token_hosts: Collection[str] = TOKEN_HOSTS,
     ) -> None:
         """Create the agent.
 
@@ -348,6 +485,9 @@ class AudioPlayerAgent(CapabilityAgent):
             verify: certificate verification of that own client (an SSLContext to trust a
                 private CA; never False in production).
             max_queue: items at most waiting behind the current one.
+            token_hosts: hosts whose https media requests carry the access token (exact
+                names; default `TOKEN_HOSTS`). httpx drops the token on a redirect to
+                another host.
         """
         super().__init__()
         self.output = output
@@ -362,6 +502,11 @@ class AudioPlayerAgent(CapabilityAgent):
         self._item_offset = 0
         self._offset_ms = 0
         self._paused = False
+        self._held = False  # paused from its start (began in the background)
+        self.token_hosts = frozenset(host.lower() for host in token_hosts)
+        self._tags: dict[str, str] = {}
+        self._tags_sent: dict[str, str] = {}
+        self._tags_sent_at: float | None = None
 
     def handlers(self) -> dict[str, DirectiveHandler]:
         return {"Play": self._on_play, "Stop": self._on_stop, "ClearQueue": self._on_clear}
@@ -404,7 +549,12 @@ class AudioPlayerAgent(CapabilityAgent):
 
     async def _on_play(self, directive: Directive) -> None:
         item = AudioItem.from_play(directive)
-        behavior = directive.payload.get("playBehavior", "ENQUEUE")
+        behavior = choice(
+            directive.payload,
+            "playBehavior",
+            ("REPLACE_ALL", "ENQUEUE", "REPLACE_ENQUEUED"),
+            default="ENQUEUE",
+        )
         cid = cid_of(item.url)
         if cid is not None:
             try:
@@ -428,9 +578,16 @@ class AudioPlayerAgent(CapabilityAgent):
         await self._stop_current()
 
     async def _on_clear(self, directive: Directive) -> None:
+        # A missing clearBehavior is CLEAR_ENQUEUED, as in the SDK (avs-protocol 14.2).
+        behavior = choice(
+            directive.payload,
+            "clearBehavior",
+            ("CLEAR_ENQUEUED", "CLEAR_ALL"),
+            default="CLEAR_ENQUEUED",
+        )
         for old in self.items.clear():
             await self._release(old)
-        if directive.payload.get("clearBehavior") == "CLEAR_ALL":
+        if behavior == "CLEAR_ALL":
             await self._stop_current()
         await self._event("PlaybackQueueCleared", {})
 
@@ -453,7 +610,7 @@ class AudioPlayerAgent(CapabilityAgent):
         await asyncio.gather(player, return_exceptions=True)
         await self.output.stop()
         self.output.mixer.resume(self.output.name)
-        self._paused = False
+        self._paused = self._held = False
         self._set(PlayerActivity.STOPPED)
         await self._event("PlaybackStopped")
         await self.services.focus.release(self.channel, self)
@@ -476,30 +633,44 @@ class AudioPlayerAgent(CapabilityAgent):
         self.token = item.token
         self._item_offset = item.offset_ms
         self._base_frames = self.output.frames_played
+        self._tags, self._tags_sent, self._tags_sent_at = {}, {}, None
         await self.services.focus.acquire(self.channel, self, item.content_type)
         fmt = self.output.format
-        skip = fmt.rate * item.offset_ms // 1000 * fmt.frame_size
-        mp3 = Mp3Sink(_Skip(self.output, skip))
+        out = _Skip(self.output, fmt.rate * item.offset_ms // 1000 * fmt.frame_size)
         self._set(PlayerActivity.PLAYING)
         await self._event("PlaybackStarted")
         reading = [True]
-        monitor = asyncio.get_running_loop().create_task(self._monitor(item, mp3, reading))
+        decoder: list[Mp3Sink | MediaSink] = []
+        monitor = asyncio.get_running_loop().create_task(self._monitor(item, decoder, reading))
         try:
-            async for chunk in self._open(item):
-                await mp3.write(chunk)
+            kind = ""
+            tags: Id3TagReader | None = None
+            async for part in self._open(item):
+                if not decoder or (part.start and (part.kind != kind or kind == "media")):
+                    if decoder:  # the previous playlist entry ends: let it play out
+                        await decoder.pop().drain()
+                    decoder.append(self._decoder(part.kind, out))
+                    kind = part.kind
+                    tags = Id3TagReader() if kind == "mp3" else None
+                if tags is not None and (found := tags.feed(part.data)):
+                    self._found_tags(found)
+                    await self._send_tags(item)
+                await decoder[0].write(part.data)
             reading[0] = False
+            await self._send_tags(item)
             await self._event("PlaybackNearlyFinished")
-            await mp3.drain()
+            if decoder:
+                await decoder[0].drain()
         except _Failed as exc:
-            await mp3.stop()
+            await self._stop_decoder(decoder)
             await self._fail(item, exc.error, str(exc))
             return
         except (AudioError, AttachmentError) as exc:
-            await mp3.stop()
+            await self._stop_decoder(decoder)
             await self._fail(item, MediaError.INTERNAL_DEVICE_ERROR, str(exc))
             return
         except asyncio.CancelledError:  # Stop, REPLACE_ALL, focus lost: end the decoder too
-            await asyncio.shield(mp3.stop())
+            await asyncio.shield(self._stop_decoder(decoder))
             raise
         finally:
             monitor.cancel()
@@ -508,17 +679,52 @@ class AudioPlayerAgent(CapabilityAgent):
         self._set(PlayerActivity.FINISHED)
         await self._event("PlaybackFinished")
 
-    async def _monitor(self, item: AudioItem, mp3: Mp3Sink, reading: list[bool]) -> None:
+    def _decoder(self, kind: str, out: AudioSink) -> Mp3Sink | MediaSink:
+        if kind == "mp3":
+            return Mp3Sink(out)
+        try:
+            return MediaSink(out, on_metadata=self._found_tags)
+        except AudioError as exc:  # PyAV missing: say which extra plays this format
+            raise _Failed(
+                MediaError.INTERNAL_DEVICE_ERROR, f"this format needs the media extra: {exc}"
+            ) from exc
+
+    @staticmethod
+    async def _stop_decoder(decoder: list[Mp3Sink | MediaSink]) -> None:
+        if decoder:
+            await decoder[0].stop()
+
+    def _found_tags(self, tags: dict[str, str]) -> None:
+        for key in METADATA_TAGS:
+            value = tags.get(key)
+            if value:
+                self._tags[key] = value[:512]
+
+    async def _send_tags(self, item: AudioItem) -> None:
+        # StreamMetadataExtracted when the tags changed, at most once per METADATA_PERIOD.
+        now = asyncio.get_running_loop().time()
+        if not self._tags or self._tags == self._tags_sent:
+            return
+        if self._tags_sent_at is not None and now - self._tags_sent_at < METADATA_PERIOD:
+            return
+        self._tags_sent, self._tags_sent_at = dict(self._tags), now
+        payload = {"token": item.token, "metadata": dict(self._tags)}
+        await self._event("StreamMetadataExtracted", payload)
+
+    async def _monitor(
+        self, item: AudioItem, decoder: list[Mp3Sink | MediaSink], reading: list[bool]
+    ) -> None:
         watch = PlaybackMonitor(item)
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(MONITOR_PERIOD)
+            now = loop.time()
+            await self._send_tags(item)
             if self.activity is PlayerActivity.PAUSED:
                 continue
-            decoder = mp3.decoder
-            pending = decoder is not None and decoder.pending_frames > 0
+            pending = bool(decoder) and _pending(decoder[0])
             queued = self.output.buffered_ms > 0 or pending
-            for name, extra in watch.update(self.offset_ms, queued, reading[0], loop.time()):
+            for name, extra in watch.update(self.offset_ms, queued, reading[0], now):
                 if name == "PlaybackStutterStarted":
                     self._set(PlayerActivity.BUFFER_UNDERRUN)
                 elif name == "PlaybackStutterFinished":
@@ -542,11 +748,13 @@ class AudioPlayerAgent(CapabilityAgent):
             },
         )
 
-    async def _open(self, item: AudioItem) -> AsyncIterator[bytes]:
+    async def _open(self, item: AudioItem) -> AsyncIterator[_Part]:
         if item.reader is not None:
+            start = True
             async with item.reader:
                 async for chunk in item.reader:
-                    yield bytes(chunk)
+                    yield _Part("mp3", start, bytes(chunk))  # attachments are MP3 (14.5)
+                    start = False
             return
         if not item.url.lower().startswith("https://"):
             raise _Failed(MediaError.INVALID_REQUEST, f"not an https URL: {item.url[:200]}")
@@ -558,22 +766,38 @@ class AudioPlayerAgent(CapabilityAgent):
                 follow_redirects=True,
                 max_redirects=MAX_REDIRECTS,
                 verify=self._verify,
+                event_hooks={"request": [_https_only]},
             )
-        async for chunk in self._fetch(item.url, visited=set(), depth=0):
-            yield chunk
+        async for part in self._fetch(item.url, visited=set(), depth=0, segment=0):
+            yield part
 
-    async def _fetch(self, url: str, visited: set[str], depth: int) -> AsyncIterator[bytes]:
-        # One URL: a stream, or a playlist (M3U, M3U8, PLS) whose entries play one after the
-        # other, nested at most MAX_PLAYLIST_DEPTH deep; a URL seen before is a loop, and one
-        # Play visits at most MAX_PLAYLIST_URLS URLs (segments included).
+    async def _headers(self, url: str) -> dict[str, str]:
+        if not sends_token(url, self.token_hosts):
+            return {}
+        try:
+            token = await self.services.access_token()
+        except AVSError as exc:
+            raise _Failed(MediaError.INTERNAL_DEVICE_ERROR, f"no access token: {exc}") from exc
+        return {"Authorization": f"Bearer {token}"}
+
+    async def _fetch(
+        self, url: str, visited: set[str], depth: int, segment: int
+    ) -> AsyncIterator[_Part]:
+        # One URL: a stream, or a playlist (M3U, M3U8/HLS, PLS) whose entries play one after
+        # the other, nested at most MAX_PLAYLIST_DEPTH deep; a URL seen before is a loop, and
+        # one Play visits at most MAX_PLAYLIST_URLS URLs (segments included). `segment` > 0:
+        # an HLS segment after the first, which continues the same decoder's stream.
         if url in visited:
             raise _Failed(MediaError.INVALID_REQUEST, f"playlist loop at {url[:200]}")
         if len(visited) >= MAX_PLAYLIST_URLS:
             raise _Failed(MediaError.INVALID_REQUEST, "too many playlist entries")
         visited.add(url)
         assert self._http is not None
+        headers = await self._headers(url)
         try:
-            async with self._http.stream("GET", url) as response:
+            async with self._http.stream("GET", url, headers=headers) as response:
+                if response.url.scheme != "https":  # an application's own client
+                    raise _Failed(MediaError.INVALID_REQUEST, "redirected to a non-https URL")
                 if response.status_code >= 400:
                     body = (await response.aread())[:200].decode("utf-8", "replace")
                     kind = (
@@ -586,28 +810,33 @@ class AudioPlayerAgent(CapabilityAgent):
                 if kind_of in PLAYLIST_TYPES or _looks_like_playlist(url):
                     if depth >= MAX_PLAYLIST_DEPTH:
                         raise _Failed(MediaError.INVALID_REQUEST, "playlists nested too deep")
-                    text = await _read_bounded(response, MAX_PLAYLIST_BYTES)
-                    entries = parse_playlist(text, str(response.url))
+                    text_ = await _read_bounded(response, MAX_PLAYLIST_BYTES)
+                    entries = parse_playlist(text_, str(response.url))
+                    hls = is_hls(text_)
                     if not entries:
                         raise _Failed(MediaError.INVALID_REQUEST, f"empty playlist {url[:200]}")
                 else:
-                    if kind_of not in MP3_TYPES:
+                    media = _media_kind(kind_of, str(response.url))
+                    if media is None:
                         raise _Failed(
                             MediaError.INTERNAL_DEVICE_ERROR,
-                            f"unsupported media type {kind_of!r}: only MP3 is decoded",
+                            f"unsupported media type {kind_of!r} at {url[:200]}",
                         )
+                    start = segment == 0
                     async for chunk in response.aiter_bytes():
-                        yield chunk
+                        yield _Part(media, start, chunk)
+                        start = False
                     return
         except httpx.TooManyRedirects as exc:
             raise _Failed(MediaError.INVALID_REQUEST, f"too many redirects: {exc}") from exc
         except httpx.TransportError as exc:
             raise _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}") from exc
-        for entry in entries:
+        for index, entry in enumerate(entries):
             if not entry.lower().startswith("https://"):
                 raise _Failed(MediaError.INVALID_REQUEST, f"not an https URL: {entry[:200]}")
-            async for chunk in self._fetch(entry, visited, depth + 1):
-                yield chunk
+            nested = (segment + index) if hls else 0
+            async for part in self._fetch(entry, visited, depth + 1, nested):
+                yield part
 
     # -- focus -----------------------------------------------------------------------------
 
@@ -624,11 +853,19 @@ class AudioPlayerAgent(CapabilityAgent):
             if self._paused:
                 self._paused = False
                 mixer.resume(name)
-                self._set(PlayerActivity.PLAYING)
-                await self._event("PlaybackResumed")
+                if self._held:
+                    self._held = False
+                else:
+                    self._set(PlayerActivity.PLAYING)
+                    await self._event("PlaybackResumed")
         elif behavior is MixingBehavior.MAY_DUCK:
             mixer.duck(name)
-        elif not self._paused and self.activity is PlayerActivity.PLAYING:
+        elif not self._paused and self.activity not in _STARTED:
+            # Starting in the background (a Play of the dialog still speaking): held until
+            # the foreground, without Paused/Resumed events, as it never played.
+            self._paused = self._held = True
+            mixer.pause(name)
+        elif not self._paused:
             self._paused = True
             mixer.pause(name)
             self._set(PlayerActivity.PAUSED)

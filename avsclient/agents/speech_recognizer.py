@@ -40,7 +40,7 @@ from avsclient.audio import (
     recognize_window,
     refine_start,
 )
-from avsclient.dialog import new_dialog_request_id
+from avsclient.dialog import DIALOG_HOLD_TIMEOUT, new_dialog_request_id
 from avsclient.exceptions import DirectiveError, StateError
 from avsclient.messages import Directive, Event, ExceptionType
 
@@ -178,9 +178,6 @@ class SpeechRecognizerAgent(CapabilityAgent):
 
     #: The focus channel a Recognize takes (avs-protocol 13.1).
     channel = "Dialog"
-    #: Seconds the channel is held at most after the response ended, while its directives
-    #: are handled (a Speak takes it over as soon as it starts).
-    dialog_hold_timeout = 60.0
 
     def __init__(
         self,
@@ -457,6 +454,9 @@ class SpeechRecognizerAgent(CapabilityAgent):
         if not self.machine.accepts(RecognizerInput.EXPECT_SPEECH):
             raise DirectiveError(f"ExpectSpeech while {self.state.value}")
         self._move(RecognizerInput.EXPECT_SPEECH)
+        # The turn goes on: hold the Dialog channel until the answer is recognized or the
+        # wait times out, so music does not come back in between (avs-protocol 13.3).
+        await self.services.focus.acquire(self.channel, self)
         self._expect_initiator = initiator
         timeout = timeout_ms / 1000
         self.messenger.notify(ExpectingSpeech(timeout=timeout, initiator=initiator))
@@ -476,15 +476,9 @@ class SpeechRecognizerAgent(CapabilityAgent):
     async def _release_when_handled(self, dialog: Dialog) -> None:
         # The hold only bridges the response's end and its first Speak taking the channel
         # over; a turn whose handling stalls does not keep the channel beyond the deadline.
-        try:
-            async with asyncio.timeout(self.dialog_hold_timeout):
-                await self.services.dialogs.wait_handled(dialog.dialog_request_id)
-        except TimeoutError:
-            _log.warning(
-                "dialog %s still busy after %.0f s: releasing the Dialog channel",
-                dialog.dialog_request_id,
-                self.dialog_hold_timeout,
-            )
+        dialogs = self.services.dialogs
+        if not await dialogs.wait_handled(dialog.dialog_request_id, DIALOG_HOLD_TIMEOUT):
+            _log.warning("dialog %s still busy: releasing the Dialog channel", dialog)
         if self.dialog is dialog:  # not if a newer recognition holds the channel
             await self.services.focus.release(self.channel, self)
 
@@ -496,6 +490,7 @@ class SpeechRecognizerAgent(CapabilityAgent):
         self._expect_initiator = None
         _log.info("nobody spoke after ExpectSpeech: sending ExpectSpeechTimedOut")
         self._spawn(self.messenger.post_event(Event.build(self.namespace, "ExpectSpeechTimedOut")))
+        self._spawn(self.services.focus.release(self.channel, self))
 
     def _cancel_expect_timer(self) -> None:
         if self._expect_timer is not None:

@@ -1,8 +1,10 @@
 """The SpeechSynthesizer interface: Speak plays its MP3 attachment as it streams in
 (avs-protocol 5.4), with SpeechStarted, SpeechFinished and, on barge-in, SpeechInterrupted.
 
-Speech holds the Dialog channel of the client's `FocusManager` while it plays; losing it (a
-Recognize acquires the channel) interrupts it.
+Speech holds the Dialog channel of the client's `FocusManager` for the whole turn: from its
+Speak until every directive of its dialog has been handled (so music stays ducked or paused
+between two Speaks, and hands over to an ExpectSpeech without coming back in between;
+avs-protocol 13.3). Losing the channel (a Recognize acquires it) interrupts the speech.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from avsclient.agents.base import CapabilityAgent, DirectiveHandler
 from avsclient.agents.events import SpeechStateChanged
 from avsclient.attachments import AttachmentReader, cid_of
 from avsclient.audio import AudioSink, Mp3Sink
+from avsclient.dialog import DIALOG_HOLD_TIMEOUT
 from avsclient.exceptions import AttachmentError, AudioError, DirectiveError
 from avsclient.focus import FocusState
 from avsclient.messages import ContextState, Directive, Event, ExceptionType
@@ -66,6 +69,7 @@ class SpeechSynthesizerAgent(CapabilityAgent):
         self._playback: asyncio.Task[None] | None = None
         self._dialog: str | None = None
         self._speaks = 0  # Speak handlers running (holding the focus channel)
+        self._holds: set[asyncio.Task[None]] = set()  # waiting for their dialog to end
 
     def handlers(self) -> dict[str, DirectiveHandler]:
         return {"Speak": self._on_speak}
@@ -130,7 +134,25 @@ class SpeechSynthesizerAgent(CapabilityAgent):
         finally:
             self._speaks -= 1
             if self._speaks == 0:  # an overlapping Speak still needs the channel
-                await self.services.focus.release(self.channel, self)
+                self._release_after(directive.dialog_request_id)
+
+    def _release_after(self, dialog_request_id: str | None) -> None:
+        """Release the Dialog channel once the dialog's other directives have been handled
+        (at once for a Speak outside a dialog). The handler runs inside the dialog's lane,
+        so the wait happens in a task of its own."""
+        focus = self.services.focus
+        if dialog_request_id is None:
+            task = asyncio.ensure_future(focus.release(self.channel, self))
+        else:
+            task = asyncio.ensure_future(self._release_when_handled(dialog_request_id))
+        self._holds.add(task)
+        task.add_done_callback(self._holds.discard)
+
+    async def _release_when_handled(self, dialog_request_id: str) -> None:
+        if not await self.services.dialogs.wait_handled(dialog_request_id, DIALOG_HOLD_TIMEOUT):
+            _log.warning("dialog %s still busy: releasing the Dialog channel", dialog_request_id)
+        if self._speaks == 0:  # no later Speak took the channel over meanwhile
+            await self.services.focus.release(self.channel, self)
 
     async def _speak(self, directive: Directive, token: str, reader: AttachmentReader) -> None:
         self.token = token
@@ -213,4 +235,7 @@ class SpeechSynthesizerAgent(CapabilityAgent):
 
     async def aclose(self) -> None:
         """Stop playback (the sink stays open: it belongs to the application)."""
+        for task in list(self._holds):
+            task.cancel()
+        await asyncio.gather(*self._holds, return_exceptions=True)
         await self._stop_playback()

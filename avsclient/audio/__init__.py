@@ -33,8 +33,16 @@ if TYPE_CHECKING:
         AudioFormat,
         SampleEncoding,
     )
+    from .media import DEFAULT_MAX_SEEKABLE, DEFAULT_MEDIA_QUEUE_BYTES, MediaDecoder, MediaSink
     from .mixer import Mixer, MixerChannel
-    from .mp3 import DEFAULT_MP3_QUEUE_FRAMES, Mp3Decoder, Mp3FrameSplitter, Mp3Sink, decode_mp3
+    from .mp3 import (
+        DEFAULT_MP3_QUEUE_FRAMES,
+        Id3TagReader,
+        Mp3Decoder,
+        Mp3FrameSplitter,
+        Mp3Sink,
+        decode_mp3,
+    )
     from .ring import DEFAULT_RING_MS, PcmRing, RingCapture, RingOverrun, RingReader
     from .sinks import (
         DEFAULT_SPEAKER_BUFFER_MS,
@@ -98,6 +106,12 @@ else:
                 "recognize_window",
                 "refine_start",
             ),
+            ".media": (
+                "DEFAULT_MAX_SEEKABLE",
+                "DEFAULT_MEDIA_QUEUE_BYTES",
+                "MediaDecoder",
+                "MediaSink",
+            ),
             ".mixer": ("Mixer", "MixerChannel"),
             ".alert_tones": ("TONE_NAMES", "alert_tone"),
             ".format": (
@@ -110,6 +124,7 @@ else:
             ),
             ".mp3": (
                 "DEFAULT_MP3_QUEUE_FRAMES",
+                "Id3TagReader",
                 "Mp3Decoder",
                 "Mp3FrameSplitter",
                 "Mp3Sink",
@@ -147,6 +162,8 @@ __all__ = [
     "AudioSource",
     "CaptureBridge",
     "ContinuousSource",
+    "DEFAULT_MAX_SEEKABLE",
+    "DEFAULT_MEDIA_QUEUE_BYTES",
     "DEFAULT_MP3_QUEUE_FRAMES",
     "DEFAULT_PREROLL_SAMPLES",
     "DEFAULT_QUEUE_FRAMES",
@@ -160,6 +177,9 @@ __all__ = [
     "Endpointer",
     "EndpointingConfig",
     "Framer",
+    "Id3TagReader",
+    "MediaDecoder",
+    "MediaSink",
     "MicroWakeWordDetector",
     "Microphone",
     "Mixer",

@@ -32,6 +32,7 @@ from .sinks import AudioSink
 
 __all__ = [
     "DEFAULT_MP3_QUEUE_FRAMES",
+    "Id3TagReader",
     "Mp3Decoder",
     "Mp3FrameSplitter",
     "Mp3Sink",
@@ -182,6 +183,77 @@ class Mp3FrameSplitter:
         self.skipped_bytes += leftover
         self._buf.clear()
         return leftover
+
+
+# ID3v2 text frames read as stream metadata (id3.org id3v2.3.0 4.2.1, id3v2.4.0-frames 4.2).
+_ID3_TEXT_FRAMES = {b"TIT2": "title", b"TPE1": "artist", b"TALB": "album"}
+_ID3_ENCODINGS = ("latin-1", "utf-16", "utf-16-be", "utf-8")
+
+
+def _syncsafe(b: bytes | bytearray) -> int:
+    value = 0
+    for byte in b:
+        value = (value << 7) | (byte & 0x7F)
+    return value
+
+
+class Id3TagReader:
+    """Reads the text tags (title, artist, album) of the ID3v2 tag that may open an MP3 stream
+    (no I/O). Feed the stream's first bytes; once the tag is complete `feed` returns its tags
+    and `finished` is set. A stream without a tag, or one larger than `limit`, yields nothing.
+    """
+
+    def __init__(self, limit: int = _REPLAYABLE_BYTES) -> None:
+        self.limit = limit
+        self._buf = bytearray()
+        #: True once the tag was read (or there is none to read).
+        self.finished = False
+
+    def feed(self, data: bytes | bytearray | memoryview) -> dict[str, str]:
+        """Add stream bytes; returns the tags found when the tag completes, else `{}`."""
+        if self.finished:
+            return {}
+        buf = self._buf
+        buf += memoryview(data)[: max(0, self.limit - len(buf))]
+        if len(buf) < _ID3_HEADER_SIZE:
+            return {}
+        total = _ID3_HEADER_SIZE + _syncsafe(buf[6:10])
+        if buf[:3] != b"ID3" or buf[3] not in (3, 4) or total > self.limit:
+            self.finished = True
+            return {}
+        if len(buf) < total:
+            return {}
+        self.finished = True
+        tags = self._frames(bytes(buf[_ID3_HEADER_SIZE:total]), buf[3], buf[5])
+        buf.clear()
+        return tags
+
+    @staticmethod
+    def _frames(body: bytes, version: int, flags: int) -> dict[str, str]:
+        if flags & 0x80:  # unsynchronised tags are rare in streams: not read
+            return {}
+        pos = 0
+        if flags & 0x40:  # extended header: v2.4 counts itself, v2.3 does not
+            size = _syncsafe(body[:4]) if version == 4 else int.from_bytes(body[:4], "big") + 4
+            pos = size
+        tags: dict[str, str] = {}
+        while pos + 10 <= len(body) and body[pos] != 0:
+            frame_id = body[pos : pos + 4]
+            raw = body[pos + 4 : pos + 8]
+            size = _syncsafe(raw) if version == 4 else int.from_bytes(raw, "big")
+            content = body[pos + 10 : pos + 10 + size]
+            pos += 10 + size
+            name = _ID3_TEXT_FRAMES.get(frame_id)
+            if name is None or not content or content[0] >= len(_ID3_ENCODINGS):
+                continue
+            try:
+                value = content[1:].decode(_ID3_ENCODINGS[content[0]])
+            except UnicodeDecodeError:
+                continue
+            value = value.split("\x00")[0].strip()
+            if value:
+                tags[name] = value
+        return tags
 
 
 # -- decoding --------------------------------------------------------------------------------
@@ -535,4 +607,3 @@ class Mp3Sink(AsyncResource):
                 await self.stop()
             finally:
                 await self.sink.aclose()
-

@@ -3,10 +3,11 @@
 Press Enter to talk: the microphone (or `--input FILE.wav`) streams to AVS as a Recognize
 event while the console shows the state (Listening, Thinking, Speaking), every event sent and
 directive received, each turn's latency figures, and plays the reply through the speaker (or
-`--output FILE.wav`). ExpectSpeech dialogs continue on their own. Timers and alarms set by
-voice ring through the same output; a line of `a` stops the ringing one (AlertStopped)
-instead of starting a turn. `--simulator` runs the whole loop against an in-process AVS
-simulator, which needs no account and no network.
+`--output FILE.wav`). ExpectSpeech dialogs continue on their own. Music, timers and alarms
+play through the same output; a line of `p`, `s`, `n` or `b` presses the play, pause (stop),
+next or previous button (PlaybackController), and a line of `a` stops the ringing alert
+(AlertStopped), instead of starting a turn. `--simulator` runs the whole loop against an
+in-process AVS simulator, which needs no account and no network.
 
 When stdin is not a terminal each input line is one turn and end of input quits; `--once`
 runs a single turn (with its follow-ups) and quits, as `make demo` does. Without an audio
@@ -75,6 +76,12 @@ PROFILES = ("NEAR_FIELD", "FAR_FIELD", "CLOSE_TALK")
 _SETTLE = 0.5
 #: The line that stops the ringing alert instead of starting a turn.
 STOP_ALERT_KEY = "a"
+#: Lines that press a PlaybackController button instead of starting a turn.
+BUTTON_KEYS = {"p": "play", "s": "pause", "n": "next", "b": "previous"}
+HELP_LINE = (
+    "Press Enter to talk; p play, s pause, n next, b previous, a stops a ringing alert, "
+    "then Enter (Ctrl-D to quit)."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -552,16 +559,19 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
         while True:
             if lines is not None:
                 if interactive:
-                    console.say(
-                        f"Press Enter to talk; {STOP_ALERT_KEY} then Enter stops a ringing alert"
-                        " (Ctrl-D to quit)."
-                    )
+                    console.say(HELP_LINE)
                 line = await lines.next()
                 if line is None:
                     break
                 if line.strip().lower() == STOP_ALERT_KEY:
                     stopped = await client.alerts.stop()
                     console.say("alert stopped" if stopped else "no alert is ringing")
+                    continue
+                button = BUTTON_KEYS.get(line.strip().lower())
+                if button is not None:
+                    console.say(f"{button} pressed")
+                    await getattr(client.playback, button)()
+                    await client.messenger.flush()
                     continue
             turn += 1
             console.say(f"Turn {turn}:")

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
         LWAReply,
         LWAService,
     )
+    from avsclient.simulator.media import MediaRoute, MediaServer
+    from avsclient.simulator.playback import check_playback, play_reply
     from avsclient.simulator.scenarios import (
         ReceivedEvent,
         Reply,
@@ -62,6 +64,8 @@ else:
                 "LWAReply",
                 "LWAService",
             ),
+            "avsclient.simulator.media": ("MediaRoute", "MediaServer"),
+            "avsclient.simulator.playback": ("check_playback", "play_reply"),
             "avsclient.simulator.scenarios": (
                 "ReceivedEvent",
                 "Reply",
@@ -91,6 +95,8 @@ __all__ = [
     "GatewayService",
     "LWAReply",
     "LWAService",
+    "MediaRoute",
+    "MediaServer",
     "ReceivedEvent",
     "Reply",
     "SCRIPTED",
@@ -102,6 +108,8 @@ __all__ = [
     "directive",
     "report_problems",
     "scripted_directive",
+    "check_playback",
+    "play_reply",
     "speech_asset",
     "speech_asset_names",
     "speech_asset_text",

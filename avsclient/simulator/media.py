@@ -1,11 +1,15 @@
-"""A media server for AudioPlayer tests: HTTPS (HTTP/1.1) on loopback with its own CA, serving
-tracks from memory, with faults (an HTTP error, a redirect loop, a stall, a truncated body).
+"""A media server for AudioPlayer tests: HTTPS (HTTP/1.1) on loopback, serving tracks from
+memory, with faults (an HTTP error, a redirect loop, a stall, a truncated body, a playlist that
+names itself).
+
+Every `Simulator` runs one as `sim.media`, with a certificate from the simulator's own CA, so a
+client that trusts the simulator (`ca_file=sim.ca_path`) trusts its media too. On its own:
 
     media = MediaServer()
     await media.start()
     media.add("/track.mp3", mp3_bytes)
     media.add("/gone.mp3", status=404)
-    media.add("/loop", redirect="/loop")
+    media.add("/loop", redirect="/loop", status=302)
     media.add("/slow.mp3", mp3_bytes, stall_after=4096, stall=2.0)
     player = AudioPlayerAgent(channel, verify=media.ssl_context())
 """
@@ -17,7 +21,12 @@ import contextlib
 import ssl
 from dataclasses import dataclass
 
-import trustme
+from avsclient.simulator._extra import missing_extra
+
+try:
+    import trustme
+except ImportError as exc:  # the simulator extra is not installed
+    raise missing_extra("trustme") from exc
 
 __all__ = ["MediaRoute", "MediaServer"]
 
@@ -42,13 +51,28 @@ class MediaRoute:
     truncate_at: int | None = None
 
 
+def _header(request: bytes, name: bytes) -> str | None:
+    for line in request.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip().decode("latin-1")
+    return None
+
+
 class MediaServer:
     """Serves registered routes over HTTPS on 127.0.0.1; counts requests per path."""
 
-    def __init__(self) -> None:
+    def __init__(self, ca: trustme.CA | None = None) -> None:
+        """Create a server (it listens once started).
+
+        Args:
+            ca: the CA that signs its certificate (default: a new one).
+        """
         self.routes: dict[str, MediaRoute] = {}
         self.requests: dict[str, int] = {}
-        self._ca = trustme.CA()
+        #: The Authorization header of each request, by path (None: the request had none).
+        self.authorizations: dict[str, list[str | None]] = {}
+        self._ca = ca or trustme.CA()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
@@ -57,6 +81,22 @@ class MediaServer:
         """Serve `path` (options: the fields of `MediaRoute`); returns its URL."""
         self.routes[path] = MediaRoute(body, **options)  # type: ignore[arg-type]
         return self.url(path)
+
+    def add_playlist(self, path: str, entries: list[str], *, kind: str = "m3u") -> str:
+        """Serve a playlist (`kind` m3u, hls or pls) of `entries` (paths or URLs)."""
+        if kind == "pls":
+            lines = ["[playlist]", *(f"File{n}={e}" for n, e in enumerate(entries, 1))]
+            lines.append(f"NumberOfEntries={len(entries)}")
+            body, content_type = "\n".join(lines), "audio/x-scpls"
+        elif kind == "hls":
+            lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:10"]
+            lines += [x for e in entries for x in ("#EXTINF:10.0,", e)] + ["#EXT-X-ENDLIST"]
+            body, content_type = "\n".join(lines), "application/vnd.apple.mpegurl"
+        elif kind == "m3u":
+            body, content_type = "\n".join(["#EXTM3U", *entries]), "audio/x-mpegurl"
+        else:
+            raise ValueError(f"kind must be m3u, hls or pls, not {kind!r}")
+        return self.add(path, (body + "\n").encode(), content_type=content_type)
 
     def url(self, path: str) -> str:
         """The https URL of `path`."""
@@ -84,6 +124,7 @@ class MediaServer:
                 request = await reader.readuntil(b"\r\n\r\n")
             path = request.split(b" ", 2)[1].decode("ascii", "replace")
             self.requests[path] = self.requests.get(path, 0) + 1
+            self.authorizations.setdefault(path, []).append(_header(request, b"authorization"))
             route = self.routes.get(path, MediaRoute(b"no such media", status=404))
             await self._answer(writer, route)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):

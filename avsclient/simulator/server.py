@@ -32,6 +32,7 @@ from avsclient.simulator.discovery import DiscoveryService
 from avsclient.simulator.faults import Faults
 from avsclient.simulator.gateway import GatewayService
 from avsclient.simulator.lwa import DEFAULT_CLIENT_ID, LWAService
+from avsclient.simulator.media import MediaServer
 from avsclient.simulator.mime import RelatedWriter
 from avsclient.simulator.scenarios import ReceivedEvent, Reply, Script
 from avsclient.simulator.scripted import scripted_directive
@@ -67,6 +68,8 @@ class Simulator(AsyncService):
         gateway: the smart-home event gateway and Skill Messaging API (`GatewayService`).
         discovery: Alexa.Discovery reports judged against the reference, EventProcessed,
             VerifyGateway (`DiscoveryService`).
+        media: an HTTPS media server for AudioPlayer streams (`MediaServer`), started with
+            the simulator; its certificate comes from the simulator's CA when it serves TLS.
         config: the `SimulatorConfig` in use.
     """
 
@@ -93,6 +96,7 @@ class Simulator(AsyncService):
         for name in ("AddOrUpdateReport", "DeleteReport"):
             self.script.on("Alexa.Discovery", name, self.discovery.reply)
         self.script.on("Alexa.ApiGateway", "VerifyGateway", self.discovery.reply)
+        self.media = MediaServer()
         self._tokens: set[str] = set()
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
@@ -126,6 +130,8 @@ class Simulator(AsyncService):
             self._tmpdir = Path(tempfile.mkdtemp(prefix="avs-simulator-"))
             self.ca_path = self._tmpdir / "ca.pem"
             self._ca.cert_pem.write_to_path(str(self.ca_path))
+            self.media = MediaServer(self._ca)
+        await self.media.start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             self._new_connection, self.host, self.port, ssl=server_ctx
@@ -152,6 +158,7 @@ class Simulator(AsyncService):
             await asyncio.gather(*tasks, return_exceptions=True)
         if server is not None:
             await server.wait_closed()
+        await self.media.aclose()
         # Let the transports deliver connection_lost before the loop may close.
         await asyncio.sleep(0)
         if self._tmpdir is not None:

@@ -242,6 +242,7 @@ async def test_enter_at_the_terminal_ends_the_utterance(tmp_path: Path) -> None:
         os.close(master)
         os.close(slave)
     assert "Press Enter to talk" in text
+    assert "p play, s pause, n next, b previous" in text  # the PlaybackController keys
     assert "(press Enter to stop talking)" in text
     assert len(recognize.audio) / 32_000 < 15  # stopped long before the 23 s file ended
 
@@ -378,3 +379,26 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
         with wave.open(str(out), "rb") as reply:
             assert reply.getnframes() > 0  # the first turn's reply, completed
         assert not list(scratch.iterdir())  # the simulator's CA directory went too
+
+
+async def test_button_keys_press_playback_controller_buttons(tmp_path: Path) -> None:
+    """A line of p, n, s or b presses play, next, pause or previous (PlaybackController
+    events, no voice turn); end of input quits."""
+    async with Simulator() as sim:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "avsclient", "talk", "--endpoint", sim.url, "--ca-file",
+            str(sim.ca_path), "--token-file", str(await _token_file(sim, tmp_path)),
+            "--output", str(tmp_path / "out.wav"), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_env(),
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(b"p\nn\ns\nb\n"), 120)
+        assert process.returncode == 0, stdout.decode() + stderr.decode()
+        sent = [e.name for e in sim.events if e.namespace == "PlaybackController"]
+    assert sent == [
+        "PlayCommandIssued",
+        "NextCommandIssued",
+        "PauseCommandIssued",
+        "PreviousCommandIssued",
+    ]
+    assert "next pressed" in stdout.decode()
+    assert "Turn 1:" not in stdout.decode()

@@ -40,7 +40,7 @@ async def test_the_a_line_stops_the_ringing_alert(tmp_path: Path) -> None:
     token = message["directive"]["payload"]["token"]
     assert stopped.payload["token"] == token
     assert ledger.problems(sim.events) == []
-    assert "a then Enter stops a ringing alert" in text
+    assert "a stops a ringing alert, then Enter" in text
     assert f"alert {token}: started" in text
     assert "alert stopped" in text and "no alert is ringing" in text
     assert "Turn 1:" not in text  # the key started no voice turn

@@ -14,9 +14,11 @@ import pytest
 from avsclient.activity import UserActivity
 from avsclient.agents import (
     AlertsAgent,
+    AudioPlayerAgent,
     Capability,
     CapabilityAgent,
     DirectiveHandler,
+    PlaybackControllerAgent,
     SpeakerAgent,
     SpeechRecognizerAgent,
     SpeechSynthesizerAgent,
@@ -104,20 +106,27 @@ def offline_client(**kwargs: Any) -> AVSClient:
 
 async def test_the_core_agents_are_the_default() -> None:
     """Without agents=, the client holds System, Speaker, SpeechSynthesizer,
-    SpeechRecognizer and Alerts, then what a Discovery device declares (Alexa, Alexa.ApiGateway,
-    InteractionModel) and Notifications, reachable by interface and through the old attributes."""
+    SpeechRecognizer, AudioPlayer, PlaybackController and Alerts, then what a Discovery device
+    declares (Alexa, Alexa.ApiGateway, InteractionModel) and Notifications, reachable by
+    interface and through attributes; speech and music play through the client's one mixer."""
     client = offline_client()
     assert [a.namespace for a in client.agents] == [
         "System",
         "Speaker",
         "SpeechSynthesizer",
         "SpeechRecognizer",
+        "AudioPlayer",
+        "PlaybackController",
         "Alerts",
         "Alexa",
         "Alexa.ApiGateway",
         "InteractionModel",
         "Notifications",
     ]
+    assert isinstance(client.player, AudioPlayerAgent)
+    assert isinstance(client.playback, PlaybackControllerAgent)
+    assert client.player.output.mixer is client.mixer
+    assert client.synthesizer.mp3.sink is client.mixer.channel("Dialog")
     assert isinstance(client.alerts, AlertsAgent)
     assert isinstance(client.system, SystemAgent)
     assert isinstance(client.speaker, SpeakerAgent)
@@ -137,6 +146,8 @@ async def test_capabilities_use_the_protocol_versions() -> None:
         ("Speaker", "1.0"),
         ("SpeechSynthesizer", "1.3"),
         ("SpeechRecognizer", "2.3"),
+        ("AudioPlayer", "1.3"),
+        ("PlaybackController", "1.1"),
         ("Alerts", "1.3"),
         ("Alexa", "3"),
         ("Alexa.ApiGateway", "1.0"),
@@ -254,6 +265,7 @@ async def test_routing_and_context_are_generic() -> None:
     assert names == [
         "Speaker.VolumeState",
         "SpeechSynthesizer.SpeechState",
+        "AudioPlayer.PlaybackState",
         "Alerts.AlertsState",
         "Notifications.IndicatorState",
         "Acme.Lamp.LampState",

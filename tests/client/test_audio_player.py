@@ -38,10 +38,9 @@ def play(token: str, url: str, behavior: str = "ENQUEUE", **stream: Any) -> dict
 
 
 def player_for(client: AVSClient) -> AudioPlayerAgent:
-    dialog = client.synthesizer.mp3.sink
-    assert isinstance(dialog, MixerChannel)
-    player = AudioPlayerAgent(dialog.mixer.channel("Content"))
-    client.add_agent(player)
+    """The client's own AudioPlayer (a default agent), playing on its mixer's Content channel."""
+    player = client.player
+    assert isinstance(player.output, MixerChannel) and player.output.mixer is client.mixer
     return player
 
 

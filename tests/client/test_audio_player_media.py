@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from avsclient.agents.audio_player import AudioPlayerAgent, PlayerActivity, parse_playlist
-from avsclient.audio import PLAYBACK_FORMAT, MixerChannel
+from avsclient.agents.audio_player import PlayerActivity, parse_playlist
+from avsclient.audio import PLAYBACK_FORMAT
 from avsclient.simulator import Simulator
 from avsclient.simulator.media import MediaServer
 from avsclient.simulator.scenarios import speech_asset
@@ -18,7 +18,14 @@ from .test_audio_player import PacedSink, names, play
 
 
 @pytest.fixture
-async def media() -> AsyncIterator[MediaServer]:
+def media(sim: Simulator) -> MediaServer:
+    """The simulator's media server (its certificate from the simulator's CA)."""
+    return sim.media
+
+
+@pytest.fixture
+async def foreign_media() -> AsyncIterator[MediaServer]:
+    """A media server with a CA of its own, which the client does not trust."""
     server = MediaServer()
     await server.start()
     yield server
@@ -38,10 +45,6 @@ async def test_https_streams_and_their_faults(
         "good": media.add("/good.mp3", track),
     }
     client = make_client()
-    dialog = client.synthesizer.mp3.sink
-    assert isinstance(dialog, MixerChannel)
-    player = AudioPlayerAgent(dialog.mixer.channel("Content"), verify=media.ssl_context())
-    client.add_agent(player)
     async with client:
         await client.wait_connected(20)
         await sim.push_directive(
@@ -60,8 +63,9 @@ async def test_https_streams_and_their_faults(
     assert failed["loop"]["type"] == "MEDIA_ERROR_INVALID_REQUEST"
     assert "redirect" in failed["loop"]["message"]
     assert failed["cut"]["type"] == "MEDIA_ERROR_SERVICE_UNAVAILABLE"
+    # PyAV (the media extra) reads M4A: bytes that are none fail to decode.
     assert failed["aac"]["type"] == "MEDIA_ERROR_INTERNAL_DEVICE_ERROR"
-    assert "audio/mp4" in failed["aac"]["message"]
+    assert "media decoding failed" in failed["aac"]["message"]
     assert failed["expired"]["type"] == "MEDIA_ERROR_INVALID_REQUEST"
     assert "expired" in failed["expired"]["message"]
     assert media.requests["/good.mp3"] == 1  # the expired URL was never fetched
@@ -72,14 +76,11 @@ async def test_https_streams_and_their_faults(
 
 
 async def test_an_untrusted_certificate_is_refused(
-    sim: Simulator, make_client: ClientFactory, media: MediaServer
+    sim: Simulator, make_client: ClientFactory, foreign_media: MediaServer
 ) -> None:
     """Without trusting the media server's CA the stream fails: certificates are verified."""
-    url = media.add("/good.mp3", speech_asset("hello"))
+    url = foreign_media.add("/good.mp3", speech_asset("hello"))
     client = make_client()
-    dialog = client.synthesizer.mp3.sink
-    assert isinstance(dialog, MixerChannel)
-    client.add_agent(AudioPlayerAgent(dialog.mixer.channel("Content")))
     async with client:
         await client.wait_connected(20)
         await sim.push_directive(play("t", url, "REPLACE_ALL"))
@@ -94,10 +95,7 @@ async def test_a_stalling_server_makes_a_stutter_and_playback_goes_on(
     track = speech_asset("hello") * 3
     url = media.add("/slow.mp3", track, stall_after=4096, stall=1.5)
     client = make_client(sink=PacedSink(PLAYBACK_FORMAT))
-    dialog = client.synthesizer.mp3.sink
-    assert isinstance(dialog, MixerChannel)
-    player = AudioPlayerAgent(dialog.mixer.channel("Content"), verify=media.ssl_context())
-    client.add_agent(player)
+    player = client.player
     async with client:
         await client.wait_connected(20)
         await sim.push_directive(play("slow", url, "REPLACE_ALL"))
@@ -143,10 +141,6 @@ async def test_playlists_play_their_entries_and_loops_fail(
     m3u = media.add("/list.m3u", b"#EXTM3U\na.mp3\ninner.pls\n", content_type="audio/x-mpegurl")
     loop = media.add("/self.m3u", b"#EXTM3U\nself.m3u\n", content_type="audio/x-mpegurl")
     client = make_client()
-    dialog = client.synthesizer.mp3.sink
-    assert isinstance(dialog, MixerChannel)
-    player = AudioPlayerAgent(dialog.mixer.channel("Content"), verify=media.ssl_context())
-    client.add_agent(player)
     async with client:
         await client.wait_connected(20)
         await sim.push_directive(play("loop", loop))
@@ -174,9 +168,6 @@ async def test_deeply_nested_playlists_fail(
     for level in range(6):
         media.add(f"/l{level}.m3u", f"l{level + 1}.m3u\n".encode(), content_type="audio/x-mpegurl")
     client = make_client()
-    dialog = client.synthesizer.mp3.sink
-    assert isinstance(dialog, MixerChannel)
-    client.add_agent(AudioPlayerAgent(dialog.mixer.channel("Content"), verify=media.ssl_context()))
     async with client:
         await client.wait_connected(20)
         await sim.push_directive(play("deep", media.url("/l0.m3u")))

@@ -251,3 +251,18 @@ async def test_the_pipeline_routes_through_the_dialog_owner() -> None:
     release.set()
     await asyncio.wait_for(dialog.wait_finished(), 1)
     await pipeline.aclose()
+
+
+async def test_waiting_for_a_dialog_to_be_handled_has_a_deadline() -> None:
+    """An agent holding the Dialog channel for the rest of a turn waits at most its timeout:
+    a stalled lane answers False when it passes, a finished one True."""
+    from avsclient.dialog import DialogManager
+
+    dialogs = DialogManager()
+    release = asyncio.Event()
+    lane = asyncio.ensure_future(release.wait())
+    dialogs.lane_started("d1", lane)  # type: ignore[arg-type]
+    assert await dialogs.wait_handled("d1", timeout=0.05) is False
+    release.set()
+    assert await dialogs.wait_handled("d1", timeout=5) is True
+    assert await dialogs.wait_handled("unknown", timeout=0) is True

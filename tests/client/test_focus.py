@@ -4,6 +4,8 @@ FocusChanged events."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from avsclient.agents import FocusChanged
@@ -135,7 +137,8 @@ async def test_a_failing_listener_is_logged_and_removed_listeners_are_not_called
 async def test_the_client_publishes_focus_changes(
     sim: Simulator, make_client: ClientFactory
 ) -> None:
-    """A Recognize takes the Dialog channel and gives it back: the application sees both."""
+    """A Recognize takes the Dialog channel and gives it back once its dialog has been handled
+    (the Speak holds it until then): the application sees both."""
     seen: list[FocusChanged] = []
     async with make_client(
         listener=lambda e: seen.append(e) if isinstance(e, FocusChanged) else None
@@ -143,6 +146,9 @@ async def test_the_client_publishes_focus_changes(
         await client.wait_connected(20)
         await client.recognize(tone_source(0.5))
         await client.pipeline.wait_idle()
+        async with asyncio.timeout(5):
+            while client.focus.holder("Dialog") is not None:
+                await asyncio.sleep(0.01)
     dialog = [(e.state, e.behavior) for e in seen if e.channel == "Dialog"]
     assert dialog[0] == (FocusState.FOREGROUND, MixingBehavior.PRIMARY)
     assert dialog[-1] == (FocusState.NONE, MixingBehavior.MUST_STOP)

@@ -14,8 +14,8 @@ async def test_buttons_send_command_events_with_context(
     sim: Simulator, make_client: ClientFactory
 ) -> None:
     client = make_client()
-    buttons = PlaybackControllerAgent()
-    client.add_agent(buttons)
+    buttons = client.playback
+    assert isinstance(buttons, PlaybackControllerAgent)
     async with client:
         await client.wait_connected(20)
         await buttons.play()
