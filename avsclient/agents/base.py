@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AgentServices",
+    "CLOSE_FLUSH_TIMEOUT",
     "Capability",
     "CapabilityAgent",
     "ContextProvider",
@@ -66,6 +67,10 @@ class ContextProvider(Protocol):
     def context_states(self) -> list[ContextState]:
         """The current state objects, e.g. `Speaker.VolumeState`."""
         ...
+
+
+#: Seconds `Messenger.aclose` spends sending the events still queued.
+CLOSE_FLUSH_TIMEOUT = 2.0
 
 
 class Messenger:
@@ -155,8 +160,17 @@ class Messenger:
         """Wait until the outbox is empty and its last event was sent."""
         await self._outbox.join()
 
-    async def aclose(self) -> None:
-        """Stop the background sender (queued events are dropped, and logged)."""
+    async def aclose(self, flush_timeout: float = CLOSE_FLUSH_TIMEOUT) -> None:
+        """Send what is queued (at most `flush_timeout` seconds: an event the user's last
+        action caused, such as SpeechFinished, still reaches AVS when the client closes right
+        after it), then stop the background sender; events still queued are dropped, and
+        logged."""
+        if self._worker is not None and not self._worker.done():
+            try:
+                async with asyncio.timeout(flush_timeout):
+                    await self._outbox.join()
+            except TimeoutError:
+                pass
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)

@@ -421,3 +421,34 @@ async def test_system_and_recognizer_share_the_clients_user_activity() -> None:
     await client.pipeline.wait_idle()
     assert client.system.inactive_seconds < 100
     await client.aclose()
+
+
+async def test_closing_the_messenger_sends_what_is_queued_within_its_deadline() -> None:
+    """An event posted just before the client closes (SpeechFinished after the last answer)
+    is still sent; a sender that never answers is given up after the flush deadline."""
+    from avsclient.agents import Messenger
+    from avsclient.avs.policy import Outcome
+    from avsclient.avs.responses import EventResult
+
+    class SlowSender:
+        def __init__(self, delay: float) -> None:
+            self.delay, self.sent = delay, []  # type: list[str]
+
+        async def send_event(self, event: Any, *, audio: Any = None) -> EventResult:
+            await asyncio.sleep(self.delay)
+            self.sent.append(event["event"]["header"]["name"])
+            return EventResult(outcome=Outcome.SUCCESS_NO_CONTENT, message_id="m")
+
+    slow = SlowSender(0.1)
+    messenger = Messenger(slow, providers=[], notify=lambda e: None)
+    await messenger.post_event(Event.build("SpeechSynthesizer", "SpeechFinished", {}))
+    await messenger.aclose()
+    assert slow.sent == ["SpeechFinished"]
+
+    stuck = SlowSender(3600)
+    messenger = Messenger(stuck, providers=[], notify=lambda e: None)
+    await messenger.post_event(Event.build("SpeechSynthesizer", "SpeechFinished", {}))
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await messenger.aclose(flush_timeout=0.1)
+    assert stuck.sent == [] and loop.time() - began < 2
