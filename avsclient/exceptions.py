@@ -33,6 +33,7 @@ AVSError
 │   ├── DeviceStoreCorrupt          damaged, truncated or not a device store; the file is kept
 │   └── DeviceStoreLocked           another process held the database past the busy timeout
 ├── DirectiveError                  a directive could not be handled; carries `error_type`
+│   └── EndpointRejected            an endpoint or gateway URL from AVS the client may not use
 ├── StateError                      an operation is not allowed in the current state
 └── ServerError                     AVS answered with an exception; carries `status`, `code`
     └── GatewayError                the event gateway or Skill Messaging API refused a request
@@ -67,6 +68,7 @@ __all__ = [
     "DeviceStoreError",
     "DeviceStoreLocked",
     "DirectiveError",
+    "EndpointRejected",
     "GatewayError",
     "GatewayUnavailable",
     "InsufficientPermission",
@@ -300,6 +302,16 @@ class DirectiveError(AVSError):
     def __init__(self, message: str, *, error_type: str = "UNEXPECTED_INFORMATION_RECEIVED"):
         super().__init__(message)
         self.error_type = error_type
+
+
+class EndpointRejected(DirectiveError, ValueError):
+    """An endpoint or gateway URL sent by AVS (System.SetEndpoint, Alexa.ApiGateway.SetGateway)
+    is not one the client may move to: not a string, not `https://`, not a bare base URL, or
+    on a host the configuration does not allow (`ClientConfig.endpoint_hosts`).
+
+    Nothing was stored or used; AVS is told with `System.ExceptionEncountered`
+    (UNEXPECTED_INFORMATION_RECEIVED). It is also a `ValueError`, as a bad URL argument is.
+    """
 
 
 class StateError(AVSError):

@@ -301,7 +301,10 @@ async def _tokens_and_config(
 
         sim = await stack.enter_async_context(Simulator())
         console.say(f"AVS simulator at {sim.url}")
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        # A SetEndpoint from the simulator may name the simulator's own host, not Amazon's.
+        config = ClientConfig(
+            endpoint=sim.url, ca_file=str(sim.ca_path), endpoint_hosts=(sim.host,)
+        )
         return StaticTokenProvider(sim.add_token()), config
     from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider, TokenStore
 
@@ -422,4 +425,3 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
                 break
         console.say(f"Done: {sink.seconds:.2f} s of speech {sink.description}.")
     return 1 if failures else 0
-
