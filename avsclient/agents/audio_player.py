@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from avsclient.agents import payload
 from avsclient.agents.base import CapabilityAgent, DirectiveHandler
 from avsclient.attachments import AttachmentReader, cid_of
 from avsclient.audio import AudioSink, MixerChannel, Mp3Sink
@@ -52,6 +53,14 @@ MAX_REDIRECTS = 5
 MONITOR_PERIOD = 0.05
 #: Seconds to wait for a media server (connect, and each read).
 MEDIA_TIMEOUT = 10.0
+#: The largest offset, delay or interval in milliseconds: a Java long (avs-protocol 14.2).
+MAX_LONG = 2**63 - 1
+#: The longest stream URL accepted (signed media URLs run to a few KiB).
+MAX_URL_LENGTH = 16 * 1024
+#: Play's playBehavior, stream.interruptedBehavior and ClearQueue's clearBehavior values.
+PLAY_BEHAVIORS = ("REPLACE_ALL", "ENQUEUE", "REPLACE_ENQUEUED")
+INTERRUPTED_BEHAVIORS = ("PAUSE", "ATTENUATE")
+CLEAR_BEHAVIORS = ("CLEAR_ENQUEUED", "CLEAR_ALL")
 
 
 class PlayerActivity(enum.Enum):
@@ -101,41 +110,61 @@ class AudioItem:
 
     @classmethod
     def from_play(cls, directive: Directive) -> AudioItem:
-        """The item of a Play directive (missing keys tolerated, avs-protocol 14.2).
+        """The item of a Play directive (avs-protocol 14.2). Missing keys are tolerated
+        (defaults: offset 0, no progress reports, no expiry); a key that is present must
+        have its type and range.
 
         Raises:
-            DirectiveError: there is no stream token or URL.
+            DirectiveError: there is no stream token or URL, or a field is malformed.
         """
-        item = directive.payload.get("audioItem")
-        stream = item.get("stream") if isinstance(item, dict) else None
-        if not isinstance(stream, dict):
-            raise DirectiveError("Play needs audioItem.stream")
-        token, url = stream.get("token"), stream.get("url")
-        if not isinstance(token, str) or not isinstance(url, str):
-            raise DirectiveError("Play needs a stream token and url")
-        offset = stream.get("offsetInMilliseconds", 0)
-        expected = stream.get("expectedPreviousToken")
-        behavior = stream.get("interruptedBehavior")
-        report = stream.get("progressReport")
-        report = report if isinstance(report, dict) else {}
-        delay = report.get("progressReportDelayInMilliseconds")
-        interval = report.get("progressReportIntervalInMilliseconds")
+        item = payload.obj(directive.payload, "audioItem")
+        stream = payload.obj(item, "stream", where="audioItem")
+        at = "audioItem.stream"
+        report = payload.obj(stream, "progressReport", default={}, where=at)
+        at_report = f"{at}.progressReport"
+        # A zero delay or interval means no report, like an absent one.
+        delay = payload.integer(
+            report,
+            "progressReportDelayInMilliseconds",
+            low=0,
+            high=MAX_LONG,
+            default=0,
+            where=at_report,
+        )
+        interval = payload.integer(
+            report,
+            "progressReportIntervalInMilliseconds",
+            low=0,
+            high=MAX_LONG,
+            default=0,
+            where=at_report,
+        )
+        # The SDK treats an empty expectedPreviousToken like an absent one.
+        expected = payload.text(
+            stream, "expectedPreviousToken", default=None, allow_empty=True, where=at
+        )
+        behavior = payload.choice(
+            stream, "interruptedBehavior", INTERRUPTED_BEHAVIORS, default="PAUSE", where=at
+        )
+        expiry = payload.text(stream, "expiryTime", default=None, max_length=64, where=at)
         return cls(
-            expires=_parse_expiry(stream.get("expiryTime")),
-            report_delay_ms=delay if isinstance(delay, int) and delay > 0 else None,
-            report_interval_ms=interval if isinstance(interval, int) and interval > 0 else None,
-            token=token,
-            url=url,
-            offset_ms=max(0, offset) if isinstance(offset, int) else 0,
-            expected_previous=expected if isinstance(expected, str) else None,
+            expires=_parse_expiry(expiry),
+            report_delay_ms=delay or None,
+            report_interval_ms=interval or None,
+            token=payload.text(stream, "token", where=at),
+            url=payload.text(stream, "url", max_length=MAX_URL_LENGTH, where=at),
+            offset_ms=payload.integer(
+                stream, "offsetInMilliseconds", low=0, high=MAX_LONG, default=0, where=at
+            ),
+            expected_previous=expected or None,
             content_type=ContentType.MIXABLE if behavior == "ATTENUATE" else ContentType.NONMIXABLE,
             source=directive.source,
         )
 
 
-def _parse_expiry(value: object) -> datetime.datetime | None:
+def _parse_expiry(value: str | None) -> datetime.datetime | None:
     """stream.expiryTime (ISO 8601, e.g. 2024-03-01T08:30:00+0000); None if absent or bad."""
-    if not isinstance(value, str):
+    if value is None:
         return None
     try:
         parsed = datetime.datetime.fromisoformat(value)
@@ -404,7 +433,9 @@ class AudioPlayerAgent(CapabilityAgent):
 
     async def _on_play(self, directive: Directive) -> None:
         item = AudioItem.from_play(directive)
-        behavior = directive.payload.get("playBehavior", "ENQUEUE")
+        behavior = payload.choice(
+            directive.payload, "playBehavior", PLAY_BEHAVIORS, default="ENQUEUE"
+        )
         cid = cid_of(item.url)
         if cid is not None:
             try:
@@ -428,9 +459,13 @@ class AudioPlayerAgent(CapabilityAgent):
         await self._stop_current()
 
     async def _on_clear(self, directive: Directive) -> None:
+        # The SDK reads a missing clearBehavior as CLEAR_ENQUEUED (avs-protocol 14.2).
+        clear = payload.choice(
+            directive.payload, "clearBehavior", CLEAR_BEHAVIORS, default="CLEAR_ENQUEUED"
+        )
         for old in self.items.clear():
             await self._release(old)
-        if directive.payload.get("clearBehavior") == "CLEAR_ALL":
+        if clear == "CLEAR_ALL":
             await self._stop_current()
         await self._event("PlaybackQueueCleared", {})
 
