@@ -9,6 +9,7 @@ ones here, once, at their boundary, chaining the original with `from exc` (httpx
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ __all__ = ["http2_client", "map_httpx_errors", "transport_error"]
 def http2_client(
     url: str,
     *,
-    ca_file: str | None = None,
+    ca_file: str | os.PathLike[str] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     timeout: float,
 ) -> httpx.AsyncClient:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 import re
 import ssl
 from collections.abc import Iterable
@@ -321,7 +322,7 @@ class ClientConfig:
     region: Region = Region.NA
     legacy_host: bool = False
     endpoint_hosts: tuple[str, ...] = AMAZON_ENDPOINT_HOSTS
-    ca_file: str | None = None
+    ca_file: str | os.PathLike[str] | None = None
     ssl_context: ssl.SSLContext | None = None
     # AVS Device SDK: ping after 5 idle minutes, wait 30 s for the answer (avs-protocol 1.4).
     ping_interval: float = 300.0

@@ -160,6 +160,8 @@ class DialogTrace:
 
     Attributes:
         dialog_request_id: the dialog.
+        wake_word_detected_at: the wake word that started the dialog was detected (None for
+            other initiators).
         audio_started_at: the first audio frame was read from the source.
         last_audio_sent_at: the last audio frame was handed to the connection.
         first_response_byte_at: the first part of the Recognize response arrived.
@@ -169,6 +171,7 @@ class DialogTrace:
     """
 
     dialog_request_id: str
+    wake_word_detected_at: float | None = None
     audio_started_at: float | None = None
     last_audio_sent_at: float | None = None
     first_response_byte_at: float | None = None

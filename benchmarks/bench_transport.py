@@ -215,7 +215,7 @@ class SimulatorBench:
         await sim.start()
         self.auth = [("authorization", f"Bearer {sim.add_token()}")]
         sim.script.recognize(stop_capture_after=None)
-        self.conn = HTTP2Connection.from_url(sim.url, ca_file=str(sim.ca_path), config=CONFIG)
+        self.conn = HTTP2Connection.from_url(sim.url, ca_file=sim.ca_path, config=CONFIG)
         await self.conn.connect()
         down = await self.conn.open_stream(
             "GET", "/v20160207/directives", self.auth, response_timeout=10, inactivity_timeout=None

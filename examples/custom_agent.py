@@ -74,7 +74,7 @@ async def run() -> None:
     from avsclient.simulator import Simulator, directive  # only --simulator needs it
 
     async with Simulator() as sim:
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path)
         tokens = auth.StaticTokenProvider(sim.add_token())
         async with AVSClient(config, tokens, listener=show) as client:
             client.add_agent(LampAgent())  # the core agents are there by default

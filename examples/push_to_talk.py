@@ -60,7 +60,7 @@ async def connect(args: argparse.Namespace, stack: contextlib.AsyncExitStack) ->
         from avsclient.simulator import Simulator  # only --simulator needs it
 
         sim = await stack.enter_async_context(Simulator())
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path)
         tokens: auth.TokenProvider = auth.StaticTokenProvider(sim.add_token())
     else:  # the token file `avsclient login` wrote, refreshed and rewritten as needed
         store = auth.TokenStore(args.token_file)

@@ -2,10 +2,13 @@
 
 A turn starts on a trigger: Enter on stdin (the default; end of input quits), the file given
 by `--trigger-file` appearing or changing (a button handler may touch it), or one turn after
-the other with `--turns N`. When Alexa expects an answer (ExpectSpeech), the client opens the
-microphone (or the `--input` file) again by itself. Ctrl-C and SIGTERM stop it cleanly.
+the other with `--turns N`, or the wake word with `--wake-word` (hands-free: the microphone, or
+the `--input` file followed by silence, is heard all the time; `--turns N` then stops after N
+wake-word turns). When Alexa expects an answer (ExpectSpeech), the client opens the microphone
+(or the `--input` file) again by itself. Ctrl-C and SIGTERM stop it cleanly.
 
     python examples/voice_loop.py --simulator --simulator-expect-speech
+    python examples/voice_loop.py --simulator --wake-word --turns 1 --input alexa.wav
     python examples/voice_loop.py --trigger-file /run/talk-button    # real AVS (avsclient login)
     python examples/voice_loop.py --simulator --turns 3 --input question.wav --output replies.wav
 """
@@ -81,7 +84,7 @@ async def connect(
         sim = await stack.enter_async_context(Simulator())
         if args.simulator_expect_speech:
             sim.script.recognize(ask_follow_up)
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path)
         return config, auth.StaticTokenProvider(sim.add_token())
     store = auth.TokenStore(args.token_file)  # written by `avsclient login`, refreshed here
     if (stored := store.load()) is None:
@@ -166,6 +169,9 @@ async def device_loop(args: argparse.Namespace) -> None:
         await stack.enter_async_context(client)
         await client.wait_connected(timeout=30)
         print("Connected.", flush=True)
+        if args.wake_word:
+            await wake_word_loop(args, client, idle)
+            return
         async for trigger in triggers(args):
             print(f"trigger: {trigger}", flush=True)
             dialog = await client.recognize(open_source(args))
@@ -181,6 +187,28 @@ async def device_loop(args: argparse.Namespace) -> None:
                 if idle.is_set():
                     break
             print("turn done", flush=True)
+
+
+async def wake_word_loop(args: argparse.Namespace, client: AVSClient, idle: asyncio.Event) -> None:
+    """Hands-free: every "Alexa" starts a turn (a barge-in while Alexa speaks)."""
+    if args.input:  # the recording, then silence: a microphone that stays open
+        mic: audio.AudioSource = audio.ContinuousSource(
+            audio.WavFileSource(args.input, realtime=True)
+        )
+    else:
+        mic = audio.Microphone(device=args.device)
+    listener = agents.WakeWordListener(client.recognizer, mic)
+    client.recognizer.source_factory = listener.live_source  # ExpectSpeech: the same microphone
+    async with listener:
+        print('state: Idle (say "Alexa ...")', flush=True)
+        while args.turns is None or len(listener.dialogs) < args.turns:
+            await asyncio.sleep(POLL_INTERVAL)
+            if listener.error is not None:
+                raise listener.error
+        await listener.dialogs[-1].wait_finished()
+        await idle.wait()
+        await client.pipeline.wait_idle()
+    print(f"{len(listener.dialogs)} wake-word turns done", flush=True)
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -214,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     trigger = parser.add_mutually_exclusive_group()
     trigger.add_argument("--trigger-file", help="take a turn whenever this file appears or changes")
     trigger.add_argument("--turns", type=int, help="take this many turns, one after the other")
+    parser.add_argument(
+        "--wake-word", action="store_true", help='start turns on "Alexa" (avsclient[wakeword])'
+    )
     parser.add_argument("--input", help="a WAV file to say instead of using the microphone")
     parser.add_argument("--output", help="a WAV file to write replies to instead of playing them")
     parser.add_argument("--device", help="the PortAudio device to use (name or part of it)")
@@ -222,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--input {args.input}: no such file")
     if args.turns is not None and args.turns < 1:
         parser.error("--turns must be at least 1")
+    if args.wake_word and args.trigger_file:
+        parser.error("--wake-word and --trigger-file are two kinds of trigger: pick one")
     if args.simulator_expect_speech and not args.simulator:
         parser.error("--simulator-expect-speech needs --simulator")
     try:

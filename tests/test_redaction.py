@@ -27,7 +27,7 @@ async def test_token_is_absent_from_debug_logs_of_an_authorized_request(
     caplog.set_level(logging.DEBUG)
     async with Simulator() as sim:
         token = sim.add_token("Atza|" + "s3cr3t-token-" * 30)
-        async with HTTP2Connection.from_url(sim.url, ca_file=str(sim.ca_path)) as connection:
+        async with HTTP2Connection.from_url(sim.url, ca_file=sim.ca_path) as connection:
             stream, response = await connection.request(
                 "GET", "/ping", headers=[("authorization", f"Bearer {token}")]
             )

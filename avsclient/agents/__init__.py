@@ -27,6 +27,8 @@ from avsclient.agents.events import (
     RecognizerStateChanged,
     SpeechStateChanged,
     VolumeStateChanged,
+    WakeWordDetected,
+    WakeWordRejected,
 )
 from avsclient.agents.playback_controller import PlaybackControllerAgent
 from avsclient.agents.speaker import DEFAULT_VOLUME, SpeakerAgent, VolumeApplier
@@ -42,6 +44,13 @@ from avsclient.agents.speech_recognizer import (
 )
 from avsclient.agents.speech_synthesizer import SpeechActivity, SpeechSynthesizerAgent
 from avsclient.agents.system import DEFAULT_INACTIVITY_REPORT_INTERVAL, SystemAgent
+from avsclient.agents.wake_word import (
+    DEFAULT_TONE_MS,
+    EndpointerFactory,
+    WakeWordListener,
+    confirmation_tone,
+    default_endpointer,
+)
 from avsclient.dialog import Dialog, DialogTrace  # the turn `recognize()` returns
 
 __all__ = [
@@ -54,11 +63,13 @@ __all__ = [
     "ContextProvider",
     "DEFAULT_INACTIVITY_REPORT_INTERVAL",
     "DEFAULT_INITIATORS",
+    "DEFAULT_TONE_MS",
     "DEFAULT_VOLUME",
     "Dialog",
     "DialogTrace",
     "DirectiveHandler",
     "DirectiveObserved",
+    "EndpointerFactory",
     "EventFailed",
     "EventSender",
     "EventSent",
@@ -84,4 +95,9 @@ __all__ = [
     "TRANSITIONS",
     "VolumeApplier",
     "VolumeStateChanged",
+    "WakeWordDetected",
+    "WakeWordListener",
+    "WakeWordRejected",
+    "confirmation_tone",
+    "default_endpointer",
 ]

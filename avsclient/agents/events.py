@@ -28,6 +28,8 @@ __all__ = [
     "RecognizerStateChanged",
     "SpeechStateChanged",
     "VolumeStateChanged",
+    "WakeWordDetected",
+    "WakeWordRejected",
 ]
 
 
@@ -147,3 +149,31 @@ class ConnectionStatusChanged(ClientEvent):
 
     status: ConnectionStatus
     reason: ChangedReason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WakeWordDetected(ClientEvent):
+    """The always-on path heard the wake word.
+
+    Attributes:
+        wake_word: the word, e.g. "ALEXA".
+        probability: the engine's score.
+        start: estimated first sample of the word (capture stream position).
+        end: estimated end of the word (capture stream position).
+        accepted: False when it was ignored (a recognition was already streaming).
+    """
+
+    wake_word: str
+    probability: float
+    start: int
+    end: int
+    accepted: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WakeWordRejected(ClientEvent):
+    """AVS did not confirm the wake word (StopCapture and no answer, avs-protocol 11.2);
+    the device went back to listening."""
+
+    dialog_request_id: str
+    wake_word: str

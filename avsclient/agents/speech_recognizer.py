@@ -3,6 +3,12 @@ ExpectSpeech (avs-protocol 5.2), driven by one transition table.
 
 Each Recognize starts a dialog with the client's `DialogManager` and takes the Dialog channel
 of its `FocusManager`, which interrupts speech that is playing (barge-in).
+
+A wake-word Recognize (`recognize_wake_word`) streams from the always-on capture ring: 500 ms
+of pre-roll before the word, the word, then live audio, with `wakeWordIndices` and `wakeWord`
+in the initiator (avs-protocol 5.2, 11.1). The history is sent as fast as the connection takes
+it; live frames follow as they are captured. A StopCapture with no answer after it is the
+cloud rejecting the wake word (11.2): it is counted and reported, and nothing else happens.
 """
 
 from __future__ import annotations
@@ -17,13 +23,23 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from avsclient._fsm import StateMachine, Table
 from avsclient.agents import payload
 from avsclient.agents.base import CapabilityAgent, DirectiveHandler
-from avsclient.agents.events import ExpectingSpeech, RecognizerStateChanged
-from avsclient.audio import AVS_FORMAT, AVS_FORMAT_NAME, AudioSource
+from avsclient.agents.events import ExpectingSpeech, RecognizerStateChanged, WakeWordRejected
+from avsclient.audio import (
+    AVS_FORMAT,
+    AVS_FORMAT_NAME,
+    DEFAULT_PREROLL_SAMPLES,
+    AudioSource,
+    EndpointedSource,
+    RingOverrun,
+    recognize_window,
+    refine_start,
+)
 from avsclient.dialog import new_dialog_request_id
 from avsclient.exceptions import DirectiveError, StateError
 from avsclient.messages import Directive, Event, ExceptionType
 
 if TYPE_CHECKING:
+    from avsclient.audio import Endpointer, RecognizeWindow, RingCapture, WakeWordDetection
     from avsclient.dialog import Dialog
     from avsclient.focus import FocusState
 
@@ -37,6 +53,7 @@ __all__ = [
     "SourceFactory",
     "SpeechRecognizerAgent",
     "TRANSITIONS",
+    "wake_word_initiator",
 ]
 
 _log = logging.getLogger("avsclient.agents")
@@ -137,6 +154,22 @@ def _initiator(value: Mapping[str, Any] | str | None, profile: str) -> dict[str,
     return dict(value)
 
 
+def wake_word_initiator(window: RecognizeWindow) -> dict[str, Any]:
+    """The WAKEWORD initiator of a Recognize whose audio starts at `window.reader_start`
+    (avs-protocol 11.1, the SDK's shape: `wakeWord` inside `initiator.payload`).
+
+    `wakeWordIndices` go only with a full pre-roll: with less history before the word (just
+    after start-up) the cloud could not verify the word against them.
+    """
+    payload: dict[str, Any] = {"wakeWord": window.wake_word}
+    if window.full_preroll:
+        payload["wakeWordIndices"] = {
+            "startIndexInSamples": window.start_index,
+            "endIndexInSamples": window.end_index,
+        }
+    return {"type": "WAKEWORD", "payload": payload}
+
+
 class SpeechRecognizerAgent(CapabilityAgent):
     """Streams Recognize events and follows StopCapture and ExpectSpeech."""
 
@@ -151,6 +184,10 @@ class SpeechRecognizerAgent(CapabilityAgent):
     #: The longest ExpectSpeech timeout accepted, in ms; a longer one is refused
     #: (UNEXPECTED_INFORMATION_RECEIVED). See `MAX_EXPECT_SPEECH_MS`.
     max_expect_speech_ms: int = MAX_EXPECT_SPEECH_MS
+
+    #: SetWakeWordConfirmation's setting (avs-protocol 11.4): "TONE" plays a tone when a wake
+    #: word starts a recognition, "NONE" does not. The settings handling owns its value.
+    wake_word_confirmation = "NONE"
 
     def __init__(self, *, source_factory: SourceFactory | None = None) -> None:
         """Create the agent.
@@ -169,6 +206,13 @@ class SpeechRecognizerAgent(CapabilityAgent):
         self._expect_initiator: dict[str, Any] | None = None
         self._expect_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._cloud_stopped = False  # the current upload was ended by StopCapture
+        #: Wake words AVS did not confirm (StopCapture with no answer, avs-protocol 11.2).
+        self.wake_words_rejected = 0
+        #: Uploads ended early because the capture ring overwrote audio not yet sent.
+        self.ring_overruns = 0
+        #: The pre-roll and indices of the last wake-word Recognize.
+        self.last_wake_window: RecognizeWindow | None = None
 
     @property
     def state(self) -> RecognizerState:
@@ -218,6 +262,55 @@ class SpeechRecognizerAgent(CapabilityAgent):
             StateError: a recognition is already streaming.
             ValueError: unknown profile, or the source is not in the AVS format.
         """
+        return await self._recognize(source, profile, initiator, None)
+
+    async def recognize_wake_word(
+        self,
+        capture: RingCapture,
+        detection: WakeWordDetection,
+        *,
+        profile: str = "NEAR_FIELD",
+        preroll_samples: int = DEFAULT_PREROLL_SAMPLES,
+        endpointer: Endpointer | None = None,
+        detected_at: float | None = None,
+    ) -> Dialog:
+        """Stream a wake-word Recognize from the capture ring and return when its response ended.
+
+        The audio starts `preroll_samples` before the word's start (refined by the onset seen
+        in the ring, `refine_start`), or at the oldest sample held when the history is shorter;
+        `wakeWordIndices` are sample offsets in that stream (start 8000 with a full pre-roll).
+        The history goes out at once, then live audio until StopCapture or, with an
+        `endpointer`, the end of speech (whichever comes first).
+
+        Args:
+            capture: the always-on capture whose ring holds the word.
+            detection: the detection, in the ring's stream positions.
+            profile: NEAR_FIELD or FAR_FIELD (or CLOSE_TALK).
+            preroll_samples: audio wanted before the word (500 ms).
+            endpointer: ends the upload at the end of speech; None leaves it to StopCapture.
+            detected_at: loop time of the detection, stamped on the dialog's trace.
+
+        Raises:
+            StateError: a recognition is already streaming.
+            RingOverrun: the word is no longer in the ring.
+        """
+        ring = capture.ring
+        window = recognize_window(
+            refine_start(ring, detection), ring.oldest, preroll_samples=preroll_samples
+        )
+        source: AudioSource = capture.reader_from(window.reader_start)
+        if endpointer is not None:
+            source = EndpointedSource(source, endpointer=endpointer)
+        self.last_wake_window = window
+        return await self._recognize(source, profile, wake_word_initiator(window), detected_at)
+
+    async def _recognize(
+        self,
+        source: AudioSource,
+        profile: str,
+        initiator: Mapping[str, Any] | str | None,
+        detected_at: float | None,
+    ) -> Dialog:
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {sorted(PROFILES)}")
         if source.format != AVS_FORMAT:
@@ -238,8 +331,9 @@ class SpeechRecognizerAgent(CapabilityAgent):
         event = Event.build(self.namespace, "Recognize", fields, dialog_request_id=dialog_id)
         services = self.services
         dialog = services.dialogs.start(dialog_id, event.message_id)
+        dialog.trace.wake_word_detected_at = detected_at
         self.dialog, self.profile = dialog, profile
-        self._source, self._stop = source, False
+        self._source, self._stop, self._cloud_stopped = source, False, False
         self._move(RecognizerInput.RECOGNIZE)
         services.activity.touch()
         try:
@@ -255,6 +349,12 @@ class SpeechRecognizerAgent(CapabilityAgent):
                     self._move(RecognizerInput.RESPONSE_ENDED)
                 await services.focus.release(self.channel, self)  # not if a newer one runs
         services.activity.touch()
+        sent = fields.get("initiator") or {}
+        if sent.get("type") == "WAKEWORD" and self._rejected(dialog):
+            self.wake_words_rejected += 1
+            word = str(sent.get("payload", {}).get("wakeWord", ""))
+            _log.info("AVS did not confirm the wake word %s (dialog %s)", word, dialog_id)
+            self.messenger.notify(WakeWordRejected(dialog_request_id=dialog_id, wake_word=word))
         _log.debug(
             "dialog %s: %s, trace %s",
             dialog_id,
@@ -263,12 +363,28 @@ class SpeechRecognizerAgent(CapabilityAgent):
         )
         return dialog
 
+    def _rejected(self, dialog: Dialog) -> bool:
+        # A false wake: the cloud stopped the capture and sent nothing else (avs-protocol
+        # 11.2). StopCapture may come on the downchannel without the dialog's id.
+        if self.dialog is not dialog or not self._cloud_stopped:
+            return False
+        if dialog.result is None or not dialog.result.ok:
+            return False
+        return all(d.name == "StopCapture" for d in dialog.directives)
+
     async def _stream(self, source: AudioSource, dialog: Dialog) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         trace = dialog.trace
         try:
             while True:
-                frame = await source.read_frame()
+                try:
+                    frame = await source.read_frame()
+                except RingOverrun as exc:
+                    # The upload fell so far behind that the ring overwrote audio it had not
+                    # sent: what follows would not be continuous, so the utterance ends here.
+                    self.ring_overruns += 1
+                    _log.warning("upload of %s ends: %s", dialog.dialog_request_id, exc)
+                    break
                 if not frame or self._stop:
                     break
                 if trace.audio_started_at is None:
@@ -280,10 +396,12 @@ class SpeechRecognizerAgent(CapabilityAgent):
                 self._move(RecognizerInput.AUDIO_ENDED)
 
     async def _on_stop_capture(self, directive: Directive) -> None:
+        if self.state is RecognizerState.BUSY:
+            self._cloud_stopped = True  # the upload had ended locally (end of speech) first
         if self.state is not RecognizerState.RECOGNIZING:
             _log.debug("StopCapture while %s: nothing to stop", self.state.value)
             return
-        self._stop = True
+        self._stop = self._cloud_stopped = True
         self._move(RecognizerInput.STOP_CAPTURE)
         source = self._source
         if source is not None:

@@ -27,10 +27,13 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
+    from .vad import Endpointer
+
 __all__ = [
     "ArraySource",
     "AudioSource",
     "CaptureBridge",
+    "ContinuousSource",
     "DEFAULT_QUEUE_FRAMES",
     "EndpointedSource",
     "Microphone",
@@ -567,21 +570,35 @@ def _abort_and_close(stream: Any) -> None:
 
 
 class EndpointedSource(AudioSource):
-    """Passes frames of another source through until the detector ends the utterance.
+    """Passes frames of another source through until the endpointer ends the utterance.
 
     Frames stop right after the one that completes the hangover (so the upload includes
     the trailing quiet the cloud expects), or at the timeout. `events` records what the
-    detector reported.
+    endpointer reported.
     """
 
-    def __init__(self, source: AudioSource, config: EndpointingConfig | None = None) -> None:
+    def __init__(
+        self,
+        source: AudioSource,
+        config: EndpointingConfig | None = None,
+        *,
+        endpointer: Endpointer | None = None,
+    ) -> None:
         """Wrap `source`, whose format must be signed 16-bit mono.
+
+        Args:
+            source: the audio.
+            config: timings of the default energy endpointer (ignored with `endpointer`).
+            endpointer: the end-of-speech decision (default: an energy `EndpointDetector`);
+                see `avsclient.audio.create_endpointer` for the WebRTC VAD one.
 
         Raises:
             ValueError: the source's format is not signed 16-bit mono.
         """
         self.source = source
-        self.detector = EndpointDetector(config, source.format)
+        self.detector: Endpointer = (
+            endpointer if endpointer is not None else EndpointDetector(config, source.format)
+        )
         #: Events reported so far, in order.
         self.events: list[EndpointEvent] = []
 
@@ -605,4 +622,50 @@ class EndpointedSource(AudioSource):
         return frame
 
     async def aclose(self) -> None:
+        await self.source.aclose()
+
+
+class ContinuousSource(AudioSource):
+    """Another source, then silence for ever: a recording that stands in for a microphone.
+
+    After `source` ends, frames of digital silence follow, paced in real time, until
+    `aclose()`; the always-on path then sees a stream that goes on as a device's does.
+    `source` should itself be paced (e.g. `WavFileSource(..., realtime=True)`).
+    """
+
+    def __init__(self, source: AudioSource) -> None:
+        self.source = source
+        self._silence = bytes([_silence_byte(source.format)]) * source.frame_bytes
+        self._frame_seconds = source.frame_bytes / source.format.bytes_per_second
+        self._next: float | None = None  # when the next silent frame is due
+        self._closed = False
+        #: True once `source` has ended and silence is being produced.
+        self.exhausted = False
+
+    @property
+    def format(self) -> AudioFormat:
+        return self.source.format
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.source.frame_bytes
+
+    async def read_frame(self) -> bytes:
+        if self._closed:
+            return b""
+        if not self.exhausted:
+            frame = await self.source.read_frame()
+            if frame or self._closed:
+                return frame
+            self.exhausted = True
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._next is None:
+            self._next = now
+        await asyncio.sleep(max(0.0, self._next - now))
+        self._next += self._frame_seconds
+        return b"" if self._closed else self._silence
+
+    async def aclose(self) -> None:
+        self._closed = True
         await self.source.aclose()

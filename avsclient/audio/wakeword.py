@@ -237,12 +237,15 @@ class RecognizeWindow:
         start_index: the wake word's first sample, relative to `reader_start`.
         end_index: one past the wake word's last sample, relative to `reader_start`.
         wake_word: the word, e.g. "ALEXA".
+        full_preroll: the whole pre-roll asked for precedes the word; only then may a
+            Recognize carry `wakeWordIndices` (avs-protocol 11.1).
     """
 
     reader_start: int
     start_index: int
     end_index: int
     wake_word: str
+    full_preroll: bool = True
 
 
 def recognize_window(
@@ -271,4 +274,5 @@ def recognize_window(
         start_index=start - reader_start,
         end_index=max(start, detection.end) - reader_start,
         wake_word=detection.wake_word,
+        full_preroll=start - reader_start >= preroll_samples,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -73,7 +74,7 @@ class LWAHttpClient(AsyncResource):
         self,
         url: str = DEFAULT_LWA_URL,
         *,
-        ca_file: str | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 10.0,
         max_reply_bytes: int = MAX_REPLY_BYTES,

@@ -9,6 +9,11 @@ loop against an in-process AVS simulator, which needs no account and no network.
 When stdin is not a terminal each input line is one turn and end of input quits; `--once`
 runs a single turn (with its follow-ups) and quits, as `make demo` does. Without an audio
 output device the reply is written to `reply.wav`, and the command says so.
+
+`--wake-word` listens all the time instead and starts a turn on "Alexa" (extra `wakeword`);
+with `--input FILE.wav` the file stands in for the microphone as a continuous stream (silence
+after its end), so a recording of "Alexa, what time is it?" drives a whole turn. The state
+(idle, listening, thinking, speaking) prints as it changes.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from avsclient.exceptions import AudioError, AVSError
 if TYPE_CHECKING:
     from avsclient.agents import Dialog
     from avsclient.auth import TokenProvider
+    from avsclient.client import AVSClient
 
 __all__ = ["add_arguments", "run"]
 
@@ -79,6 +85,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--profile", choices=PROFILES, default="NEAR_FIELD")
     parser.add_argument("--once", action="store_true", help="one turn (and follow-ups), then quit")
+    parser.add_argument(
+        "--wake-word",
+        action="store_true",
+        help='listen all the time and start a turn on "Alexa" (needs avsclient[wakeword])',
+    )
+    parser.add_argument(
+        "--listen-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --wake-word: give up when no wake word is heard for this long "
+        "(default: never; 60 s with --once --input)",
+    )
     parser.add_argument(
         "--connect-timeout", type=float, default=30.0, help="seconds to wait for AVS (30)"
     )
@@ -302,9 +321,7 @@ async def _tokens_and_config(
         sim = await stack.enter_async_context(Simulator())
         console.say(f"AVS simulator at {sim.url}")
         # A SetEndpoint from the simulator may name the simulator's own host, not Amazon's.
-        config = ClientConfig(
-            endpoint=sim.url, ca_file=str(sim.ca_path), endpoint_hosts=(sim.host,)
-        )
+        config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path, endpoint_hosts=(sim.host,))
         return StaticTokenProvider(sim.add_token()), config
     from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider, TokenStore
 
@@ -383,6 +400,8 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
             console.say(f"Could not connect to AVS at {config.url()}: {exc}")
             return 1
         console.say(f"Connected to {config.url()}.")
+        if args.wake_word:
+            return await _wake_word_loop(args, client, sink, activity, console)
         lines = None if args.once else _Lines()
         if lines is not None:
             stack.callback(lines.close)
@@ -424,4 +443,109 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
             if args.once:
                 break
         console.say(f"Done: {sink.seconds:.2f} s of speech {sink.description}.")
+    return 1 if failures else 0
+
+
+def _state_of(activity: _Activity) -> str:
+    if activity.speaking:
+        return "speaking"
+    if activity.recognizer is RecognizerState.BUSY:
+        return "thinking"
+    if activity.recognizer is RecognizerState.IDLE:
+        return "idle"
+    return "listening"
+
+
+async def _wake_word_loop(
+    args: argparse.Namespace,
+    client: AVSClient,
+    sink: _MeteredSink,
+    activity: _Activity,
+    console: _Console,
+) -> int:
+    """Turns started by the wake word, until Ctrl-C (or one with --once)."""
+    from avsclient.agents import WakeWordDetected, WakeWordListener, WakeWordRejected
+    from avsclient.audio import ContinuousSource, MixerChannel, WavFileSource
+
+    source: AudioSource
+    try:
+        if args.input:
+            source = ContinuousSource(WavFileSource(args.input[0], realtime=True))
+        else:
+            from avsclient.audio import Microphone
+
+            source = Microphone()
+    except AudioError as exc:
+        console.say(f"No microphone ({exc}); use --input FILE.wav")
+        return 1
+    speech_out = client.synthesizer.mp3.sink
+    tones = speech_out.mixer.channel("Earcon") if isinstance(speech_out, MixerChannel) else None
+    profile = "NEAR_FIELD" if args.profile == "CLOSE_TALK" else args.profile
+    try:
+        listener = WakeWordListener(client.recognizer, source, profile=profile, tone_sink=tones)
+    except AudioError as exc:
+        await source.aclose()
+        console.say(f"No wake-word engine: {exc}")
+        return 1
+    client.recognizer.source_factory = listener.live_source  # follow-ups from the same ring
+    timeout = args.listen_timeout
+    if timeout is None and args.once and args.input:
+        timeout = 60.0
+    heard = asyncio.Event()
+    state = "idle"
+
+    def follow(event: ClientEvent) -> None:
+        nonlocal state
+        if isinstance(event, WakeWordDetected):
+            if event.accepted:
+                console.turn_started = time.monotonic()
+                heard.set()
+            verdict = "" if event.accepted else " (ignored: already listening)"
+            console.note(f"wake word {event.wake_word} p={event.probability:.2f}{verdict}")
+        elif isinstance(event, WakeWordRejected):
+            console.note("AVS did not confirm the wake word; listening again")
+        now = _state_of(activity)
+        if now != state:
+            state = now
+            console.say(f"state: {state}")
+
+    client.add_listener(follow)
+    failures = 0
+    async with listener:
+        console.say('state: idle (say "Alexa ...")')
+        while True:
+            try:
+                await asyncio.wait_for(heard.wait(), timeout)
+            except TimeoutError:
+                console.say(f"No wake word heard within {timeout:.0f} s.")
+                return 1
+            heard.clear()
+            done = len(listener.dialogs)
+            try:
+                async with asyncio.timeout(120):
+                    while len(listener.dialogs) == done and listener.error is None:
+                        await asyncio.sleep(0.05)
+            except TimeoutError:
+                console.say("The wake-word turn did not finish in time")
+                return 1
+            if listener.error is not None:
+                console.say(f"The microphone failed: {listener.error}")
+                return 1
+            dialog = listener.dialogs[-1]
+            await dialog.wait_finished()
+            try:
+                await activity.wait_idle(timeout=120)
+            except TimeoutError as exc:
+                console.say(str(exc))
+                failures += 1
+            if dialog.result is None or not dialog.result.ok:
+                failures += 1
+            trace = dialog.trace
+            if trace.wake_word_detected_at is not None and trace.audio_started_at is not None:
+                wake_ms = (trace.audio_started_at - trace.wake_word_detected_at) * 1000
+                console.say(f"wake word to first audio byte: {wake_ms:.1f} ms")
+            console.say(_latency_line(dialog))
+            if args.once:
+                break
+    console.say(f"Done: {sink.seconds:.2f} s of speech {sink.description}.")
     return 1 if failures else 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -137,7 +138,7 @@ class GatewayConfig:
 
     region: Region = Region.NA
     base_url: str | None = None
-    ca_file: str | None = None
+    ca_file: str | os.PathLike[str] | None = None
     timeout: float = 10.0
     retry: RetryPolicy = GATEWAY_RETRY
     limits: ReportLimits = field(default_factory=ReportLimits)
@@ -168,7 +169,7 @@ class SkillMessagingConfig:
 
     region: Region = Region.NA
     base_url: str | None = None
-    ca_file: str | None = None
+    ca_file: str | os.PathLike[str] | None = None
     timeout: float = 10.0
     retry: RetryPolicy = GATEWAY_RETRY
     max_data_bytes: int = MAX_MESSAGE_DATA_BYTES

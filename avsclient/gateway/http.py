@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import random as _random
 import time
 from collections.abc import Awaitable, Callable
@@ -71,7 +72,9 @@ class JsonPoster:
         timeout: seconds for connecting and for each read and write.
     """
 
-    def __init__(self, url: str, *, what: str, ca_file: str | None, timeout: float) -> None:
+    def __init__(
+        self, url: str, *, what: str, ca_file: str | os.PathLike[str] | None, timeout: float
+    ) -> None:
         self._url = url
         self._what = what
         self._client = http2_client(url, ca_file=ca_file, timeout=timeout)
@@ -171,7 +174,7 @@ class _ApiSettings(Protocol):
     @property
     def url(self) -> str: ...
     @property
-    def ca_file(self) -> str | None: ...
+    def ca_file(self) -> str | os.PathLike[str] | None: ...
     @property
     def timeout(self) -> float: ...
 

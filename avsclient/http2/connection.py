@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
@@ -104,7 +105,7 @@ class HTTP2Connection(AsyncResource):
         port: int,
         *,
         tls: bool = True,
-        ca_file: str | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         config: ConnectionConfig | None = None,

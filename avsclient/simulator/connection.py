@@ -41,7 +41,7 @@ from avsclient.simulator.mime import (
     avs_exception_body,
     parse_content_type,
 )
-from avsclient.simulator.scenarios import ReceivedEvent, Reply
+from avsclient.simulator.scenarios import ReceivedEvent, Reply, check_wake_word
 
 if TYPE_CHECKING:
     from avsclient.simulator.server import Simulator
@@ -630,6 +630,7 @@ class _EventStream(_Stream):
         self.ended = False
         self.stop_after = _NOT_EVALUATED
         self.stop_due = False
+        self.audio_started_at: float | None = None
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -665,6 +666,8 @@ class _EventStream(_Stream):
             self.error = exc
             self.wake.set()
             return
+        if self.audio_started_at is None and self.parser.audio_length:
+            self.audio_started_at = asyncio.get_running_loop().time()
         metadata = self.parser.metadata
         if metadata is not None and self.stop_after == _NOT_EVALUATED:
             threshold = self.conn.sim.script.stop_capture_after(metadata)
@@ -708,6 +711,8 @@ class _EventStream(_Stream):
             connection_id=self.conn.connection_id,
             http_headers=dict(self.headers),
             extra_parts=tuple((p.name, p.content_type, p.data) for p in parser.other_parts),
+            wake_word=check_wake_word(event["payload"], parser.audio_length),
+            audio_started_at=self.audio_started_at,
         )
 
     async def _wait(self) -> None:
@@ -719,6 +724,11 @@ class _EventStream(_Stream):
             await self._serve()
         except (h2.exceptions.StreamClosedError, ConnectionLost):
             return
+
+    def _metadata(self) -> dict[str, Any]:
+        assert self.parser is not None
+        assert self.parser.metadata is not None
+        return self.parser.metadata
 
     def _current_error(self) -> UploadError | None:
         # A method, not the attribute: mypy would keep `self.error` narrowed across awaits.
@@ -742,7 +752,9 @@ class _EventStream(_Stream):
             conn.respond_error(sid, 400, str(self._current_error()))
             return
         writer: RelatedWriter | None = None
-        if self.stop_due:
+        if self.stop_due and sim.script.stop_capture_on_downchannel(self._metadata()):
+            await sim.push_directive(sim.script.stop_capture(self._metadata()))
+        elif self.stop_due:
             assert self.parser is not None
             assert self.parser.metadata is not None
             writer = RelatedWriter()

@@ -18,6 +18,8 @@ __all__ = [
     "Reply",
     "ReplyHandler",
     "Script",
+    "WakeWordCheck",
+    "check_wake_word",
     "directive",
     "speech_asset",
     "speech_asset_names",
@@ -28,6 +30,94 @@ __all__ = [
 # audio" before the simulated end-of-speech detection fires.
 DEFAULT_STOP_CAPTURE_AFTER = 21_333
 _FAR_PROFILES = frozenset({"NEAR_FIELD", "FAR_FIELD"})
+
+#: The pre-roll a WAKEWORD upload should carry before the word: 500 ms at 16 kHz
+#: (avs-protocol 5.2, 11.1), and how far from it the start index may lie.
+WAKE_WORD_PREROLL_SAMPLES = 8000
+WAKE_WORD_PREROLL_TOLERANCE = 800  # 50 ms
+#: A wake word shorter or longer than this is not a word (indices in the wrong unit, say).
+_WAKE_WORD_MS = (150, 2000)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WakeWordCheck:
+    """What the simulator found in a WAKEWORD Recognize, checked against its audio.
+
+    Attributes:
+        wake_word: `wakeWord` (in `initiator.payload`, or in the payload), or None.
+        start_index: `wakeWordIndices.startIndexInSamples`, or None.
+        end_index: `wakeWordIndices.endIndexInSamples`, or None.
+        audio_samples: samples in the audio part.
+        problems: what is wrong, empty when the initiator is good.
+    """
+
+    wake_word: str | None
+    start_index: int | None
+    end_index: int | None
+    audio_samples: int
+    problems: tuple[str, ...]
+
+    @property
+    def preroll_samples(self) -> int:
+        """The audio before the word (the start index), 0 without indices."""
+        return self.start_index or 0
+
+    @property
+    def preroll_ms(self) -> float:
+        """The pre-roll in milliseconds (16 kHz)."""
+        return self.preroll_samples / 16.0
+
+
+def _index(indices: Mapping[str, Any], key: str, problems: list[str]) -> int | None:
+    value = indices.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.append(f"wakeWordIndices.{key} is {value!r}, not an integer")
+        return None
+    return value
+
+
+def check_wake_word(payload: Mapping[str, Any], audio_bytes: int) -> WakeWordCheck | None:
+    """Check a Recognize payload's WAKEWORD initiator against the audio received.
+
+    The indices must lie inside the audio (16 kHz 16-bit mono), the audio before the start
+    index must be about 500 ms, the word must last a plausible time, and `wakeWord` must be
+    present (either placement, avs-protocol 11.1). Returns None for other initiators.
+    """
+    initiator = payload.get("initiator")
+    if not isinstance(initiator, Mapping) or initiator.get("type") != "WAKEWORD":
+        return None
+    problems: list[str] = []
+    samples = audio_bytes // 2
+    inner = initiator.get("payload")
+    inner = inner if isinstance(inner, Mapping) else {}
+    word = inner.get("wakeWord", payload.get("wakeWord"))
+    if not isinstance(word, str) or not word:
+        problems.append("no wakeWord")
+        word = None
+    start = end = None
+    indices = inner.get("wakeWordIndices")
+    # Indices go only with a full 500 ms pre-roll (11.1): without them there is nothing
+    # to check, and the cloud cannot verify the word.
+    if indices is not None and not isinstance(indices, Mapping):
+        problems.append(f"wakeWordIndices is {indices!r}, not an object")
+    elif indices is not None:
+        start = _index(indices, "startIndexInSamples", problems)
+        end = _index(indices, "endIndexInSamples", problems)
+    if start is not None and end is not None:
+        if not 0 <= start < end <= samples:
+            problems.append(f"indices [{start}, {end}) do not lie inside the {samples} samples")
+        if abs(start - WAKE_WORD_PREROLL_SAMPLES) > WAKE_WORD_PREROLL_TOLERANCE:
+            problems.append(f"pre-roll of {start / 16:.0f} ms, not about 500 ms")
+        shortest, longest = _WAKE_WORD_MS
+        if not shortest * 16 <= end - start <= longest * 16:
+            problems.append(f"a wake word of {(end - start) / 16:.0f} ms")
+    return WakeWordCheck(
+        wake_word=word,
+        start_index=start,
+        end_index=end,
+        audio_samples=samples,
+        problems=tuple(problems),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +139,8 @@ class ReceivedEvent:
         http_headers: the request headers (names lower-cased; pseudo-headers included).
         status: the HTTP status the simulator answered.
         extra_parts: other parts, as `(name, content_type, data)`.
+        wake_word: for a WAKEWORD Recognize, the check of its initiator against its audio.
+        audio_started_at: loop time at which the first audio byte arrived, or None.
     """
 
     namespace: str
@@ -65,6 +157,8 @@ class ReceivedEvent:
     http_headers: dict[str, str] = field(default_factory=dict)
     status: int = 0
     extra_parts: tuple[tuple[str, str, bytes], ...] = ()
+    wake_word: WakeWordCheck | None = None
+    audio_started_at: float | None = None
 
     def __repr__(self) -> str:
         return (
@@ -163,7 +257,12 @@ class Script:
 
     Defaults: Recognize gets `SpeechSynthesizer.Speak` with the `hello` asset (same
     dialogRequestId), preceded by `StopCapture` for NEAR_FIELD and FAR_FIELD once
-    `DEFAULT_STOP_CAPTURE_AFTER` audio bytes arrived; every other event gets 204.
+    `DEFAULT_STOP_CAPTURE_AFTER` audio bytes arrived (after the wake word, for a WAKEWORD
+    upload); every other event gets 204. `reject_wake_words()` makes the cloud verification
+    fail.
+
+    Attributes:
+        rejected: dialogRequestIds of the wake-word Recognizes rejected so far.
     """
 
     def __init__(self) -> None:
@@ -174,6 +273,10 @@ class Script:
         self._expect_speech_ms: int | None = None
         self._stop_capture_after: int | None = DEFAULT_STOP_CAPTURE_AFTER
         self._turn = 0
+        self._rejections = 0
+        self._reject_on_downchannel = False
+        self._rejecting: set[str] = set()  # messageIds of uploads being rejected
+        self.rejected: list[str | None] = []
 
     def recognize(
         self,
@@ -227,24 +330,61 @@ class Script:
         else:
             self._handlers[(namespace, name)] = reply
 
+    def reject_wake_words(self, count: int = 1, *, on_downchannel: bool = False) -> None:
+        """Reject the next `count` wake-word Recognizes, as the cloud does a false wake
+        (avs-protocol 11.2): StopCapture once the word has arrived, then no Speak (204).
+
+        Args:
+            count: how many to reject.
+            on_downchannel: send that StopCapture on the downchannel, without a
+                dialogRequestId (what the docs describe), instead of on the event stream.
+        """
+        if count < 0:
+            raise ValueError("count must not be negative")
+        self._rejections = count
+        self._reject_on_downchannel = on_downchannel
+
     def stop_capture_after(self, metadata: Mapping[str, Any]) -> int | None:
         """Audio bytes after which this upload gets StopCapture, or None for no StopCapture."""
         event = metadata["event"]
         header = event["header"]
         if (header["namespace"], header["name"]) != ("SpeechRecognizer", "Recognize"):
             return None
-        if event["payload"].get("profile") not in _FAR_PROFILES:
+        payload = event["payload"]
+        initiator = payload.get("initiator")
+        word_end = 0
+        if isinstance(initiator, Mapping) and initiator.get("type") == "WAKEWORD":
+            indices = (initiator.get("payload") or {}).get("wakeWordIndices") or {}
+            end = indices.get("endIndexInSamples") if isinstance(indices, Mapping) else None
+            word_end = 2 * end if isinstance(end, int) and end > 0 else 0
+            if self._rejections > 0:
+                self._rejections -= 1
+                self._rejecting.add(header["messageId"])
+                return word_end
+        if payload.get("profile") not in _FAR_PROFILES or self._stop_capture_after is None:
             return None
-        return self._stop_capture_after
+        return word_end + self._stop_capture_after
+
+    def stop_capture_on_downchannel(self, metadata: Mapping[str, Any]) -> bool:
+        """Whether this upload's StopCapture goes on the downchannel (a rejected wake word)."""
+        message_id = metadata["event"]["header"]["messageId"]
+        return self._reject_on_downchannel and message_id in self._rejecting
 
     def stop_capture(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        """The StopCapture directive for an upload (it carries the dialogRequestId)."""
+        """The StopCapture directive for an upload (it carries the dialogRequestId, except on
+        the downchannel)."""
+        if self.stop_capture_on_downchannel(metadata):
+            return directive("SpeechRecognizer", "StopCapture")
         dialog = metadata["event"]["header"].get("dialogRequestId")
         return directive("SpeechRecognizer", "StopCapture", dialog_request_id=dialog)
 
     def reply(self, event: ReceivedEvent) -> Reply | Awaitable[Reply]:
         """The reply to a complete event (may be an awaitable from a user handler)."""
         if (event.namespace, event.name) == ("SpeechRecognizer", "Recognize"):
+            if event.message_id in self._rejecting:
+                self._rejecting.discard(event.message_id)
+                self.rejected.append(event.dialog_request_id)
+                return Reply()
             if self._recognize_handler is not None:
                 return self._recognize_handler(event)
             return self._speak_reply(event)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from avsclient.agents.speech_recognizer import wake_word_initiator
 from avsclient.audio import (
     DEFAULT_PREROLL_SAMPLES,
     ArraySource,
@@ -28,6 +29,7 @@ from avsclient.audio import (
     refine_start,
 )
 from avsclient.exceptions import AudioError
+from avsclient.simulator.scenarios import check_wake_word
 from tests.helpers import require_executable
 
 from .wake_corpus import VOICES, WakeClip, frames, negative_clip, positive_clip
@@ -146,17 +148,37 @@ def test_recognize_window_with_full_preroll() -> None:
     assert w.reader_start == 32000
     assert (w.start_index, w.end_index) == (DEFAULT_PREROLL_SAMPLES, 8000 + 7500)
     assert w.wake_word == "ALEXA"
+    assert w.full_preroll
 
 
 def test_recognize_window_with_short_history() -> None:
     d = WakeWordDetection("ALEXA", start=40000, end=47500, fired=51000, probability=0.97)
     w = recognize_window(d, oldest=37000)
     assert (w.reader_start, w.start_index, w.end_index) == (37000, 3000, 10500)
+    assert not w.full_preroll
     # the word's start itself was overwritten: the window starts at the oldest sample
     w = recognize_window(d, oldest=41000)
     assert (w.reader_start, w.start_index, w.end_index) == (41000, 0, 6500)
     with pytest.raises(ValueError, match="preroll"):
         recognize_window(d, oldest=0, preroll_samples=-1)
+
+
+def test_wake_word_indices_go_only_with_a_full_preroll() -> None:
+    """avs-protocol 11.1: with less than 500 ms before the word the Recognize still says
+    WAKEWORD and the word, but carries no indices the cloud could not trust."""
+    d = WakeWordDetection("ALEXA", start=40000, end=47500, fired=51000, probability=0.97)
+    full = wake_word_initiator(recognize_window(d, oldest=10000))
+    assert full == {
+        "type": "WAKEWORD",
+        "payload": {
+            "wakeWord": "ALEXA",
+            "wakeWordIndices": {"startIndexInSamples": 8000, "endIndexInSamples": 15500},
+        },
+    }
+    short = wake_word_initiator(recognize_window(d, oldest=37000))
+    assert short == {"type": "WAKEWORD", "payload": {"wakeWord": "ALEXA"}}
+    assert check_wake_word({"initiator": short}, audio_bytes=2 * 20000) is not None
+    assert check_wake_word({"initiator": short}, audio_bytes=2 * 20000).problems == ()  # type: ignore[union-attr]
 
 
 def test_recognize_window_from_a_real_ring(positives: list[WakeClip]) -> None:

@@ -4,6 +4,8 @@ directory (the tests use a session temp dir; the benchmark its own); nothing is 
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import shutil
 import subprocess
 import wave
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avsclient.audio import AVS_FORMAT, AudioFormat, PcmConverter
+from avsclient.audio import AVS_FORMAT, AudioFormat, AudioSource, PcmConverter
 
 RATE = AVS_FORMAT.rate
 
@@ -120,3 +122,55 @@ def frames(samples: np.ndarray, frame_samples: int = 160) -> list[bytes]:
     data = np.concatenate([samples, np.zeros(pad, dtype=np.int16)]).astype("<i2").tobytes()
     step = frame_samples * 2
     return [data[i : i + step] for i in range(0, len(data), step)]
+
+
+def wake_utterance(voice: str, workdir: Path, command: str = COMMAND) -> tuple[np.ndarray, int]:
+    """ "Alexa", a 300 ms pause and `command` in `voice`; returns the samples and the word's
+    length in samples (the word starts at sample 0)."""
+    word = trim(espeak_pcm("Alexa", voice, workdir))
+    rest = trim(espeak_pcm(command, voice, workdir))
+    return np.concatenate([word, silence(300), rest]), len(word)
+
+
+class LiveSource(AudioSource):
+    """A stand-in microphone: 10 ms frames paced at `speed` times real time, silence unless
+    something was queued with `say()`; it runs until closed. `position` counts the samples
+    delivered, so a test knows where in the stream each utterance started."""
+
+    def __init__(self, speed: float = 1.0) -> None:
+        self.speed = speed
+        self._queued: collections.deque[bytes] = collections.deque()
+        self._next: float | None = None
+        self._closed = False
+        self.position = 0
+
+    @property
+    def format(self) -> AudioFormat:
+        return AVS_FORMAT
+
+    @property
+    def frame_bytes(self) -> int:
+        return 320
+
+    def say(self, samples: np.ndarray) -> int:
+        """Queue `samples` after what is queued; returns the stream position it starts at."""
+        start = self.position + 160 * len(self._queued)
+        self._queued.extend(frames(samples))
+        return start
+
+    async def read_frame(self) -> bytes:
+        if self._closed:
+            return b""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._next is None:
+            self._next = now
+        await asyncio.sleep(max(0.0, self._next - now))
+        self._next += 0.01 / self.speed
+        if self._closed:
+            return b""
+        self.position += 160
+        return self._queued.popleft() if self._queued else bytes(320)
+
+    async def aclose(self) -> None:
+        self._closed = True

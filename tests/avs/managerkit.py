@@ -155,7 +155,7 @@ async def running_manager(
     **overrides: Any,
 ) -> AsyncIterator[Running]:
     """A ConnectionManager on `sim` with a real LWA refresh-token provider (started)."""
-    http = LWAHttpClient(sim.url, ca_file=str(sim.ca_path) if sim.ca_path else None)
+    http = LWAHttpClient(sim.url, ca_file=sim.ca_path if sim.ca_path else None)
     tokens = RefreshingTokenProvider(
         LWAConfig(client_id=DEFAULT_CLIENT_ID, url=sim.url, retry=_LWA_NO_JITTER),
         refresh_token=sim.lwa.issue_refresh_token(),

@@ -83,7 +83,7 @@ async def test_login_links_and_stores_tokens(avs_simulator: Simulator, tmp_path:
     # The stored refresh token works: a provider starting from the file refreshes with it.
     assert avs_simulator.ca_path is not None
     async with (
-        LWAHttpClient(avs_simulator.url, ca_file=str(avs_simulator.ca_path)) as http,
+        LWAHttpClient(avs_simulator.url, ca_file=avs_simulator.ca_path) as http,
         RefreshingTokenProvider(
             LWAConfig(client_id=DEFAULT_CLIENT_ID, url=avs_simulator.url),
             store=TokenStore(token_file),

@@ -69,7 +69,7 @@ class Env:
         kw.setdefault("timeout", 5)
         return GatewayConfig(
             base_url=self.sim.url,
-            ca_file=str(self.sim.ca_path),
+            ca_file=self.sim.ca_path,
             **kw,  # type: ignore[arg-type]
         )
 

@@ -159,7 +159,7 @@ async def test_the_simulator_refuses_data_over_its_limit(env: Env) -> None:
     env.sim.gateway.max_data_bytes = 100
     messaging = SkillMessagingClient(
         env.skill_tokens,
-        config=SkillMessagingConfig(base_url=env.sim.url, ca_file=str(env.sim.ca_path)),
+        config=SkillMessagingConfig(base_url=env.sim.url, ca_file=env.sim.ca_path),
         clock=env.time.clock,
         sleep=env.time.sleep,
     )
