@@ -64,7 +64,11 @@ class AttachmentLimits:
             minutes of speech; a longer unread part is treated as hostile).
         max_unclaimed: attachments held that no directive claimed (oldest dropped first).
         max_claimed: attachments held for directives that have not opened them yet.
-        ttl: seconds an unclaimed attachment is kept.
+        ttl: seconds an unclaimed attachment is kept; also the most a reader waits, in all,
+            for data that does not come (a part that never begins, or one that trickles):
+            then the read fails with `AttachmentError`, so a Speak whose audio never
+            arrives ends instead of PLAYING for ever. Time the reader spends elsewhere (the
+            player draining its buffer) does not count.
     """
 
     max_buffer: int = 256 * 1024
@@ -115,6 +119,7 @@ class Attachment:
         "received",
         "source",
         "started",
+        "starved",
     )
 
     def __init__(self, store: AttachmentStore, source: Hashable, cid: str, now: float) -> None:
@@ -131,6 +136,7 @@ class Attachment:
         self.ended = False
         self.opened = False  # a reader exists
         self.claimed = False  # a directive names it
+        self.starved = 0.0  # seconds a reader has waited for data, in all
         self.error: BaseException | None = None
 
     @property
@@ -189,13 +195,32 @@ class Attachment:
             if self.ended:
                 return b""
             self._data.clear()
-            await self._data.wait()
+            await self._wait_for_data()
         if self.error is not None:
             raise self.error
         chunk = self._chunks.popleft()
         self.buffered -= len(chunk)
         self._space.set()
         return chunk
+
+    async def _wait_for_data(self) -> None:
+        """Wait for data within what is left of the reader's budget (`limits.ttl` in all)."""
+        ttl = self._store.limits.ttl
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            async with asyncio.timeout(max(ttl - self.starved, 0.0)):
+                await self._data.wait()
+        except TimeoutError:
+            what = "never arrived" if not self.started else "stalled"
+            self.fail(
+                AttachmentError(
+                    f"attachment {self.cid!r} {what}: its reader waited {ttl} s in all "
+                    f"({self.received} bytes received)"
+                )
+            )
+        finally:
+            self.starved += loop.time() - start
 
     def _discard(self) -> None:
         self._chunks.clear()

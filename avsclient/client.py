@@ -27,6 +27,7 @@ from avsclient.agents import (
     DEFAULT_INACTIVITY_REPORT_INTERVAL,
     DEFAULT_VOLUME,
     AgentServices,
+    AlertsAgent,
     Capability,
     CapabilityAgent,
     ClientEvent,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from avsclient.auth.provider import TokenProvider
     from avsclient.config import ClientConfig
     from avsclient.dialog import Dialog
+    from avsclient.store import DeviceStore
 
 __all__ = [
     "AVSClient",
@@ -83,23 +85,29 @@ def default_agents(
     muted: bool = False,
     apply_volume: VolumeApplier | None = None,
     inactivity_report_interval: float = DEFAULT_INACTIVITY_REPORT_INTERVAL,
+    store: DeviceStore | None = None,
 ) -> list[CapabilityAgent]:
-    """The core agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer.
+    """The core agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer, Alerts.
 
     Args:
-        sink: where speech is played (default: a `NullSink`); the application owns it. A
-            `Mixer` is built around it: speech plays on its Dialog channel.
+        sink: where speech and alerts are played (default: a `NullSink`); the application
+            owns it. A `Mixer` is built around it: speech plays on its Dialog channel,
+            alerts on its Alert channel.
         source_factory: opens the microphone when AVS expects speech.
         volume: the initial speaker volume (0..100).
         muted: the initial mute state.
         apply_volume: applies `(volume, muted)` to the device output.
         inactivity_report_interval: seconds between UserInactivityReports.
+        store: the device store keeping alerts (and their events) across restarts; without
+            it they last as long as the client.
     """
+    mixer = Mixer(sink if sink is not None else NullSink())
     return [
         SystemAgent(inactivity_report_interval=inactivity_report_interval),
         SpeakerAgent(volume=volume, muted=muted, apply=apply_volume),
-        SpeechSynthesizerAgent(Mixer(sink if sink is not None else NullSink()).channel("Dialog")),
+        SpeechSynthesizerAgent(mixer.channel("Dialog")),
         SpeechRecognizerAgent(source_factory=source_factory),
+        AlertsAgent(mixer.channel("Alert"), store=store),
     ]
 
 
@@ -157,7 +165,7 @@ class Subscription(AsyncResource):
 
 class AVSClient(AsyncService):
     """An Alexa Built-in device: connection, directives, and a collection of capability agents
-    (by default the core ones: System, Speaker, SpeechSynthesizer, SpeechRecognizer).
+    (by default the core ones: System, Speaker, SpeechSynthesizer, SpeechRecognizer, Alerts).
 
     Routing, context, capabilities and closing go through the agents generically; agents
     share the client's services (`services`) instead of holding each other.
@@ -351,6 +359,11 @@ class AVSClient(AsyncService):
     def recognizer(self) -> SpeechRecognizerAgent:
         """The SpeechRecognizer agent."""
         return self._core("SpeechRecognizer", SpeechRecognizerAgent)
+
+    @property
+    def alerts(self) -> AlertsAgent:
+        """The Alerts agent (timers, alarms, reminders; `stop()` silences one)."""
+        return self._core("Alerts", AlertsAgent)
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -307,9 +307,12 @@ class ClientConfig:
             link is dead. With the defaults a silent dead link is found within 20 s.
         event_timeout: an event stream without progress for this long ends TIMEDOUT and
             triggers an immediate ping.
-        connect_timeout: the downchannel's response headers must arrive within this.
+        connect_timeout: a whole connection attempt (token, TCP, TLS, downchannel,
+            SynchronizeState) must succeed within this.
         backoff: the reconnect delay table; the last entry repeats for ever.
         backoff_jitter: each delay is drawn from [low x, high x] of its table entry.
+        healthy_after: a link must stay up this long before the back-off starts over; one
+            that ends sooner (GOAWAY, a connection error) counts as a failed attempt.
         queue_size: events that may wait for a connection at once; more fail NOT_CONNECTED.
         queue_timeout: an event waiting for a connection longer than this fails NOT_CONNECTED.
         max_json_part: the largest JSON (directive) part handed on, in bytes (the directive
@@ -338,6 +341,9 @@ class ClientConfig:
     connect_timeout: float = 60.0
     backoff: tuple[float, ...] = DEFAULT_BACKOFF
     backoff_jitter: tuple[float, float] = DEFAULT_BACKOFF_JITTER
+    # A link that served for a minute is not part of a reconnect storm; one that a server
+    # ends within seconds of SynchronizeState is, and must not restart the back-off table.
+    healthy_after: float = 60.0
     # 32 events cover a burst of state reports while the link is down without letting an
     # application queue unbounded work behind a dead network.
     queue_size: int = 32
@@ -359,6 +365,7 @@ class ClientConfig:
             "event_timeout",
             "connect_timeout",
             "queue_timeout",
+            "healthy_after",
         ):
             _positive(name, getattr(self, name))
         if self.liveness_interval is not None:

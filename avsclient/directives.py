@@ -10,6 +10,12 @@ A dialog's lane runs one directive at a time in arrival order, so a Speak (whose
 returns when the speech finished) holds back the directives after it, e.g. ExpectSpeech
 (the SDK's blocking policy). A lane never holds back the response stream itself: the Speak's
 attachment arrives on the same stream after it.
+
+Back-pressure: handlers, lanes and ExceptionEncountered reports run in tasks, at most
+`max_in_flight` at once. When they are all busy, `part_ended` waits before it hands on the
+next directive; the response reader awaits it before it takes the next chunk off the HTTP/2
+stream, so the stream's flow-control window stops the server (STYLE.md section 9), and a
+directive flood costs a bounded number of tasks and at most one stream window of bytes.
 """
 
 from __future__ import annotations
@@ -27,13 +33,18 @@ from avsclient.exceptions import DirectiveError, RemoteProtocolError
 from avsclient.messages import Directive, ExceptionType, parse_directive
 from avsclient.multipart import Headers
 
-__all__ = ["DEFAULT_MAX_JSON_PART", "DirectivePipeline", "Handler"]
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "DEFAULT_MAX_JSON_PART", "DirectivePipeline", "Handler"]
 
 _log = logging.getLogger("avsclient.directives")
 
 #: Largest JSON part accepted (256 KiB): real directives are a few KiB; the SDK uses the
 #: same order of magnitude. A larger part is skipped and reported as malformed.
 DEFAULT_MAX_JSON_PART = 256 * 1024
+
+#: Handlers, lanes and reports running at once before the response reader waits. A real
+#: response carries a handful of directives; 64 leaves room for bursts (a SetAlert per alarm
+#: of a sync) while a flood of 100,000 costs 64 tasks, not 100,000.
+DEFAULT_MAX_IN_FLIGHT = 64
 
 # How deep `_cids` looks into a payload for `cid:` URLs (AudioPlayer.Play nests it at 3).
 _CID_DEPTH = 4
@@ -93,6 +104,7 @@ class DirectivePipeline:
         max_json_part: int = DEFAULT_MAX_JSON_PART,
         max_queue: int = DEFAULT_MAX_QUEUE,
         observer: Observer | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         """Create a pipeline.
 
@@ -104,12 +116,17 @@ class DirectivePipeline:
             max_json_part: the largest JSON part accepted, in bytes.
             max_queue: directives a dialog may queue (only for a new dialog owner).
             observer: called with each directive and what happened to it.
+            max_in_flight: handlers, lanes and reports running at once; beyond it the
+                response reader waits (back-pressure).
 
         Raises:
             ValueError: a limit is not positive.
         """
         if max_json_part <= 0:
             raise ValueError("max_json_part must be positive")
+        if max_in_flight <= 0:
+            raise ValueError("max_in_flight must be positive")
+        self.max_in_flight = max_in_flight
         self.attachments = attachments if attachments is not None else AttachmentStore()
         self.dialogs = dialogs if dialogs is not None else DialogManager(max_queue=max_queue)
         self.dialogs.add_cancel_listener(self._cancelled)
@@ -120,6 +137,7 @@ class DirectivePipeline:
         self._parts: dict[Hashable, _Part] = {}
         self._seen: set[Hashable] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()  # set when a task ends: the reader may go on
         self._closed = False
 
     # -- routing -------------------------------------------------------------------------
@@ -183,6 +201,7 @@ class DirectivePipeline:
             assert part.attachment is not None
             part.attachment.finish()
         elif part.kind is _PartKind.JSON:
+            await self._wait_for_room()
             raw = bytes(part.buffer)
             if part.too_large:
                 self._spawn_report(
@@ -303,14 +322,29 @@ class DirectivePipeline:
         except Exception:
             _log.exception("could not report %s", error.value)
 
+    @property
+    def in_flight(self) -> int:
+        """Handlers, lanes and reports running now."""
+        return len(self._tasks)
+
+    async def _wait_for_room(self) -> None:
+        """Wait while `max_in_flight` tasks run (back-pressure on the response reader)."""
+        while len(self._tasks) >= self.max_in_flight and not self._closed:
+            self._room.clear()
+            await self._room.wait()
+
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[None] | None:
         if self._closed:
             coro.close()
             return None
         task: asyncio.Task[None] = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._room.set()
 
     async def wait_idle(self) -> None:
         """Wait until every running handler and lane has finished."""
@@ -320,6 +354,7 @@ class DirectivePipeline:
     async def aclose(self) -> None:
         """Cancel running handlers and lanes and wait for them. Idempotent."""
         self._closed = True
+        self._room.set()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

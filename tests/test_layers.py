@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "avsclient.dialog",
         "avsclient.directives",
         "avsclient.focus",
+        "avsclient.outbox",
         "avsclient.store",
     ]),
     ("simulator", [                       # a side layer: see SIDE_LAYERS

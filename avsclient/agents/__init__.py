@@ -1,9 +1,11 @@
 """Capability agents: each handles its interface's directives, sends its events, reports its
 device state as context and declares its capability (System, SpeechRecognizer,
-SpeechSynthesizer, Speaker; `CapabilityAgent` is the base of your own)."""
+SpeechSynthesizer, Speaker, Alerts; `CapabilityAgent` is the base of your own)."""
 
 from __future__ import annotations
 
+from avsclient.agents.alert_schedule import AlertSchedule, AlertsLimits, StopReason
+from avsclient.agents.alerts import DEFAULT_ALERT_VOLUME, AlertsAgent
 from avsclient.agents.audio_player import AudioPlayerAgent, PlayerActivity
 from avsclient.agents.base import (
     OUTBOX_SIZE,
@@ -16,6 +18,7 @@ from avsclient.agents.base import (
     Messenger,
 )
 from avsclient.agents.events import (
+    AlertStateChanged,
     ClientEvent,
     ConnectionStatusChanged,
     DirectiveObserved,
@@ -55,12 +58,17 @@ from avsclient.dialog import Dialog, DialogTrace  # the turn `recognize()` retur
 
 __all__ = [
     "AgentServices",
+    "AlertSchedule",
+    "AlertStateChanged",
+    "AlertsAgent",
+    "AlertsLimits",
     "AudioPlayerAgent",
     "Capability",
     "CapabilityAgent",
     "ClientEvent",
     "ConnectionStatusChanged",
     "ContextProvider",
+    "DEFAULT_ALERT_VOLUME",
     "DEFAULT_INACTIVITY_REPORT_INTERVAL",
     "DEFAULT_INITIATORS",
     "DEFAULT_TONE_MS",
@@ -91,6 +99,7 @@ __all__ = [
     "SpeechRecognizerAgent",
     "SpeechStateChanged",
     "SpeechSynthesizerAgent",
+    "StopReason",
     "SystemAgent",
     "TRANSITIONS",
     "VolumeApplier",

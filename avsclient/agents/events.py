@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from avsclient.messages import Directive
 
 __all__ = [
+    "AlertStateChanged",
     "ClientEvent",
     "ConnectionStatusChanged",
     "DirectiveObserved",
@@ -177,3 +178,17 @@ class WakeWordRejected(ClientEvent):
 
     dialog_request_id: str
     wake_word: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertStateChanged(ClientEvent):
+    """An alert started sounding or stopped.
+
+    Attributes:
+        token: the alert's token.
+        state: `STARTED`, or why it stopped: `LOCAL_STOP`, `DELETED`, `COMPLETED`,
+            `TIMED_OUT`, `PAST_DUE` (dropped without sounding) or `SNOOZED`.
+    """
+
+    token: str
+    state: str

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from avsclient import _lazy
 
 if TYPE_CHECKING:
+    from .alert_tones import TONE_NAMES, alert_tone
     from .convert import Framer, PcmConverter, Resampler, decode_samples, encode_samples
     from .endpointing import (
         EndpointDetector,
@@ -98,6 +99,7 @@ else:
                 "refine_start",
             ),
             ".mixer": ("Mixer", "MixerChannel"),
+            ".alert_tones": ("TONE_NAMES", "alert_tone"),
             ".format": (
                 "AVS_FORMAT",
                 "AVS_FORMAT_NAME",
@@ -176,6 +178,7 @@ __all__ = [
     "RingReader",
     "SampleEncoding",
     "Speaker",
+    "TONE_NAMES",
     "VoiceEnded",
     "VoiceStarted",
     "WakeWordDetection",
@@ -183,6 +186,7 @@ __all__ = [
     "WavFileSink",
     "WavFileSource",
     "WebRtcVadEndpointer",
+    "alert_tone",
     "create_endpointer",
     "create_wake_word_detector",
     "decode_mp3",

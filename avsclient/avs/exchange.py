@@ -15,7 +15,7 @@ import contextlib
 import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from avsclient._retry import RetryPolicy
@@ -41,6 +41,7 @@ from avsclient.avs.upload import Body
 from avsclient.exceptions import (
     ConnectionDraining,
     MultipartError,
+    ResponseTimeout,
     ServerError,
     TimeoutException,
     TransportError,
@@ -352,11 +353,13 @@ async def _read_event_body(
         error = exc
     else:
         try:
-            async for chunk in stream:
-                if trace.first_byte_at is None:
-                    trace.first_byte_at = loop.time()
-                link.touch()
-                await deliver(link.sink, parser, chunk, source)
+            body = _within_total(stream, upload, link.config.event_timeout)
+            async with contextlib.aclosing(body):
+                async for chunk in body:
+                    if trace.first_byte_at is None:
+                        trace.first_byte_at = loop.time()
+                    link.touch()
+                    await deliver(link.sink, parser, chunk, source)
             if not parser.done:
                 parser.close()  # raises ParserError: the body was truncated
         except (TransportError, MultipartError) as exc:
@@ -377,6 +380,43 @@ async def _read_event_body(
             request_id=request_id,
         )
     return result(Outcome.SUCCESS, message_id, trace, status=200, request_id=request_id)
+
+
+async def _within_total(
+    stream: HTTP2Stream, upload: asyncio.Task[None], limit: float
+) -> AsyncGenerator[bytes, None]:
+    """The response body's chunks, within a total deadline once the request is sent.
+
+    The stream's own timeout only measures inactivity, which a server sending one byte now
+    and then keeps alive for ever. Once the upload is over (a Recognize's audio may last as
+    long as the user speaks), the time spent waiting for the server adds up, and the body
+    must end before `limit` seconds of it. Time the caller spends with a chunk (the sink
+    applying back-pressure, a player draining) does not count.
+
+    Raises:
+        ResponseTimeout: `limit` seconds of waiting went by after the upload ended.
+        TransportError: as the stream's iteration.
+    """
+    loop = asyncio.get_running_loop()
+    waited = 0.0
+    chunks = aiter(stream)
+    while True:
+        counting = upload.done()
+        start = loop.time()
+        try:
+            async with asyncio.timeout(max(limit - waited, 0.0) if counting else None):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            raise ResponseTimeout(
+                f"stream {stream.stream_id}: the response had not ended {limit} s after the "
+                "request was sent (the server keeps it open without finishing it)"
+            ) from exc
+        finally:
+            if counting:
+                waited += loop.time() - start
+        yield chunk
 
 
 async def _first(response: Awaitable[Response], upload: asyncio.Task[None]) -> Response:

@@ -46,7 +46,9 @@ from avsclient.avs.policy import (
     Input,
     LifecycleMachine,
     Outcome,
+    ReconnectSchedule,
     State,
+    is_permanent,
     reason_for_error,
 )
 from avsclient.avs.responses import EventResult, ResponseSink, ResponseSource, failed
@@ -119,9 +121,14 @@ class ConnectionManager(AsyncService):
         self._url = config.url()
         self._machine = LifecycleMachine()
         self._reconnect = RetryPolicy(delays=config.backoff, jitter=config.backoff_jitter)
-        self._failures = 0  # failed connection attempts since the last success
+        self._schedule = ReconnectSchedule(
+            policy=self._reconnect, healthy_after=config.healthy_after
+        )
+        self._hold = 0.0  # back-off before the replacement of a link that ended unproven
         self._reason = ChangedReason.NONE
         self._last_failure: str | None = None  # why the latest connection attempt failed
+        self._permanent: BaseException | None = None  # what put the lifecycle in FAILED
+        self._step: tuple[str, float] | None = None  # the running attempt's step, since when
         self._reported: tuple[ConnectionStatus, ChangedReason] | None = None
         self._link: Link | None = None
         self._retired: set[Link] = set()
@@ -217,7 +224,12 @@ class ConnectionManager(AsyncService):
         Raises:
             ConnectTimeout: not connected within `timeout` seconds (a `TimeoutException`,
                 not the built-in `TimeoutError`); its message says why the last attempt
-                failed.
+                failed, or which step the attempt under way is stuck in.
+            ConnectError: at once, when the server's certificate was rejected (the manager
+                does not retry it until `wake()`).
+            ReauthorizationRequired, ClientConfigError: at once, when Login with Amazon
+                refused the refresh token or the client configuration (no retry until
+                `wake()`).
             ConnectionClosed: the manager is (or gets) closed.
         """
         try:
@@ -225,16 +237,28 @@ class ConnectionManager(AsyncService):
                 while self.status is not ConnectionStatus.CONNECTED:
                     if self._closed:
                         raise ConnectionClosed("the connection manager is closed")
+                    if self._machine.state is State.FAILED and self._permanent is not None:
+                        raise self._permanent
                     await self._changed.wait()
         except TimeoutError as exc:
-            why = f"; the last attempt failed: {self._last_failure}" if self._last_failure else ""
             raise ConnectTimeout(
                 f"not connected to {self._url} within {timeout} s "
-                f"(status {self.status.name}, reason {self._reason.name}){why}"
+                f"(status {self.status.name}, reason {self._reason.name}){self._why()}"
             ) from exc
 
+    def _why(self) -> str:
+        """What held the connection up, for a ConnectTimeout message."""
+        why = f"; the last attempt failed: {self._last_failure}" if self._last_failure else ""
+        if self._step is not None:
+            step, since = self._step
+            spent = asyncio.get_running_loop().time() - since
+            why += f"; the attempt under way has been {step} for {spent:.1f} s"
+        return why
+
     def wake(self) -> None:
-        """Retry now if the manager is waiting out a back-off delay (the network came back)."""
+        """Retry now if the manager is waiting out a back-off delay (the network came back),
+        or after a permanent failure (the device was linked again, the clock or the trust
+        store was fixed)."""
         self._wake_requested = True
         self._kick.set()
 
@@ -309,18 +333,24 @@ class ConnectionManager(AsyncService):
         action = Action.CONNECT
         while True:
             if action is Action.SCHEDULE_RETRY:
-                self._failures += 1
-                delay = self._reconnect.next_delay(self._failures, self._random)
-                assert delay is not None  # no max_retries: reconnect for ever
-                action = await self._pause(delay)
+                action = await self._pause(self._schedule.delay(self._random()))
+            elif action is Action.HOLD:
+                logger.error(
+                    "not retrying %s: %s (call wake() once it is mended)",
+                    self._url,
+                    self._last_failure,
+                )
+                action = await self._pause(None)
             else:
                 action = await self._connect_phase()
 
-    async def _pause(self, delay: float) -> Action:
-        """Wait out a back-off delay; wake() or a new endpoint cuts it short."""
-        logger.info("reconnecting to %s in %.3f s", self._url, delay)
+    async def _pause(self, delay: float | None) -> Action:
+        """Wait out a back-off delay (None: until woken); wake() or a new endpoint cuts it
+        short."""
+        if delay is not None:
+            logger.info("reconnecting to %s in %.3f s", self._url, delay)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + delay
+        deadline = None if delay is None else loop.time() + delay
         self._wake_requested = False
         while True:
             self._kick.clear()
@@ -331,17 +361,17 @@ class ConnectionManager(AsyncService):
                 self._wake_requested = False
                 logger.info("woken: retrying at once")
                 return self._feed(Input.RETRY, self._reason)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            if deadline is not None and deadline <= loop.time():
                 return self._feed(Input.RETRY, self._reason)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout_at(deadline):
                     await self._kick.wait()
 
     async def _connect_phase(self) -> Action:
         """Run one attempt; on success install the link and watch it until it ends."""
         self._endpoint_changed = False
-        attempt = asyncio.create_task(self._attempt(), name="avs connect attempt")
+        hold, self._hold = self._hold, 0.0
+        attempt = asyncio.create_task(self._attempt_within(hold), name="avs connect attempt")
         try:
             while True:
                 self._kick.clear()
@@ -377,15 +407,21 @@ class ConnectionManager(AsyncService):
         except AttemptFailed as exc:
             logger.warning("connecting to %s failed: %s", self._url, exc)
             self._last_failure = str(exc)
+            if is_permanent(exc):
+                self._permanent = exc.__cause__ or exc
+                return self._feed(Input.PERMANENT_FAILURE, exc.reason)
+            self._schedule.attempt_failed()
             return self._feed(Input.ATTEMPT_FAILED, exc.reason)
         except Exception as exc:  # a bug below us must not end the lifecycle
             logger.exception("connecting to %s failed unexpectedly", self._url)
             self._last_failure = f"unexpected error: {exc!r}"
+            self._schedule.attempt_failed()
             return self._feed(Input.ATTEMPT_FAILED, reason_for_error(exc))
         self._last_failure = None
+        self._permanent = None
         old = self._link
         self._link = link
-        self._failures = 0
+        self._schedule.connected(asyncio.get_running_loop().time())
         action = self._feed(Input.ATTEMPT_SUCCEEDED, ChangedReason.SUCCESS)
         assert action is Action.RESET_BACKOFF
         logger.info("connected to %s (connection %d)", link.url, link.id)
@@ -395,19 +431,25 @@ class ConnectionManager(AsyncService):
 
     async def _watch(self, link: Link) -> Action:
         """Wait until the link in use dies or must be replaced."""
+        loop = asyncio.get_running_loop()
         while True:
             self._kick.clear()
             if link.lost is not None:
                 self._retire(link)
                 self._link = None
+                self._schedule.link_ended(loop.time(), drained=False)
                 return self._feed(Input.LINK_LOST, link.lost)
             if link.drain is not None:
                 self._retire(link)
+                if self._schedule.link_ended(loop.time(), drained=True):
+                    # It ended before proving healthy: the replacement waits its back-off.
+                    self._hold = self._schedule.delay(self._random())
                 return self._feed(Input.DRAIN, link.drain)
             if self._endpoint_changed:
                 self._endpoint_changed = False
                 link.drain = ChangedReason.ENDPOINT_CHANGED
                 self._retire(link)
+                self._schedule.link_ended(loop.time(), drained=True)
                 return self._feed(Input.DRAIN, ChangedReason.ENDPOINT_CHANGED)
             await self._kick.wait()
 
@@ -434,6 +476,36 @@ class ConnectionManager(AsyncService):
 
     # -- connecting --------------------------------------------------------------------------
 
+    async def _attempt_within(self, hold: float) -> Link:
+        """Wait `hold` seconds (the back-off of a link that ended unproven), then make a link
+        within `connect_timeout` as a whole.
+
+        Raises:
+            AttemptFailed: any step failed, or the whole took too long.
+        """
+        if hold > 0:
+            logger.info(
+                "the last connection to %s ended before it proved healthy: the next one in %.3f s",
+                self._url,
+                hold,
+            )
+            await asyncio.sleep(hold)
+        limit = self.config.connect_timeout
+        try:
+            async with asyncio.timeout(limit):
+                return await self._attempt()
+        except TimeoutError as exc:
+            step = self._step[0] if self._step is not None else "connecting"
+            raise AttemptFailed(
+                ChangedReason.CONNECTION_TIMEDOUT,
+                f"no connection within connect_timeout ({limit} s): still {step}",
+            ) from exc
+        finally:
+            self._step = None
+
+    def _at(self, step: str) -> None:
+        self._step = (step, asyncio.get_running_loop().time())
+
     async def _attempt(self) -> Link:
         """Token, connection, downchannel, SynchronizeState: a link ready for events.
 
@@ -442,6 +514,7 @@ class ConnectionManager(AsyncService):
         """
         config = self.config
         url = self._url
+        self._at("getting an access token")
         token = await self._gate.token()
         links: list[Link] = []
         conn = HTTP2Connection.from_url(
@@ -463,12 +536,15 @@ class ConnectionManager(AsyncService):
         )
         links.append(link)
         try:
+            self._at("opening the HTTP/2 connection")
             try:
                 await conn.connect()
             except TransportError as exc:
                 raise AttemptFailed(reason_for_error(exc), f"connection failed: {exc}") from exc
             link.touch()
+            self._at("opening the downchannel")
             await link.open_downchannel(token)
+            self._at("sending SynchronizeState")
             await synchronize(link, self._context, self._reconnect, self._random)
             if not link.usable:
                 raise AttemptFailed(
@@ -562,6 +638,8 @@ class ConnectionManager(AsyncService):
 
     def _no_link(self, message_id: str) -> EventResult:
         why = "the manager was closed" if self._closed else "no connection in time"
+        if not self._closed and self._machine.state is State.FAILED:
+            why = f"not connecting: {self._last_failure}"
         outcome = Outcome.CANCELED if self._closed else Outcome.NOT_CONNECTED
         return failed(outcome, message_id, ConnectionClosed(why))
 
@@ -571,7 +649,7 @@ class ConnectionManager(AsyncService):
         self._waiting += 1
         try:
             while True:
-                if self._closed:
+                if self._closed or self._machine.state is State.FAILED:
                     return None
                 remaining = deadline - loop.time()
                 link = self._link

@@ -4,24 +4,29 @@ The asyncio shell (`manager.py`, `link.py`, `exchange.py`) does what these plain
 functions, fed `now`, decide, so they are tested without sockets or clocks: the state table
 of the connection lifecycle, when a link's liveness is checked and how, the one map from
 HTTP statuses, errors and outcomes to an event's `Outcome` and a link's `ChangedReason`, and
-the parsing of AVS JSON exception bodies. (The reconnect back-off is an
-`avsclient._retry.RetryPolicy` built from the client configuration.)
+the parsing of AVS JSON exception bodies, and when the next connection attempt may start
+(`ReconnectSchedule`, on the client configuration's `avsclient._retry.RetryPolicy`).
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import ssl
+from dataclasses import dataclass
 from typing import Final
 
 from avsclient._fsm import StateMachine, Table
+from avsclient._retry import RetryPolicy
 from avsclient.exceptions import (
     AuthError,
+    ClientConfigError,
     ConnectionClosed,
     ConnectionDraining,
     MultipartError,
     NetworkError,
     PingTimeout,
+    ReauthorizationRequired,
     RemoteProtocolError,
     StreamReset,
     TimeoutException,
@@ -38,10 +43,12 @@ __all__ = [
     "LifecycleMachine",
     "MAX_EXCEPTION_BODY",
     "Outcome",
+    "ReconnectSchedule",
     "STATUS_OF",
     "State",
     "TRANSITIONS",
     "next_check",
+    "is_permanent",
     "outcome_for_error",
     "outcome_for_status",
     "parse_exception_body",
@@ -173,6 +180,7 @@ class State(enum.Enum):
     WAITING = "WAITING"  # an attempt failed or the link died: back-off before the next
     CONNECTED = "CONNECTED"  # a link takes events
     REPLACING = "REPLACING"  # make-before-break: the old link drains, a new one is made
+    FAILED = "FAILED"  # a permanent failure: no retry until wake() or a new endpoint
     CLOSED = "CLOSED"  # closed by the application (terminal)
 
 
@@ -182,9 +190,12 @@ class Input(enum.Enum):
     START = "START"  # the application started the manager
     ATTEMPT_SUCCEEDED = "ATTEMPT_SUCCEEDED"  # downchannel open and SynchronizeState accepted
     ATTEMPT_FAILED = "ATTEMPT_FAILED"  # any step of an attempt failed
+    # An attempt failed in a way retrying cannot mend (`is_permanent`): a rejected
+    # certificate, a revoked refresh token, a wrong LWA client configuration.
+    PERMANENT_FAILURE = "PERMANENT_FAILURE"
     LINK_LOST = "LINK_LOST"  # the link in use died (downchannel end, ping, network)
     DRAIN = "DRAIN"  # GOAWAY, SetEndpoint, corrupt downchannel: move to a new link
-    RETRY = "RETRY"  # the back-off elapsed, or wake()
+    RETRY = "RETRY"  # the back-off elapsed, or wake() (the only way out of FAILED)
     CLOSE = "CLOSE"  # the application closed the manager
 
 
@@ -195,7 +206,11 @@ class Action(enum.Enum):
     CONNECT = "CONNECT"  # start an attempt now
     RESTART = "RESTART"  # abandon the running attempt and start another now
     SCHEDULE_RETRY = "SCHEDULE_RETRY"  # wait the next back-off delay (wake() cuts it short)
-    RESET_BACKOFF = "RESET_BACKOFF"  # a link is up: the back-off starts over
+    # A link is up: the back-off starts over once it has proven healthy, i.e. stayed up
+    # `healthy_after` seconds (`ReconnectSchedule`); a link that ends sooner counts as a
+    # failed attempt, so a server that ends every connection at once meets the back-off.
+    RESET_BACKOFF = "RESET_BACKOFF"
+    HOLD = "HOLD"  # report the failure; no timer: only wake(), SetEndpoint or close go on
     SHUT_DOWN = "SHUT_DOWN"  # stop every task and close every link
 
 
@@ -209,14 +224,18 @@ class Action(enum.Enum):
 # SetEndpoint drain the link (REPLACING): the old link finishes its streams while the
 # attempt runs, so events keep flowing (make-before-break, avs-protocol 2.2). While
 # REPLACING, the status stays CONNECTED; it drops to PENDING only if the attempt fails or
-# the old link dies first. CLOSED absorbs every input, because callbacks of links that are
-# being torn down may still arrive.
+# the old link dies first. A permanent failure (a rejected certificate, invalid_grant, a
+# wrong client configuration) is the one exception to "always retry": retrying cannot mend
+# it, so FAILED (status DISCONNECTED) waits for the application (wake(): re-linked, network
+# or clock fixed) or for a new endpoint. CLOSED absorbs every input, because callbacks of
+# links that are being torn down may still arrive.
 _S, _I, _A = State, Input, Action
 TRANSITIONS: Final[Table[State, Input, Action]] = {
     (_S.IDLE, _I.START): (_A.CONNECT, _S.CONNECTING),
     (_S.IDLE, _I.CLOSE): (_A.SHUT_DOWN, _S.CLOSED),
     (_S.CONNECTING, _I.ATTEMPT_SUCCEEDED): (_A.RESET_BACKOFF, _S.CONNECTED),
     (_S.CONNECTING, _I.ATTEMPT_FAILED): (_A.SCHEDULE_RETRY, _S.WAITING),
+    (_S.CONNECTING, _I.PERMANENT_FAILURE): (_A.HOLD, _S.FAILED),
     (_S.CONNECTING, _I.DRAIN): (_A.RESTART, _S.CONNECTING),
     (_S.CONNECTING, _I.CLOSE): (_A.SHUT_DOWN, _S.CLOSED),
     (_S.WAITING, _I.RETRY): (_A.CONNECT, _S.CONNECTING),
@@ -227,9 +246,13 @@ TRANSITIONS: Final[Table[State, Input, Action]] = {
     (_S.CONNECTED, _I.CLOSE): (_A.SHUT_DOWN, _S.CLOSED),
     (_S.REPLACING, _I.ATTEMPT_SUCCEEDED): (_A.RESET_BACKOFF, _S.CONNECTED),
     (_S.REPLACING, _I.ATTEMPT_FAILED): (_A.SCHEDULE_RETRY, _S.WAITING),
+    (_S.REPLACING, _I.PERMANENT_FAILURE): (_A.HOLD, _S.FAILED),
     (_S.REPLACING, _I.LINK_LOST): (_A.NONE, _S.CONNECTING),
     (_S.REPLACING, _I.DRAIN): (_A.RESTART, _S.REPLACING),
     (_S.REPLACING, _I.CLOSE): (_A.SHUT_DOWN, _S.CLOSED),
+    (_S.FAILED, _I.RETRY): (_A.CONNECT, _S.CONNECTING),
+    (_S.FAILED, _I.DRAIN): (_A.CONNECT, _S.CONNECTING),
+    (_S.FAILED, _I.CLOSE): (_A.SHUT_DOWN, _S.CLOSED),
     **{(_S.CLOSED, i): (_A.NONE, _S.CLOSED) for i in Input},
 }
 del _S, _I, _A
@@ -240,6 +263,7 @@ STATUS_OF: Final[dict[State, ConnectionStatus]] = {
     State.WAITING: ConnectionStatus.PENDING,
     State.CONNECTED: ConnectionStatus.CONNECTED,
     State.REPLACING: ConnectionStatus.CONNECTED,
+    State.FAILED: ConnectionStatus.DISCONNECTED,
     State.CLOSED: ConnectionStatus.DISCONNECTED,
 }
 
@@ -262,6 +286,87 @@ class LifecycleMachine(StateMachine[State, Input, Action]):
     def status(self) -> ConnectionStatus:
         """The status the application sees in the current state."""
         return STATUS_OF[self.state]
+
+
+# -- when to reconnect ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReconnectSchedule:
+    """When the next connection attempt may start (no I/O: the shell passes `now`).
+
+    The delay is `policy`'s entry for the count of consecutive attempts that did not give a
+    healthy link. A link proves healthy by staying up `healthy_after` seconds; only then does
+    the count start over. Until then its end (lost, or drained by GOAWAY) counts as one more
+    failure, so a server that accepts every connection and ends it at once (GOAWAY, a
+    connection error, a stream limit of 0) meets the same growing back-off as one that
+    refuses connections: at most one attempt per `policy`'s last delay once the table has
+    run out, whatever the server does.
+
+    Attributes:
+        policy: the delay table and jitter (the client configuration's back-off).
+        healthy_after: seconds a link must stay up before the back-off starts over.
+        failures: consecutive attempts without a healthy link (the retry number of the next
+            delay).
+        connected_at: when the link in use came up, or None.
+    """
+
+    policy: RetryPolicy
+    healthy_after: float
+    failures: int = 0
+    connected_at: float | None = None
+
+    def attempt_failed(self) -> None:
+        """A connection attempt failed: the next delay is one step longer."""
+        self.failures += 1
+
+    def connected(self, now: float) -> None:
+        """A link came up at `now` (the count stands until it proves healthy)."""
+        self.connected_at = now
+
+    def healthy(self, now: float) -> bool:
+        """Whether the link in use has stayed up long enough to count as healthy."""
+        return self.connected_at is not None and now - self.connected_at >= self.healthy_after
+
+    def link_ended(self, now: float, *, drained: bool) -> bool:
+        """The link in use ended at `now`: lost, or `drained` (GOAWAY, a corrupt downchannel).
+
+        Returns:
+            Whether the next attempt must first wait `delay()`. A healthy link that drains
+            is replaced at once (make-before-break); any other end counts as a failure.
+        """
+        healthy = self.healthy(now)
+        self.connected_at = None
+        if healthy:
+            self.failures = 0
+            if drained:
+                return False
+        self.failures += 1
+        return True
+
+    def delay(self, draw: float) -> float:
+        """The wait before the next attempt, for one random draw in [0, 1)."""
+        return self.policy.delay(self.failures, draw)
+
+
+def is_permanent(error: BaseException | None) -> bool:
+    """Whether a failed connection attempt cannot succeed by retrying alone.
+
+    A revoked refresh token (`ReauthorizationRequired`, LWA's invalid_grant), a wrong LWA
+    client configuration (`ClientConfigError`) and a server certificate the trust store
+    rejects need the application (re-linking, a new configuration, a fixed clock or trust
+    store). Network failures, timeouts and server errors are transient. The whole chain of
+    causes is looked at, since each layer wraps the error below it.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(
+            error, ReauthorizationRequired | ClientConfigError | ssl.SSLCertVerificationError
+        ):
+            return True
+        error = error.__cause__
+    return False
 
 
 # -- outcomes ------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from avsclient.exceptions import (
     LocalProtocolError,
     PingTimeout,
     RemoteProtocolError,
+    ResponseTimeout,
     StreamInactivityTimeout,
     StreamReset,
     TransportError,
@@ -79,6 +80,13 @@ logger = logging.getLogger("avsclient.http2")
 #: a TLS record pass and a send() call whatever its size; with 16 KiB chunks that per-write
 #: cost was about a third of an upload's CPU time (benchmarks/bench_transport.py).
 _COALESCE_BYTES = 256 * 1024
+
+
+def _slot_limit(response: float | None, inactivity: float | None) -> float | None:
+    """How long a new stream may wait for a slot: no longer than for its response headers,
+    nor than it may go without progress (a stream that cannot open makes none)."""
+    limits = [limit for limit in (response, inactivity) if limit is not None]
+    return min(limits) if limits else None
 
 
 class HTTP2Connection(AsyncResource):
@@ -451,15 +459,13 @@ class HTTP2Connection(AsyncResource):
             progress.set_result(None)
             self._progress = asyncio.get_running_loop().create_future()
 
-    async def _wait_progress(self, timeout: float | None, stream: HTTP2Stream | None) -> None:
+    async def _wait_progress(self, timeout: float | None, stream: HTTP2Stream) -> None:
         progress = self._progress
         assert progress is not None
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.shield(progress)
         except TimeoutError as exc:
-            if stream is None:  # pragma: no cover - callers without a stream pass no timeout
-                raise
             error = StreamInactivityTimeout(
                 f"stream {stream.stream_id}: the server gave no flow-control window for {timeout} s"
             )
@@ -657,6 +663,9 @@ class HTTP2Connection(AsyncResource):
     ) -> HTTP2Stream:
         """Open a request stream, waiting for a free slot under the server's stream limit.
 
+        The wait for a slot ends at the stream's `response_timeout` or `inactivity_timeout`,
+        whichever is shorter, and counts toward the response's total wait.
+
         Returns once the HEADERS are written; the body (if any) is sent by a task of its own,
         so the response can be read while the upload goes on.
 
@@ -675,6 +684,7 @@ class HTTP2Connection(AsyncResource):
             The stream.
 
         Raises:
+            ResponseTimeout: no stream slot came free in time.
             ConnectionDraining: the server sent GOAWAY.
             ConnectionLost: the connection broke.
             ConnectionClosed: the connection was closed (or never opened).
@@ -684,16 +694,13 @@ class HTTP2Connection(AsyncResource):
             if self._state == "closed":
                 raise self._closed_error()
             raise ConnectionClosed("the HTTP/2 connection is not open: call connect() first")
+        response_limit = _timeout(response_timeout, self.config.response_timeout)
+        inactivity_limit = _timeout(inactivity_timeout, self.config.stream_inactivity_timeout)
+        waited = await self._wait_stream_slot(_slot_limit(response_limit, inactivity_limit))
+        if response_limit is not None:
+            # The wait for a slot counts toward the wait for the response headers.
+            response_limit = max(response_limit - waited, 0.001)
         core = self._core
-        while True:
-            try:
-                if core.can_open_stream():
-                    break
-            except (ConnectionDraining, LocalProtocolError, RemoteProtocolError) as exc:
-                raise self._error_for(exc) from None
-            except ConnectionClosed:
-                raise self._closed_error() from None
-            await self._wait_progress(None, None)
         end_stream = isinstance(body, (bytes, bytearray, memoryview)) and not body
         try:
             stream_id = core.open_stream(
@@ -709,8 +716,8 @@ class HTTP2Connection(AsyncResource):
         stream = HTTP2Stream(
             self,
             stream_id,
-            response_timeout=_timeout(response_timeout, self.config.response_timeout),
-            inactivity_timeout=_timeout(inactivity_timeout, self.config.stream_inactivity_timeout),
+            response_timeout=response_limit,
+            inactivity_timeout=inactivity_limit,
             upload_open=not end_stream,
         )
         self._streams[stream_id] = stream
@@ -720,6 +727,43 @@ class HTTP2Connection(AsyncResource):
             self._uploads.add(task)
             task.add_done_callback(self._uploads.discard)
         return stream
+
+    async def _wait_stream_slot(self, limit: float | None) -> float:
+        """Wait until a new stream fits the server's SETTINGS_MAX_CONCURRENT_STREAMS.
+
+        A server may announce 0, or lower the limit once streams are open (RFC 9113 section
+        6.5.2), so a slot may never come: the wait ends at `limit`.
+
+        Returns:
+            How long it waited, in seconds.
+
+        Raises:
+            ResponseTimeout: no slot within `limit` seconds.
+            ConnectionDraining, ConnectionLost, ConnectionClosed: the connection's error.
+        """
+        core = self._core
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = None if limit is None else start + limit
+        while True:
+            try:
+                if core.can_open_stream():
+                    return loop.time() - start
+            except (ConnectionDraining, LocalProtocolError, RemoteProtocolError) as exc:
+                raise self._error_for(exc) from None
+            except ConnectionClosed:
+                raise self._closed_error() from None
+            progress = self._progress
+            assert progress is not None
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await asyncio.shield(progress)
+            except TimeoutError as exc:
+                raise ResponseTimeout(
+                    f"no free stream slot on {self.authority} within {limit} s (the server "
+                    f"allows {core.max_concurrent_streams} concurrent streams, "
+                    f"{self.open_stream_count} are open)"
+                ) from exc
 
     async def request(
         self,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from avsclient import _lazy
 
 if TYPE_CHECKING:
+    from avsclient.simulator.alerts import AlertLedger
     from avsclient.simulator.config import SimulatorConfig
     from avsclient.simulator.faults import Faults
     from avsclient.simulator.gateway import GatewayReply, GatewayRequest, GatewayService
@@ -46,6 +47,7 @@ else:
     __getattr__, __dir__ = _lazy.exports(
         __name__,
         {
+            "avsclient.simulator.alerts": ("AlertLedger",),
             "avsclient.simulator.config": ("SimulatorConfig",),
             "avsclient.simulator.faults": ("Faults",),
             "avsclient.simulator.gateway": ("GatewayReply", "GatewayRequest", "GatewayService"),
@@ -73,6 +75,7 @@ else:
     )
 
 __all__ = [
+    "AlertLedger",
     "CodePair",
     "CodePairState",
     "DEFAULT_CLIENT_ID",

@@ -105,6 +105,10 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.sim.faults.offline:  # faults.go_offline(): the network is gone
+            self.closed = True
+            transport.abort()
+            return
         ssl_object = transport.get_extra_info("ssl_object")
         if isinstance(ssl_object, ssl.SSLObject) and ssl_object.selected_alpn_protocol() != "h2":
             logger.info("connection %d: ALPN did not select h2; closing", self.connection_id)

@@ -39,6 +39,7 @@ class Faults:
         self._malformed_json = 0
         self.ignoring_pings = False
         self.response_delay = 0.0
+        self.offline = False
 
     # -- acting now ----------------------------------------------------------------------
 
@@ -62,6 +63,16 @@ class Faults:
     def drop_connections(self) -> int:
         """Abort every open TCP connection without GOAWAY (the peer sees a reset)."""
         return self._live.drop_all()
+
+    def go_offline(self) -> int:
+        """Be unreachable: abort every open connection and every new one until
+        `go_online()` (the network is gone). Returns the connections aborted."""
+        self.offline = True
+        return self._live.drop_all()
+
+    def go_online(self) -> None:
+        """Accept connections again after `go_offline()`."""
+        self.offline = False
 
     def ignore_pings(self, ignore: bool = True) -> None:
         """Stop (or resume) answering pings: HTTP/2 PING frames get no ACK, GET /ping no reply."""

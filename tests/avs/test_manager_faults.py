@@ -334,7 +334,8 @@ async def test_wake_cuts_the_backoff_short(sim: Simulator) -> None:
 
 
 async def test_backoff_draws_come_from_the_injected_random(sim: Simulator) -> None:
-    """Each reconnect wait draws once from the manager's random source, reset on success."""
+    """Each reconnect wait draws once from the manager's random source; the count of
+    failures stands after a success until the link proves healthy (`healthy_after`)."""
     draws: list[int] = []
 
     def random() -> float:
@@ -345,7 +346,8 @@ async def test_backoff_draws_come_from_the_injected_random(sim: Simulator) -> No
     async with running_manager(sim, random=random) as run:
         await run.manager.wait_connected(20)
         assert len(draws) == 2
-        assert run.manager._failures == 0
+        assert run.manager._schedule.failures == 2  # not yet healthy
         sim.faults.drop_connections()
         await wait_for(lambda: len(syncs(sim)) == 2)
         assert len(draws) == 3
+        assert run.manager._schedule.failures == 3  # the link ended unproven: one more

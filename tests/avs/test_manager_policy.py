@@ -77,7 +77,9 @@ def test_the_managers_schedule_is_the_configured_table() -> None:
     config = ClientConfig(backoff=SDK_TABLE, backoff_jitter=(0.667, 1.5))
     manager = ConnectionManager(config, None, None, context=list)  # type: ignore[arg-type]
     assert manager._reconnect == RECONNECT
-    assert manager._failures == 0
+    assert manager._schedule.policy == RECONNECT
+    assert manager._schedule.failures == 0
+    assert manager._schedule.healthy_after == config.healthy_after
 
 
 def test_backoff_extremes_of_the_draw() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from avsclient.activity import UserActivity
 from avsclient.agents import (
+    AlertsAgent,
     Capability,
     CapabilityAgent,
     DirectiveHandler,
@@ -102,15 +103,17 @@ def offline_client(**kwargs: Any) -> AVSClient:
 
 
 async def test_the_core_agents_are_the_default() -> None:
-    """Without agents=, the client holds System, Speaker, SpeechSynthesizer and
-    SpeechRecognizer, reachable by interface and through the old attributes."""
+    """Without agents=, the client holds System, Speaker, SpeechSynthesizer,
+    SpeechRecognizer and Alerts, reachable by interface and through the old attributes."""
     client = offline_client()
     assert [a.namespace for a in client.agents] == [
         "System",
         "Speaker",
         "SpeechSynthesizer",
         "SpeechRecognizer",
+        "Alerts",
     ]
+    assert isinstance(client.alerts, AlertsAgent)
     assert isinstance(client.system, SystemAgent)
     assert isinstance(client.speaker, SpeakerAgent)
     assert isinstance(client.synthesizer, SpeechSynthesizerAgent)
@@ -129,6 +132,7 @@ async def test_capabilities_use_the_protocol_versions() -> None:
         ("Speaker", "1.0"),
         ("SpeechSynthesizer", "1.3"),
         ("SpeechRecognizer", "2.3"),
+        ("Alerts", "1.3"),
         ("Acme.Lamp", "1.0"),
     ]
     assert caps[-1].to_json() == {
@@ -237,7 +241,12 @@ async def test_routing_and_context_are_generic() -> None:
     assert lamp.color == "blue"
     assert Disposition.DISPATCHED in seen
     names = [f"{s['header']['namespace']}.{s['header']['name']}" for s in client.context()]
-    assert names == ["Speaker.VolumeState", "SpeechSynthesizer.SpeechState", "Acme.Lamp.LampState"]
+    assert names == [
+        "Speaker.VolumeState",
+        "SpeechSynthesizer.SpeechState",
+        "Alerts.AlertsState",
+        "Acme.Lamp.LampState",
+    ]
     assert client.context()[-1]["payload"] == {"color": "blue"}
     await client.aclose()
 

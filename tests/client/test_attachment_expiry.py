@@ -172,3 +172,44 @@ async def test_closing_the_client_drops_held_attachments_and_their_timer() -> No
     assert part.buffered == 0 and isinstance(part.error, AttachmentError)
     with pytest.raises(AttachmentError, match="store closed"):
         await reader.read()
+
+
+async def test_a_reader_waits_for_an_attachment_that_never_arrives_at_most_ttl() -> None:
+    """A Speak's reader of a `cid:` part that never begins fails with AttachmentError once
+    it has waited `ttl`, instead of waiting for ever (the Speak then ends)."""
+    store = AttachmentStore(AttachmentLimits(ttl=0.2))
+    store.claim("src", "lost")
+    reader = store.open("src", "lost")
+    async with asyncio.timeout(2):
+        with pytest.raises(AttachmentError, match="never arrived"):
+            await reader.read()
+    await reader.aclose()
+
+
+async def test_a_trickling_attachment_fails_once_its_waits_add_up_to_ttl() -> None:
+    """Data trickling in keeps each wait short, but the waits add up: the budget is total.
+    Time the reader spends away (the player busy) does not use it up."""
+    store = AttachmentStore(AttachmentLimits(ttl=0.3))
+    attachment = store.begin("src", "slow")
+    reader = store.open("src", "slow")
+    await attachment.put(memoryview(b"a"))
+    await asyncio.sleep(0.4)  # the reader is busy elsewhere: no budget spent
+    assert await reader.read() == b"a"
+
+    async def trickle() -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            await attachment.put(memoryview(b"x"))
+
+    feeding = asyncio.create_task(trickle())
+    received = 0
+    try:
+        async with asyncio.timeout(3):
+            with pytest.raises(AttachmentError, match="stalled"):
+                while await reader.read():
+                    received += 1
+    finally:
+        feeding.cancel()
+        await asyncio.gather(feeding, return_exceptions=True)
+    assert received >= 2  # it did read while the budget lasted
+    await reader.aclose()

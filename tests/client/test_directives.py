@@ -332,6 +332,48 @@ async def test_pipeline_pairs_directive_and_attachment_in_either_order(
     await pipeline.aclose()
 
 
+async def test_pipeline_holds_the_reader_back_when_handlers_fall_behind() -> None:
+    """With `max_in_flight` handlers and reports busy, `part_ended` (awaited by the response
+    reader before it takes the next chunk) waits; it goes on once one finishes. Unknown
+    directives' reports count too. Closing releases a waiting reader at once."""
+    rec = Recorder()
+    pipeline = DirectivePipeline(report=rec.report, observer=rec.observe, max_in_flight=3)
+    release = asyncio.Event()
+
+    async def slow(directive: Directive) -> None:
+        await release.wait()
+
+    pipeline.register("Speaker", "SetVolume", slow)
+    for volume in range(3):
+        await _feed(pipeline, "s", JSON, _raw("Speaker", "SetVolume", volume=volume))
+    assert pipeline.in_flight == 3
+    fourth = asyncio.create_task(_feed(pipeline, "s", JSON, _raw("Foo", "Unknown")))
+    await asyncio.sleep(0.05)
+    assert not fourth.done(), "the reader went on although every handler is busy"
+    assert pipeline.in_flight == 3
+    release.set()
+    async with asyncio.timeout(2):
+        await fourth
+    await pipeline.wait_idle()
+    assert [error for _, error, _ in rec.reports] == [ExceptionType.UNSUPPORTED_OPERATION]
+
+    release.clear()
+    for volume in range(3):
+        await _feed(pipeline, "s", JSON, _raw("Speaker", "SetVolume", volume=volume))
+    waiting = asyncio.create_task(_feed(pipeline, "s", JSON, _raw("Speaker", "SetVolume")))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    async with asyncio.timeout(2):
+        await pipeline.aclose()
+        await waiting
+    assert pipeline.in_flight == 0
+
+
+def test_pipeline_rejects_a_bound_below_one() -> None:
+    with pytest.raises(ValueError, match="max_in_flight"):
+        DirectivePipeline(report=Recorder().report, max_in_flight=0)
+
+
 async def test_pipeline_reports_bad_parts_and_carries_on() -> None:
     """Unknown directives, broken JSON and oversized JSON are reported; other parts skipped;
     the next good directive is still handled."""

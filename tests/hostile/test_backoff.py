@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from .kit import hostile_client, hostile_config
 from .server import HostileServer
-
-DEFECT_4 = "defect 4: back-off resets on every successful connect"
 
 #: Back-off for these tests: 0.1, 0.4, 1.6 s, then 3.2 s for ever (no jitter).
 BACKOFF = (0.1, 0.4, 1.6, 3.2)
@@ -31,7 +27,6 @@ async def _count_connections(server: HostileServer) -> int:
     return len(server.connections)
 
 
-@pytest.mark.xfail(strict=True, reason=DEFECT_4)
 async def test_goaway_after_every_connect_backs_off(server: HostileServer) -> None:
     """GOAWAY 100 ms after each connection is accepted: reconnects follow the back-off."""
     server.behaviour.goaway_after_sync_ms = 100
@@ -39,7 +34,6 @@ async def test_goaway_after_every_connect_backs_off(server: HostileServer) -> No
     assert connections <= MAX_CONNECTIONS, f"{connections} connections in {WINDOW} s"
 
 
-@pytest.mark.xfail(strict=True, reason=DEFECT_4)
 async def test_protocol_error_after_every_connect_backs_off(server: HostileServer) -> None:
     """A connection-level PROTOCOL_ERROR right after each connect: the same bound."""
     server.behaviour.protocol_error_after_sync_ms = 20

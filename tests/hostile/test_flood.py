@@ -11,12 +11,8 @@ import asyncio
 import contextlib
 import time
 
-import pytest
-
 from .kit import Sampler, hostile_client
 from .server import HostileServer
-
-DEFECT_2 = "defect 2: the downchannel reader spawns a task per directive, without back-pressure"
 
 #: Directives pushed: enough to show growth (today: one pending task each), few enough to
 #: stay within seconds.
@@ -30,7 +26,6 @@ MAX_RSS_GROWTH = 48 * 1024 * 1024
 MAX_SHUTDOWN = 3.0
 
 
-@pytest.mark.xfail(strict=True, reason=DEFECT_2)
 async def test_directive_flood_is_bounded(server: HostileServer) -> None:
     """20,000 SetVolume directives: bounded tasks and memory, fast shutdown."""
     sampler = Sampler()

@@ -10,14 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from avsclient.attachments import AttachmentLimits
 
 from .kit import hostile_client, hostile_config, speech_activity, tone, wait_until
 from .server import HostileServer
-
-DEFECT_5 = "defect 5: inactivity-only timeouts are stalled by a missing or trickling body"
 
 #: The attachment wait's and the event's deadline in these tests.
 DEADLINE = 2.0
@@ -25,7 +21,6 @@ DEADLINE = 2.0
 SLACK = 2.0
 
 
-@pytest.mark.xfail(strict=True, reason=DEFECT_5)
 async def test_speak_whose_attachment_never_arrives_ends(server: HostileServer) -> None:
     """The downchannel stays open but the attachment never comes: the Speak ends within its
     deadline, the device is no longer PLAYING, and AVS hears how it ended."""
@@ -46,7 +41,6 @@ async def test_speak_whose_attachment_never_arrives_ends(server: HostileServer) 
     assert outcomes, "AVS was not told how the Speak ended"
 
 
-@pytest.mark.xfail(strict=True, reason=DEFECT_5)
 async def test_trickling_recognize_response_ends_within_the_event_timeout(
     server: HostileServer,
 ) -> None:

@@ -11,15 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from .kit import event_document, hostile_client, hostile_config, wait_until
 from .server import HostileServer
 
-DEFECT_3 = "defect 3: waiting for a stream slot has no deadline"
 
-
-@pytest.mark.xfail(strict=True, reason=DEFECT_3)
 async def test_no_stream_slots_at_connect_fails_the_attempt_and_retries(
     server: HostileServer,
 ) -> None:
@@ -33,7 +28,6 @@ async def test_no_stream_slots_at_connect_fails_the_attempt_and_retries(
     assert retried, f"{len(server.connections)} connection(s) in 4 s with connect_timeout 1.5 s"
 
 
-@pytest.mark.xfail(strict=True, reason=DEFECT_3)
 async def test_events_get_an_outcome_when_the_stream_limit_drops(server: HostileServer) -> None:
     """Limit lowered to 1 after connecting: three events each end within their timeout."""
     server.behaviour.lower_streams_after_sync = 1
@@ -58,7 +52,6 @@ async def test_events_get_an_outcome_when_the_stream_limit_drops(server: Hostile
     assert all(elapsed <= 1.5 + 1.5 + 1.0 for _, elapsed in results), results
 
 
-@pytest.mark.xfail(strict=True, reason=DEFECT_3)
 async def test_a_ping_without_a_stream_slot_fails_and_the_link_is_replaced(
     server: HostileServer,
 ) -> None:
