@@ -2,12 +2,16 @@
 pipeline and the capability agents together.
 
 ```python
-async with AVSClient(ClientConfig(region=Region.EU), tokens, sink=Speaker()) as client:
-    await client.wait_connected()
+async with Speaker() as speaker, AVSClient.from_login(sink=speaker) as client:
+    await client.wait_connected(30)
     dialog = await client.recognize(Microphone(), profile="NEAR_FIELD")
     await dialog.wait_finished()           # the answer has been spoken
     print(dialog.trace.relative_ms())
 ```
+
+`AVSClient.from_login()` connects with the tokens `avsclient login` stored and
+`AVSClient.for_simulator(sim)` with a local simulator; `AVSClient(config, tokens)` takes any
+configuration and token provider.
 
 Applications observe what happens through callbacks (`add_listener`) or async iteration
 (`async with client.subscribe() as events: async for event in events: ...`).
@@ -18,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from avsclient._resource import AsyncResource, AsyncService
 from avsclient.activity import UserActivity
@@ -54,7 +59,7 @@ from avsclient.messages import Directive, ExceptionType, exception_encountered
 if TYPE_CHECKING:
     from avsclient.audio import AudioSink, AudioSource
     from avsclient.auth.provider import TokenProvider
-    from avsclient.config import ClientConfig
+    from avsclient.config import ClientConfig, Region
     from avsclient.dialog import Dialog
     from avsclient.store import DeviceStore
 
@@ -62,6 +67,7 @@ __all__ = [
     "AVSClient",
     "DEFAULT_SUBSCRIPTION_SIZE",
     "Listener",
+    "SimulatorEndpoint",
     "Subscription",
     "default_agents",
 ]
@@ -75,6 +81,19 @@ Listener = Callable[[ClientEvent], None]
 """A callback receiving every `ClientEvent`, called in the event loop; it must not block."""
 
 _A = TypeVar("_A", bound=CapabilityAgent)
+_C = TypeVar("_C", bound="AVSClient")
+
+
+class SimulatorEndpoint(Protocol):
+    """What `AVSClient.for_simulator` needs of a simulator (`avsclient.simulator.Simulator`)."""
+
+    def client_config(self, **options: Any) -> ClientConfig:
+        """A configuration that reaches the simulator."""
+        ...
+
+    def add_token(self, token: str | None = None) -> str:
+        """A bearer token the simulator accepts."""
+        ...
 
 
 def default_agents(
@@ -275,10 +294,94 @@ class AVSClient(AsyncService):
             set_endpoint=self.manager.set_endpoint,
         )
         self._agents: dict[str, CapabilityAgent] = {}
+        # What from_login() made for this client, closed after it, newest first.
+        self._owned: list[Callable[[], Awaitable[None]]] = []
         self._started = False
         self._closed = False
         for agent in agents:
             self.add_agent(agent)
+
+    # -- the obvious ways to build one -------------------------------------------------------
+
+    @classmethod
+    def from_login(
+        cls: type[_C],
+        *,
+        token_file: str | os.PathLike[str] | None = None,
+        region: Region | str | None = None,
+        endpoint: str | None = None,
+        ca_file: str | None = None,
+        lwa_url: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> _C:
+        """A client for the device `avsclient login` linked, with the tokens it stored.
+
+        The tokens are refreshed with Login with Amazon as they expire and written back to
+        the token file. Each argument left None comes from its `AVSCLIENT_*` environment
+        variable (`avsclient.environment`), then from the default: the default token file,
+        region NA, the region's host, the system's CAs, `https://api.amazon.com`.
+
+        Args:
+            token_file: the token file (default: where `avsclient login` writes).
+            region: the AVS region, a `Region` or its name in any case.
+            endpoint: an AVS base URL instead of the region's host.
+            ca_file: a PEM file of CAs to trust, for AVS and Login with Amazon.
+            lwa_url: the Login with Amazon base URL.
+            environ: the environment to read (default: `os.environ`).
+            options: the other `AVSClient` arguments (`sink=`, `source_factory=`, ...).
+
+        Raises:
+            ReauthorizationRequired: the token file holds no tokens (run `avsclient login`).
+            TokenStoreError: the token file cannot be read.
+            ValueError: a bad argument or environment variable.
+        """
+        from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider, TokenStore
+        from avsclient.auth.lwa import DEFAULT_LWA_URL
+        from avsclient.config import ClientConfig, Region
+        from avsclient.environment import read_environment
+        from avsclient.exceptions import ReauthorizationRequired
+
+        env = read_environment(environ)
+        store = TokenStore(token_file if token_file is not None else env.token_file)
+        stored = store.load()
+        if stored is None:
+            raise ReauthorizationRequired(
+                f"no tokens in {store.path}: link this device with `avsclient login` first"
+            )
+        if isinstance(region, str):
+            region = Region.parse(region)
+        config = ClientConfig(
+            endpoint=endpoint or env.endpoint,
+            region=region or env.region or Region.NA,
+            ca_file=ca_file or env.ca_file,
+        )
+        lwa = LWAConfig(client_id=stored.client_id, url=lwa_url or env.lwa_url or DEFAULT_LWA_URL)
+        http = LWAHttpClient(lwa.url, ca_file=config.ca_file, timeout=lwa.timeout)
+        tokens = RefreshingTokenProvider(lwa, store=store, http=http)
+        client = cls(config, tokens, **options)
+        client._owned += [http.aclose, tokens.aclose]
+        return client
+
+    @classmethod
+    def for_simulator(
+        cls: type[_C],
+        simulator: SimulatorEndpoint,
+        *,
+        config: ClientConfig | None = None,
+        **options: Any,
+    ) -> _C:
+        """A client for a started local simulator (`avsclient.simulator.Simulator`).
+
+        Args:
+            simulator: the simulator; it is given a new token for this client.
+            config: a configuration (default: `simulator.client_config()`).
+            options: the other `AVSClient` arguments (`sink=`, `source_factory=`, ...).
+        """
+        from avsclient.auth import StaticTokenProvider
+
+        tokens = StaticTokenProvider(simulator.add_token())
+        return cls(config or simulator.client_config(), tokens, **options)
 
     # -- agents ----------------------------------------------------------------------------
 
@@ -397,6 +500,8 @@ class AVSClient(AsyncService):
         self.attachments.close()
         for subscription in list(self._subscriptions):
             await subscription.aclose()
+        while self._owned:
+            await self._owned.pop()()
 
     @property
     def status(self) -> ConnectionStatus:

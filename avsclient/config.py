@@ -59,6 +59,19 @@ class Region(enum.Enum):
     EU = ("https://alexa.eu.gateway.devices.a2z.com", "https://avs-alexa-eu.amazon.com")
     FE = ("https://alexa.fe.gateway.devices.a2z.com", "https://avs-alexa-fe.amazon.com")
 
+    @classmethod
+    def parse(cls, name: str) -> Region:
+        """The region called `name`, in any case (`"eu"`, `"EU"`).
+
+        Raises:
+            ValueError: no region has this name; the message lists them.
+        """
+        try:
+            return cls[name.strip().upper()]
+        except KeyError:
+            names = ", ".join(r.name for r in cls)
+            raise ValueError(f"unknown region {name!r} (choose one of {names})") from None
+
     @property
     def host(self) -> str:
         """The current gateway URL."""

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import avsclient
-from avsclient import AVSClient, ClientConfig, ClientEvent, agents, audio, auth
+from avsclient import AVSClient, ClientEvent, agents, audio
 from avsclient.agents import payload
 from avsclient.exceptions import AVSError
 from avsclient.messages import ContextState, Directive, Event
@@ -73,27 +73,24 @@ def lamp_state(context: list[dict[str, object]]) -> str:
 async def run() -> None:
     from avsclient.simulator import Simulator, directive  # only --simulator needs it
 
-    async with Simulator() as sim:
-        config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path)
-        tokens = auth.StaticTokenProvider(sim.add_token())
-        async with AVSClient(config, tokens, listener=show) as client:
-            client.add_agent(LampAgent())  # the core agents are there by default
-            print(
-                "capabilities:",
-                ", ".join(f"{c.interface} {c.version}" for c in client.capabilities()),
-            )
-            await client.wait_connected(timeout=30)
-            sync = await sim.wait_for_event("System", "SynchronizeState")
-            print("SynchronizeState context:", lamp_state(sync.context), flush=True)
+    async with Simulator() as sim, AVSClient.for_simulator(sim, listener=show) as client:
+        client.add_agent(LampAgent())  # the core agents are there by default
+        print(
+            "capabilities:",
+            ", ".join(f"{c.interface} {c.version}" for c in client.capabilities()),
+        )
+        await client.wait_connected(timeout=30)
+        sync = await sim.wait_for_event("System", "SynchronizeState")
+        print("SynchronizeState context:", lamp_state(sync.context), flush=True)
 
-            await sim.push_directive(directive("Acme.Lamp", "SetColor", {"color": "blue"}))
-            changed = await sim.wait_for_event("Acme.Lamp", "ColorChanged", timeout=10)
-            print("AVS received: Acme.Lamp.ColorChanged", json.dumps(changed.payload), flush=True)
+        await sim.push_directive(directive("Acme.Lamp", "SetColor", {"color": "blue"}))
+        changed = await sim.wait_for_event("Acme.Lamp", "ColorChanged", timeout=10)
+        print("AVS received: Acme.Lamp.ColorChanged", json.dumps(changed.payload), flush=True)
 
-            dialog = await client.recognize(audio.WavFileSource(str(UTTERANCE)))
-            await dialog.wait_finished()
-            recognize = await sim.wait_for_event("SpeechRecognizer", "Recognize")
-            print("Recognize context:", lamp_state(recognize.context), flush=True)
+        dialog = await client.recognize(audio.WavFileSource(str(UTTERANCE)))
+        await dialog.wait_finished()
+        recognize = await sim.wait_for_event("SpeechRecognizer", "Recognize")
+        print("Recognize context:", lamp_state(recognize.context), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     except AVSError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # Ctrl-C stops it cleanly: exit 0, as `avsclient talk` does
+        pass
     return 0
 
 

@@ -4,7 +4,8 @@
     python examples/push_to_talk.py --region EU            # real AVS, after `avsclient login`
     python examples/push_to_talk.py --simulator --input question.wav --output reply.wav
 
-When stdin is not a terminal, each input line is one turn and end of input quits.
+When stdin is not a terminal, each input line is one turn and end of input quits. Ctrl-C and
+SIGTERM stop it cleanly (exit status 0, files closed), as they stop `avsclient talk`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import threading
 
-from avsclient import AVSClient, ClientConfig, ClientEvent, Dialog, Region, agents, audio, auth
-from avsclient.exceptions import AudioError, AuthError, AVSError
+from avsclient import AVSClient, ClientEvent, Dialog, Region, agents, audio
+from avsclient.exceptions import AudioError, AVSError
 
 STATES = {"RECOGNIZING": "Listening", "BUSY": "Thinking", "PLAYING": "Speaking", "FINISHED": "Done"}
 
@@ -56,30 +58,35 @@ async def read_line() -> str:
 
 
 async def connect(args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> AVSClient:
-    if args.simulator:
-        from avsclient.simulator import Simulator  # only --simulator needs it
-
-        sim = await stack.enter_async_context(Simulator())
-        config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path)
-        tokens: auth.TokenProvider = auth.StaticTokenProvider(sim.add_token())
-    else:  # the token file `avsclient login` wrote, refreshed and rewritten as needed
-        store = auth.TokenStore(args.token_file)
-        if (stored := store.load()) is None:
-            raise AuthError(f"no tokens in {store.path}: run `avsclient login` first")
-        lwa = auth.LWAConfig(client_id=stored.client_id)
-        tokens = await stack.enter_async_context(auth.RefreshingTokenProvider(lwa, store=store))
-        config = ClientConfig(region=Region[args.region])
     if args.output:
         sink: audio.AudioSink = audio.WavFileSink(args.output, audio.PLAYBACK_FORMAT)
     else:
         sink = audio.Speaker(device=args.device)
-    stack.push_async_callback(sink.aclose)
-    client = await stack.enter_async_context(AVSClient(config, tokens, sink=sink, listener=show))
+    await stack.enter_async_context(sink)
+    if args.simulator:
+        from avsclient.simulator import Simulator  # only --simulator needs it
+
+        sim = await stack.enter_async_context(Simulator())
+        client = AVSClient.for_simulator(sim, sink=sink, listener=show)
+    else:  # the token file `avsclient login` wrote, refreshed and rewritten as needed
+        client = AVSClient.from_login(
+            token_file=args.token_file, region=args.region, sink=sink, listener=show
+        )
+    await stack.enter_async_context(client)
     await client.wait_connected(timeout=30)
     return client
 
 
 async def talk(args: argparse.Namespace) -> None:
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+    for signum in (signal.SIGINT, signal.SIGTERM):  # stop cleanly: cut the turn, close all
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await talk_until_end(args)
+
+
+async def talk_until_end(args: argparse.Namespace) -> None:
     async with contextlib.AsyncExitStack() as stack:
         client = await connect(args, stack)
         print("Connected. Press Enter to talk, Ctrl-D to quit.", flush=True)
@@ -96,7 +103,7 @@ async def talk(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--simulator", action="store_true", help="talk to a local simulator")
-    parser.add_argument("--region", choices=[r.name for r in Region], default="NA")
+    parser.add_argument("--region", type=Region.parse, help="NA, EU or FE (default NA)")
     parser.add_argument("--token-file", help="tokens from `avsclient login` (default: its path)")
     parser.add_argument("--input", help="a WAV file to say instead of using the microphone")
     parser.add_argument("--output", help="a WAV file to write replies to instead of playing them")
@@ -115,8 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     except AVSError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     return 0
 
 

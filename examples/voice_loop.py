@@ -24,11 +24,11 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from avsclient import AVSClient, ClientConfig, ClientEvent, Region, agents, audio, auth
+from avsclient import AVSClient, ClientEvent, Region, agents, audio
 from avsclient.dialog import Disposition
-from avsclient.exceptions import AudioError, AuthError, AVSError
+from avsclient.exceptions import AudioError, AVSError
 
 if TYPE_CHECKING:
     from avsclient.simulator import ReceivedEvent, Reply
@@ -76,22 +76,17 @@ def ask_follow_up(event: ReceivedEvent) -> Reply:
 
 
 async def connect(
-    args: argparse.Namespace, stack: contextlib.AsyncExitStack
-) -> tuple[ClientConfig, auth.TokenProvider]:
+    args: argparse.Namespace, stack: contextlib.AsyncExitStack, **options: Any
+) -> AVSClient:
+    """The client, with the simulator (--simulator) or the tokens `avsclient login` stored."""
     if args.simulator:
         from avsclient.simulator import Simulator  # only --simulator needs it
 
         sim = await stack.enter_async_context(Simulator())
         if args.simulator_expect_speech:
             sim.script.recognize(ask_follow_up)
-        config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path)
-        return config, auth.StaticTokenProvider(sim.add_token())
-    store = auth.TokenStore(args.token_file)  # written by `avsclient login`, refreshed here
-    if (stored := store.load()) is None:
-        raise AuthError(f"no tokens in {store.path}: run `avsclient login` first")
-    lwa = auth.LWAConfig(client_id=stored.client_id)
-    tokens = await stack.enter_async_context(auth.RefreshingTokenProvider(lwa, store=store))
-    return ClientConfig(region=Region[args.region]), tokens
+        return AVSClient.for_simulator(sim, **options)
+    return AVSClient.from_login(token_file=args.token_file, region=args.region, **options)
 
 
 def open_source(args: argparse.Namespace) -> audio.AudioSource:
@@ -146,12 +141,11 @@ async def triggers(args: argparse.Namespace) -> AsyncIterator[str]:
 
 async def device_loop(args: argparse.Namespace) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        config, tokens = await connect(args, stack)
         if args.output:
             sink: audio.AudioSink = audio.WavFileSink(args.output, audio.PLAYBACK_FORMAT)
         else:
             sink = audio.Speaker(device=args.device)
-        stack.push_async_callback(sink.aclose)
+        await stack.enter_async_context(sink)
         idle = asyncio.Event()
         idle.set()
 
@@ -163,8 +157,8 @@ async def device_loop(args: argparse.Namespace) -> None:
                 else:
                     idle.clear()
 
-        client = AVSClient(
-            config, tokens, sink=sink, listener=on_event, source_factory=lambda: open_source(args)
+        client = await connect(
+            args, stack, sink=sink, listener=on_event, source_factory=lambda: open_source(args)
         )
         await stack.enter_async_context(client)
         await client.wait_connected(timeout=30)
@@ -237,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the simulator asks a follow-up question on every turn (ExpectSpeech)",
     )
-    parser.add_argument("--region", choices=[r.name for r in Region], default="NA")
+    parser.add_argument("--region", type=Region.parse, help="NA, EU or FE (default NA)")
     parser.add_argument("--token-file", help="tokens from `avsclient login` (default: its path)")
     trigger = parser.add_mutually_exclusive_group()
     trigger.add_argument("--trigger-file", help="take a turn whenever this file appears or changes")

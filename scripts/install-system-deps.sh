@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and the demo use, when run as root on a Debian-like
-# system. Elsewhere it only says what is missing: the tests that need a missing part skip on a
+# Installs the Debian packages the tests (or, with the argument `demo`, the demo) use, when run
+# as root on a Debian-like system. Elsewhere it only says what is missing: the tests that need a missing part skip on a
 # laptop and fail in CI (CI=true).
 set -euo pipefail
 
@@ -8,6 +8,10 @@ set -euo pipefail
 # espeak-ng: speech for the audio tests. libasound2-plugins holds the ALSA 'pulse' device through
 # which PortAudio (ALSA host API) reaches PulseAudio.
 packages=(curl nghttp2-client nghttp2-server libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils espeak-ng)
+# The demo plays through PortAudio, which reaches a sound server through the ALSA plugins.
+if [ "${1:-}" = demo ]; then
+    packages=(libportaudio2 libasound2-plugins)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -67,6 +67,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "avsclient.audio",
         "avsclient.auth",
         "avsclient.config",
+        "avsclient.environment",
         "avsclient.exceptions",
         "avsclient.gateway",
         "avsclient.messages",

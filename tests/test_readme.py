@@ -29,6 +29,27 @@ def test_readme_block_compiles_and_its_imports_resolve(code: str) -> None:
                 assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
 
 
+# Where each block runs as a user runs it (a marker of the block -> the test that runs it).
+RUNNERS = {
+    "from_login(sink=speaker)": "tests/audio/test_readme_library.py",
+    "class LampAgent": "tests/audio/test_readme_library.py",
+    "test_my_device_talks_to_avs": "tests/test_readme_project.py",
+}
+
+
+def test_every_python_block_is_run_by_a_test() -> None:
+    """No README block is only compiled: each is run against the simulator by a test."""
+    for code in BLOCKS:
+        runners = [test for marker, test in RUNNERS.items() if marker in code]
+        assert len(runners) == 1, f"no test runs this README block:\n{code}"
+        assert marker_in_runner(code, runners[0])
+
+
+def marker_in_runner(code: str, runner: str) -> bool:
+    marker = next(m for m in RUNNERS if m in code)
+    return marker in (ROOT / runner).read_text()
+
+
 def test_readme_names_the_two_commands() -> None:
     """The contract: one command runs the demo, one runs the tests, and .ci/run runs it."""
     assert "```sh\nmake demo\n```" in README

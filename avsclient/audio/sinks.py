@@ -8,7 +8,8 @@ import contextlib
 import logging
 import threading
 import wave
-from typing import TYPE_CHECKING, Any
+import weakref
+from typing import IO, TYPE_CHECKING, Any
 
 from avsclient._resource import AsyncResource
 from avsclient.exceptions import AudioError
@@ -141,8 +142,21 @@ class NullSink(AudioSink):
             self._closed = True
 
 
+def _finish_wav(wav: wave.Wave_write, file: IO[bytes]) -> None:
+    """Complete a WAV file whose sink was never closed (garbage collection or exit)."""
+    with contextlib.suppress(OSError, ValueError, wave.Error):
+        wav.close()  # patches the header with the final length
+    with contextlib.suppress(OSError, ValueError):
+        file.close()
+
+
 class WavFileSink(AudioSink):
-    """Writes audio to a WAV file (integer PCM formats only)."""
+    """Writes audio to a WAV file (integer PCM formats only).
+
+    Close it (`aclose()` or `async with`) to complete the file. One that is never closed is
+    completed when it is garbage-collected or at exit, quietly: the file's header still gets
+    its length, and no error is printed.
+    """
 
     def __init__(self, path: str | os.PathLike[str], fmt: AudioFormat = AVS_FORMAT) -> None:
         """Create the file.
@@ -173,6 +187,9 @@ class WavFileSink(AudioSink):
             self._file.close()
             raise AudioError(f"{path}: cannot create WAV file: {exc}") from exc
         self._wav: wave.Wave_write | None = wav
+        # Holds the writer and the file, so both are still open when it runs: without it the
+        # file could be collected first and Wave_write.__del__ would fail on a closed file.
+        self._finalizer = weakref.finalize(self, _finish_wav, wav, self._file)
 
     @property
     def format(self) -> AudioFormat:
@@ -205,6 +222,7 @@ class WavFileSink(AudioSink):
     async def aclose(self) -> None:
         if self._wav is not None:
             wav, self._wav = self._wav, None
+            self._finalizer.detach()
             try:
                 wav.close()  # patches the header with the final length
             except OSError as exc:

@@ -8,9 +8,9 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import time
-import wave
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -21,10 +21,9 @@ from ._portaudio import load_sounddevice, map_device_error
 from .convert import Framer, PcmConverter
 from .endpointing import EndpointDetector, EndpointEvent, EndpointingConfig, EndpointState
 from .format import AVS_FORMAT, AVS_FRAME_MS, AudioFormat, SampleEncoding
+from .wavfile import open_error, read_wav_header
 
 if TYPE_CHECKING:
-    import os
-
     import numpy.typing as npt
 
     from .vad import Endpointer
@@ -172,7 +171,8 @@ class _BlockSource(AudioSource):
 
 
 class WavFileSource(_BlockSource):
-    """Frames from a PCM WAV file of any rate, channel count and width, converted to `format`.
+    """Frames from a WAV file of any rate, channel count and sample format (integer PCM of
+    8 to 32 bits, float of 32 or 64 bits), converted to `format`.
 
     The file is read and converted in 100 ms blocks, so memory stays small for long files.
     """
@@ -194,41 +194,42 @@ class WavFileSource(_BlockSource):
             realtime: deliver frames no faster than real time, like a microphone.
 
         Raises:
-            AudioError: the file is missing, unreadable, or not an integer PCM WAV file.
+            AudioError: the file is missing, unreadable, not a WAV file, or holds samples of
+                another kind (compressed audio); the message says which.
         """
         self.path = path
         try:
-            wav = wave.open(str(path), "rb")  # noqa: SIM115 - closed at the end or by aclose()
-        except (OSError, EOFError, wave.Error) as exc:
-            raise AudioError(f"{path}: cannot read as a PCM WAV file: {exc}") from exc
+            file = open(path, "rb")  # noqa: SIM115 - closed at the end or by aclose()
+        except OSError as exc:
+            raise open_error(path, exc) from exc
         try:
-            width = wav.getsampwidth()
-            encoding = SampleEncoding.UNSIGNED if width == 1 else SampleEncoding.SIGNED
-            src = AudioFormat(
-                rate=wav.getframerate(),
-                channels=wav.getnchannels(),
-                sample_width=width,
-                encoding=encoding,
-            )
-            super().__init__(src, fmt, frame_ms, realtime)
-        except ValueError as exc:
-            wav.close()
-            raise AudioError(f"{path}: unsupported WAV format: {exc}") from exc
-        self._wav: wave.Wave_read | None = wav
+            info = read_wav_header(file, str(path), os.fstat(file.fileno()).st_size)
+            file.seek(info.data_offset)
+            super().__init__(info.format, fmt, frame_ms, realtime)
+        except (AudioError, OSError, ValueError) as exc:
+            file.close()
+            if isinstance(exc, AudioError):
+                raise
+            raise AudioError(f"{path}: cannot read it as WAV: {exc}") from exc
+        self._file: BinaryIO | None = file
+        self._remaining = info.data_bytes
 
     def _read_block(self, frames: int) -> bytes:
-        if self._wav is None:
+        if self._file is None:
             return b""
+        want = min(frames * self._src.frame_size, self._remaining)
         try:
-            return self._wav.readframes(frames)
-        except (OSError, EOFError, wave.Error) as exc:
+            data = self._file.read(want) if want else b""
+        except OSError as exc:
             self._release()
             raise AudioError(f"{self.path}: read failed: {exc}") from exc
+        self._remaining -= len(data)
+        return data
 
     def _release(self) -> None:
-        if self._wav is not None:
-            self._wav.close()
-            self._wav = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 _ARRAY_FORMATS: dict[str, tuple[SampleEncoding, int]] = {

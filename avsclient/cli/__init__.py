@@ -46,7 +46,14 @@ def _load(name: str) -> ModuleType:
 
 
 def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    from avsclient import __version__
+
     parser = argparse.ArgumentParser(prog="avsclient", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"avsclient {__version__} (Python {sys.version.split()[0]})",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (_, help_text) in _COMMANDS.items():
@@ -62,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _build_parser(args_list).parse_args(args_list)
         module = _load(args.command)
+    except SystemExit as exc:  # argparse: --help, --version, or a bad argument (status 2)
+        return exc.code if isinstance(exc.code, int) else 2
     except _MissingDependency as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from avsclient.config import ClientConfig, Region
+from avsclient.cli import _args
+from avsclient.config import ClientConfig
 from avsclient.exceptions import AVSError, TokenStoreError
 
 __all__ = [
@@ -31,9 +32,11 @@ __all__ = [
     "Verdict",
     "add_arguments",
     "check_endpoint",
+    "check_devices",
     "check_h2",
     "check_portaudio",
     "check_python",
+    "check_sound_server",
     "check_tokens",
     "run",
     "run_checks",
@@ -137,6 +140,63 @@ def check_portaudio() -> Check:
     )
 
 
+def check_sound_server(environ: dict[str, str] | None = None) -> Check:
+    """Whether PulseAudio runs for this user, when it is installed (PipeWire answers the same
+    `pulseaudio --check` through pipewire-pulse only when pulseaudio is installed too)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("pulseaudio")
+    if exe is None:
+        return Check(
+            name="sound",
+            verdict=Verdict.OK,
+            detail="no PulseAudio installed: PortAudio talks to ALSA (or the system's audio)",
+        )
+    try:
+        running = (
+            subprocess.run(
+                [exe, "--check"], env=environ, capture_output=True, timeout=10, check=False
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        running = False
+    if running:
+        return Check(name="sound", verdict=Verdict.OK, detail="PulseAudio is running")
+    return Check(
+        name="sound",
+        verdict=Verdict.WARN,
+        detail="PulseAudio is installed but not running for this user: start it with "
+        "`pulseaudio --start` (until then there may be no audio device)",
+    )
+
+
+def check_devices() -> Check:
+    """The audio devices PortAudio sees, by index, as `--device` takes them."""
+    try:
+        import sounddevice
+
+        devices: Any = sounddevice.query_devices()
+    except Exception as exc:  # no PortAudio, or it cannot list: check_portaudio says why
+        return Check(name="devices", verdict=Verdict.WARN, detail=f"none listed ({exc})")
+    listed = []
+    for index, device in enumerate(devices):
+        ways = "/".join(
+            way
+            for way, key in (("in", "max_input_channels"), ("out", "max_output_channels"))
+            if device[key] > 0
+        )
+        listed.append(f"{index} {device['name']!r} ({ways or 'no channels'})")
+    if not listed:
+        return Check(name="devices", verdict=Verdict.WARN, detail="PortAudio lists no device")
+    return Check(
+        name="devices",
+        verdict=Verdict.OK,
+        detail="for --device (an index or part of a name): " + "; ".join(listed),
+    )
+
+
 def check_tokens(path: Path | None = None, *, now: float | None = None) -> Check:
     """Tokens stored by `avsclient login`: present, readable, and when they expire."""
     from avsclient.auth import TokenStore
@@ -227,7 +287,14 @@ async def run_checks(
     config: ClientConfig, *, token_file: Path | None = None, use_token: bool = True
 ) -> list[Check]:
     """Run every check in order and return their outcomes."""
-    checks = [check_python(), check_h2(), check_portaudio(), check_tokens(token_file)]
+    checks = [
+        check_python(),
+        check_h2(),
+        check_sound_server(),
+        check_portaudio(),
+        check_devices(),
+        check_tokens(token_file),
+    ]
     token = None
     if use_token:
         from avsclient.auth import TokenStore
@@ -246,11 +313,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `doctor` options to `parser`."""
     parser.description = "Check Python, h2, PortAudio, stored tokens and the AVS endpoint."
     parser.add_argument(
-        "--region", choices=[r.name for r in Region], default="NA", help="AVS region (NA)"
+        "--region", type=_args.region, help="NA, EU or FE, any case (NA; $AVSCLIENT_REGION)"
     )
-    parser.add_argument("--endpoint", help="a custom base URL instead of the region's host")
-    parser.add_argument("--ca-file", help="PEM file of CAs to trust (the simulator's CA)")
-    parser.add_argument("--token-file", type=Path, help="token file (default: the login one)")
+    parser.add_argument(
+        "--endpoint", help="a custom base URL instead of the region's host ($AVSCLIENT_ENDPOINT)"
+    )
+    parser.add_argument("--ca-file", help="PEM file of CAs to trust ($AVSCLIENT_CA_FILE)")
+    parser.add_argument(
+        "--token-file", type=Path, help="token file (default: the login one; $AVSCLIENT_TOKEN_FILE)"
+    )
     parser.add_argument(
         "--no-token", action="store_true", help="do not send the stored token to /ping"
     )
@@ -260,9 +331,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the doctor; exit status 1 when any check FAILs, else 0."""
     out = out or sys.stdout
     try:
-        config = ClientConfig(
-            endpoint=args.endpoint, region=Region[args.region], ca_file=args.ca_file
-        )
+        _args.fill_from_environment(args)
+        config = ClientConfig(endpoint=args.endpoint, region=args.region, ca_file=args.ca_file)
     except ValueError as exc:
         print(f"avsclient doctor: {exc}", file=sys.stderr)
         return 2

@@ -25,6 +25,8 @@ from avsclient.auth.http import LWAHttpClient
 from avsclient.auth.linking import link_device
 from avsclient.auth.lwa import DEFAULT_LWA_URL, CodePair
 from avsclient.auth.store import StoredTokens, TokenStore, default_token_path
+from avsclient.cli import _args
+from avsclient.environment import read_environment
 from avsclient.exceptions import AuthError, TransportError
 
 __all__ = ["add_arguments", "run"]
@@ -70,7 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-codes", type=int, default=5, help="give up after this many codes (default 5)"
     )
-    parser.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout in seconds")
+    parser.add_argument(
+        "--timeout",
+        type=_args.positive_seconds,
+        default=10.0,
+        help="seconds to wait for Login with Amazon to answer, retries included (10)",
+    )
 
 
 def _read_config(path: Path) -> dict[str, str]:
@@ -106,19 +113,23 @@ def _resolve(args: argparse.Namespace) -> dict[str, str]:
     if missing:
         flags = ", ".join("--" + n.replace("_", "-") for n in missing)
         raise ValueError(f"missing {flags} (give them as flags or in --config)")
-    values.setdefault("lwa_url", DEFAULT_LWA_URL)
+    env = read_environment()
+    values.setdefault("lwa_url", env.lwa_url or DEFAULT_LWA_URL)
+    if args.ca_file is None:
+        args.ca_file = env.ca_file
+    if args.token_file is None:
+        args.token_file = env.token_file
     url = urlsplit(values["lwa_url"])
     if url.scheme not in ("https", "http") or not url.netloc:
         raise ValueError(f"the LWA URL must be an https:// URL, not {values['lwa_url']!r}")
-    if not args.timeout > 0:
-        raise ValueError("--timeout must be a positive number of seconds")
     if args.max_codes < 1:
         raise ValueError("--max-codes must be at least 1")
     return values
 
 
-def _show_code(out: TextIO) -> Any:
+def _show_code(out: TextIO, deadline: asyncio.Timeout) -> Any:
     def show(pair: CodePair) -> None:
+        deadline.reschedule(None)  # LWA answered; the user now has until the code expires
         out.write(
             f"To link this device, open {pair.verification_uri}\n"
             f"and enter the code: {pair.user_code}\n"
@@ -131,16 +142,29 @@ def _show_code(out: TextIO) -> Any:
 
 async def _login(args: argparse.Namespace, values: dict[str, str], out: TextIO) -> Path:
     store = TokenStore(args.token_file)
-    async with LWAHttpClient(values["lwa_url"], ca_file=args.ca_file, timeout=args.timeout) as http:
-        tokens = await link_device(
-            http,
-            client_id=values["client_id"],
-            product_id=values["product_id"],
-            serial=values["serial"],
-            on_code=_show_code(out),
-            restart=args.restart,
-            max_pairs=args.max_codes,
-        )
+    url = values["lwa_url"]
+    out.write(f"Asking Login with Amazon at {url} for a code...\n")
+    out.flush()
+    async with LWAHttpClient(url, ca_file=args.ca_file, timeout=args.timeout) as http:
+        try:
+            # --timeout bounds the wait for the first answer, retries included.
+            async with asyncio.timeout(args.timeout) as deadline:
+                tokens = await link_device(
+                    http,
+                    client_id=values["client_id"],
+                    product_id=values["product_id"],
+                    serial=values["serial"],
+                    on_code=_show_code(out, deadline),
+                    restart=args.restart,
+                    max_pairs=args.max_codes,
+                )
+        except TimeoutError:
+            raise TransportError(
+                f"no answer from Login with Amazon at {url} within {args.timeout:g} s: check "
+                "the URL (--lwa-url), the network and --ca-file"
+            ) from None
+        except TransportError as exc:
+            raise TransportError(f"cannot reach Login with Amazon at {url}: {exc}") from exc
     store.save(StoredTokens(client_id=values["client_id"], tokens=tokens))
     return store.path
 

@@ -14,6 +14,10 @@ output device the reply is written to `reply.wav`, and the command says so.
 with `--input FILE.wav` the file stands in for the microphone as a continuous stream (silence
 after its end), so a recording of "Alexa, what time is it?" drives a whole turn. The state
 (idle, listening, thinking, speaking) prints as it changes.
+
+Arguments are checked before anything connects (an unreadable `--input`, an unwritable
+`--output`, a missing microphone). Ctrl-C and SIGTERM stop it cleanly: the turn is cut, the
+output file is completed, temporary files go, and the exit status is 0.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -42,7 +47,9 @@ from avsclient.agents import (
 from avsclient.agents.speech_recognizer import RecognizerState
 from avsclient.agents.speech_synthesizer import SpeechActivity
 from avsclient.audio import PLAYBACK_FORMAT, AudioFormat, AudioSink, AudioSource, WavFileSink
-from avsclient.config import ClientConfig, Region
+from avsclient.avs.policy import ChangedReason, ConnectionStatus
+from avsclient.cli import _args
+from avsclient.config import ClientConfig
 from avsclient.exceptions import AudioError, AVSError
 
 if TYPE_CHECKING:
@@ -68,21 +75,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--simulator", action="store_true", help="talk to an in-process AVS simulator"
     )
-    where.add_argument("--endpoint", help="AVS base URL (default: the region's host)")
-    parser.add_argument("--region", choices=[r.name for r in Region], default="NA")
-    parser.add_argument("--ca-file", help="PEM file of CAs to trust for --endpoint")
-    parser.add_argument("--token-file", type=Path, help="tokens from `avsclient login`")
-    parser.add_argument("--lwa-url", default=None, help="Login with Amazon base URL")
+    where.add_argument(
+        "--endpoint", help="AVS base URL (default: the region's host; $AVSCLIENT_ENDPOINT)"
+    )
+    parser.add_argument(
+        "--region", type=_args.region, help="NA, EU or FE, any case (default NA; $AVSCLIENT_REGION)"
+    )
+    parser.add_argument("--ca-file", help="PEM file of CAs to trust ($AVSCLIENT_CA_FILE)")
+    parser.add_argument(
+        "--token-file", type=Path, help="tokens from `avsclient login` ($AVSCLIENT_TOKEN_FILE)"
+    )
+    parser.add_argument("--lwa-url", help="Login with Amazon base URL ($AVSCLIENT_LWA_URL)")
     parser.add_argument(
         "--input",
         action="append",
-        type=Path,
+        type=_args.wav_input,
         metavar="FILE.wav",
-        help="speak this WAV file instead of the microphone (repeat for follow-up turns)",
+        help="speak this WAV file instead of the microphone (repeat for follow-up turns; "
+        "integer PCM or float, any rate and channel count)",
     )
     parser.add_argument(
-        "--output", type=Path, metavar="FILE.wav", help="write replies here, not to the speaker"
+        "--output",
+        type=_args.wav_output,
+        metavar="FILE.wav",
+        help="write replies here, not to the speaker",
     )
+    parser.add_argument(
+        "--device",
+        type=_args.device,
+        help="audio device for input and output: an index or part of its name, as "
+        "`avsclient doctor` lists them ($AVSCLIENT_DEVICE)",
+    )
+    parser.add_argument("--input-device", type=_args.device, help="the microphone, if different")
+    parser.add_argument("--output-device", type=_args.device, help="the speaker, if different")
     parser.add_argument("--profile", choices=PROFILES, default="NEAR_FIELD")
     parser.add_argument("--once", action="store_true", help="one turn (and follow-ups), then quit")
     parser.add_argument(
@@ -92,14 +117,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--listen-timeout",
-        type=float,
+        type=_args.positive_seconds,
         default=None,
         metavar="SECONDS",
         help="with --wake-word: give up when no wake word is heard for this long "
         "(default: never; 60 s with --once --input)",
     )
     parser.add_argument(
-        "--connect-timeout", type=float, default=30.0, help="seconds to wait for AVS (30)"
+        "--connect-timeout",
+        type=_args.positive_seconds,
+        default=30.0,
+        help="seconds to wait for AVS (30)",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log avsclient's DEBUG messages to stderr"
@@ -109,30 +137,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the voice loop; exit status 0 when every turn succeeded, 1 otherwise."""
     out = out or sys.stdout
+    for way in ("input_device", "output_device"):
+        if getattr(args, way) is None:
+            setattr(args, way, args.device)
+    try:
+        _args.fill_from_environment(args)
+    except ValueError as exc:
+        print(f"avsclient talk: {exc}", file=sys.stderr)
+        return 2
     # Warnings (a failed connection attempt and why) go to stderr; -v adds avsclient's DEBUG
     # messages, latency traces included. Tokens are redacted from every log (see _redaction).
     logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("avsclient").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    console = _Console(out)
     try:
-        return asyncio.run(_talk(args, _Console(out)))
-    except KeyboardInterrupt:
-        print("\nbye", file=out)
+        return asyncio.run(_talk(args, console))
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM: after the cleanup
+        console.say("Stopped.")
         return 0
 
 
 class _Console:
-    """Prints what happens, one line each, with the time since the turn started."""
+    """Prints what happens, one line each, stamped with the seconds since the command started
+    (one time base for the whole run)."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.turn_started = time.monotonic()
+        self.started = time.monotonic()
 
     def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        with contextlib.suppress(BrokenPipeError):
+            print(text, file=self.out, flush=True)
 
     def note(self, text: str) -> None:
-        elapsed = (time.monotonic() - self.turn_started) * 1000
-        self.say(f"  {elapsed:7.1f} ms  {text}")
+        self.say(f"  {time.monotonic() - self.started:8.3f} s  {text}")
+
+
+# Why the connection changed, in plain words.
+_REASON_WORDS = {
+    ChangedReason.NONE: "",
+    ChangedReason.CLIENT_REQUEST: "",
+    ChangedReason.SUCCESS: "",
+    ChangedReason.SERVER_SIDE_DISCONNECT: "AVS ended the connection",
+    ChangedReason.PING_TIMEOUT: "AVS stopped answering pings",
+    ChangedReason.GOAWAY: "AVS asked to reconnect",
+    ChangedReason.INVALID_AUTH: "the access token was refused",
+    ChangedReason.NETWORK_ERROR: "a network error",
+    ChangedReason.CONNECTION_TIMEDOUT: "AVS took too long to answer",
+    ChangedReason.SERVER_ERROR: "AVS answered with an error",
+    ChangedReason.PROTOCOL_ERROR: "AVS sent something malformed",
+    ChangedReason.ENDPOINT_CHANGED: "AVS moved this device to another endpoint",
+    ChangedReason.INTERNAL_ERROR: "an internal error",
+}
+_STATUS_WORDS = {"disconnected": "Disconnected", "pending": "Connecting", "connected": "Connected"}
 
 
 _STATE_WORDS = {
@@ -151,18 +208,25 @@ class _Activity:
         self.speaking = False
         self.changed = asyncio.Event()
         self.last_change = time.monotonic()
+        self.connected_once = False
 
     def __call__(self, event: ClientEvent) -> None:
         note = self.console.note
         if isinstance(event, ConnectionStatusChanged):
-            note(f"connection {event.status.name.lower()} ({event.reason.name.lower()})")
+            first = event.status is ConnectionStatus.CONNECTED and not self.connected_once
+            self.connected_once |= event.status is ConnectionStatus.CONNECTED
+            if first or event.reason is ChangedReason.CLIENT_REQUEST:
+                return  # the command says when it connects and when it stops
+            words = _STATUS_WORDS.get(event.status.name.lower(), event.status.name.lower())
+            why = _REASON_WORDS.get(event.reason, event.reason.name.lower().replace("_", " "))
+            note(f"{words}: {why}" if why else words)
         elif isinstance(event, RecognizerStateChanged):
             self.recognizer = event.new
             if event.new in _STATE_WORDS:
                 note(_STATE_WORDS[event.new])
         elif isinstance(event, SpeechStateChanged):
             self.speaking = event.activity is SpeechActivity.PLAYING
-            note("Speaking..." if self.speaking else f"speech {event.activity.name.lower()}")
+            note("Speaking..." if self.speaking else f"Speech {event.activity.name.lower()}")
         elif isinstance(event, DirectiveObserved):
             d = event.directive
             note(f"<- {d.namespace}.{d.name} ({event.disposition.name.lower()})")
@@ -199,6 +263,7 @@ class _MeteredSink(AudioSink):
     def __init__(self, sink: AudioSink, description: str) -> None:
         self.sink = sink
         self.description = description
+        self.writes_file = isinstance(sink, WavFileSink)
         self.bytes_written = 0
 
     @property
@@ -232,13 +297,13 @@ class _MeteredSink(AudioSink):
         await self.aclose()
 
 
-def _open_sink(output: Path | None, console: _Console) -> _MeteredSink:
+def _open_sink(output: Path | None, device: int | str | None, console: _Console) -> _MeteredSink:
     if output is not None:
         return _MeteredSink(WavFileSink(output, PLAYBACK_FORMAT), f"written to {output}")
     from avsclient.audio import Speaker
 
     try:
-        return _MeteredSink(Speaker(), "played through the speaker")
+        return _MeteredSink(Speaker(device=device), "played through the speaker")
     except AudioError as exc:
         console.say(f"No audio output ({exc}).")
         console.say(f"Replies will be written to {FALLBACK_OUTPUT} instead.")
@@ -258,6 +323,7 @@ class _Sources:
 
     inputs: list[Path]
     profile: str
+    device: int | str | None = None
     used: int = 0
 
     def open(self) -> AudioSource:
@@ -271,7 +337,7 @@ class _Sources:
         else:
             from avsclient.audio import Microphone
 
-            source = Microphone()
+            source = Microphone(device=self.device)
         if self.profile == "CLOSE_TALK":
             from avsclient.audio import EndpointedSource
 
@@ -334,7 +400,7 @@ async def _tokens_and_config(
     http = LWAHttpClient(lwa.url, ca_file=args.ca_file, timeout=lwa.timeout)
     stack.push_async_callback(http.aclose)
     tokens = await stack.enter_async_context(RefreshingTokenProvider(lwa, store=store, http=http))
-    config = ClientConfig(endpoint=args.endpoint, region=Region[args.region], ca_file=args.ca_file)
+    config = ClientConfig(endpoint=args.endpoint, region=args.region, ca_file=args.ca_file)
     return tokens, config
 
 
@@ -343,23 +409,34 @@ class _UsageError(Exception):
 
 
 def _latency_line(dialog: Dialog) -> str:
-    """The turn's latency figures, each from the moment that matters to the user."""
+    """The turn's latency figures: durations, each named with the moment it starts from."""
     trace = dialog.trace
     start, last_audio = trace.audio_started_at, trace.last_audio_sent_at
     speak = trace.directive_at("SpeechSynthesizer.Speak")
 
     def ms(begin: float | None, end: float | None) -> str:
-        return "-" if begin is None or end is None else f"{(end - begin) * 1000:.1f} ms"
+        return "-" if begin is None or end is None else f"{(end - begin) * 1000:.0f} ms"
 
     # The response may begin while audio still flows (StopCapture for NEAR_FIELD), so the
     # first response byte is measured from the start of the audio.
     return (
-        f"latency: audio streamed {ms(start, last_audio)}, first response byte at "
-        f"{ms(start, trace.first_response_byte_at)}; from the last audio byte: Speak "
-        f"dispatched {ms(last_audio, speak)}, speech started "
+        f"latency: {ms(start, last_audio)} of audio sent; the answer began "
+        f"{ms(start, trace.first_response_byte_at)} after the first audio byte; after the "
+        f"last one, Speak arrived in {ms(last_audio, speak)} and speech began in "
         f"{ms(last_audio, trace.speech_started_at)}"
-        f"; speech {ms(trace.speech_started_at, trace.speech_finished_at)}"
     )
+
+
+def _reply_line(seconds: float, sink: _MeteredSink, dialog: Dialog) -> str:
+    """How much speech the turn's reply held, and where it went (and how long that took)."""
+    trace = dialog.trace
+    began, ended = trace.speech_started_at, trace.speech_finished_at
+    line = f"Reply: {seconds:.2f} s of speech, {sink.description}"
+    if began is None or ended is None:
+        return line
+    if sink.writes_file:
+        return f"{line}, in {(ended - began) * 1000:.0f} ms"
+    return f"{line} over {ended - began:.2f} s"
 
 
 async def _stop_on_enter(
@@ -377,9 +454,25 @@ async def _stop_on_enter(
         line.cancel()
 
 
+async def _check_microphone(device: int | str | None) -> None:
+    """Open and close the microphone, so that a missing one is found before connecting."""
+    from avsclient.audio import Microphone
+
+    await Microphone(device=device).aclose()
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the run as Ctrl-C does: the main task is cancelled and cleans up."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+
+
 async def _talk(args: argparse.Namespace, console: _Console) -> int:
     from avsclient.client import AVSClient
 
+    _stop_on_sigterm()
     failures = 0
     async with contextlib.AsyncExitStack() as stack:
         try:
@@ -387,12 +480,21 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
         except (_UsageError, AVSError, ValueError) as exc:
             console.say(f"avsclient talk: {exc}")
             return 2
-        sink = _open_sink(args.output, console)
+        try:
+            if not args.input:
+                await _check_microphone(args.input_device)
+            sink = _open_sink(args.output, args.output_device, console)
+        except AudioError as exc:
+            console.say(f"avsclient talk: {exc}")
+            if not args.input:
+                console.say("No microphone? --input FILE.wav speaks a file instead.")
+            return 1
         stack.push_async_callback(sink.aclose)
-        sources = _Sources(list(args.input or []), args.profile)
+        sources = _Sources(list(args.input or []), args.profile, args.input_device)
         activity = _Activity(console)
         client = AVSClient(config, tokens, sink=sink, source_factory=sources.open)
         client.add_listener(activity)
+        console.say(f"Connecting to {config.url()} (waiting up to {args.connect_timeout:g} s)...")
         await stack.enter_async_context(client)
         try:
             await client.wait_connected(args.connect_timeout)
@@ -414,7 +516,6 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
                 if await lines.next() is None:
                     break
             turn += 1
-            console.turn_started = time.monotonic()
             console.say(f"Turn {turn}:")
             try:
                 source = sources.open()
@@ -439,10 +540,11 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
                 console.say(f"The Recognize event failed: {outcome}")
                 failures += 1
             console.say(_latency_line(dialog))
-            console.say(f"Reply: {sink.seconds - played_before:.2f} s of speech {sink.description}")
+            console.say(_reply_line(sink.seconds - played_before, sink, dialog))
             if args.once:
                 break
-        console.say(f"Done: {sink.seconds:.2f} s of speech {sink.description}.")
+        if turn > 1:
+            console.say(f"Done: {turn} turns, {sink.seconds:.2f} s of speech {sink.description}.")
     return 1 if failures else 0
 
 
@@ -474,7 +576,7 @@ async def _wake_word_loop(
         else:
             from avsclient.audio import Microphone
 
-            source = Microphone()
+            source = Microphone(device=args.input_device)
     except AudioError as exc:
         console.say(f"No microphone ({exc}); use --input FILE.wav")
         return 1
@@ -498,7 +600,6 @@ async def _wake_word_loop(
         nonlocal state
         if isinstance(event, WakeWordDetected):
             if event.accepted:
-                console.turn_started = time.monotonic()
                 heard.set()
             verdict = "" if event.accepted else " (ignored: already listening)"
             console.note(f"wake word {event.wake_word} p={event.probability:.2f}{verdict}")

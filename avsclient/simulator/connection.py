@@ -54,6 +54,7 @@ DIRECTIVES_PATH = "/v20160207/directives"
 EVENTS_PATH = "/v20160207/events"
 PING_PATH = "/ping"
 _LWA_PATHS = frozenset({"/auth/o2/token", "/auth/o2/create/codepair"})
+CODE_PAGE_PATH = "/code"  # the verification page: GET /code?code=USERCODE approves a code
 _JSON = "application/json"
 
 #: Body bytes queued in h2 before `send_chunks` writes them out: each write costs a TLS pass
@@ -205,6 +206,8 @@ class Connection(asyncio.Protocol):
             self._streams[sid] = _DownchannelRequest(self, sid, headers)
         elif path == PING_PATH:
             self._streams[sid] = _PingStream(self, sid, headers)
+        elif path == CODE_PAGE_PATH:
+            self._streams[sid] = _CodePageStream(self, sid, headers)
         else:
             self._streams[sid] = _Stream(self, sid, headers)
             self.respond_error(sid, 404, f"no such path: {path}")
@@ -457,6 +460,17 @@ class _PingStream(_Stream):
     async def _answer_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
         self.conn.respond(self.stream_id, 204, b"", _JSON)
+
+
+class _CodePageStream(_Stream):
+    """GET /code[?code=USERCODE]: the verification page, where the simulated user enters a
+    code (`LWAService.enter_code`); answered in plain text."""
+
+    def start(self) -> None:
+        query = urllib.parse.urlsplit(self.headers.get(":path", "")).query
+        codes = urllib.parse.parse_qs(query).get("code", [])
+        status, text = self.conn.sim.lwa.enter_code(codes[0] if codes else None)
+        self.conn.respond(self.stream_id, status, text.encode(), "text/plain; charset=utf-8")
 
 
 class _LWAStream(_Stream):

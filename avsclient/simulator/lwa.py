@@ -129,6 +129,9 @@ class LWAService:
         rotate_refresh_tokens: when True, a refresh returns a new refresh token and the old one
             stops working.
         verification_uri: the URL shown to the user with the code.
+        auto_approve: when True, every new code pair is approved at once, as if the user
+            had entered its code (`avsclient simulate` turns this on); else a pair waits for
+            `approve()` or `deny()`.
         clock: the time source the server passes in as `now` (default `time.monotonic`).
         codepairs: every code pair issued, oldest first.
         requests: every request received as `(path, form)`, secrets included (test use only).
@@ -140,6 +143,7 @@ class LWAService:
         self.codepair_interval = 5
         self.rotate_refresh_tokens = False
         self.verification_uri = "https://amazon.com/us/code"
+        self.auto_approve = False
         self.clock: Callable[[], float] = time.monotonic
         self.codepairs: list[CodePair] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
@@ -202,6 +206,25 @@ class LWAService:
         pair = self._pair_by_user_code(user_code)
         pair.state = CodePairState.DENIED
         pair.deny_error = error
+
+    def enter_code(self, user_code: str | None) -> tuple[int, str]:
+        """The verification page (`GET /code?code=USERCODE`): approve a code by request.
+
+        Returns:
+            `(status, text)`: 200 and a confirmation, 404 for an unknown code, or 200 and
+            how to use the page when no code is given.
+        """
+        if not user_code:
+            mode = "approves every code by itself" if self.auto_approve else "waits for codes"
+            return 200, (
+                f"avsclient simulator: Login with Amazon {mode}; "
+                "approve one with GET /code?code=USERCODE\n"
+            )
+        try:
+            self.approve(user_code.strip().upper())
+        except KeyError:
+            return 404, f"no code pair with the code {user_code!r}\n"
+        return 200, f"code {user_code.strip().upper()} approved: the device is linked\n"
 
     def access_token_valid(self, token: str, now: float) -> bool:
         """True if `token` is an access token this service issued and it has not expired."""
@@ -385,6 +408,7 @@ class LWAService:
             serial=serial,
             expires_at=now + self.codepair_lifetime,
             interval=self.codepair_interval,
+            state=CodePairState.APPROVED if self.auto_approve else CodePairState.PENDING,
         )
         self.codepairs.append(pair)
         return 200, {

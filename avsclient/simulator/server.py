@@ -11,21 +11,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
 import shutil
 import ssl
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from avsclient._resource import AsyncService
+from avsclient.auth.lwa import TokenSet
+from avsclient.auth.store import StoredTokens, TokenStore
+from avsclient.config import ClientConfig
 from avsclient.simulator._extra import missing_extra
 from avsclient.simulator.config import SimulatorConfig
 from avsclient.simulator.connection import Connection
 from avsclient.simulator.faults import Faults
 from avsclient.simulator.gateway import GatewayService
-from avsclient.simulator.lwa import LWAService
+from avsclient.simulator.lwa import DEFAULT_CLIENT_ID, LWAService
 from avsclient.simulator.mime import RelatedWriter
 from avsclient.simulator.scenarios import ReceivedEvent, Reply, Script
 
@@ -39,6 +44,8 @@ __all__ = ["Simulator"]
 logger = logging.getLogger("avsclient.simulator")
 
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+# The names the simulator's certificate carries: all of them are the simulator itself.
+_CERTIFICATE_NAMES = ("127.0.0.1", "::1", "localhost")
 
 
 class Simulator(AsyncService):
@@ -105,7 +112,7 @@ class Simulator(AsyncService):
         server_ctx: ssl.SSLContext | None = None
         if self.tls:
             self._ca = trustme.CA()
-            cert = self._ca.issue_cert("127.0.0.1", "::1", "localhost")
+            cert = self._ca.issue_cert(*_CERTIFICATE_NAMES)
             server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             server_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             cert.configure_cert(server_ctx)
@@ -164,6 +171,50 @@ class Simulator(AsyncService):
         self._ca.configure_trust(ctx)
         ctx.set_alpn_protocols(["h2"])
         return ctx
+
+    def client_config(self, **options: Any) -> ClientConfig:
+        """A `ClientConfig` that reaches this simulator (its URL, and its CA for TLS).
+
+        A System.SetEndpoint pushed by the simulator may move the client to the simulator's
+        own names (its certificate's: 127.0.0.1, ::1, localhost) instead of the Amazon hosts
+        of the default configuration.
+
+        Args:
+            options: other `ClientConfig` fields (e.g. `connect_timeout=5`).
+
+        Raises:
+            RuntimeError: the simulator has not started.
+        """
+        if self._server is None:
+            raise RuntimeError("the simulator is not started")
+        ca_file = None if self.ca_path is None else str(self.ca_path)
+        options.setdefault("endpoint_hosts", _CERTIFICATE_NAMES)
+        return ClientConfig(endpoint=self.url, ca_file=ca_file, **options)
+
+    def write_token_file(
+        self, path: str | os.PathLike[str], client_id: str = DEFAULT_CLIENT_ID
+    ) -> Path:
+        """Write tokens this simulator accepts as a token file, as `avsclient login` would.
+
+        `avsclient talk --token-file PATH` and `AVSClient.from_login(token_file=PATH)` then
+        use them, refreshing them against this simulator's Login with Amazon service.
+
+        Returns:
+            The path written (mode 0600).
+
+        Raises:
+            KeyError: `client_id` is not registered with `lwa`.
+            TokenStoreError: the file cannot be written.
+        """
+        now = time.time()
+        tokens = TokenSet(
+            access_token=self.lwa.issue_access_token(client_id, now=self.lwa.clock()),
+            refresh_token=self.lwa.issue_refresh_token(client_id),
+            expires_at=now + self.lwa.access_token_lifetime,
+        )
+        store = TokenStore(path)
+        store.save(StoredTokens(client_id=client_id, tokens=tokens))
+        return store.path
 
     def add_token(self, token: str | None = None) -> str:
         """Accept `token` (or a new random one) as a bearer token; returns it.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -102,36 +101,78 @@ async def test_two_concurrent_readers_are_refused() -> None:
 @pytest.mark.parametrize(
     ("content", "match"),
     [
-        (None, "cannot read"),
-        (b"RIFF\x00\x00\x00\x00WAVEjunk", "cannot read"),
-        (b"just some text, not audio", "cannot read"),
+        (None, "no such file"),
+        (b"", "the file is empty, not a WAV file"),
+        (b"RIFF\x00\x00\x00\x00WAVEjunk", r"has no fmt and data chunks \(is it truncated\?\)"),
+        (b"just some text, not audio", r"not a WAV file \(it does not begin with RIFF"),
     ],
-    ids=["missing", "truncated-header", "not-wav"],
+    ids=["missing", "empty", "truncated-header", "not-wav"],
 )
-def test_unreadable_wav_files_are_audio_errors(
-    tmp_path: Path, content: bytes | None, match: str
-) -> None:
-    """A missing or malformed file names itself in an AudioError."""
+def test_unreadable_wav_files_say_why(tmp_path: Path, content: bytes | None, match: str) -> None:
+    """A missing or malformed file names itself and the reason in an AudioError, and the
+    same words come from `probe_wav` (the command line's argument check)."""
+    from avsclient.audio.wavfile import probe_wav
+
     path = tmp_path / "input.wav"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(AudioError, match=match) as info:
-        WavFileSource(path)
-    assert str(path) in str(info.value)
+    for opener in (WavFileSource, probe_wav):
+        with pytest.raises(AudioError, match=match) as info:
+            opener(path)
+        assert str(info.value).startswith(f"{path}: ")
 
 
-def test_float_wav_is_refused_with_a_clear_error(tmp_path: Path) -> None:
-    """IEEE-float WAV files (format 3) are not integer PCM: AudioError, file closed."""
-    path = tmp_path / "float.wav"
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(4)
-        wav.setframerate(16000)
-        wav.writeframes(np.zeros(160, dtype="<f4").tobytes())
-    data = bytearray(path.read_bytes())
-    data[20:22] = (3).to_bytes(2, "little")  # WAVE_FORMAT_IEEE_FLOAT
-    path.write_bytes(bytes(data))
-    with pytest.raises(AudioError, match=str(path)):
+def _wav_bytes(tag: int, channels: int, rate: int, width: int, data: bytes) -> bytes:
+    import struct
+
+    fmt = struct.pack(
+        "<HHIIHH", tag, channels, rate, rate * channels * width, channels * width, width * 8
+    )
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"LIST" + struct.pack("<I", 5) + b"extra\x00"  # an odd chunk, padded
+    body += b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize(
+    ("tag", "width", "dtype"),
+    [(3, 4, "<f4"), (3, 8, "<f8"), (1, 3, "int24"), (1, 4, "<i4"), (1, 1, "u1")],
+    ids=["float32", "float64", "int24", "int32", "uint8"],
+)
+async def test_float_and_24_bit_wav_files_are_read_and_converted(
+    tmp_path: Path, tag: int, width: int, dtype: str
+) -> None:
+    """A 48 kHz stereo file of any supported sample kind becomes AVS frames with the same
+    tone (resampled to 16 kHz, mixed to mono)."""
+    t = np.arange(4800) / 48_000
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    stereo = np.repeat(tone[:, None], 2, axis=1)
+    if dtype == "int24":
+        ints = np.round(stereo * (2**23 - 1)).astype("<i4").reshape(-1)
+        data = b"".join(int(v).to_bytes(3, "little", signed=True) for v in ints)
+    elif dtype == "u1":
+        data = np.round(stereo * 127 + 128).astype("u1").tobytes()
+    elif dtype == "<i4":
+        data = np.round(stereo * (2**31 - 1)).astype("<i4").tobytes()
+    else:
+        data = stereo.astype(dtype).tobytes()
+    path = tmp_path / "tone.wav"
+    path.write_bytes(_wav_bytes(tag, 2, 48_000, width, data))
+    source = WavFileSource(path)
+    got = b"".join([frame async for frame in source])
+    samples = np.frombuffer(got, dtype="<i2").astype(np.float64) / 32768
+    assert len(samples) >= 1600  # 100 ms at 16 kHz (the last frame padded)
+    middle = samples[200:1400]  # away from the resampler's edges
+    expected = 0.5 * np.sin(2 * np.pi * 440 * (np.arange(1600) / 16_000))[200:1400]
+    tolerance = 0.02 if width > 1 else 0.03
+    assert np.max(np.abs(middle - expected)) < tolerance
+
+
+def test_compressed_wav_is_refused_with_what_is_supported(tmp_path: Path) -> None:
+    """An ADPCM file: the error names the encoding and what would work; the file is closed."""
+    path = tmp_path / "adpcm.wav"
+    path.write_bytes(_wav_bytes(2, 1, 16_000, 2, b"\x00" * 64))
+    with pytest.raises(AudioError, match=r"MS ADPCM \(format tag 0x0002\); use WAV with integer"):
         WavFileSource(path)
 
 

@@ -144,9 +144,9 @@ async def test_doctor_command_end_to_end(tmp_path: Path) -> None:
     lines = out.decode().splitlines()
     assert process.returncode == 0, (out, err)
     names = [line.split()[1] for line in lines[:-1]]
-    assert names == ["python", "h2", "portaudio", "tokens", "endpoint"]
+    assert names == ["python", "h2", "sound", "portaudio", "devices", "tokens", "endpoint"]
     assert lines[-1] == "verdict: OK"
-    assert "/ping 204" in lines[4]
+    assert "/ping 204" in lines[6]
 
 
 def test_doctor_exit_status_is_one_when_a_check_fails(tmp_path: Path) -> None:
@@ -161,3 +161,53 @@ def test_doctor_exit_status_is_one_when_a_check_fails(tmp_path: Path) -> None:
                               token_file=tmp_path / "tokens.json", no_token=True)
     assert doctor.run(args, out) == 1
     assert out.getvalue().splitlines()[-1] == "verdict: FAIL (tokens, endpoint)"
+
+
+def test_a_pulseaudio_installed_but_not_running_is_named(tmp_path: Path) -> None:
+    """With PulseAudio installed, a user for whom it does not run gets a WARN saying how to
+    start it; one for whom it runs (a daemon started here) gets OK."""
+    import shutil
+    import subprocess
+
+    from avsclient.cli.doctor import Verdict, check_sound_server
+    from tests.helpers import require_executable
+
+    exe = require_executable("pulseaudio")
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(runtime)}
+    check = check_sound_server(env)
+    assert check.verdict is Verdict.WARN
+    assert "installed but not running" in check.detail and "pulseaudio --start" in check.detail
+    started = subprocess.run(
+        [exe, "-D", "-n", "--exit-idle-time=-1", "--load=module-null-sink",
+         "--load=module-native-protocol-unix"],
+        env=env, capture_output=True, timeout=30, check=False,
+    )
+    try:
+        assert started.returncode == 0, started.stderr
+        assert check_sound_server(env).verdict is Verdict.OK
+    finally:
+        subprocess.run([exe, "--kill"], env=env, capture_output=True, timeout=10, check=False)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_version_devices_and_region_in_any_case() -> None:
+    """`avsclient --version`; doctor lists the devices for --device and takes --region eu."""
+    import subprocess
+
+    import avsclient
+
+    version = subprocess.run(
+        [sys.executable, "-m", "avsclient", "--version"], capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert version.returncode == 0
+    assert version.stdout.startswith(f"avsclient {avsclient.__version__} (Python 3.")
+    done = subprocess.run(
+        [sys.executable, "-m", "avsclient", "doctor", "--region", "eu", "--no-token",
+         "--endpoint", "https://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert "devices" in done.stdout and "sound" in done.stdout, done.stdout + done.stderr
+    assert "error:" not in done.stderr

@@ -179,3 +179,31 @@ def test_login_with_bad_settings_is_a_usage_error(
     assert main(["login", *identity, "--token-file", str(tmp_path / "t.json"), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "t.json").exists()
+
+
+async def test_login_against_an_unreachable_server_is_bounded_and_names_it() -> None:
+    """Nothing listens: the progress line comes at once, and --timeout 2 bounds the wait (the
+    retries included); the error names the URL."""
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing answers there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "avsclient", "login", "--client-id", "c", "--product-id", "p",
+        "--serial", "1", "--lwa-url", f"https://127.0.0.1:{port}", "--timeout", "2",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    first = await asyncio.wait_for(proc.stdout.readline(), 10)
+    assert f"Login with Amazon at https://127.0.0.1:{port}" in first.decode()
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 1
+    assert f"no answer from Login with Amazon at https://127.0.0.1:{port} within 2 s" in (
+        err.decode()
+    )
+    assert elapsed < 15  # 2 s and a process start, not the 86 s of the retry schedule

@@ -105,3 +105,91 @@ def _ctx(ca_path: Path):  # type: ignore[no-untyped-def]
     ctx = ssl.create_default_context(cafile=str(ca_path))
     ctx.set_alpn_protocols(["h2"])
     return ctx
+
+
+ROOT = Path(__file__).resolve().parents[2]
+UTTERANCE = ROOT / "avsclient" / "assets" / "utterance.wav"
+
+
+def _printed(lines: list[str], heading: str) -> list[str]:
+    """The command line printed under `heading`, as the shell would split it."""
+    import shlex
+
+    index = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    argv = shlex.split(lines[index + 1])
+    assert argv[0] == "avsclient", argv
+    return [sys.executable, "-m", "avsclient", *argv[1:]]
+
+
+async def _run(argv: list[str], cwd: Path) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "h2c"])
+async def test_printed_talk_and_login_lines_work_as_pasted(tmp_path: Path, tls: bool) -> None:
+    """The `talk` line works with the token file simulate wrote; the `login` line links a
+    device at once (the simulator approves the code itself) and its tokens then talk too."""
+    proc, lines = await start([*COMMANDS["subcommand"], *([] if tls else ["--h2c"])])
+    try:
+        token_file = Path(re.fullmatch(r"Token file: (.+)", lines[4]).group(1))  # type: ignore[union-attr]
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        talk = _printed(lines, "Talk to it:")
+        once = ["--once", "--input", str(UTTERANCE), "--output", str(tmp_path / "reply.wav")]
+        rc, out, err = await _run([*talk, *once], tmp_path)
+        assert rc == 0, out + err
+        assert "Speaking" in out
+
+        login = _printed(lines, "Link a device against it")
+        rc, out, err = await _run(login, tmp_path)
+        assert rc == 0, out + err
+        assert "/code" in out and "amazon.com" not in out
+        linked = tmp_path / "tokens.json"
+        assert linked.exists()
+        talk[talk.index("--token-file") + 1] = str(linked)
+        rc, out, err = await _run([*talk, *once], tmp_path)
+        assert rc == 0, out + err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    assert not token_file.exists()  # the default token file goes with the simulator
+
+
+async def test_manual_approval_by_the_documented_request(tmp_path: Path) -> None:
+    """With --manual-approve, login waits until GET /code?code=USERCODE approves its code."""
+    proc, lines = await start([*COMMANDS["subcommand"], "--h2c", "--manual-approve"])
+    url = re.fullmatch(r"AVS simulator listening on (\S+)", lines[0]).group(1)  # type: ignore[union-attr]
+    login = await asyncio.create_subprocess_exec(
+        *_printed(lines, "Link a device against it"),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert login.stdout is not None
+        async with asyncio.timeout(30):
+            shown = ""
+            while "enter the code:" not in shown:
+                shown = (await login.stdout.readline()).decode()
+        code = shown.rsplit(":", 1)[1].strip()
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            page = await client.get(f"{url}/code", params={"code": code})
+        assert page.status_code == 200 and "approved" in page.text
+        await asyncio.wait_for(login.wait(), 30)
+        assert login.returncode == 0
+        assert (tmp_path / "tokens.json").exists()
+    finally:
+        if login.returncode is None:
+            login.kill()
+            await login.wait()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -26,9 +27,9 @@ from avsclient.simulator import (
 
 ROOT = Path(__file__).resolve().parents[2]
 UTTERANCE = ROOT / "avsclient" / "assets" / "utterance.wav"
-DONE = re.compile(
-    r"^Done: (?P<seconds>[0-9.]+) s of speech "
-    r"(?P<how>played through the speaker|written to (?P<file>\S+))"
+REPLY = re.compile(
+    r"^Reply: (?P<seconds>[0-9.]+) s of speech, "
+    r"(?P<how>played through the speaker|written to (?P<file>[^,\s]+))"
 )
 
 
@@ -66,15 +67,35 @@ def test_make_demo_runs_a_voice_turn_and_plays_or_writes_the_reply(tmp_path: Pat
                          "-> SpeechSynthesizer.SpeechFinished: SUCCESS_NO_CONTENT 204",
                          "Listening...", "Thinking...", "Speaking...", "latency: "):
             assert any(expected in line for line in lines), (expected, done.stdout)
-        summary = next(m for m in map(DONE.match, lines) if m)
+        summary = next(m for m in map(REPLY.match, lines) if m)
         expected_seconds = _seconds_of("hello")
         assert float(summary["seconds"]) == pytest.approx(expected_seconds, abs=0.05)
         if summary["file"]:
             assert summary["file"] == "reply.wav"
             assert "no audio output device" in done.stdout
             assert _wav_seconds(reply) == pytest.approx(expected_seconds, abs=0.05)
+            # Written to a file only where no sound server could be started, and it says so.
+            assert shutil.which("pulseaudio") is None or "PulseAudio did not start" in done.stdout
+        else:
+            assert not reply.exists()
     finally:
         reply.unlink(missing_ok=True)
+
+
+def test_make_demo_installs_only_what_the_demo_needs() -> None:
+    """The demo's install steps: the `simulator` extra and PortAudio, no test tools."""
+    plan = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-B", "demo"], cwd=ROOT, capture_output=True,
+        text=True, timeout=60, check=True,
+    ).stdout
+    installs = [line for line in plan.splitlines() if "pip install" in line]
+    assert len(installs) == 1 and installs[0].endswith("-e '.[simulator]'"), plan
+    assert "install-system-deps.sh demo" in plan
+    packages = subprocess.run(
+        ["bash", "-c", "source <(sed -n '/^packages=/,/^fi/p' scripts/install-system-deps.sh) "
+         "demo && echo ${packages[@]}"], cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert packages == ["libportaudio2", "libasound2-plugins"]
 
 
 def test_talk_takes_one_turn_per_input_line(tmp_path: Path) -> None:
@@ -219,3 +240,137 @@ async def test_enter_at_the_terminal_ends_the_utterance(tmp_path: Path) -> None:
     assert "Press Enter to talk" in text
     assert "(press Enter to stop talking)" in text
     assert len(recognize.audio) / 32_000 < 15  # stopped long before the 23 s file ended
+
+
+def _talk(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "avsclient", "talk", *args], env=kwargs.pop("env", _env()),
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def _float_wav(path: Path, rate: int = 44_100) -> Path:
+    import struct
+
+    import numpy as np
+
+    samples = (0.3 * np.sin(2 * np.pi * 300 * np.arange(rate * 2) / rate)).astype("<f4")
+    data = np.repeat(samples[:, None], 2, axis=1).tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 2, rate, rate * 8, 8, 32)
+    body = b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(data))
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body) + len(data)) + body + data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--input", "{tmp}/missing.wav"], "argument --input: {tmp}/missing.wav: no such file"),
+        (["--input", "{tmp}/empty.wav"], "{tmp}/empty.wav: the file is empty, not a WAV file"),
+        (["--input", "{tmp}/text.wav"], "not a WAV file (it does not begin with RIFF....WAVE)"),
+        (["--output", "{tmp}/no/such/dir/r.wav"], "the directory {tmp}/no/such/dir does not exist"),
+        (["--output", "{tmp}/text.wav/r.wav"], "{tmp}/text.wav is not a directory"),
+        (["--output", "{tmp}"], "{tmp}: is a directory; give a file name"),
+        (["--connect-timeout", "-1"], "must be a positive number of seconds, not -1"),
+        (["--connect-timeout", "soon"], "'soon' is not a number of seconds"),
+        (["--region", "mars"], "unknown region 'mars' (choose one of NA, EU, FE)"),
+        (["--device", " "], "an audio device is an index or a part of its name"),
+    ],
+    ids=["missing-input", "empty-input", "text-input", "output-dir-missing", "output-in-a-file",
+         "output-is-dir", "negative-timeout", "word-timeout", "region", "device"],
+)
+def test_bad_arguments_fail_at_once_with_a_plain_message(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """Each is refused by the argument parser (exit 2, before any simulator starts), with the
+    reason in plain words and no traceback."""
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("hello")
+    argv = [a.format(tmp=tmp_path) for a in args]
+    done = _talk("--simulator", "--once", *argv)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message.format(tmp=tmp_path) in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "AVS simulator at" not in done.stdout
+
+
+def test_environment_settings_are_checked_and_used(tmp_path: Path) -> None:
+    """AVSCLIENT_REGION=eu is accepted; a bad one is named; AVSCLIENT_TOKEN_FILE is used."""
+    env = {**_env(), "AVSCLIENT_REGION": "mars"}
+    done = _talk("--once", "--input", str(UTTERANCE), env=env)
+    assert done.returncode == 2
+    assert "AVSCLIENT_REGION: unknown region 'mars'" in done.stderr
+    env = {**_env(), "AVSCLIENT_REGION": "eu", "AVSCLIENT_TOKEN_FILE": str(tmp_path / "t.json")}
+    done = _talk("--once", "--input", str(UTTERANCE), env=env)
+    assert done.returncode == 2
+    assert f"no tokens at {tmp_path / 't.json'}" in done.stdout
+
+
+def test_a_float_wav_at_another_rate_is_spoken(tmp_path: Path) -> None:
+    """A 44.1 kHz stereo float WAV is converted and streamed; the turn succeeds."""
+    done = _talk("--simulator", "--once", "--input", str(_float_wav(tmp_path / "f.wav")),
+                 "--output", str(tmp_path / "r.wav"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "-> SpeechRecognizer.Recognize: SUCCESS 200" in done.stdout
+
+
+def test_without_a_microphone_it_fails_before_connecting(tmp_path: Path) -> None:
+    """No input device: the error comes at once, before connecting or waiting for Enter."""
+    env = {**_env(), "AVSCLIENT_INPUT_DEVICE": "no-such-microphone-anywhere"}
+    done = _talk("--simulator", "--output", str(tmp_path / "r.wav"), env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "no-such-microphone-anywhere" in done.stdout
+    assert "--input FILE.wav" in done.stdout
+    assert "Connecting to" not in done.stdout and "Press Enter" not in done.stdout
+
+
+def test_one_turn_reads_well(tmp_path: Path) -> None:
+    """One time base, no duplicated summary, plain connection words, honest durations."""
+    done = _talk("--simulator", "--once", "--input", str(UTTERANCE), "--output",
+                 str(tmp_path / "r.wav"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    stamps = [float(m) for m in re.findall(r"^ +(\d+\.\d{3}) s  ", out, re.MULTILINE)]
+    assert len(stamps) >= 8 and stamps == sorted(stamps)  # one clock, from the start
+    assert " ms  " not in out
+    assert out.count("s of speech") == 1 and "Done" not in out
+    assert "_" not in re.sub(r"\S*[/\\]\S*|[A-Z_]{4,}", "", out)  # no internal names
+    reply = re.search(r"^Reply: 3\.\d\d s of speech, written to \S+, in \d+ ms$", out, re.M)
+    assert reply, out
+    assert re.search(r"^latency: \d+ ms of audio sent; the answer began \d+ ms", out, re.M)
+
+
+def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
+    """SIGTERM mid-turn: exit 0, the reply file is a complete WAV, the simulator's temporary
+    directory is gone; Ctrl-C (SIGINT) the same."""
+    import signal
+
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        out = tmp_path / f"{stop.name}.wav"
+        wav = _padded_utterance(tmp_path / "long.wav", 20.0)
+        scratch = tmp_path / f"tmp-{stop.name}"  # the process's temporary directory
+        scratch.mkdir()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "avsclient", "talk", "--simulator", "--profile", "CLOSE_TALK",
+             "--input", str(UTTERANCE), "--input", str(wav), "--output", str(out)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**_env(), "TMPDIR": str(scratch)},
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("\n\n")  # two turns; the second speaks the 20 s file
+        proc.stdin.flush()
+        seen = []
+        while not any(line.startswith("Turn 2:") for line in seen):
+            line = proc.stdout.readline()
+            assert line, "".join(seen)
+            seen.append(line)
+        time.sleep(1.0)
+        proc.send_signal(stop)
+        rest, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, "".join(seen) + rest + err
+        assert rest.rstrip().endswith("Stopped."), rest
+        assert "Traceback" not in err
+        with wave.open(str(out), "rb") as reply:
+            assert reply.getnframes() > 0  # the first turn's reply, completed
+        assert not list(scratch.iterdir())  # the simulator's CA directory went too

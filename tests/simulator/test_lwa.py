@@ -157,6 +157,28 @@ def test_codepair_flow_pending_slow_down_approve_and_reuse() -> None:
     assert_error(lwa.respond(TOKEN, poll, 30), 400, "invalid_grant")
 
 
+def test_auto_approve_and_the_code_page() -> None:
+    """With auto_approve the first poll gets tokens; enter_code approves a waiting code."""
+    lwa = LWAService()
+    lwa.auto_approve = True
+    _, pair = lwa.respond(CODEPAIR, codepair_form(), now=0)
+    poll = {"grant_type": "device_code", "device_code": pair["device_code"]}
+    poll["user_code"] = pair["user_code"]
+    status, tokens = lwa.respond(TOKEN, poll, 1)
+    assert status == 200 and tokens["refresh_token"].startswith("Atzr|")
+
+    lwa.auto_approve = False
+    assert "GET /code?code=USERCODE" in lwa.enter_code(None)[1]
+    _, pair = lwa.respond(CODEPAIR, codepair_form(), now=0)
+    poll = {"grant_type": "device_code", "device_code": pair["device_code"]}
+    poll["user_code"] = pair["user_code"]
+    assert_error(lwa.respond(TOKEN, poll, 1), 400, "authorization_pending")
+    assert lwa.enter_code("nope99")[0] == 404
+    status, text = lwa.enter_code(pair["user_code"].lower())
+    assert status == 200 and pair["user_code"] in text
+    assert lwa.respond(TOKEN, poll, 7)[0] == 200
+
+
 def test_codepair_expiry_denial_and_unknown_pairs() -> None:
     """Expired pairs answer expired_token, denied ones access_denied, unknown invalid_code_pair."""
     lwa = LWAService()
