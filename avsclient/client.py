@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from avsclient._resource import AsyncResource, AsyncService
 from avsclient.activity import UserActivity
@@ -47,19 +51,32 @@ from avsclient.agents import (
     SystemAgent,
     VolumeApplier,
 )
+from avsclient.agents.api_gateway import GATEWAY_STORE, ApiGatewayAgent
+from avsclient.agents.base import StateReportEntry
+from avsclient.agents.discovery import DiscoveryAgent
+from avsclient.agents.events import AuthorizationRevoked
+from avsclient.agents.interaction_model import InteractionModelAgent
+from avsclient.agents.notifications import NotificationsAgent
 from avsclient.attachments import AttachmentLimits, AttachmentStore
 from avsclient.audio import Mixer, NullSink
-from avsclient.avs.manager import ChangedReason, ConnectionManager, ConnectionStatus
+from avsclient.auth.store import TokenStore
+from avsclient.avs.manager import (
+    ChangedReason,
+    ConnectionManager,
+    ConnectionStatus,
+    PostConnectStep,
+)
 from avsclient.dialog import DEFAULT_MAX_QUEUE, DialogManager, Disposition
 from avsclient.directives import DirectivePipeline
-from avsclient.exceptions import StateError
+from avsclient.exceptions import AVSError, EndpointRejected, StateError
 from avsclient.focus import FocusChange, FocusManager
 from avsclient.messages import Directive, ExceptionType, exception_encountered
+from avsclient.store import DeviceStore, default_store_path
 
 if TYPE_CHECKING:
     from avsclient.audio import AudioSink, AudioSource
     from avsclient.auth.provider import TokenProvider
-    from avsclient.config import ClientConfig, Region
+    from avsclient.config import ClientConfig, DeviceInfo, Region
     from avsclient.dialog import Dialog
     from avsclient.store import DeviceStore
 
@@ -96,6 +113,11 @@ class SimulatorEndpoint(Protocol):
         ...
 
 
+StoreOption = DeviceStore | str | os.PathLike[str] | Literal[False] | None
+"""Where device state lives: a `DeviceStore` (the application's, left open at close), a path,
+None for the default file next to the token file, or False for a throw-away store."""
+
+
 def default_agents(
     *,
     sink: AudioSink | None = None,
@@ -106,7 +128,10 @@ def default_agents(
     inactivity_report_interval: float = DEFAULT_INACTIVITY_REPORT_INTERVAL,
     store: DeviceStore | None = None,
 ) -> list[CapabilityAgent]:
-    """The core agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer, Alerts.
+    """The core agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer, Alerts, then
+    the agents every Alexa.Discovery device declares: Alexa (Discovery), Alexa.ApiGateway and
+    InteractionModel (avs-protocol 9.1), and Notifications (its sounds play on the mixer's
+    Alert channel, as alerts do).
 
     Args:
         sink: where speech and alerts are played (default: a `NullSink`); the application
@@ -127,6 +152,10 @@ def default_agents(
         SpeechSynthesizerAgent(mixer.channel("Dialog")),
         SpeechRecognizerAgent(source_factory=source_factory),
         AlertsAgent(mixer.channel("Alert"), store=store),
+        DiscoveryAgent(),
+        ApiGatewayAgent(),
+        InteractionModelAgent(),
+        NotificationsAgent(mixer.channel("Alert")),
     ]
 
 
@@ -214,6 +243,8 @@ class AVSClient(AsyncService):
         inactivity_report_interval: float = DEFAULT_INACTIVITY_REPORT_INTERVAL,
         attachment_limits: AttachmentLimits | None = None,
         max_dialog_queue: int = DEFAULT_MAX_QUEUE,
+        store: StoreOption = None,
+        device: DeviceInfo | None = None,
     ) -> None:
         """Build a client (nothing connects until `start()` or `async with`).
 
@@ -233,10 +264,16 @@ class AVSClient(AsyncService):
             inactivity_report_interval: seconds between UserInactivityReports (1 hour).
             attachment_limits: bounds on attachment buffering.
             max_dialog_queue: directives a dialog may queue behind a Speak.
+            store: the device store (settings, the accepted capability report, the gateway):
+                a `DeviceStore` (yours to close), a path, None for `device.sqlite3` next to
+                the token file, or False for a throw-away one removed at close.
+            device: who the device is (Discovery's endpoint, SoftwareInfo); without it
+                Discovery reports INVALID and sends nothing.
 
         Raises:
             ValueError: `agents` given together with options of the default agents, or two
                 agents for one interface.
+            DeviceStoreError: the device store cannot be opened (corrupt, locked, unwritable).
         """
         core_options = {
             "sink": sink is not None,
@@ -248,6 +285,15 @@ class AVSClient(AsyncService):
                 inactivity_report_interval != DEFAULT_INACTIVITY_REPORT_INTERVAL
             ),
         }
+        if agents is not None and any(core_options.values()):
+            given = ", ".join(name for name, set_ in core_options.items() if set_)
+            raise ValueError(
+                f"{given} configure the default agents; with agents=..., pass them to the "
+                "agents themselves (see default_agents())"
+            )
+        self.device = device
+        self._tokens = tokens
+        self.store, self._own_store, self._store_dir = _open_store(store)
         if agents is None:
             agents = default_agents(
                 sink=sink,
@@ -256,13 +302,22 @@ class AVSClient(AsyncService):
                 muted=muted,
                 apply_volume=apply_volume,
                 inactivity_report_interval=inactivity_report_interval,
+                store=self.store,
             )
-        elif any(core_options.values()):
-            given = ", ".join(name for name, set_ in core_options.items() if set_)
-            raise ValueError(
-                f"{given} configure the default agents; with agents=..., pass them to the "
-                "agents themselves (see default_agents())"
-            )
+        stored_gateway = self.store.get(GATEWAY_STORE, "gateway")
+        if stored_gateway is not None and stored_gateway != config.url():
+            try:  # stored by an earlier version, or under other endpoint_hosts
+                stored_gateway = config.check_cloud_endpoint(stored_gateway)
+            except EndpointRejected as exc:
+                _log.warning("ignoring the stored gateway: %s", exc)
+                stored_gateway = None
+        if isinstance(stored_gateway, str) and stored_gateway != config.url():
+            # AVS moved the device (SetGateway, SetEndpoint) on an earlier run.
+            _log.info("using the gateway AVS gave earlier: %s", stored_gateway)
+            config = dataclasses.replace(config, endpoint=stored_gateway)
+        self._endpoint_store = endpoint_store
+        #: True once AVS deregistered the device (System.RevokeAuthorization).
+        self.revoked = False
         self.config = config
         self._listeners: list[Listener] = [] if listener is None else [listener]
         self._subscriptions: set[Subscription] = set()
@@ -282,7 +337,8 @@ class AVSClient(AsyncService):
             self.pipeline,
             context=self.context,
             on_status=self._on_status,
-            endpoint_store=endpoint_store,
+            endpoint_store=self._persist_endpoint,
+            post_connect=self._post_connect_steps,
         )
         self.messenger = Messenger(self.manager, providers=[], notify=self._publish)
         self.services = AgentServices(
@@ -292,6 +348,15 @@ class AVSClient(AsyncService):
             activity=UserActivity(),
             attachments=self.attachments,
             set_endpoint=self.manager.set_endpoint,
+            endpoint=lambda: self.manager.url,
+            check_cloud_endpoint=self.config.check_cloud_endpoint,
+            store=self.store,
+            device=device,
+            capabilities=self.capabilities,
+            capabilities_changed=self._capabilities_changed,
+            state_reports=self.state_reports,
+            access_token=tokens.get_token,
+            revoke=self.revoke,
         )
         self._agents: dict[str, CapabilityAgent] = {}
         # What from_login() made for this client, closed after it, newest first.
@@ -409,13 +474,17 @@ class AVSClient(AsyncService):
         except ValueError as exc:
             raise ValueError(f"{agent!r} declares a bad capability: {exc}") from exc
         handlers = agent.handlers()
+        immediate = agent.immediate_handlers()
         agent.attach(self.services)
         self._agents[interface] = agent
         for name, handler in handlers.items():
             self.pipeline.register(interface, name, handler)
+        for name, immediate_handler in immediate.items():
+            self.pipeline.register_immediate(interface, name, immediate_handler)
         self.messenger.providers.append(agent)
         if self._started:
             agent.start()
+            self._capabilities_changed()  # Discovery reports the new declaration at once
 
     @property
     def agents(self) -> tuple[CapabilityAgent, ...]:
@@ -436,6 +505,39 @@ class AVSClient(AsyncService):
     def capabilities(self) -> tuple[Capability, ...]:
         """What the agents declare, in agent order (what Discovery publishes)."""
         return tuple(agent.capability() for agent in self._agents.values())
+
+    def state_reports(self) -> list[StateReportEntry]:
+        """Every agent's setting reports, for System.StateReport (avs-protocol 12.2)."""
+        return [entry for agent in self._agents.values() for entry in agent.state_reports()]
+
+    def _capabilities_changed(self) -> None:
+        agent = self._agents.get(DiscoveryAgent.namespace)
+        if isinstance(agent, DiscoveryAgent) and self._started:
+            agent.capabilities_changed()
+
+    def _post_connect_steps(self) -> Sequence[PostConnectStep]:
+        steps = [pair for agent in self._agents.values() for pair in agent.post_connect()]
+        return [step for _, step in sorted(steps, key=lambda pair: pair[0])]
+
+    def _persist_endpoint(self, url: str) -> None:
+        self.store.set(GATEWAY_STORE, "gateway", url)
+        if self._endpoint_store is not None:
+            self._endpoint_store(url)
+
+    @property
+    def discovery(self) -> DiscoveryAgent:
+        """The Alexa (Discovery) agent: `state` of the capability report."""
+        return self._core("Alexa", DiscoveryAgent)
+
+    @property
+    def interaction_model(self) -> InteractionModelAgent:
+        """The InteractionModel agent (`thinking`)."""
+        return self._core("InteractionModel", InteractionModelAgent)
+
+    @property
+    def api_gateway(self) -> ApiGatewayAgent:
+        """The Alexa.ApiGateway agent."""
+        return self._core("Alexa.ApiGateway", ApiGatewayAgent)
 
     def _core(self, interface: str, kind: type[_A]) -> _A:
         agent = self.agent(interface)
@@ -498,10 +600,42 @@ class AVSClient(AsyncService):
         await self.messenger.aclose()
         await self.manager.aclose()
         self.attachments.close()
+        if self._own_store:
+            self.store.close()
+        if self._store_dir is not None:
+            shutil.rmtree(self._store_dir, ignore_errors=True)
         for subscription in list(self._subscriptions):
             await subscription.aclose()
         while self._owned:
             await self._owned.pop()()
+
+    async def revoke(self) -> None:
+        """Deregister the device (System.RevokeAuthorization, or the application logging out):
+        DeleteReport for the device's endpoint (best effort), the account's data removed from
+        the device store and from every agent, the token file deleted, the connection closed,
+        and `AuthorizationRevoked` published. The device must be linked again."""
+        if self.revoked:
+            return
+        self.revoked = True
+        agent = self._agents.get(DiscoveryAgent.namespace)
+        if isinstance(agent, DiscoveryAgent):
+            await agent.delete_report()
+        self.store.clear_account_data()
+        for each in self.agents:
+            try:
+                each.forget_account()
+            except Exception:
+                _log.exception("%r could not forget the account", each)
+        token_store = getattr(self._tokens, "store", None)
+        tokens_deleted = False
+        if isinstance(token_store, TokenStore):
+            try:
+                tokens_deleted = token_store.delete()
+            except AVSError as exc:
+                _log.error("%s", exc)
+        await self.manager.aclose()
+        _log.warning("the device was deregistered: it must be linked again")
+        self._publish(AuthorizationRevoked(tokens_deleted=tokens_deleted))
 
     @property
     def status(self) -> ConnectionStatus:
@@ -599,3 +733,13 @@ class AVSClient(AsyncService):
     def _on_status(self, status: ConnectionStatus, reason: ChangedReason) -> None:
         _log.info("connection %s (%s)", status.name, reason.name)
         self._publish(ConnectionStatusChanged(status=status, reason=reason))
+
+
+def _open_store(option: StoreOption) -> tuple[DeviceStore, bool, Path | None]:
+    """The store, whether the client owns it (closes it), and a directory to remove at close."""
+    if isinstance(option, DeviceStore):
+        return option, False, None
+    if option is False:
+        directory = Path(tempfile.mkdtemp(prefix="avsclient-store-"))
+        return DeviceStore.open(directory / "device.sqlite3"), True, directory
+    return DeviceStore.open(default_store_path() if option is None else option), True, None

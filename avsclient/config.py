@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_BACKOFF_JITTER",
     "DEFAULT_CONNECTION_WINDOW",
     "DEFAULT_STREAM_WINDOW",
+    "DeviceInfo",
     "MAX_CLOUD_ENDPOINT",
     "Region",
     "check_cloud_endpoint",
@@ -425,3 +426,57 @@ class ClientConfig:
             stream_inactivity_timeout=self.event_timeout,
             ping_timeout=self.liveness_timeout,
         )
+
+
+# Documented limits of the device's own endpoint fields (avs-protocol 9.2, [R29][R30]).
+_MAX_ID_PART = 256
+_MAX_NAME = 128
+_MAX_FIRMWARE = 2_147_483_647  # SoftwareInfo: an integer 1..2**31-1 (avs-protocol 12.2)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceInfo:
+    """Who the device is: what Alexa.Discovery publishes about it and what System reports.
+
+    The same identity as `avsclient login` uses (the AVS Device SDK's `deviceInfo` section).
+
+    Attributes:
+        client_id: the LWA client id of the device's security profile.
+        product_id: the AVS product id.
+        device_serial_number: the device serial number (DSN).
+        manufacturer_name: the maker's name (1..128 characters).
+        description: what the device is, e.g. "Acme kitchen speaker" (1..128 characters).
+        firmware_version: the firmware version sent with System.SoftwareInfo, an integer in
+            1..2147483647, or None to send none.
+    """
+
+    client_id: str
+    product_id: str
+    device_serial_number: str
+    manufacturer_name: str = "avsclient"
+    description: str = "A device built with avsclient"
+    firmware_version: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("client_id", "product_id", "device_serial_number"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or "::" in value:
+                raise ValueError(f"{name} must be a non-empty string without '::'")
+        if len(self.endpoint_id) > _MAX_ID_PART:
+            raise ValueError(f"clientId::productId::serial must be <= {_MAX_ID_PART} characters")
+        for name in ("manufacturer_name", "description"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not 1 <= len(value) <= _MAX_NAME:
+                raise ValueError(f"{name} must be 1..{_MAX_NAME} characters")
+        version = self.firmware_version
+        if version is not None and (
+            isinstance(version, bool)
+            or not isinstance(version, int)
+            or not 1 <= version <= _MAX_FIRMWARE
+        ):
+            raise ValueError(f"firmware_version must be an integer in 1..{_MAX_FIRMWARE}")
+
+    @property
+    def endpoint_id(self) -> str:
+        """The device's endpoint id in Discovery: `clientId::productId::deviceSerialNumber`."""
+        return f"{self.client_id}::{self.product_id}::{self.device_serial_number}"

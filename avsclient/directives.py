@@ -33,7 +33,13 @@ from avsclient.exceptions import DirectiveError, RemoteProtocolError
 from avsclient.messages import Directive, ExceptionType, parse_directive
 from avsclient.multipart import Headers
 
-__all__ = ["DEFAULT_MAX_IN_FLIGHT", "DEFAULT_MAX_JSON_PART", "DirectivePipeline", "Handler"]
+__all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_MAX_JSON_PART",
+    "DirectivePipeline",
+    "Handler",
+    "ImmediateHandler",
+]
 
 _log = logging.getLogger("avsclient.directives")
 
@@ -51,6 +57,9 @@ _CID_DEPTH = 4
 
 Handler = Callable[[Directive], Awaitable[None]]
 """A directive handler. It raises `DirectiveError` to have AVS told, with its error type."""
+
+ImmediateHandler = Callable[[Directive], None]
+"""A synchronous handler, run inside `dispatch` before the next directive is routed."""
 
 Reporter = Callable[[bytes, ExceptionType, str], Awaitable[None]]
 Observer = Callable[[Directive, Disposition], None]
@@ -134,6 +143,7 @@ class DirectivePipeline:
         self._report = report
         self._observer = observer
         self._routes: dict[tuple[str, str], Handler] = {}
+        self._immediate: dict[tuple[str, str], ImmediateHandler] = {}
         self._parts: dict[Hashable, _Part] = {}
         self._seen: set[Hashable] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -146,9 +156,15 @@ class DirectivePipeline:
         """Route directives `namespace.name` to `handler` (replacing any earlier one)."""
         self._routes[(namespace, name)] = handler
 
+    def register_immediate(self, namespace: str, name: str, handler: ImmediateHandler) -> None:
+        """Route directives `namespace.name` to a synchronous `handler`, run as each one
+        arrives, before the next directive is routed (InteractionModel.NewDialogRequest makes
+        its dialog current before that dialog's directives are sorted, avs-protocol 10)."""
+        self._immediate[(namespace, name)] = handler
+
     def supports(self, namespace: str, name: str) -> bool:
         """True when a handler is registered for `namespace.name`."""
-        return (namespace, name) in self._routes
+        return (namespace, name) in self._routes or (namespace, name) in self._immediate
 
     def _cancelled(self, directive: Directive) -> None:
         # A new or ended dialog dropped it from its queue (the dialog owner tells us).
@@ -233,6 +249,14 @@ class DirectivePipeline:
         if self._closed:
             return Disposition.CANCELLED
         self._notify(directive, Disposition.RECEIVED)
+        immediate = self._immediate.get(directive.key)
+        if immediate is not None:
+            self._notify(directive, Disposition.DISPATCHED)
+            try:
+                immediate(directive)
+            except Exception as exc:
+                self._failed(directive, exc)
+            return Disposition.IMMEDIATE
         handler = self._routes.get(directive.key)
         if handler is None:
             _log.warning("unsupported directive %s.%s", directive.namespace, directive.name)
@@ -277,21 +301,25 @@ class DirectivePipeline:
         self._notify(directive, Disposition.DISPATCHED)
         try:
             await handler(directive)
-        except DirectiveError as exc:
+        except Exception as exc:
+            self._failed(directive, exc)
+            return False
+        finally:
+            self._release(directive)
+        return True
+
+    def _failed(self, directive: Directive, exc: Exception) -> None:
+        """A handler raised: tell AVS (ExceptionEncountered with the error's type)."""
+        if isinstance(exc, DirectiveError):
             _log.warning("directive %r failed: %s", directive, exc)
             try:
                 error = ExceptionType(exc.error_type)
             except ValueError:
                 error = ExceptionType.INTERNAL_ERROR
             self._spawn_report(directive.raw, error, str(exc))
-            return False
-        except Exception as exc:
-            _log.exception("handler of %r failed", directive)
+        else:
+            _log.exception("handler of %r failed", directive, exc_info=exc)
             self._spawn_report(directive.raw, ExceptionType.INTERNAL_ERROR, repr(exc))
-            return False
-        finally:
-            self._release(directive)
-        return True
 
     async def wait_lane(self, dialog_id: str) -> None:
         """Wait until the lane of `dialog_id` has handled everything queued in it."""

@@ -33,6 +33,7 @@ AVSError
 │   ├── DeviceStoreCorrupt          damaged, truncated or not a device store; the file is kept
 │   └── DeviceStoreLocked           another process held the database past the busy timeout
 ├── DirectiveError                  a directive could not be handled; carries `error_type`
+├── CapabilityReportError           a Discovery report breaks the documented limits
 │   └── EndpointRejected            an endpoint or gateway URL from AVS the client may not use
 ├── StateError                      an operation is not allowed in the current state
 └── ServerError                     AVS answered with an exception; carries `status`, `code`
@@ -58,6 +59,7 @@ __all__ = [
     "AttachmentError",
     "AudioError",
     "AuthError",
+    "CapabilityReportError",
     "ClientConfigError",
     "ConnectError",
     "ConnectTimeout",
@@ -302,6 +304,19 @@ class DirectiveError(AVSError):
     def __init__(self, message: str, *, error_type: str = "UNEXPECTED_INFORMATION_RECEIVED"):
         super().__init__(message)
         self.error_type = error_type
+
+
+class CapabilityReportError(AVSError):
+    """A Discovery report (or a capability in it) breaks the documented limits
+    (avs-protocol 9.2): it is not sent, and says which field is wrong.
+
+    Attributes:
+        field: the JSON path of the offending field, e.g. `endpoints[0].description`.
+    """
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 class EndpointRejected(DirectiveError, ValueError):

@@ -91,6 +91,8 @@ class Directive:
         raw: the JSON part exactly as received (for `ExceptionEncountered`).
         source: which response carried it: `cid:` URLs resolve only against attachments of
             the same response (avs-protocol 4.3). None for directives built locally.
+        correlation_token: `header.eventCorrelationToken` (Alexa.EventProcessed names the
+            event it acknowledges with it, avs-protocol 9.3), or None.
     """
 
     namespace: str
@@ -100,6 +102,7 @@ class Directive:
     payload: dict[str, Any]
     raw: bytes = b""
     source: Hashable | None = field(default=None, compare=False)
+    correlation_token: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -205,6 +208,9 @@ def parse_directive(
     dialog = header.get("dialogRequestId")
     if dialog is not None and not isinstance(dialog, str):
         raise RemoteProtocolError("directive dialogRequestId must be a string")
+    correlation = header.get("eventCorrelationToken")
+    if correlation is not None and not isinstance(correlation, str):
+        raise RemoteProtocolError("directive eventCorrelationToken must be a string")
     return Directive(
         namespace=_text(header.get("namespace"), "namespace"),
         name=_text(header.get("name"), "name"),
@@ -213,6 +219,7 @@ def parse_directive(
         payload=payload,
         raw=raw,
         source=source,
+        correlation_token=correlation or None,
     )
 
 

@@ -393,7 +393,8 @@ def test_custom_agent_answers_its_directive_and_reports_its_state(tmp_path: Path
     out = done.stdout.splitlines()
     assert out[0] == (
         "capabilities: System 1.4, Speaker 1.0, SpeechSynthesizer 1.3, SpeechRecognizer 2.3, "
-        "Alerts 1.3, Acme.Lamp 1.0"
+        "Alerts 1.3, Alexa 3, Alexa.ApiGateway 1.0, InteractionModel 1.2, Notifications 1.0, "
+        "Acme.Lamp 1.0"
     )
     assert 'SynchronizeState context: {"color": "white"}' in out
     assert "directive: Acme.Lamp.SetColor" in out

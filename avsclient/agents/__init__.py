@@ -1,11 +1,13 @@
 """Capability agents: each handles its interface's directives, sends its events, reports its
 device state as context and declares its capability (System, SpeechRecognizer,
-SpeechSynthesizer, Speaker, Alerts; `CapabilityAgent` is the base of your own)."""
+SpeechSynthesizer, Speaker, Alerts, Alexa (Discovery), Alexa.ApiGateway, InteractionModel, ...;
+`CapabilityAgent` is the base of your own)."""
 
 from __future__ import annotations
 
 from avsclient.agents.alert_schedule import AlertSchedule, AlertsLimits, StopReason
 from avsclient.agents.alerts import DEFAULT_ALERT_VOLUME, AlertsAgent
+from avsclient.agents.api_gateway import ApiGatewayAgent
 from avsclient.agents.audio_player import AudioPlayerAgent, PlayerActivity
 from avsclient.agents.base import (
     OUTBOX_SIZE,
@@ -15,24 +17,34 @@ from avsclient.agents.base import (
     ContextProvider,
     DirectiveHandler,
     EventSender,
+    ImmediateHandler,
     Messenger,
+    StateReportEntry,
 )
+from avsclient.agents.discovery import DiscoveryAgent
 from avsclient.agents.events import (
     AlertStateChanged,
+    AuthorizationRevoked,
     ClientEvent,
     ConnectionStatusChanged,
     DirectiveObserved,
+    DiscoveryState,
+    DiscoveryStateChanged,
     EventFailed,
     EventSent,
     ExceptionReceived,
     ExpectingSpeech,
     FocusChanged,
+    IndicatorChanged,
+    ProcessingStateChanged,
     RecognizerStateChanged,
     SpeechStateChanged,
     VolumeStateChanged,
     WakeWordDetected,
     WakeWordRejected,
 )
+from avsclient.agents.interaction_model import InteractionModelAgent
+from avsclient.agents.notifications import NotificationsAgent
 from avsclient.agents.playback_controller import PlaybackControllerAgent
 from avsclient.agents.speaker import DEFAULT_VOLUME, SpeakerAgent, VolumeApplier
 from avsclient.agents.speech_recognizer import (
@@ -62,7 +74,9 @@ __all__ = [
     "AlertStateChanged",
     "AlertsAgent",
     "AlertsLimits",
+    "ApiGatewayAgent",
     "AudioPlayerAgent",
+    "AuthorizationRevoked",
     "Capability",
     "CapabilityAgent",
     "ClientEvent",
@@ -78,17 +92,25 @@ __all__ = [
     "DirectiveHandler",
     "DirectiveObserved",
     "EndpointerFactory",
+    "DiscoveryAgent",
+    "DiscoveryState",
+    "DiscoveryStateChanged",
     "EventFailed",
     "EventSender",
     "EventSent",
     "ExceptionReceived",
     "ExpectingSpeech",
     "FocusChanged",
+    "ImmediateHandler",
+    "IndicatorChanged",
+    "InteractionModelAgent",
     "Messenger",
+    "NotificationsAgent",
     "OUTBOX_SIZE",
     "PROFILES",
     "PlaybackControllerAgent",
     "PlayerActivity",
+    "ProcessingStateChanged",
     "RecognizerInput",
     "RecognizerMachine",
     "RecognizerState",
@@ -100,6 +122,7 @@ __all__ = [
     "SpeechStateChanged",
     "SpeechSynthesizerAgent",
     "StopReason",
+    "StateReportEntry",
     "SystemAgent",
     "TRANSITIONS",
     "VolumeApplier",

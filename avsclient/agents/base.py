@@ -18,15 +18,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from avsclient.agents.events import ClientEvent, EventFailed, EventSent
+from avsclient.config import AMAZON_ENDPOINT_HOSTS, check_cloud_endpoint
 from avsclient.exceptions import StateError
 from avsclient.messages import ContextState, Directive, Event
 
 if TYPE_CHECKING:
     from avsclient.activity import UserActivity
     from avsclient.attachments import AttachmentStore
-    from avsclient.avs.manager import EventResult
+    from avsclient.avs.manager import EventResult, PostConnectStep
+    from avsclient.config import DeviceInfo
     from avsclient.dialog import DialogManager
     from avsclient.focus import FocusManager
+    from avsclient.store import DeviceStore
 
 __all__ = [
     "AgentServices",
@@ -35,8 +38,10 @@ __all__ = [
     "ContextProvider",
     "DirectiveHandler",
     "EventSender",
+    "ImmediateHandler",
     "Messenger",
     "OUTBOX_SIZE",
+    "StateReportEntry",
 ]
 
 _log = logging.getLogger("avsclient.agents")
@@ -104,7 +109,13 @@ class Messenger:
         """Send an event now and return its outcome (never raises for network trouble)."""
         document = event.to_json(context=self.context() if context else None)
         result = await self.sender.send_event(document, audio=audio)
-        self._check(document, result)
+        self.observe(document, result)
+        return result
+
+    async def send_document(self, document: Mapping[str, Any]) -> EventResult:
+        """Send a ready event document now and return its outcome (observed like `send`)."""
+        result = await self.sender.send_event(document)
+        self.observe(document, result)
         return result
 
     async def post(self, document: dict[str, Any]) -> None:
@@ -130,9 +141,10 @@ class Messenger:
                 continue
             finally:
                 self._outbox.task_done()
-            self._check(document, result)
+            self.observe(document, result)
 
-    def _check(self, document: Mapping[str, Any], result: EventResult) -> None:
+    def observe(self, document: Mapping[str, Any], result: EventResult) -> None:
+        """Tell the application an event's outcome (`EventSent`, and `EventFailed`)."""
         namespace, name = _name(document)
         self.notify(EventSent(namespace=namespace, name=name, result=result))
         if result.outcome.name in ("SUCCESS", "SUCCESS_NO_CONTENT"):
@@ -161,6 +173,44 @@ def _name(document: Mapping[str, Any]) -> tuple[str, str]:
 
 DirectiveHandler = Callable[[Directive], Awaitable[None]]
 """Handles one directive; raises `DirectiveError` to have AVS told (ExceptionEncountered)."""
+
+ImmediateHandler = Callable[[Directive], None]
+"""Handles one directive synchronously, as it arrives and before the next one is routed
+(InteractionModel.NewDialogRequest must make its dialog current before the directives of that
+dialog are sorted); raises `DirectiveError` to have AVS told."""
+
+StateReportEntry = dict[str, Any]
+"""One entry of `System.StateReport`'s `states`: `{"header": {"namespace", "name"},
+"payload": {...}}`, e.g. System.LocalesReport (avs-protocol 12.2)."""
+
+
+def _no_capabilities() -> tuple[Capability, ...]:
+    return ()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _no_reports() -> list[StateReportEntry]:
+    return []
+
+
+def _no_endpoint() -> str:
+    return ""
+
+
+def _amazon_endpoint(url: object) -> str:
+    return check_cloud_endpoint(url, AMAZON_ENDPOINT_HOSTS)
+
+
+async def _no_token() -> str:
+    raise StateError("no access token source: the agent is not part of a client")
+
+
+async def _no_revoke() -> None:
+    return None
+
 
 # Interface versions are dotted decimal strings: "1.0", "2.3", and "3" for `Alexa`.
 _VERSION = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -215,7 +265,19 @@ class AgentServices:
         focus: audio focus; agents coordinate output through it (barge-in).
         activity: the time of the last user activity.
         attachments: the attachments of the responses (`cid:` URLs).
-        set_endpoint: persists a new AVS endpoint and reconnects there.
+        set_endpoint: persists a new AVS endpoint and reconnects there (make-before-break).
+        endpoint: the endpoint in use now.
+        check_cloud_endpoint: the check every endpoint or gateway URL from AVS passes before
+            it is stored or used (`ClientConfig.check_cloud_endpoint`: https, an allowed
+            host); raises `EndpointRejected`.
+        store: the device store (settings that survive a restart), or None.
+        device: who the device is (Discovery, SoftwareInfo), or None.
+        capabilities: what every agent declares now (what Discovery publishes).
+        capabilities_changed: tells the client that a declaration changed (a new wake word
+            set, a new locale), so Discovery reports it at once.
+        state_reports: every agent's setting reports, for System.StateReport.
+        access_token: the access token in use (a Discovery report's `scope`).
+        revoke: deregisters the device (System.RevokeAuthorization): account data goes.
     """
 
     messenger: Messenger
@@ -224,6 +286,15 @@ class AgentServices:
     activity: UserActivity
     attachments: AttachmentStore
     set_endpoint: Callable[[str], Awaitable[None]]
+    endpoint: Callable[[], str] = _no_endpoint
+    check_cloud_endpoint: Callable[[object], str] = _amazon_endpoint
+    store: DeviceStore | None = None
+    device: DeviceInfo | None = None
+    capabilities: Callable[[], tuple[Capability, ...]] = _no_capabilities
+    capabilities_changed: Callable[[], None] = _nothing
+    state_reports: Callable[[], list[StateReportEntry]] = _no_reports
+    access_token: Callable[[], Awaitable[str]] = _no_token
+    revoke: Callable[[], Awaitable[None]] = _no_revoke
 
 
 class CapabilityAgent:
@@ -283,9 +354,29 @@ class CapabilityAgent:
         """Directive name -> async handler, for the directives of `namespace`."""
         return {}
 
+    def immediate_handlers(self) -> dict[str, ImmediateHandler]:
+        """Directive name -> synchronous handler run as the directive arrives, before the
+        next one is routed (none by default; see `ImmediateHandler`)."""
+        return {}
+
     def context_states(self) -> list[ContextState]:
         """The agent's context state objects (none by default)."""
         return []
+
+    def post_connect(self) -> list[tuple[int, PostConnectStep]]:
+        """`(priority, step)` pairs run on every new connection before SynchronizeState,
+        lowest priority first (the SDK's: VerifyGateway 50, Discovery 100; avs-protocol
+        9.5). None by default."""
+        return []
+
+    def state_reports(self) -> list[StateReportEntry]:
+        """The agent's setting reports for System.StateReport (none by default)."""
+        return []
+
+    def forget_account(self) -> None:
+        """The device was deregistered (RevokeAuthorization, logout): drop account data kept
+        in memory and go back to the defaults (the device store was cleared already)."""
+        return
 
     def start(self) -> None:
         """Start background work (timers); called in the event loop. Nothing by default."""

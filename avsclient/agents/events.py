@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +19,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AlertStateChanged",
+    "AuthorizationRevoked",
     "ClientEvent",
     "ConnectionStatusChanged",
     "DirectiveObserved",
+    "DiscoveryState",
+    "DiscoveryStateChanged",
     "EventFailed",
     "EventSent",
     "ExceptionReceived",
     "ExpectingSpeech",
     "FocusChanged",
+    "IndicatorChanged",
+    "ProcessingStateChanged",
     "RecognizerStateChanged",
     "SpeechStateChanged",
     "VolumeStateChanged",
@@ -192,3 +198,78 @@ class AlertStateChanged(ClientEvent):
 
     token: str
     state: str
+
+
+class DiscoveryState(enum.Enum):
+    """Where the device's capability report stands."""
+
+    #: Nothing sent yet on this run.
+    IDLE = "IDLE"
+    #: The report is the one AVS accepted before: nothing to send.
+    UNCHANGED = "UNCHANGED"
+    #: The report is on its way, or AVS's EventProcessed is awaited.
+    SENDING = "SENDING"
+    #: AVS acknowledged the report (EventProcessed); it is stored as the accepted one.
+    ACCEPTED = "ACCEPTED"
+    #: The last attempt failed; another one is scheduled.
+    RETRYING = "RETRYING"
+    #: AVS refused the report (400) or the token (403): no more attempts until it changes.
+    REJECTED = "REJECTED"
+    #: The report breaks the documented limits, or the device has no `DeviceInfo`: not sent.
+    INVALID = "INVALID"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiscoveryStateChanged(ClientEvent):
+    """The device's capability report (Alexa.Discovery) changed state.
+
+    Attributes:
+        state: the new state.
+        reason: why (the last failure, or what made the report invalid), or None.
+        attempts: failed attempts since the last success.
+        retry_in: seconds until the next attempt, when one is scheduled.
+    """
+
+    state: DiscoveryState
+    reason: str | None
+    attempts: int
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessingStateChanged(ClientEvent):
+    """AVS began (THINKING) or finished processing a request (InteractionModel 1.2:
+    RequestProcessingStarted / RequestProcessingCompleted).
+
+    Attributes:
+        thinking: True from RequestProcessingStarted until RequestProcessingCompleted.
+        dialog_request_id: the dialog being processed, or None.
+    """
+
+    thinking: bool
+    dialog_request_id: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorizationRevoked(ClientEvent):
+    """The device was deregistered (System.RevokeAuthorization): its account data is gone,
+    the connection is closed, and the device must be linked again.
+
+    Attributes:
+        tokens_deleted: True if the token file was deleted.
+    """
+
+    tokens_deleted: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IndicatorChanged(ClientEvent):
+    """The notification indicator changed (Notifications SetIndicator / ClearIndicator).
+
+    Attributes:
+        enabled: a notification indicator is set and not cleared.
+        visual: the visual indicator (e.g. a yellow light) is on.
+    """
+
+    enabled: bool
+    visual: bool

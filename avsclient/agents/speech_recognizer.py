@@ -22,8 +22,15 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from avsclient._fsm import StateMachine, Table
 from avsclient.agents import payload
-from avsclient.agents.base import CapabilityAgent, DirectiveHandler
+from avsclient.agents.base import (
+    AgentServices,
+    Capability,
+    CapabilityAgent,
+    DirectiveHandler,
+    StateReportEntry,
+)
 from avsclient.agents.events import ExpectingSpeech, RecognizerStateChanged, WakeWordRejected
+from avsclient.agents.recognizer_settings import RecognizerSettings
 from avsclient.audio import (
     AVS_FORMAT,
     AVS_FORMAT_NAME,
@@ -185,19 +192,24 @@ class SpeechRecognizerAgent(CapabilityAgent):
     #: (UNEXPECTED_INFORMATION_RECEIVED). See `MAX_EXPECT_SPEECH_MS`.
     max_expect_speech_ms: int = MAX_EXPECT_SPEECH_MS
 
-    #: SetWakeWordConfirmation's setting (avs-protocol 11.4): "TONE" plays a tone when a wake
-    #: word starts a recognition, "NONE" does not. The settings handling owns its value.
-    wake_word_confirmation = "NONE"
-
-    def __init__(self, *, source_factory: SourceFactory | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        source_factory: SourceFactory | None = None,
+        settings: RecognizerSettings | None = None,
+    ) -> None:
         """Create the agent.
 
         Args:
             source_factory: opens the microphone when AVS expects speech; without one the
                 application gets `ExpectingSpeech` and should call `recognize()` itself.
+            settings: the 2.3 settings (default: tap-to-talk, no wake word); give
+                `RecognizerSettings(wake_words=...)` for a wake-word device.
         """
         super().__init__()
         self.source_factory = source_factory
+        #: The 2.3 settings (confirmations, wake words, end-of-speech offset).
+        self.settings = settings if settings is not None else RecognizerSettings()
         self.machine = RecognizerMachine()
         self.dialog: Dialog | None = None
         self.profile = "NEAR_FIELD"
@@ -220,7 +232,30 @@ class SpeechRecognizerAgent(CapabilityAgent):
         return self.machine.state
 
     def handlers(self) -> dict[str, DirectiveHandler]:
-        return {"StopCapture": self._on_stop_capture, "ExpectSpeech": self._on_expect_speech}
+        return {
+            "StopCapture": self._on_stop_capture,
+            "ExpectSpeech": self._on_expect_speech,
+            **self.settings.handlers(),
+        }
+
+    def attach(self, services: AgentServices) -> None:
+        super().attach(services)
+        self.settings.bind(services)
+
+    def capability(self) -> Capability:
+        """SpeechRecognizer 2.3, with the `wakeWords` configuration of a wake-word device."""
+        return Capability(self.namespace, self.version, self.settings.configuration())
+
+    def state_reports(self) -> list[StateReportEntry]:
+        return self.settings.state_reports()
+
+    def forget_account(self) -> None:
+        self.settings.forget_account()
+
+    @property
+    def wake_word_confirmation(self) -> str:
+        """`NONE` or `TONE`: play a tone when listening starts (SetWakeWordConfirmation)."""
+        return self.settings.wake_word_confirmation
 
     def _move(self, event: RecognizerInput) -> None:
         old = self.machine.state
@@ -320,7 +355,11 @@ class SpeechRecognizerAgent(CapabilityAgent):
             raise StateError(f"cannot recognize while {self.state.value}")
         expecting = self.state is RecognizerState.EXPECTING_SPEECH
         self._cancel_expect_timer()
-        fields: dict[str, Any] = {"profile": profile, "format": AVS_FORMAT_NAME}
+        fields: dict[str, Any] = {
+            "profile": profile,
+            "format": AVS_FORMAT_NAME,
+            "startOfSpeechTimestamp": self.settings.stamp_start_of_speech(),
+        }
         if expecting:
             if self._expect_initiator is not None:
                 fields["initiator"] = self._expect_initiator

@@ -12,6 +12,8 @@ from avsclient.avs.manager import (
     ConnectionManager,
     ContextProvider,
     EventResult,
+    LinkSender,
+    PostConnectStep,
     ResponseSink,
     ResponseSource,
 )
@@ -24,8 +26,10 @@ __all__ = [
     "ConnectionStatus",
     "ContextProvider",
     "EventResult",
+    "LinkSender",
     "MAX_REPLAY_BYTES",
     "Outcome",
+    "PostConnectStep",
     "ResponseSink",
     "ResponseSource",
 ]

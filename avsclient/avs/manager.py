@@ -25,7 +25,7 @@ import contextlib
 import itertools
 import logging
 import random as _random
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from avsclient._resource import AsyncService
@@ -36,6 +36,7 @@ from avsclient.avs.exchange import (
     exchange,
     message_id_of,
     send_authorized,
+    send_on_link,
     synchronize,
 )
 from avsclient.avs.link import Link
@@ -73,13 +74,56 @@ __all__ = [
     "ConnectionStatus",
     "ContextProvider",
     "EventResult",
+    "LinkSender",
     "MAX_REPLAY_BYTES",
     "Outcome",
+    "PostConnectStep",
     "ResponseSink",
     "ResponseSource",
 ]
 
 logger = logging.getLogger("avsclient.avs")
+
+
+class LinkSender:
+    """What a post-connect step may do on the link being set up: send events on it, before
+    the manager reports CONNECTED (avs-protocol 2.1 step 6, 9.5).
+
+    Attributes:
+        url: the endpoint the link is connected to.
+    """
+
+    def __init__(self, link: Link, gate: TokenGate) -> None:
+        self._link = link
+        self._gate = gate
+        self.url = link.url
+
+    @property
+    def usable(self) -> bool:
+        """False once the link died or is draining (a step should stop then)."""
+        return self._link.usable
+
+    async def token(self) -> str:
+        """The access token in use (a Discovery report carries it in its `scope`)."""
+        return await self._gate.token()
+
+    async def send(self, event: Mapping[str, Any]) -> EventResult:
+        """Send one event document on this link (no audio) and return its result.
+
+        Never raises for network or server trouble (like `ConnectionManager.send_event`).
+
+        Raises:
+            TypeError: the event cannot be serialised as JSON.
+        """
+        body = Body.encode(event, audio=False)
+        return await send_on_link(self._link, body, None, message_id_of(event))
+
+
+PostConnectStep = Callable[[LinkSender], Awaitable[None]]
+"""One step run on a new link after its downchannel opened and before SynchronizeState, in
+the order given (the SDK's: VerifyGateway, then Discovery; avs-protocol 9.5). A step that
+raises `AttemptFailed` fails the attempt; any other exception is logged and the next step
+runs. Steps must bound their own waits: the attempt waits for them."""
 
 
 class ConnectionManager(AsyncService):
@@ -95,6 +139,8 @@ class ConnectionManager(AsyncService):
         endpoint_store: called with the new URL when `set_endpoint` moves the device
             (System.SetEndpoint), so that the application persists it.
         random: returns a float in [0, 1) for the back-off jitter.
+        post_connect: gives, for each connection attempt, the steps to run on the new link
+            between the downchannel and SynchronizeState (`PostConnectStep`).
 
     Use `async with ConnectionManager(...) as manager:` or `await manager.start()` ...
     `await manager.aclose()`.
@@ -110,8 +156,10 @@ class ConnectionManager(AsyncService):
         on_status: Callable[[ConnectionStatus, ChangedReason], None] | None = None,
         endpoint_store: Callable[[str], None] | None = None,
         random: Callable[[], float] = _random.random,
+        post_connect: Callable[[], Sequence[PostConnectStep]] | None = None,
     ) -> None:
         self.config = config
+        self._post_connect = post_connect
         self._sink = sink
         self._context = context
         self._on_status = on_status
@@ -544,6 +592,8 @@ class ConnectionManager(AsyncService):
             link.touch()
             self._at("opening the downchannel")
             await link.open_downchannel(token)
+            self._at("verifying the gateway and reporting capabilities")
+            await self._run_post_connect(link)
             self._at("sending SynchronizeState")
             await synchronize(link, self._context, self._reconnect, self._random)
             if not link.usable:
@@ -556,6 +606,24 @@ class ConnectionManager(AsyncService):
             raise
         link.start_monitoring()
         return link
+
+    async def _run_post_connect(self, link: Link) -> None:
+        if self._post_connect is None:
+            return
+        sender = LinkSender(link, self._gate)
+        for step in self._post_connect():
+            if self._url != link.url:  # a step moved the device (SetGateway)
+                raise AttemptFailed(ChangedReason.ENDPOINT_CHANGED, f"moved to {self._url}")
+            if not link.usable:
+                break
+            try:
+                await step(sender)
+            except AttemptFailed:
+                raise
+            except Exception:
+                logger.exception("post-connect step %r failed; going on", step)
+        if self._url != link.url:
+            raise AttemptFailed(ChangedReason.ENDPOINT_CHANGED, f"moved to {self._url}")
 
     # -- events ------------------------------------------------------------------------------
 

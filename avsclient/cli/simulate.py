@@ -5,6 +5,11 @@ directory removed at exit), and prints `avsclient talk` and `avsclient login` co
 that work against it as they stand. Its Login with Amazon approves every code pair by itself;
 with `--manual-approve` a code waits for `GET <url>/code?code=USERCODE` (the verification
 page `avsclient login` shows).
+
+While it runs, each line on standard input pushes a directive on every open downchannel:
+`push NAME [JSON fields]` for a scripted one (`push SetLocales {"locales": ["de-DE"]}`,
+`push NewDialogRequest`, `push SetIndicator {"url": "https://..."}`; `push list` names them),
+or a whole `{"directive": ...}` JSON message. Each push prints one line saying what happened.
 """
 
 from __future__ import annotations
@@ -12,15 +17,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import shlex
 import shutil
 import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from avsclient.exceptions import AVSError
 from avsclient.simulator.lwa import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from avsclient.simulator.scripted import SCRIPTED, scripted_directive
 from avsclient.simulator.server import Simulator
 
 __all__ = ["add_arguments", "run"]
@@ -101,11 +110,95 @@ async def _serve(args: argparse.Namespace, scratch: Path) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        commands = _Commands(sim)
         try:
             await stop.wait()
         finally:
+            commands.close()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+
+
+def parse_command(line: str) -> dict[str, Any] | None:
+    """The directive message a command line asks for; None for an empty line.
+
+    Raises:
+        ValueError: not a command, bad JSON, or an unknown scripted directive.
+    """
+    line = line.strip()
+    if not line:
+        return None
+    if line.startswith("{"):
+        message = json.loads(line)
+        if not isinstance(message, dict) or not isinstance(message.get("directive"), dict):
+            raise ValueError('a JSON line must be {"directive": {...}}')
+        return message
+    word, _, rest = line.partition(" ")
+    if word != "push":
+        raise ValueError(f"unknown command {word!r} (push NAME [JSON], or a JSON directive)")
+    name, _, fields_text = rest.strip().partition(" ")
+    fields = json.loads(fields_text) if fields_text.strip() else {}
+    if not isinstance(fields, dict):
+        raise ValueError("the fields must be a JSON object")
+    try:
+        return scripted_directive(name, **fields)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(str(exc).strip("'\"")) from exc
+
+
+class _Commands:
+    """Reads command lines from stdin (when there is one) and pushes their directives."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.loop = asyncio.get_running_loop()
+        self.buffer = b""
+        self.tasks: set[asyncio.Task[None]] = set()
+        try:
+            self.fd: int | None = sys.stdin.fileno()
+            self.loop.add_reader(self.fd, self._readable)
+        except (AttributeError, OSError, ValueError, PermissionError, NotImplementedError):
+            self.fd = None  # no usable stdin (closed, or a file the loop cannot watch)
+
+    def _readable(self) -> None:
+        assert self.fd is not None
+        chunk = os.read(self.fd, 4096)
+        if not chunk:
+            self.close()
+            return
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            task = self.loop.create_task(self._run(line.decode(errors="replace")))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, line: str) -> None:
+        if line.strip() == "push list":
+            print("scripted directives: " + ", ".join(sorted(SCRIPTED)), flush=True)
+            return
+        try:
+            message = parse_command(line)
+        except ValueError as exc:
+            print(f"error: {exc}", flush=True)
+            return
+        if message is None:
+            return
+        header = message["directive"].get("header", {})
+        what = f"{header.get('namespace')}.{header.get('name')}"
+        try:
+            count = await self.sim.push_directive(message, timeout=5.0)
+        except (TimeoutError, AVSError) as exc:
+            print(f"error: {what} not pushed: {exc or 'no downchannel'}", flush=True)
+            return
+        print(f"pushed {what} on {count} downchannel(s)", flush=True)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            self.loop.remove_reader(self.fd)
+            self.fd = None
+        for task in self.tasks:
+            task.cancel()
 
 
 def run(args: argparse.Namespace) -> int:

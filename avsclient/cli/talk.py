@@ -36,11 +36,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from avsclient.agents import (
+    AuthorizationRevoked,
     ClientEvent,
     ConnectionStatusChanged,
     DirectiveObserved,
+    DiscoveryStateChanged,
     EventSent,
     ExceptionReceived,
+    IndicatorChanged,
+    ProcessingStateChanged,
     RecognizerStateChanged,
     SpeechStateChanged,
 )
@@ -49,7 +53,7 @@ from avsclient.agents.speech_synthesizer import SpeechActivity
 from avsclient.audio import PLAYBACK_FORMAT, AudioFormat, AudioSink, AudioSource, WavFileSink
 from avsclient.avs.policy import ChangedReason, ConnectionStatus
 from avsclient.cli import _args
-from avsclient.config import ClientConfig
+from avsclient.config import ClientConfig, DeviceInfo
 from avsclient.exceptions import AudioError, AVSError
 
 if TYPE_CHECKING:
@@ -235,6 +239,19 @@ class _Activity:
             note(f"-> {event.namespace}.{event.name}: {event.result.outcome.name}{status}")
         elif isinstance(event, ExceptionReceived):
             note(f"AVS exception {event.code}: {event.description}")
+        elif isinstance(event, ProcessingStateChanged):
+            note("THINKING (AVS is processing)..." if event.thinking else "AVS finished processing")
+        elif isinstance(event, DiscoveryStateChanged):
+            why = f": {event.reason}" if event.reason else ""
+            retry = (
+                f", next attempt in {event.retry_in:.1f} s" if event.retry_in is not None else ""
+            )
+            note(f"Discovery {event.state.name.lower()}{why}{retry}")
+        elif isinstance(event, IndicatorChanged):
+            light = "on" if event.visual else "off"
+            note(f"notification indicator {'set' if event.enabled else 'cleared'}, light {light}")
+        elif isinstance(event, AuthorizationRevoked):
+            self.console.say("AVS deregistered this device: link it again with `avsclient login`.")
         self.last_change = time.monotonic()
         self.changed.set()
 
@@ -376,6 +393,16 @@ class _Lines:
         self._loop.remove_reader(self._fd)
 
 
+#: The device the simulator run describes in its Discovery report.
+SIMULATED_DEVICE = DeviceInfo(
+    client_id="amzn1.application-oa2-client.simulated",
+    product_id="avsclient_talk",
+    device_serial_number="talk-0001",
+    description="avsclient talk against the local simulator",
+    firmware_version=1,
+)
+
+
 async def _tokens_and_config(
     args: argparse.Namespace, stack: contextlib.AsyncExitStack, console: _Console
 ) -> tuple[TokenProvider, ClientConfig]:
@@ -385,6 +412,7 @@ async def _tokens_and_config(
         from avsclient.simulator import Simulator
 
         sim = await stack.enter_async_context(Simulator())
+        sim.script.recognize(processing=True)  # shows InteractionModel's THINKING
         console.say(f"AVS simulator at {sim.url}")
         # A SetEndpoint from the simulator may name the simulator's own host, not Amazon's.
         config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path, endpoint_hosts=(sim.host,))
@@ -492,7 +520,12 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
         stack.push_async_callback(sink.aclose)
         sources = _Sources(list(args.input or []), args.profile, args.input_device)
         activity = _Activity(console)
-        client = AVSClient(config, tokens, sink=sink, source_factory=sources.open)
+        # The simulator is new each run: so is its device store, and the Discovery exchange
+        # shows every time. A real device keeps its store next to its token file.
+        extra: dict[str, Any] = (
+            {"store": False, "device": SIMULATED_DEVICE} if args.simulator else {}
+        )
+        client = AVSClient(config, tokens, sink=sink, source_factory=sources.open, **extra)
         client.add_listener(activity)
         console.say(f"Connecting to {config.url()} (waiting up to {args.connect_timeout:g} s)...")
         await stack.enter_async_context(client)

@@ -21,6 +21,7 @@ from avsclient import _lazy
 if TYPE_CHECKING:
     from avsclient.simulator.alerts import AlertLedger
     from avsclient.simulator.config import SimulatorConfig
+    from avsclient.simulator.discovery import DiscoveryService, report_problems
     from avsclient.simulator.faults import Faults
     from avsclient.simulator.gateway import GatewayReply, GatewayRequest, GatewayService
     from avsclient.simulator.lwa import (
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
         speech_asset_names,
         speech_asset_text,
     )
+    from avsclient.simulator.scripted import SCRIPTED, scripted_directive
     from avsclient.simulator.server import Simulator
 else:
     __getattr__, __dir__ = _lazy.exports(
@@ -49,6 +51,7 @@ else:
         {
             "avsclient.simulator.alerts": ("AlertLedger",),
             "avsclient.simulator.config": ("SimulatorConfig",),
+            "avsclient.simulator.discovery": ("DiscoveryService", "report_problems"),
             "avsclient.simulator.faults": ("Faults",),
             "avsclient.simulator.gateway": ("GatewayReply", "GatewayRequest", "GatewayService"),
             "avsclient.simulator.lwa": (
@@ -70,6 +73,7 @@ else:
                 "speech_asset_names",
                 "speech_asset_text",
             ),
+            "avsclient.simulator.scripted": ("SCRIPTED", "scripted_directive"),
             "avsclient.simulator.server": ("Simulator",),
         },
     )
@@ -80,6 +84,7 @@ __all__ = [
     "CodePairState",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
+    "DiscoveryService",
     "Faults",
     "GatewayReply",
     "GatewayRequest",
@@ -88,12 +93,15 @@ __all__ = [
     "LWAService",
     "ReceivedEvent",
     "Reply",
+    "SCRIPTED",
     "Script",
     "Simulator",
     "SimulatorConfig",
     "WakeWordCheck",
     "check_wake_word",
     "directive",
+    "report_problems",
+    "scripted_directive",
     "speech_asset",
     "speech_asset_names",
     "speech_asset_text",

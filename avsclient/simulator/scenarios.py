@@ -277,6 +277,7 @@ class Script:
         self._reject_on_downchannel = False
         self._rejecting: set[str] = set()  # messageIds of uploads being rejected
         self.rejected: list[str | None] = []
+        self._processing = False
 
     def recognize(
         self,
@@ -285,6 +286,7 @@ class Script:
         speech: str | bytes = "hello",
         expect_speech: bool | int = False,
         stop_capture_after: int | None = DEFAULT_STOP_CAPTURE_AFTER,
+        processing: bool = False,
     ) -> None:
         """Set how Recognize is answered (every later Recognize, until changed).
 
@@ -297,6 +299,8 @@ class Script:
                 8000 ms timeout, an int gives the timeout in milliseconds.
             stop_capture_after: audio bytes after which NEAR_FIELD/FAR_FIELD uploads get
                 StopCapture (0: at once, when the metadata arrives); None: never.
+            processing: frame the default reply with InteractionModel
+                RequestProcessingStarted and RequestProcessingCompleted (avs-protocol 10).
         """
         if isinstance(speech, str):
             speech_asset(speech)  # fail now on a bad name, not inside the server
@@ -311,6 +315,7 @@ class Script:
             raise ValueError("stop_capture_after must be >= 0 or None")
         self._stop_capture_after = stop_capture_after
         self._recognize_handler = handler
+        self._processing = processing
 
     def on(self, namespace: str, name: str, reply: Reply | ReplyHandler | None) -> None:
         """Answer events `namespace.name` with a fixed `Reply` or a handler; None restores 204.
@@ -407,6 +412,16 @@ class Script:
             dialog_request_id=dialog,
         )
         directives = [speak]
+        if self._processing:
+            directives.insert(
+                0,
+                directive("InteractionModel", "RequestProcessingStarted", dialog_request_id=dialog),
+            )
+            directives.append(
+                directive(
+                    "InteractionModel", "RequestProcessingCompleted", dialog_request_id=dialog
+                )
+            )
         if self._expect_speech_ms is not None:
             directives.append(
                 directive(

@@ -28,11 +28,13 @@ from avsclient.config import ClientConfig
 from avsclient.simulator._extra import missing_extra
 from avsclient.simulator.config import SimulatorConfig
 from avsclient.simulator.connection import Connection
+from avsclient.simulator.discovery import DiscoveryService
 from avsclient.simulator.faults import Faults
 from avsclient.simulator.gateway import GatewayService
 from avsclient.simulator.lwa import DEFAULT_CLIENT_ID, LWAService
 from avsclient.simulator.mime import RelatedWriter
 from avsclient.simulator.scenarios import ReceivedEvent, Reply, Script
+from avsclient.simulator.scripted import scripted_directive
 
 try:
     import trustme
@@ -65,6 +67,8 @@ class Simulator(AsyncService):
         faults: faults to inject (`Faults`).
         lwa: the Login with Amazon service (`LWAService`).
         gateway: the smart-home event gateway and Skill Messaging API (`GatewayService`).
+        discovery: Alexa.Discovery reports judged against the reference, EventProcessed,
+            VerifyGateway (`DiscoveryService`).
         config: the `SimulatorConfig` in use.
     """
 
@@ -87,6 +91,10 @@ class Simulator(AsyncService):
         self.faults = Faults(self)
         self.lwa = LWAService()
         self.gateway = GatewayService(self.token_accepted)
+        self.discovery = DiscoveryService(self.push_directive)
+        for name in ("AddOrUpdateReport", "DeleteReport"):
+            self.script.on("Alexa.Discovery", name, self.discovery.reply)
+        self.script.on("Alexa.ApiGateway", "VerifyGateway", self.discovery.reply)
         self._tokens: set[str] = set()
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
@@ -136,6 +144,7 @@ class Simulator(AsyncService):
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        await self.discovery.aclose()
         for conn in list(self._connections):
             conn.abort()
         tasks = list(self._tasks)
@@ -298,6 +307,16 @@ class Simulator(AsyncService):
                 pushes.append(channel.push(chunks))
             await asyncio.gather(*pushes)
         return len(channels)
+
+    async def push_scripted(self, name: str, *, timeout: float = 5.0, **fields: Any) -> int:
+        """Push a scripted directive by name (`avsclient.simulator.scripted.SCRIPTED`), its
+        payload fields given as keywords over the defaults; returns the downchannel count.
+
+        Raises:
+            KeyError: no scripted directive of that name.
+            TimeoutError: no downchannel, or the send did not finish, within `timeout`.
+        """
+        return await self.push_directive(scripted_directive(name, **fields), timeout=timeout)
 
     # -- events --------------------------------------------------------------------------
 

@@ -193,3 +193,70 @@ async def test_manual_approval_by_the_documented_request(tmp_path: Path) -> None
             await login.wait()
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 30)
+
+
+def test_command_lines_name_scripted_directives_or_carry_json() -> None:
+    """`push NAME [JSON]` builds the scripted directive with those fields; a JSON line is
+    taken as it is; anything else is a clear error."""
+    from avsclient.cli.simulate import parse_command
+
+    message = parse_command('push SetLocales {"locales": ["de-DE"]}')
+    assert message is not None
+    assert message["directive"]["header"]["name"] == "SetLocales"
+    assert message["directive"]["payload"] == {"locales": ["de-DE"]}
+    assert parse_command("push NewDialogRequest")["directive"]["payload"]["dialogRequestId"]  # type: ignore[index]
+    raw = '{"directive": {"header": {"namespace": "A", "name": "B", "messageId": "m"}}}'
+    assert parse_command(raw) == {
+        "directive": {"header": {"namespace": "A", "name": "B", "messageId": "m"}}
+    }
+    assert parse_command("   ") is None
+    cases = [
+        ("pull SetLocales", "unknown command"),
+        ("push Nope", "no scripted directive"),
+        ("push SetLocales [1]", "JSON object"),
+        ('push NewDialogRequest {"x": 1}', "unexpected keyword"),
+        ('{"a": 1}', "directive"),
+    ]
+    for bad, words in cases:
+        with pytest.raises(ValueError, match=words):
+            parse_command(bad)
+
+
+async def test_directives_pushed_from_stdin_reach_a_connected_client(tmp_path: Path) -> None:
+    """A client connected to `avsclient simulate` receives a directive pushed by a stdin line."""
+    from avsclient.auth import StaticTokenProvider
+    from avsclient.client import AVSClient
+    from avsclient.config import ClientConfig
+    from avsclient.simulator import SCRIPTED
+
+    proc = await asyncio.create_subprocess_exec(
+        *COMMANDS["subcommand"], "--port", "0", "--token", "cli-token",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdin is not None
+    lines: list[str] = []
+    async with asyncio.timeout(30):
+        while not lines or not lines[-1].startswith("Press Ctrl-C"):
+            lines.append((await proc.stdout.readline()).decode().strip())
+    url = lines[0].rsplit(" ", 1)[1]
+    ca = lines[1].split(": ", 1)[1]
+    try:
+        config = ClientConfig(endpoint=url, ca_file=ca)
+        async with AVSClient(
+            config, StaticTokenProvider("cli-token"), store=tmp_path / "d.sqlite3"
+        ) as client:
+            await client.wait_connected(20)
+            proc.stdin.write(b'push SetTimeZone {"timeZone": "Europe/Paris"}\npush Nope\n')
+            await proc.stdin.drain()
+            async with asyncio.timeout(10):
+                answers = [(await proc.stdout.readline()).decode().strip() for _ in range(2)]
+                while client.system.time_zone != "Europe/Paris":
+                    await asyncio.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    assert sorted(answers) == [
+        "error: no scripted directive 'Nope'; have " + str(sorted(SCRIPTED)),
+        "pushed System.SetTimeZone on 1 downchannel(s)",
+    ]

@@ -65,7 +65,11 @@ def test_make_demo_runs_a_voice_turn_and_plays_or_writes_the_reply(tmp_path: Pat
         for expected in ("-> SpeechRecognizer.Recognize: SUCCESS 200",
                          "<- SpeechSynthesizer.Speak (dispatched)",
                          "-> SpeechSynthesizer.SpeechFinished: SUCCESS_NO_CONTENT 204",
-                         "Listening...", "Thinking...", "Speaking...", "latency: "):
+                         "Listening...", "Thinking...", "Speaking...", "latency: ",
+                         "-> Alexa.ApiGateway.VerifyGateway: SUCCESS_NO_CONTENT 204",
+                         "-> Alexa.Discovery.AddOrUpdateReport: SUCCESS_NO_CONTENT 202",
+                         "<- Alexa.EventProcessed (dispatched)", "Discovery accepted",
+                         "THINKING (AVS is processing)...", "AVS finished processing"):
             assert any(expected in line for line in lines), (expected, done.stdout)
         summary = next(m for m in map(REPLY.match, lines) if m)
         expected_seconds = _seconds_of("hello")

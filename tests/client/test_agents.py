@@ -104,7 +104,8 @@ def offline_client(**kwargs: Any) -> AVSClient:
 
 async def test_the_core_agents_are_the_default() -> None:
     """Without agents=, the client holds System, Speaker, SpeechSynthesizer,
-    SpeechRecognizer and Alerts, reachable by interface and through the old attributes."""
+    SpeechRecognizer and Alerts, then what a Discovery device declares (Alexa, Alexa.ApiGateway,
+    InteractionModel) and Notifications, reachable by interface and through the old attributes."""
     client = offline_client()
     assert [a.namespace for a in client.agents] == [
         "System",
@@ -112,6 +113,10 @@ async def test_the_core_agents_are_the_default() -> None:
         "SpeechSynthesizer",
         "SpeechRecognizer",
         "Alerts",
+        "Alexa",
+        "Alexa.ApiGateway",
+        "InteractionModel",
+        "Notifications",
     ]
     assert isinstance(client.alerts, AlertsAgent)
     assert isinstance(client.system, SystemAgent)
@@ -133,6 +138,10 @@ async def test_capabilities_use_the_protocol_versions() -> None:
         ("SpeechSynthesizer", "1.3"),
         ("SpeechRecognizer", "2.3"),
         ("Alerts", "1.3"),
+        ("Alexa", "3"),
+        ("Alexa.ApiGateway", "1.0"),
+        ("InteractionModel", "1.2"),
+        ("Notifications", "1.0"),
         ("Acme.Lamp", "1.0"),
     ]
     assert caps[-1].to_json() == {
@@ -141,7 +150,8 @@ async def test_capabilities_use_the_protocol_versions() -> None:
         "version": "1.0",
         "configurations": {"colors": ["white", "blue"]},
     }
-    assert "configurations" not in caps[0].to_json()
+    assert "configurations" not in caps[1].to_json()  # Speaker declares none
+    assert "en-US" in caps[0].to_json()["configurations"]["locales"]  # System 12.1
     await client.aclose()
 
 
@@ -245,6 +255,7 @@ async def test_routing_and_context_are_generic() -> None:
         "Speaker.VolumeState",
         "SpeechSynthesizer.SpeechState",
         "Alerts.AlertsState",
+        "Notifications.IndicatorState",
         "Acme.Lamp.LampState",
     ]
     assert client.context()[-1]["payload"] == {"color": "blue"}

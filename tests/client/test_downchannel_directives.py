@@ -83,13 +83,14 @@ async def test_unknown_directive_answers_unsupported_operation(
     """An unknown directive is answered with ExceptionEncountered and nothing else breaks."""
     async with make_client() as client:
         await client.wait_connected(20)
-        await sim.push_directive(directive("Notifications", "SetIndicator", {}))
+        # (Notifications.SetIndicator served here before Notifications 1.0 was implemented.)
+        await sim.push_directive(directive("Acme.Unknown", "DoThing", {}))
         report = await sim.wait_for_event("System", "ExceptionEncountered")
         await sim.push_directive(directive("System", "ResetUserInactivity"))
         await client.speaker.set_volume(5)
         await sim.wait_for_event("Speaker", "VolumeChanged")
     assert report.payload["error"]["type"] == "UNSUPPORTED_OPERATION"
-    assert "Notifications.SetIndicator" in report.payload["error"]["message"]
+    assert "Acme.Unknown.DoThing" in report.payload["error"]["message"]
 
 
 async def test_system_exception_is_surfaced(sim: Simulator, make_client: ClientFactory) -> None:

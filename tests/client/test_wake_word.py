@@ -180,7 +180,7 @@ async def test_a_wake_word_during_speech_barges_in(
     tones = NullSink(AVS_FORMAT)
     async with make_client(listener=turns, sink=NullSink(realtime=True)) as c:
         await c.wait_connected(20)
-        c.recognizer.wake_word_confirmation = "TONE"
+        c.recognizer.settings.wake_word_confirmation = "TONE"
         sim.script.recognize(speech="follow_up")
         mic = LiveSource(speed=SPEED)
         async with WakeWordListener(c.recognizer, mic, endpointer=None, tone_sink=tones) as ww:
