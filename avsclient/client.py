@@ -71,7 +71,7 @@ from avsclient.avs.manager import (
 )
 from avsclient.dialog import DEFAULT_MAX_QUEUE, DialogManager, Disposition
 from avsclient.directives import DirectivePipeline
-from avsclient.exceptions import AVSError, StateError
+from avsclient.exceptions import AVSError, EndpointRejected, StateError
 from avsclient.focus import FocusChange, FocusManager
 from avsclient.messages import Directive, ExceptionType, exception_encountered
 from avsclient.store import DeviceStore, default_store_path
@@ -115,6 +115,7 @@ class SimulatorEndpoint(Protocol):
     def add_token(self, token: str | None = None) -> str:
         """A bearer token the simulator accepts."""
         ...
+
 
 StoreOption = DeviceStore | str | os.PathLike[str] | Literal[False] | None
 """Where device state lives: a `DeviceStore` (the application's, left open at close), a path,
@@ -345,6 +346,12 @@ class AVSClient(AsyncService):
                 store=self.store,
             )
         stored_gateway = self.store.get(GATEWAY_STORE, "gateway")
+        if stored_gateway is not None and stored_gateway != config.url():
+            try:  # stored by an earlier version, or under other endpoint_hosts
+                stored_gateway = config.check_cloud_endpoint(stored_gateway)
+            except EndpointRejected as exc:
+                _log.warning("ignoring the stored gateway: %s", exc)
+                stored_gateway = None
         if isinstance(stored_gateway, str) and stored_gateway != config.url():
             # AVS moved the device (SetGateway, SetEndpoint) on an earlier run.
             _log.info("using the gateway AVS gave earlier: %s", stored_gateway)
@@ -383,6 +390,7 @@ class AVSClient(AsyncService):
             attachments=self.attachments,
             set_endpoint=self.manager.set_endpoint,
             endpoint=lambda: self.manager.url,
+            check_cloud_endpoint=self.config.check_cloud_endpoint,
             store=self.store,
             device=device,
             capabilities=self.capabilities,

@@ -1,5 +1,6 @@
 """Configuration (no I/O): the client's AVS regions, timeouts, back-off and queue bounds, and the
-HTTP/2 transport's timeouts, windows and limits.
+HTTP/2 transport's timeouts, windows and limits; and `check_cloud_endpoint`, the one check of
+every endpoint URL AVS sends (SetEndpoint, SetGateway) against the configured hosts.
 
 Two frozen dataclasses, each checked when it is built: `ClientConfig`, passed to the
 `ConnectionManager` (and the `AVSClient` built on it), and `ConnectionConfig`, the transport's
@@ -14,12 +15,17 @@ from __future__ import annotations
 import enum
 import math
 import os
+import re
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from avsclient.exceptions import EndpointRejected
+
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
+    "AMAZON_ENDPOINT_HOSTS",
     "ClientConfig",
     "ConnectionConfig",
     "DEFAULT_BACKOFF",
@@ -27,7 +33,9 @@ __all__ = [
     "DEFAULT_CONNECTION_WINDOW",
     "DEFAULT_STREAM_WINDOW",
     "DeviceInfo",
+    "MAX_CLOUD_ENDPOINT",
     "Region",
+    "check_cloud_endpoint",
     "check_endpoint",
 ]
 
@@ -74,6 +82,98 @@ class Region(enum.Enum):
     def legacy_host(self) -> str:
         """The legacy (AVS Device SDK 1.x era) URL."""
         return self.value[1]
+
+
+#: The hosts AVS may move a device to (System.SetEndpoint, Alexa.ApiGateway.SetGateway): the
+#: current and legacy gateway hosts of every region (avs-protocol.md 1.1). The region table is
+#: partly unconfirmed (India), so `ClientConfig.endpoint_hosts` replaces this where needed.
+AMAZON_ENDPOINT_HOSTS: tuple[str, ...] = tuple(
+    sorted(urlsplit(url).hostname or "" for region in Region for url in region.value)
+)
+
+#: Longest endpoint URL accepted from AVS: a host name, a port and a little more.
+MAX_CLOUD_ENDPOINT = 2048
+
+# Visible ASCII only: no spaces, tabs, line breaks (urlsplit would silently drop some of
+# them) or non-ASCII look-alikes; a host name from AVS is plain ASCII (IDNA form).
+_VISIBLE_ASCII = re.compile(r"[!-~]+")
+
+
+def _host_allowed(host: str, allowed: Iterable[str]) -> bool:
+    for entry in allowed:
+        if entry.startswith("."):
+            if host.endswith(entry) and len(host) > len(entry):
+                return True
+        elif host == entry:
+            return True
+    return False
+
+
+def _host_names(hosts: object) -> tuple[str, ...]:
+    """`ClientConfig.endpoint_hosts` checked and in lower case."""
+    if isinstance(hosts, str) or not isinstance(hosts, Iterable):
+        raise ValueError(f"endpoint_hosts must be a sequence of host names, not {hosts!r}")
+    names = tuple(hosts)
+    for host in names:
+        if not (isinstance(host, str) and _VISIBLE_ASCII.fullmatch(host) and host.strip(".")):
+            raise ValueError(f"endpoint_hosts must hold host names, not {host!r}")
+    return tuple(host.lower() for host in names)
+
+
+def check_cloud_endpoint(url: object, allowed_hosts: Iterable[str]) -> str:
+    """Check a base URL that AVS sent, before anything stores or uses it.
+
+    This is the one gate for every endpoint that comes from the cloud (System.SetEndpoint,
+    Alexa.ApiGateway.SetGateway): what it refuses is never persisted, never connected to and
+    changes nothing. Unlike `check_endpoint` (the application's own choice, which may be a
+    cleartext `http://` simulator), a cloud endpoint must be:
+
+    - a string of at most `MAX_CLOUD_ENDPOINT` visible ASCII characters;
+    - `https://`: every request carries the bearer token, so it never goes over cleartext;
+    - a bare base URL: no user info, path, query or fragment, and a port in 1..65535 if any;
+    - on an allowed host: compared case-insensitively with each entry of `allowed_hosts`;
+      an entry starting with a dot (`.gateway.devices.a2z.com`) allows the hosts below
+      that domain, not the domain itself.
+
+    Args:
+        url: the value from the directive's payload, of any JSON type.
+        allowed_hosts: host names (lower case), usually `ClientConfig.endpoint_hosts`.
+
+    Returns:
+        The URL without a trailing slash.
+
+    Raises:
+        EndpointRejected: any rule is broken (a `DirectiveError` and a `ValueError`).
+    """
+    if not isinstance(url, str):
+        raise EndpointRejected(f"an endpoint must be a string, not {type(url).__name__}")
+    shown = url if len(url) <= 80 else url[:77] + "..."
+    if len(url) > MAX_CLOUD_ENDPOINT:
+        raise EndpointRejected(f"an endpoint is at most {MAX_CLOUD_ENDPOINT} characters long")
+    if not _VISIBLE_ASCII.fullmatch(url):
+        raise EndpointRejected(f"an endpoint is visible ASCII without spaces, not {shown!r}")
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https":
+        raise EndpointRejected(f"an endpoint from AVS must be https://, not {shown!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in url or "#" in url:
+        raise EndpointRejected(f"an endpoint is a base URL without a path or query: {shown!r}")
+    if "@" in parts.netloc:
+        raise EndpointRejected(f"an endpoint carries no user name or password: {shown!r}")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise EndpointRejected(f"bad port in endpoint {shown!r}")
+    host = parts.hostname
+    if not host:
+        raise EndpointRejected(f"an endpoint needs a host: {shown!r}")
+    if not _host_allowed(host, allowed_hosts):
+        raise EndpointRejected(
+            f"the endpoint host {host!r} is not one the configuration allows "
+            "(ClientConfig.endpoint_hosts)"
+        )
+    return url.rstrip("/")
 
 
 def check_endpoint(url: str) -> str:
@@ -205,6 +305,10 @@ class ClientConfig:
             e.g. the local simulator); None picks the region's host.
         region: the AVS region when no endpoint is given.
         legacy_host: use the region's legacy host instead of the current one.
+        endpoint_hosts: the hosts AVS may move the device to with System.SetEndpoint or
+            Alexa.ApiGateway.SetGateway (`check_cloud_endpoint`); by default the Amazon
+            gateway hosts of every region. A test or simulator setup names its own
+            (`("127.0.0.1", "localhost")`); `endpoint` itself needs no entry here.
         ca_file: a PEM file of CAs to trust instead of the system's.
         ssl_context: a ready client context (ALPN must offer h2); overrides `ca_file`.
         ping_interval: send `GET /ping` after this long without an AVS exchange (AVS closes
@@ -234,6 +338,7 @@ class ClientConfig:
     endpoint: str | None = None
     region: Region = Region.NA
     legacy_host: bool = False
+    endpoint_hosts: tuple[str, ...] = AMAZON_ENDPOINT_HOSTS
     ca_file: str | os.PathLike[str] | None = None
     ssl_context: ssl.SSLContext | None = None
     # AVS Device SDK: ping after 5 idle minutes, wait 30 s for the answer (avs-protocol 1.4).
@@ -264,6 +369,7 @@ class ClientConfig:
     def __post_init__(self) -> None:
         if self.endpoint is not None:
             object.__setattr__(self, "endpoint", check_endpoint(self.endpoint))
+        object.__setattr__(self, "endpoint_hosts", _host_names(self.endpoint_hosts))
         if not isinstance(self.region, Region):
             raise TypeError(f"region must be a Region, not {self.region!r}")
         for name in (
@@ -293,6 +399,15 @@ class ClientConfig:
         if self.endpoint is not None:
             return self.endpoint
         return self.region.legacy_host if self.legacy_host else self.region.host
+
+    def check_cloud_endpoint(self, url: object) -> str:
+        """`check_cloud_endpoint(url, self.endpoint_hosts)`: an endpoint or gateway URL AVS
+        sent, checked before it is stored or used.
+
+        Raises:
+            EndpointRejected: not an https base URL on one of `endpoint_hosts`.
+        """
+        return check_cloud_endpoint(url, self.endpoint_hosts)
 
     def connection_config(self) -> ConnectionConfig:
         """The HTTP/2 transport settings: `transport` with timeouts taken from this config.

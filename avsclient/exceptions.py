@@ -34,6 +34,7 @@ AVSError
 │   └── DeviceStoreLocked           another process held the database past the busy timeout
 ├── DirectiveError                  a directive could not be handled; carries `error_type`
 ├── CapabilityReportError           a Discovery report breaks the documented limits
+│   └── EndpointRejected            an endpoint or gateway URL from AVS the client may not use
 ├── StateError                      an operation is not allowed in the current state
 └── ServerError                     AVS answered with an exception; carries `status`, `code`
     └── GatewayError                the event gateway or Skill Messaging API refused a request
@@ -69,6 +70,7 @@ __all__ = [
     "DeviceStoreError",
     "DeviceStoreLocked",
     "DirectiveError",
+    "EndpointRejected",
     "GatewayError",
     "GatewayUnavailable",
     "InsufficientPermission",
@@ -315,6 +317,16 @@ class CapabilityReportError(AVSError):
     def __init__(self, message: str, *, field: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class EndpointRejected(DirectiveError, ValueError):
+    """An endpoint or gateway URL sent by AVS (System.SetEndpoint, Alexa.ApiGateway.SetGateway)
+    is not one the client may move to: not a string, not `https://`, not a bare base URL, or
+    on a host the configuration does not allow (`ClientConfig.endpoint_hosts`).
+
+    Nothing was stored or used; AVS is told with `System.ExceptionEncountered`
+    (UNEXPECTED_INFORMATION_RECEIVED). It is also a `ValueError`, as a bad URL argument is.
+    """
 
 
 class StateError(AVSError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import uuid
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 from avsclient.exceptions import RemoteProtocolError
 
 __all__ = [
+    "MAX_DIRECTIVE_DEPTH",
     "ContextState",
     "Directive",
     "Event",
@@ -124,30 +126,73 @@ class Directive:
         )
 
 
+#: Deepest nesting of arrays and objects accepted in a directive's JSON. Real directives nest
+#: a handful of levels (AudioPlayer.Play: 5) and rich ones (templates, APL documents) a few
+#: dozen; 100,000 nested arrays would exhaust the decoder's recursion, so nesting is counted,
+#: without recursion, before the decoder runs.
+MAX_DIRECTIVE_DEPTH = 128
+
+# A JSON string, escapes included (unrolled so that long strings cost no backtracking), and
+# the brackets left once strings are gone.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_OPENERS = frozenset(b"[{")
+
+
+def _check_depth(raw: bytes, limit: int) -> None:
+    """Raise RemoteProtocolError when arrays and objects nest deeper than `limit`."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if brackets.count(b"[") + brackets.count(b"{") <= limit:
+        return  # the usual case: fewer openers than the limit
+    depth = 0
+    for byte in brackets:
+        if byte in _OPENERS:
+            depth += 1
+            if depth > limit:
+                raise RemoteProtocolError(f"directive JSON nests deeper than {limit} levels")
+        else:
+            depth -= 1
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _text(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise RemoteProtocolError(f"directive {what} must be a non-empty string")
     return value
 
 
-def parse_directive(data: bytes | bytearray | memoryview, *, source: Hashable = None) -> Directive:
+def parse_directive(
+    data: bytes | bytearray | memoryview,
+    *,
+    source: Hashable = None,
+    max_depth: int = MAX_DIRECTIVE_DEPTH,
+) -> Directive:
     """Parse one JSON part, `{"directive": {"header": {...}, "payload": {...}}}`.
+
+    Whatever the bytes hold, the only exception is `RemoteProtocolError`: nesting is bounded
+    before decoding, and integers too long to convert (more digits than Python's limit) or
+    the non-JSON constants `NaN` and `Infinity` are refused like any other bad JSON.
 
     Args:
         data: the part's content (UTF-8 JSON).
         source: the response it came in, stored on the directive.
+        max_depth: the deepest nesting of arrays and objects accepted.
 
     Returns:
         The directive; a missing payload is read as `{}`.
 
     Raises:
-        RemoteProtocolError: the content is not UTF-8 JSON, not a directive object, or its
-            header lacks a namespace, name or messageId.
+        RemoteProtocolError: the content is not UTF-8 JSON, nests deeper than `max_depth`,
+            is not a directive object, or its header lacks a namespace, name or messageId.
     """
     raw = bytes(data)
+    _check_depth(raw, max_depth)
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+        document = json.loads(raw, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise RemoteProtocolError(f"directive is not valid JSON: {exc}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("directive"), dict):
         raise RemoteProtocolError('a directive part must be {"directive": {...}}')

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import avsclient
 from avsclient import AVSClient, ClientEvent, agents, audio
-from avsclient.exceptions import AVSError, DirectiveError
+from avsclient.agents import payload
+from avsclient.exceptions import AVSError
 from avsclient.messages import ContextState, Directive, Event
 
 COLORS = ("white", "red", "green", "blue")
@@ -47,9 +48,9 @@ class LampAgent(agents.CapabilityAgent):
         ]
 
     async def on_set_color(self, directive: Directive) -> None:
-        color = directive.payload.get("color")
-        if color not in COLORS:  # AVS is told with ExceptionEncountered; nothing changes
-            raise DirectiveError(f"unknown color {color!r}")
+        # Read payload fields through the checked readers: a missing, mistyped or unknown
+        # color raises DirectiveError, AVS is told with ExceptionEncountered, nothing changes.
+        color = payload.choice(directive.payload, "color", COLORS)
         self.color = color
         print(f"lamp: {color}", flush=True)
         event = Event.build(self.namespace, "ColorChanged", {"color": color})

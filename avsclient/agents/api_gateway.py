@@ -5,7 +5,7 @@ post-connect step that runs before Discovery and SynchronizeState, 9.5): 204 mar
 verified in the device store; 200 carries a `SetGateway` directive. `SetGateway` persists the
 new gateway as unverified and moves the connection there the way SetEndpoint does
 (make-before-break: the old link finishes its streams while the new one is made), and only to
-an https URL.
+an https URL on a host the configuration allows (`ClientConfig.check_cloud_endpoint`).
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Any
 from avsclient._retry import RetryPolicy
 from avsclient.agents import payload
 from avsclient.agents.base import CapabilityAgent, DirectiveHandler
-from avsclient.config import check_endpoint
-from avsclient.exceptions import DirectiveError
+from avsclient.config import MAX_CLOUD_ENDPOINT
 
 if TYPE_CHECKING:
     from avsclient.avs.manager import LinkSender, PostConnectStep
     from avsclient.messages import Directive
 
-__all__ = ["ApiGatewayAgent", "GATEWAY_STORE", "VERIFY_RETRY", "check_gateway_url"]
+__all__ = ["ApiGatewayAgent", "GATEWAY_STORE", "VERIFY_RETRY"]
 
 _log = logging.getLogger("avsclient.agents")
 
@@ -42,27 +41,11 @@ GATEWAY_STORE = "Alexa.ApiGateway"
 #: unverified and the next connection verifies it again.
 VERIFY_RETRY = RetryPolicy.exponential(1.0, cap=256.0, max_retries=0)
 
-# Longest gateway URL accepted: a host name and a little more.
-_MAX_URL = 2048
 # How long VerifyGateway's 200 waits for its SetGateway to take effect (it arrived in the
 # same response, so its handler runs at once; a SetGateway naming this gateway changes nothing).
 _MOVE_WAIT = 1.0
 # 400, 403 and 503 are fatal for VerifyGateway (avs-protocol 9.6, [R31]).
 _FATAL = frozenset({400, 403, 503})
-
-
-def check_gateway_url(url: str) -> str:
-    """The one check a cloud-given gateway URL passes (SetGateway): an https base URL.
-
-    Returns:
-        The URL, normalised (`check_endpoint`).
-
-    Raises:
-        ValueError: not https, or not a base URL with a host.
-    """
-    if not url.lower().startswith("https://"):
-        raise ValueError(f"a gateway must be an https URL, not {url!r}")
-    return check_endpoint(url)
 
 
 class ApiGatewayAgent(CapabilityAgent):
@@ -155,12 +138,11 @@ class ApiGatewayAgent(CapabilityAgent):
             await asyncio.sleep(0.01)
 
     async def _on_set_gateway(self, directive: Directive) -> None:
-        url = payload.text(directive.payload, "gateway", max_length=_MAX_URL)
-        try:
-            url = check_gateway_url(url)
-        except ValueError as exc:
-            raise DirectiveError(str(exc)) from exc
+        url = payload.text(directive.payload, "gateway", max_length=MAX_CLOUD_ENDPOINT)
         services = self.services
+        # Checked before it is stored: https, a host the configuration allows
+        # (EndpointRejected is a DirectiveError: AVS is told, nothing changes).
+        url = services.check_cloud_endpoint(url)
         if url == services.endpoint():
             _log.info("SetGateway names the gateway in use: nothing to do")
             return

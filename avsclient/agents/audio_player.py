@@ -66,8 +66,8 @@ MEDIA_TIMEOUT = 10.0
 #: Longest stream URL and token accepted in a Play.
 MAX_URL = 8 * 1024
 MAX_TOKEN = 2 * 1024
-#: Largest offset or progress-report time accepted (about 285 000 years in milliseconds).
-MAX_MS = 2**53
+#: The largest offset, delay or interval in milliseconds: a Java long (avs-protocol 14.2).
+MAX_MS = 2**63 - 1
 #: StreamMetadataExtracted is sent at most this often (seconds; the SDK's limit, 14.3).
 METADATA_PERIOD = 1.0
 #: Tags sent in StreamMetadataExtracted (strings; the SDK sends only `title`).

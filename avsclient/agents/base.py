@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from avsclient.agents.events import ClientEvent, EventFailed, EventSent
+from avsclient.config import AMAZON_ENDPOINT_HOSTS, check_cloud_endpoint
 from avsclient.exceptions import StateError
 from avsclient.messages import ContextState, Directive, Event
 
@@ -213,6 +214,10 @@ def _no_endpoint() -> str:
     return ""
 
 
+def _amazon_endpoint(url: object) -> str:
+    return check_cloud_endpoint(url, AMAZON_ENDPOINT_HOSTS)
+
+
 async def _no_token() -> str:
     raise StateError("no access token source: the agent is not part of a client")
 
@@ -276,6 +281,9 @@ class AgentServices:
         attachments: the attachments of the responses (`cid:` URLs).
         set_endpoint: persists a new AVS endpoint and reconnects there (make-before-break).
         endpoint: the endpoint in use now.
+        check_cloud_endpoint: the check every endpoint or gateway URL from AVS passes before
+            it is stored or used (`ClientConfig.check_cloud_endpoint`: https, an allowed
+            host); raises `EndpointRejected`.
         store: the device store (settings that survive a restart), or None.
         device: who the device is (Discovery, SoftwareInfo), or None.
         capabilities: what every agent declares now (what Discovery publishes).
@@ -293,6 +301,7 @@ class AgentServices:
     attachments: AttachmentStore
     set_endpoint: Callable[[str], Awaitable[None]]
     endpoint: Callable[[], str] = _no_endpoint
+    check_cloud_endpoint: Callable[[object], str] = _amazon_endpoint
     store: DeviceStore | None = None
     device: DeviceInfo | None = None
     capabilities: Callable[[], tuple[Capability, ...]] = _no_capabilities

@@ -67,11 +67,22 @@ def _show(value: Any) -> str:
 
 @overload
 def text(
-    payload: Mapping[str, Any], key: str, *, max_length: int = ..., where: str = ...
+    payload: Mapping[str, Any],
+    key: str,
+    *,
+    max_length: int = ...,
+    allow_empty: bool = ...,
+    where: str = ...,
 ) -> str: ...
 @overload
 def text(
-    payload: Mapping[str, Any], key: str, *, default: _D, max_length: int = ..., where: str = ...
+    payload: Mapping[str, Any],
+    key: str,
+    *,
+    default: _D,
+    max_length: int = ...,
+    allow_empty: bool = ...,
+    where: str = ...,
 ) -> str | _D: ...
 def text(
     payload: Mapping[str, Any],
@@ -79,15 +90,16 @@ def text(
     *,
     default: Any = MISSING,
     max_length: int = DEFAULT_MAX_LENGTH,
+    allow_empty: bool = False,
     where: str = "",
 ) -> Any:
-    """A non-empty string of at most `max_length` characters."""
+    """A string of at most `max_length` characters, non-empty unless `allow_empty`."""
     present, value = _get(payload, key, where, default)
     if not present:
         return value
     if not isinstance(value, str):
         raise DirectiveError(f"{_name(key, where)} must be a string, not {_show(value)}")
-    if not value:
+    if not value and not allow_empty:
         raise DirectiveError(f"{_name(key, where)} must not be empty")
     if len(value) > max_length:
         raise DirectiveError(

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from avsclient._fsm import StateMachine, Table
+from avsclient.agents import payload
 from avsclient.agents.base import (
     AgentServices,
     Capability,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_INITIATORS",
+    "MAX_EXPECT_SPEECH_MS",
     "PROFILES",
     "RecognizerInput",
     "RecognizerMachine",
@@ -69,6 +71,13 @@ PROFILES = frozenset({"CLOSE_TALK", "NEAR_FIELD", "FAR_FIELD"})
 #: The initiator type sent when the caller gives none, by profile (the SDK's defaults:
 #: hold-to-talk for close talk, tap for the far-field profiles).
 DEFAULT_INITIATORS = {"CLOSE_TALK": "PRESS_AND_HOLD", "NEAR_FIELD": "TAP", "FAR_FIELD": "TAP"}
+
+#: The longest ExpectSpeech `timeoutInMilliseconds` accepted. The reference names no upper
+#: bound (its example is 8000 ms, and the SDK takes any 64-bit value), so the bound is the
+#: client's: 5 minutes, the idle time after which AVS closes a connection (avs-protocol 1.4),
+#: far above any real prompt, while 10**12 ms would keep the microphone expected for 31 years.
+#: An agent's `max_expect_speech_ms` overrides it.
+MAX_EXPECT_SPEECH_MS = 5 * 60 * 1000
 
 SourceFactory: TypeAlias = Callable[[], "AudioSource | Awaitable[AudioSource | None] | None"]
 """Opens the microphone again for ExpectSpeech; returning None lets the timeout run."""
@@ -178,6 +187,10 @@ class SpeechRecognizerAgent(CapabilityAgent):
 
     #: The focus channel a Recognize takes (avs-protocol 13.1).
     channel = "Dialog"
+
+    #: The longest ExpectSpeech timeout accepted, in ms; a longer one is refused
+    #: (UNEXPECTED_INFORMATION_RECEIVED). See `MAX_EXPECT_SPEECH_MS`.
+    max_expect_speech_ms: int = MAX_EXPECT_SPEECH_MS
 
     def __init__(
         self,
@@ -342,19 +355,19 @@ class SpeechRecognizerAgent(CapabilityAgent):
             raise StateError(f"cannot recognize while {self.state.value}")
         expecting = self.state is RecognizerState.EXPECTING_SPEECH
         self._cancel_expect_timer()
-        payload: dict[str, Any] = {
+        fields: dict[str, Any] = {
             "profile": profile,
             "format": AVS_FORMAT_NAME,
             "startOfSpeechTimestamp": self.settings.stamp_start_of_speech(),
         }
         if expecting:
             if self._expect_initiator is not None:
-                payload["initiator"] = self._expect_initiator
+                fields["initiator"] = self._expect_initiator
         else:
-            payload["initiator"] = _initiator(initiator, profile)
+            fields["initiator"] = _initiator(initiator, profile)
         self._expect_initiator = None
         dialog_id = new_dialog_request_id()
-        event = Event.build(self.namespace, "Recognize", payload, dialog_request_id=dialog_id)
+        event = Event.build(self.namespace, "Recognize", fields, dialog_request_id=dialog_id)
         services = self.services
         dialog = services.dialogs.start(dialog_id, event.message_id)
         dialog.trace.wake_word_detected_at = detected_at
@@ -378,7 +391,7 @@ class SpeechRecognizerAgent(CapabilityAgent):
                 # background (music, a ringing alert) does not come back in between (13.3).
                 self._spawn(self._release_when_handled(dialog))
         services.activity.touch()
-        sent = payload.get("initiator") or {}
+        sent = fields.get("initiator") or {}
         if sent.get("type") == "WAKEWORD" and self._rejected(dialog):
             self.wake_words_rejected += 1
             word = str(sent.get("payload", {}).get("wakeWord", ""))
@@ -439,18 +452,19 @@ class SpeechRecognizerAgent(CapabilityAgent):
     # -- ExpectSpeech ----------------------------------------------------------------------
 
     async def _on_expect_speech(self, directive: Directive) -> None:
-        payload = directive.payload
-        if "timeoutInMilliseconds" not in payload:
+        timeout_ms = payload.integer(
+            directive.payload,
+            "timeoutInMilliseconds",
+            low=0,
+            high=self.max_expect_speech_ms,
+            default=None,
+        )
+        if timeout_ms is None:  # the SDK's answer to a missing timeout (avs-protocol 5.2)
             raise DirectiveError(
                 "ExpectSpeech without timeoutInMilliseconds",
                 error_type=ExceptionType.UNSUPPORTED_OPERATION.value,
             )
-        timeout_ms = payload["timeoutInMilliseconds"]
-        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 0:
-            raise DirectiveError(f"bad timeoutInMilliseconds {timeout_ms!r}")
-        initiator = payload.get("initiator")
-        if initiator is not None and not isinstance(initiator, dict):
-            raise DirectiveError("ExpectSpeech initiator must be an object")
+        initiator = payload.obj(directive.payload, "initiator", default=None)
         if not self.machine.accepts(RecognizerInput.EXPECT_SPEECH):
             raise DirectiveError(f"ExpectSpeech while {self.state.value}")
         self._move(RecognizerInput.EXPECT_SPEECH)

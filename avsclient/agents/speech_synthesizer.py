@@ -14,6 +14,7 @@ import enum
 import logging
 from collections.abc import Callable
 
+from avsclient.agents import payload
 from avsclient.agents.base import CapabilityAgent, DirectiveHandler
 from avsclient.agents.events import SpeechStateChanged
 from avsclient.attachments import AttachmentReader, cid_of
@@ -26,6 +27,9 @@ from avsclient.messages import ContextState, Directive, Event, ExceptionType
 __all__ = ["SpeechActivity", "SpeechSynthesizerAgent"]
 
 _log = logging.getLogger("avsclient.agents")
+
+# A Speak's url is `cid:` and a Content-ID (avs-protocol 5.4); 2048 characters is plenty.
+_MAX_URL = 2048
 
 
 class SpeechActivity(enum.Enum):
@@ -106,11 +110,9 @@ class SpeechSynthesizerAgent(CapabilityAgent):
         )
 
     async def _on_speak(self, directive: Directive) -> None:
-        payload = directive.payload
-        token, url = payload.get("token"), payload.get("url")
-        if not isinstance(token, str) or not isinstance(url, str):
-            raise DirectiveError("Speak needs a token and a url")
-        fmt = payload.get("format", "AUDIO_MPEG")
+        token = payload.text(directive.payload, "token")
+        url = payload.text(directive.payload, "url", max_length=_MAX_URL)
+        fmt = payload.text(directive.payload, "format", default="AUDIO_MPEG", max_length=64)
         if fmt != "AUDIO_MPEG":
             raise DirectiveError(
                 f"unsupported Speak format {fmt!r}",

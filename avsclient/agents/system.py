@@ -26,6 +26,7 @@ from avsclient.agents.base import (
     StateReportEntry,
 )
 from avsclient.agents.events import ExceptionReceived
+from avsclient.config import MAX_CLOUD_ENDPOINT
 from avsclient.exceptions import DirectiveError
 from avsclient.messages import Directive, Event, ExceptionType, exception_encountered
 
@@ -59,8 +60,10 @@ _log = logging.getLogger("avsclient.agents")
 #: AVS asks for a UserInactivityReport every hour (avs-protocol 5.3).
 DEFAULT_INACTIVITY_REPORT_INTERVAL = 3600.0
 
-# Longest endpoint URL accepted from SetEndpoint: a host name and a little more.
-_MAX_ENDPOINT = 2048
+# System.Exception: an exception code is a short upper-case name, its description a sentence
+# or two (avs-protocol 4.1); more is not an exception report.
+_MAX_CODE = 256
+_MAX_DESCRIPTION = 4096
 
 
 class SystemAgent(CapabilityAgent):
@@ -337,24 +340,24 @@ class SystemAgent(CapabilityAgent):
         self.user_activity()
 
     async def _on_set_endpoint(self, directive: Directive) -> None:
-        endpoint = directive.payload.get("endpoint")
-        if (
-            not isinstance(endpoint, str)
-            or not endpoint.startswith(("https://", "http://"))
-            or len(endpoint) > _MAX_ENDPOINT
-        ):
-            raise DirectiveError(f"SetEndpoint needs an http(s) URL, not {endpoint!r}")
-        _log.info("AVS asked to switch to endpoint %s", endpoint)
+        endpoint = payload.text(directive.payload, "endpoint", max_length=MAX_CLOUD_ENDPOINT)
+        _log.info("AVS asked to switch to endpoint %r", endpoint[:100])
+        # The services check it (https, an allowed host: `ClientConfig.check_cloud_endpoint`)
+        # before anything is stored; EndpointRejected is a DirectiveError, so AVS hears of it.
         await self.services.set_endpoint(endpoint)
 
     async def _on_exception(self, directive: Directive) -> None:
-        code = directive.payload.get("code")
-        description = directive.payload.get("description")
-        code_text = code if isinstance(code, str) else "UNKNOWN"
-        text = description if isinstance(description, str) else None
-        _log.warning("AVS sent System.Exception %s: %s", code_text, text)
-        self.last_exception = (code_text, text)
-        self.messenger.notify(ExceptionReceived(code=code_text, description=text))
+        code = payload.text(directive.payload, "code", default="UNKNOWN", max_length=_MAX_CODE)
+        text = payload.text(
+            directive.payload,
+            "description",
+            default=None,
+            max_length=_MAX_DESCRIPTION,
+            allow_empty=True,
+        )
+        _log.warning("AVS sent System.Exception %s: %s", code, text)
+        self.last_exception = (code, text)
+        self.messenger.notify(ExceptionReceived(code=code, description=text))
 
     async def aclose(self) -> None:
         """Stop the inactivity timer and the SoftwareInfo and StateReport senders."""

@@ -55,7 +55,7 @@ from avsclient.avs.policy import (
 from avsclient.avs.responses import EventResult, ResponseSink, ResponseSource, failed
 from avsclient.avs.tokens import AttemptFailed, TokenGate
 from avsclient.avs.upload import MAX_REPLAY_BYTES, Body, Replay
-from avsclient.config import ClientConfig, check_endpoint
+from avsclient.config import ClientConfig
 from avsclient.exceptions import (
     ConnectionClosed,
     ConnectionDraining,
@@ -310,18 +310,23 @@ class ConnectionManager(AsyncService):
         self._wake_requested = True
         self._kick.set()
 
-    async def set_endpoint(self, url: str) -> None:
-        """Move to another endpoint (System.SetEndpoint): persist it, then reconnect there.
+    async def set_endpoint(self, url: object) -> None:
+        """Move to another endpoint (System.SetEndpoint): check it, persist it, then reconnect
+        there.
 
-        The current link keeps finishing its streams while the new one is made.
+        The URL comes from AVS, so it is checked first (`ClientConfig.check_cloud_endpoint`:
+        https only, a bare base URL, a host of `config.endpoint_hosts`); a rejected one is
+        neither stored nor used, and the manager carries on as before. The current link keeps
+        finishing its streams while the new one is made.
 
         Args:
-            url: the new base URL, `https://host[:port]`.
+            url: the new base URL, `https://host[:port]`, as the directive gave it.
 
         Raises:
-            ValueError: not an http(s) base URL.
+            EndpointRejected: the URL is not one the configuration allows (a `ValueError`
+                and a `DirectiveError`, reported to AVS as UNEXPECTED_INFORMATION_RECEIVED).
         """
-        url = check_endpoint(url)
+        url = self.config.check_cloud_endpoint(url)
         if self._endpoint_store is not None:
             try:
                 self._endpoint_store(url)

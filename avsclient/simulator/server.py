@@ -47,6 +47,8 @@ __all__ = ["Simulator"]
 logger = logging.getLogger("avsclient.simulator")
 
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+# The names the simulator's certificate carries: all of them are the simulator itself.
+_CERTIFICATE_NAMES = ("127.0.0.1", "::1", "localhost")
 
 
 class Simulator(AsyncService):
@@ -122,7 +124,7 @@ class Simulator(AsyncService):
         server_ctx: ssl.SSLContext | None = None
         if self.tls:
             self._ca = trustme.CA()
-            cert = self._ca.issue_cert("127.0.0.1", "::1", "localhost")
+            cert = self._ca.issue_cert(*_CERTIFICATE_NAMES)
             server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             server_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             cert.configure_cert(server_ctx)
@@ -189,6 +191,10 @@ class Simulator(AsyncService):
     def client_config(self, **options: Any) -> ClientConfig:
         """A `ClientConfig` that reaches this simulator (its URL, and its CA for TLS).
 
+        A System.SetEndpoint pushed by the simulator may move the client to the simulator's
+        own names (its certificate's: 127.0.0.1, ::1, localhost) instead of the Amazon hosts
+        of the default configuration.
+
         Args:
             options: other `ClientConfig` fields (e.g. `connect_timeout=5`).
 
@@ -198,6 +204,7 @@ class Simulator(AsyncService):
         if self._server is None:
             raise RuntimeError("the simulator is not started")
         ca_file = None if self.ca_path is None else str(self.ca_path)
+        options.setdefault("endpoint_hosts", _CERTIFICATE_NAMES)
         return ClientConfig(endpoint=self.url, ca_file=ca_file, **options)
 
     def write_token_file(

@@ -107,9 +107,11 @@ async def audio_frames(count: int, *, pause: float = 0.0, size: int = 320) -> As
 
 
 def sim_config(sim: Simulator, **overrides: Any) -> ClientConfig:
-    """A client config for the simulator, with millisecond back-off and short timeouts."""
+    """A client config for the simulator, with millisecond back-off and short timeouts; AVS
+    may move it to the simulator's host (System.SetEndpoint) and nowhere else."""
     values: dict[str, Any] = {
         "endpoint": sim.url,
+        "endpoint_hosts": (sim.host,),
         "ca_file": str(sim.ca_path) if sim.ca_path is not None else None,
         "backoff": FAST_BACKOFF,
         "event_timeout": 2.0,

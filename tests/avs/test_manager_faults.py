@@ -7,10 +7,12 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from avsclient.avs import ChangedReason, ConnectionStatus, Outcome
+from avsclient.exceptions import EndpointRejected
 from avsclient.simulator import Simulator, directive
 from tests.avs.managerkit import (
     audio_frames,
@@ -284,26 +286,39 @@ async def test_malformed_event_response_is_protocol_error(sim: Simulator) -> Non
         assert len(syncs(sim)) == 1
 
 
-async def test_set_endpoint_persists_and_moves() -> None:
-    """System.SetEndpoint: the URL is stored, the manager moves there make-before-break."""
+async def test_set_endpoint_persists_and_moves(tmp_path: Path) -> None:
+    """System.SetEndpoint: the URL is stored, the manager moves there make-before-break. A
+    URL the configuration does not allow is refused before it is stored, and changes nothing."""
     stored: list[str] = []
-    async with (
-        Simulator(tls=False) as first,
-        Simulator(tls=False) as second,
-        running_manager(first, endpoint_store=stored.append) as run,
-    ):
-        await run.manager.wait_connected(20)
-        second.add_token(await run.tokens.get_token())  # LWA tokens of the first simulator
-        await run.manager.set_endpoint(second.url + "/")
-        assert stored == [second.url]
-        await second.wait_for_event("System", "SynchronizeState")
-        await wait_for(lambda: first.connected_downchannels == 0)
-        assert run.manager.url == second.url
-        assert (await run.send(make_event("There"))).ok
-        assert [e.name for e in second.events] == ["SynchronizeState", "There"]
-        assert [s for s, _ in run.statuses] == [PENDING, CONNECTED]
-        with pytest.raises(ValueError, match="endpoint"):
-            await run.manager.set_endpoint("ftp://nowhere")
+    async with Simulator() as first, Simulator() as second:
+        # One CA bundle trusting both simulators (each has its own throwaway CA).
+        assert first.ca_path is not None and second.ca_path is not None
+        bundle = tmp_path / "both.pem"
+        bundle.write_bytes(first.ca_path.read_bytes() + second.ca_path.read_bytes())
+        async with running_manager(first, endpoint_store=stored.append, ca_file=str(bundle)) as run:
+            await run.manager.wait_connected(20)
+            second.add_token(await run.tokens.get_token())  # LWA tokens of the first simulator
+            await run.manager.set_endpoint(second.url + "/")
+            assert stored == [second.url]
+            await second.wait_for_event("System", "SynchronizeState")
+            await wait_for(lambda: first.connected_downchannels == 0)
+            assert run.manager.url == second.url
+            assert (await run.send(make_event("There"))).ok
+            assert [e.name for e in second.events] == ["SynchronizeState", "There"]
+            assert [s for s, _ in run.statuses] == [PENDING, CONNECTED]
+            for refused in (
+                "ftp://nowhere",
+                f"http://127.0.0.1:{first.port}",  # cleartext: the token would travel bare
+                f"https://localhost:{first.port}",  # not a configured host
+                f"https://127.0.0.1:{first.port}/v20160207",
+                42,
+            ):
+                with pytest.raises(EndpointRejected, match="endpoint"):
+                    await run.manager.set_endpoint(refused)
+            assert stored == [second.url]
+            assert run.manager.url == second.url
+            assert (await run.send(make_event("Still"))).ok
+            assert [s for s, _ in run.statuses] == [PENDING, CONNECTED]
 
 
 async def test_wake_cuts_the_backoff_short(sim: Simulator) -> None:

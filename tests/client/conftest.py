@@ -16,6 +16,10 @@ from avsclient.simulator import Simulator
 
 ClientFactory = Callable[..., AVSClient]
 
+#: The simulator's host names (its certificate's): where System.SetEndpoint may move a client
+#: in these tests, instead of the Amazon hosts of the default configuration.
+SIMULATOR_HOSTS = ("127.0.0.1", "localhost")
+
 
 def speech_like(seconds: float = 1.0, rate: int = 16_000) -> np.ndarray[Any, Any]:
     """A 16-bit tone with a little noise: loud enough to count as voice for endpointing."""
@@ -44,7 +48,12 @@ async def make_client(sim: Simulator) -> AsyncIterator[ClientFactory]:
 
     def factory(**kwargs: Any) -> AVSClient:
         token = sim.add_token()
-        config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path)
+        # AVS (the simulator) may move the client only to the simulator's own host names.
+        config = ClientConfig(
+            endpoint=sim.url,
+            ca_file=sim.ca_path,
+            endpoint_hosts=SIMULATOR_HOSTS,
+        )
         client = AVSClient(config, StaticTokenProvider(token), **kwargs)
         clients.append(client)
         return client

@@ -16,6 +16,7 @@ from avsclient.dialog import Disposition
 from avsclient.directives import DirectivePipeline
 from avsclient.exceptions import AttachmentError, RemoteProtocolError, StateError
 from avsclient.messages import (
+    MAX_DIRECTIVE_DEPTH,
     ContextState,
     Directive,
     Event,
@@ -76,6 +77,52 @@ def test_malformed_directives_raise_remote_protocol_error(raw: bytes) -> None:
     """Anything but a well-formed directive is a RemoteProtocolError."""
     with pytest.raises(RemoteProtocolError):
         parse_directive(raw)
+
+
+def _wrapped(payload_json: str) -> bytes:
+    header = '{"namespace": "A", "name": "B", "messageId": "m"}'
+    return f'{{"directive": {{"header": {header}, "payload": {payload_json}}}}}'.encode()
+
+
+@pytest.mark.parametrize(
+    ("payload_json", "why"),
+    [
+        ('{"v": ' + "[" * 100_000 + "]" * 100_000 + "}", "nests deeper than"),
+        ('{"a": ' * 50_000 + "1" + "}" * 50_000, "nests deeper than"),
+        # Deep but unbalanced: refused for its depth before the decoder sees it.
+        ('{"v": ' + "[" * 100_000, "nests deeper than"),
+        ('{"v": ' + "9" * 5000 + "}", "not valid JSON"),
+        ('{"v": NaN}', "not valid JSON"),
+        ('{"v": -Infinity}', "not valid JSON"),
+    ],
+)
+def test_hostile_json_is_a_remote_protocol_error(payload_json: str, why: str) -> None:
+    """Nesting is bounded before decoding and numbers that are not JSON are refused: the only
+    exception is RemoteProtocolError, whatever the bytes (no RecursionError, no ValueError)."""
+    with pytest.raises(RemoteProtocolError, match=why):
+        parse_directive(_wrapped(payload_json))
+
+
+def test_nesting_is_counted_outside_strings_up_to_the_limit() -> None:
+    """Brackets inside strings (escaped quotes included) do not count; nesting up to
+    MAX_DIRECTIVE_DEPTH levels (the whole document) parses, one more does not."""
+    inside = '"' + "[{" * 1000 + '\\"[[["'
+    assert parse_directive(_wrapped('{"s": ' + inside + "}")).payload == {
+        "s": "[{" * 1000 + '"[[['
+    }
+
+    # The document itself takes 2 levels (the outer object and "directive"), the payload
+    # the rest.
+    def nested(levels: int) -> str:
+        return '{"a": ' * levels + "1" + "}" * levels
+
+    limit = MAX_DIRECTIVE_DEPTH - 2
+    assert parse_directive(_wrapped(nested(limit))).payload["a"]
+    with pytest.raises(RemoteProtocolError, match="nests deeper"):
+        parse_directive(_wrapped(nested(limit + 1)))
+    assert parse_directive(_wrapped(nested(limit + 1)), max_depth=MAX_DIRECTIVE_DEPTH + 1)
+    with pytest.raises(RemoteProtocolError, match="nests deeper than 4"):
+        parse_directive(_wrapped(nested(3)), max_depth=4)
 
 
 def test_events_carry_dialog_id_only_when_given() -> None:

@@ -71,7 +71,8 @@ def _client(
     if agents is None:
         agents = [a for a in default_agents() if not isinstance(a, DiscoveryAgent)]
         agents.append(discovery or DiscoveryAgent(retry=FAST, ack_timeout=0.5))
-    config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+    # AVS (the simulator) may move the client to the simulator's host only.
+    config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path), endpoint_hosts=(sim.host,))
     client = AVSClient(
         config, StaticTokenProvider(sim.add_token()), agents=agents, store=store, device=device
     )
@@ -286,7 +287,7 @@ async def test_set_gateway_moves_make_before_break_and_is_persisted(tmp_path: Pa
         token = "shared-token"
         old.add_token(token)
         new.add_token(token)
-        config = ClientConfig(endpoint=old.url, ca_file=str(ca))
+        config = ClientConfig(endpoint=old.url, ca_file=str(ca), endpoint_hosts=("127.0.0.1",))
         client = AVSClient(config, StaticTokenProvider(token), store=path, device=DEVICE)
         async with client:
             await new.wait_for_event("System", "SynchronizeState", timeout=10)
@@ -307,12 +308,21 @@ async def test_set_gateway_moves_make_before_break_and_is_persisted(tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    "gateway", ["http://127.0.0.1:1", "ftp://example.com", "https://", "https://h/path", ""]
+    "gateway",
+    [
+        "http://127.0.0.1:1",
+        "ftp://example.com",
+        "https://",
+        "https://h/path",
+        "",
+        "https://avs.attacker.invalid",  # https, but not a host the configuration allows
+    ],
 )
 async def test_set_gateway_refuses_what_is_not_an_https_base_url(
     sim: Simulator, tmp_path: Path, gateway: str
 ) -> None:
-    """SetGateway to a non-https URL: UNEXPECTED_INFORMATION_RECEIVED, nothing stored."""
+    """SetGateway to a non-https URL or a host not allowed: UNEXPECTED_INFORMATION_RECEIVED,
+    nothing stored."""
     from avsclient.simulator import directive
 
     path = tmp_path / "device.sqlite3"

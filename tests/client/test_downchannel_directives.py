@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from avsclient.agents import ClientEvent, ExceptionReceived, VolumeStateChanged
+from avsclient.client import AVSClient
 from avsclient.simulator import Simulator, directive, speech_asset
 
 from .conftest import ClientFactory
@@ -146,4 +147,30 @@ async def test_set_endpoint_persists_and_reconnects(
         await client.wait_connected(20)
     assert stored == [moved]
     assert sync.connection_id == 2
+    assert sync.http_headers.get(":authority", "").startswith("localhost")
+
+
+async def test_the_simulators_client_config_follows_it_to_its_own_names_only(
+    sim: Simulator,
+) -> None:
+    """`Simulator.client_config()` (and so `AVSClient.for_simulator`) lets SetEndpoint move the
+    client to the simulator's certificate names, over https only; other hosts keep the
+    default's refusal."""
+    stored: list[str] = []
+    config = sim.client_config()
+    assert set(config.endpoint_hosts) == {"127.0.0.1", "::1", "localhost"}
+    async with AVSClient.for_simulator(sim, endpoint_store=stored.append) as client:
+        await client.wait_connected(20)
+        for refused in (f"http://localhost:{sim.port}", f"https://alexa.invalid:{sim.port}"):
+            await sim.push_directive(directive("System", "SetEndpoint", {"endpoint": refused}))
+        first = await sim.wait_for_event("System", "ExceptionEncountered")
+        second = await sim.wait_for_event("System", "ExceptionEncountered", nth=2)
+        moved = f"https://localhost:{sim.port}"
+        await sim.push_directive(directive("System", "SetEndpoint", {"endpoint": moved}))
+        sync = await sim.wait_for_event("System", "SynchronizeState", nth=2, timeout=10)
+        await client.wait_connected(20)
+    assert {first.payload["error"]["type"], second.payload["error"]["type"]} == {
+        "UNEXPECTED_INFORMATION_RECEIVED"
+    }
+    assert stored == [moved]
     assert sync.http_headers.get(":authority", "").startswith("localhost")

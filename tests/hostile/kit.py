@@ -38,9 +38,11 @@ TOKEN = "hostile-test-token-0123456789"
 
 
 def hostile_config(server: HostileServer, **overrides: Any) -> ClientConfig:
-    """A client config for `server`: its CA, fast back-off and short timeouts."""
+    """A client config for `server`: its CA, fast back-off and short timeouts. AVS may move
+    the client to 127.0.0.1 (the servers' host) and nowhere else."""
     values: dict[str, Any] = {
         "endpoint": server.url,
+        "endpoint_hosts": ("127.0.0.1",),
         "ca_file": str(server.ca_path) if server.ca_path is not None else None,
         "backoff": (0.05, 0.1, 0.2, 0.4),
         "backoff_jitter": (1.0, 1.0),

@@ -635,6 +635,13 @@ class HostileServer:
                 return conn
         return None
 
+    def drop_connections(self) -> int:
+        """Close every live connection's socket at once (no GOAWAY); returns how many."""
+        live = list(self._live)
+        for conn in live:
+            conn.close()
+        return len(live)
+
     # -- pushing directives --------------------------------------------------------------------
 
     async def push_raw(self, raw: bytes, *, attachments: dict[str, bytes] | None = None) -> bool:
