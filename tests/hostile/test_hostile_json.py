@@ -91,9 +91,8 @@ async def test_hostile_directive_json_is_answered_not_raised(
     the same connection, and the next directive handled."""
     async with hostile_client(server) as client:
         await client.wait_connected(5)
-        # AudioPlayer is not among the default agents: add it so that its directives are
-        # handled (and checked) rather than refused as unsupported.
-        client.add_agent(AudioPlayerAgent(client.synthesizer.mp3.sink.mixer.channel("Content")))
+        # AudioPlayer is a default agent: its directives are handled (and checked).
+        assert isinstance(client.agent("AudioPlayer"), AudioPlayerAgent)
         caplog.clear()
         with caplog.at_level(logging.DEBUG):
             await server.push_raw(HOSTILE[name])
