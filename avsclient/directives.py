@@ -59,7 +59,9 @@ Handler = Callable[[Directive], Awaitable[None]]
 """A directive handler. It raises `DirectiveError` to have AVS told, with its error type."""
 
 ImmediateHandler = Callable[[Directive], None]
-"""A synchronous handler, run inside `dispatch` before the next directive is routed."""
+"""Handles one directive synchronously, inside `dispatch`, before the next one is routed
+(InteractionModel.NewDialogRequest must make its dialog current before the directives of that
+dialog are sorted); raises `DirectiveError` to have AVS told."""
 
 Reporter = Callable[[bytes, ExceptionType, str], Awaitable[None]]
 Observer = Callable[[Directive, Disposition], None]

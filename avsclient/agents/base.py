@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from avsclient.agents.events import ClientEvent, EventFailed, EventSent
 from avsclient.config import AMAZON_ENDPOINT_HOSTS, check_cloud_endpoint
+from avsclient.directives import ImmediateHandler
 from avsclient.exceptions import StateError
 from avsclient.messages import ContextState, Directive, Event
 
@@ -187,11 +188,6 @@ def _name(document: Mapping[str, Any]) -> tuple[str, str]:
 
 DirectiveHandler = Callable[[Directive], Awaitable[None]]
 """Handles one directive; raises `DirectiveError` to have AVS told (ExceptionEncountered)."""
-
-ImmediateHandler = Callable[[Directive], None]
-"""Handles one directive synchronously, as it arrives and before the next one is routed
-(InteractionModel.NewDialogRequest must make its dialog current before the directives of that
-dialog are sorted); raises `DirectiveError` to have AVS told."""
 
 StateReportEntry = dict[str, Any]
 """One entry of `System.StateReport`'s `states`: `{"header": {"namespace", "name"},
