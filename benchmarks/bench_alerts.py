@@ -41,7 +41,7 @@ from avsclient.agents import AgentServices, AlertsAgent, Messenger
 from avsclient.agents.alert_schedule import AlertsLimits
 from avsclient.attachments import AttachmentStore
 from avsclient.audio import AudioFormat, Mixer, NullSink
-from avsclient.avs.manager import EventResult, Outcome
+from avsclient.avs.manager import EventOutcome, EventResult
 from avsclient.dialog import DialogManager
 from avsclient.focus import FocusManager
 from avsclient.messages import Directive
@@ -55,7 +55,7 @@ class _Accept:
 
     async def send_event(self, event: Mapping[str, Any], *, audio: Any = None) -> EventResult:
         mid = event["event"]["header"]["messageId"]
-        return EventResult(outcome=Outcome.SUCCESS_NO_CONTENT, status=204, message_id=mid)
+        return EventResult(outcome=EventOutcome.SUCCESS_NO_CONTENT, status=204, message_id=mid)
 
 
 async def _no_endpoint(url: str) -> None:

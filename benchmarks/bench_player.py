@@ -103,7 +103,7 @@ async def first_pcm(rounds: int) -> tuple[list[float], list[float]]:
     async with Simulator() as sim:
         url = sim.media.add("/track.mp3", tone_mp3(5.0))
         sink = _FirstWrite()
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file))
         async with AVSClient(config, StaticTokenProvider(sim.add_token()), sink=sink) as client:
             await client.wait_connected(20)
             async with httpx.AsyncClient(verify=sim.media.ssl_context()) as http:

@@ -215,7 +215,7 @@ class SimulatorBench:
         await sim.start()
         self.auth = [("authorization", f"Bearer {sim.add_token()}")]
         sim.script.recognize(stop_capture_after=None)
-        self.conn = HTTP2Connection.from_url(sim.url, ca_file=sim.ca_path, config=CONFIG)
+        self.conn = HTTP2Connection.from_url(sim.url, ca_file=sim.ca_file, config=CONFIG)
         await self.conn.connect()
         down = await self.conn.open_stream(
             "GET", "/v20160207/directives", self.auth, response_timeout=10, inactivity_timeout=None
@@ -399,7 +399,7 @@ async def main() -> None:
                 for kind, cls in (("stock", h2.connection.H2Connection), ("fast", H2Connection)):
                     _use_h2_class(cls)
                     conn = HTTP2Connection.from_url(
-                        server.url, ca_file=server.ca_path, config=CONFIG
+                        server.url, ca_file=server.ca_file, config=CONFIG
                     )
                     await conn.connect()
                     connections.append(conn)

@@ -94,7 +94,7 @@ async def wake_to_first_byte(
     server_ms: list[float] = []
     baseline_ms: list[float] = []
     async with Simulator() as sim:
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file))
         async with AVSClient(config, StaticTokenProvider(sim.add_token())) as client:
             await client.wait_connected(20)
             loop = asyncio.get_running_loop()

@@ -35,7 +35,7 @@ from avsclient.gateway import (
     Endpoint,
     EventGatewayClient,
     GatewayConfig,
-    Region,
+    GatewayRegion,
     SkillMessagingClient,
     SkillMessagingConfig,
     connectivity,
@@ -48,7 +48,7 @@ async def report(
     args: argparse.Namespace, lwa_url: str, ca_file: str | None, url: str | None
 ) -> None:
     lwa = LWAConfig(client_id=args.client_id, client_secret=args.client_secret, url=lwa_url)
-    region = Region[args.region]
+    region = GatewayRegion[args.region]
     async with contextlib.AsyncExitStack() as stack:
         lwa_http = await stack.enter_async_context(LWAHttpClient(lwa_url, ca_file=ca_file))
         user_tokens = await stack.enter_async_context(
@@ -103,7 +103,7 @@ async def with_simulator(args: argparse.Namespace) -> None:
             refresh = sim.lwa.issue_refresh_token(args.client_id)
             stale = TokenSet(access_token="Atza|old", refresh_token=refresh, expires_at=0.0)
             TokenStore(args.tokens).save(StoredTokens(client_id=args.client_id, tokens=stale))
-            await report(args, sim.url, str(sim.ca_path), sim.url)
+            await report(args, sim.url, str(sim.ca_file), sim.url)
             print(f"The simulator received {len(sim.gateway.requests)} request(s).")
 
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-secret", default="example-secret")
     parser.add_argument("--tokens", help="the user's token file")
     parser.add_argument("--user-id", default="amzn1.ask.account.EXAMPLE")
-    parser.add_argument("--region", choices=[r.name for r in Region], default="NA")
+    parser.add_argument("--region", choices=[r.name for r in GatewayRegion], default="NA")
     args = parser.parse_args(argv)
     try:
         if args.simulator:

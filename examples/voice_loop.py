@@ -31,7 +31,7 @@ from avsclient.dialog import Disposition
 from avsclient.exceptions import AudioError, AVSError
 
 if TYPE_CHECKING:
-    from avsclient.simulator import ReceivedEvent, Reply
+    from avsclient.simulator import ReceivedEvent, ScriptedReply
 
 #: Seconds between two looks at `--trigger-file`.
 POLL_INTERVAL = 0.2
@@ -58,10 +58,10 @@ def show(event: ClientEvent) -> None:
         print(f"directive: {event.directive.namespace}.{event.directive.name}", flush=True)
 
 
-def ask_follow_up(event: ReceivedEvent) -> Reply:
+def ask_follow_up(event: ReceivedEvent) -> ScriptedReply:
     """How the simulator answers with `--simulator-expect-speech`: a question and ExpectSpeech,
     then a plain answer to the reply (which carries the ExpectSpeech initiator)."""
-    from avsclient.simulator import Reply, directive, speech_asset
+    from avsclient.simulator import ScriptedReply, directive, speech_asset
 
     dialog, answering = event.dialog_request_id, event.payload.get("initiator") == FOLLOW_UP
     speak = {"url": "cid:tts", "format": "AUDIO_MPEG", "token": f"{dialog}.speak"}
@@ -72,7 +72,7 @@ def ask_follow_up(event: ReceivedEvent) -> Reply:
             directive("SpeechRecognizer", "ExpectSpeech", expect, dialog_request_id=dialog)
         )
     mp3 = speech_asset("hello" if answering else "follow_up")
-    return Reply.of(*replies, attachments={"tts": mp3})
+    return ScriptedReply.of(*replies, attachments={"tts": mp3})
 
 
 async def connect(

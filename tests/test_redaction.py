@@ -27,14 +27,14 @@ async def test_token_is_absent_from_debug_logs_of_an_authorized_request(
     caplog.set_level(logging.DEBUG)
     async with Simulator() as sim:
         token = sim.add_token("Atza|" + "s3cr3t-token-" * 30)
-        async with HTTP2Connection.from_url(sim.url, ca_file=sim.ca_path) as connection:
+        async with HTTP2Connection.from_url(sim.url, ca_file=sim.ca_file) as connection:
             stream, response = await connection.request(
                 "GET", "/ping", headers=[("authorization", f"Bearer {token}")]
             )
             await stream.read()
         assert response.status == 204
         # The same request through httpx (as auth/ and gateway/ use it).
-        verify = ssl.create_default_context(cafile=str(sim.ca_path))
+        verify = ssl.create_default_context(cafile=str(sim.ca_file))
         async with httpx.AsyncClient(http2=True, verify=verify) as client:
             headers = {"authorization": f"Bearer {token}"}
             reply = await client.get(f"{sim.url}/ping", headers=headers)

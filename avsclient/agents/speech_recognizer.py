@@ -54,12 +54,12 @@ __all__ = [
     "DEFAULT_INITIATORS",
     "MAX_EXPECT_SPEECH_MS",
     "PROFILES",
+    "RECOGNIZER_TRANSITIONS",
     "RecognizerInput",
     "RecognizerMachine",
     "RecognizerState",
     "SourceFactory",
     "SpeechRecognizerAgent",
-    "TRANSITIONS",
     "wake_word_initiator",
 ]
 
@@ -115,7 +115,7 @@ I = RecognizerInput  # noqa: E741 - a table reads better with one-letter names
 # ExpectSpeech is valid only while idle or busy (avs-protocol 5.2). Late inputs that change
 # nothing (a StopCapture after the audio ended, a response ending while speech is expected)
 # are listed as self-transitions so they are not mistaken for errors.
-TRANSITIONS: Table[RecognizerState, RecognizerInput, None] = {
+RECOGNIZER_TRANSITIONS: Table[RecognizerState, RecognizerInput, None] = {
     (S.IDLE, I.RECOGNIZE): (None, S.RECOGNIZING),
     (S.BUSY, I.RECOGNIZE): (None, S.RECOGNIZING),
     (S.EXPECTING_SPEECH, I.RECOGNIZE): (None, S.RECOGNIZING),
@@ -135,7 +135,7 @@ del S, I
 
 
 class RecognizerMachine(StateMachine[RecognizerState, RecognizerInput, None]):
-    """The recognizer's state, moved only through `TRANSITIONS` (no I/O).
+    """The recognizer's state, moved only through `RECOGNIZER_TRANSITIONS` (no I/O).
 
     Unlike a protocol connection, an illegal input does not break the machine: the device must
     go on listening. It raises `StateError` and leaves the state as it was (`error_state=None`).
@@ -145,7 +145,7 @@ class RecognizerMachine(StateMachine[RecognizerState, RecognizerInput, None]):
 
     def __init__(self) -> None:
         super().__init__(
-            TRANSITIONS,
+            RECOGNIZER_TRANSITIONS,
             RecognizerState.IDLE,
             name="SpeechRecognizer",
             error_state=None,

@@ -19,10 +19,10 @@ from avsclient.auth.lwa import (
     MAX_POLL_INTERVAL,
     CodePair,
     CodePairReceived,
-    Event,
+    LWAEvent,
     LWARequest,
+    LWARetryScheduled,
     PollScheduled,
-    RetryScheduled,
     TokensReceived,
     _classify,
     _codepair_from,
@@ -106,7 +106,7 @@ class CodePairLinking:
     """Code-based linking for a headless device (section 6.3), without I/O.
 
     Drive it like this: send `codepair_request()`, feed the reply to `receive_codepair_reply`
-    (on `RetryScheduled` wait and ask again; on `CodePairReceived` show the code), then loop:
+    (on `LWARetryScheduled` wait and ask again; on `CodePairReceived` show the code), then loop:
     wait the event's delay, send `poll_request(now)`, feed the reply to `receive_poll_reply`,
     until `TokensReceived`. `LinkingExpired` means the pair ran out: start a new machine to
     restart. Errors are sticky.
@@ -154,14 +154,14 @@ class CodePairLinking:
         """The poll interval in force."""
         return self._interval
 
-    def _transient(self, reason: str, final: BaseException) -> RetryScheduled:
+    def _transient(self, reason: str, final: BaseException) -> LWARetryScheduled:
         self._failures += 1
         delay = self._retry.next_delay(self._failures, self._random)
         if delay is None:
             raise self._machine.fail(_I.FAIL, final)
         self._machine.feed(_I.RETRY)
         logger.debug("LWA code-pair linking: %s; retrying in %.2f s", reason, delay)
-        return RetryScheduled(delay=delay, attempt=self._failures, reason=reason)
+        return LWARetryScheduled(delay=delay, attempt=self._failures, reason=reason)
 
     def codepair_request(self) -> LWARequest:
         """Return the code-pair request to send.
@@ -172,11 +172,11 @@ class CodePairLinking:
         self._machine.feed(_I.SEND_CODEPAIR)
         return self._request
 
-    def receive_codepair_reply(self, status: int, body: bytes, *, now: float) -> Event:
+    def receive_codepair_reply(self, status: int, body: bytes, *, now: float) -> LWAEvent:
         """Feed the reply to the code-pair request.
 
         Returns:
-            `CodePairReceived`, or `RetryScheduled` after a 5xx or 429 reply.
+            `CodePairReceived`, or `LWARetryScheduled` after a 5xx or 429 reply.
 
         Raises:
             ClientConfigError: the client, product or request was rejected.
@@ -228,12 +228,12 @@ class CodePairLinking:
         # Never sleep past the pair's end: the next poll_request then reports expiry.
         return max(0.0, min(delay, self._pair.expires_at - now))
 
-    def receive_poll_reply(self, status: int, body: bytes, *, now: float) -> Event:
+    def receive_poll_reply(self, status: int, body: bytes, *, now: float) -> LWAEvent:
         """Feed the reply to the poll last returned by `poll_request`.
 
         Returns:
             `TokensReceived`; `PollScheduled` for authorization_pending and slow_down;
-            `RetryScheduled` after a 5xx or 429 reply.
+            `LWARetryScheduled` after a 5xx or 429 reply.
 
         Raises:
             LinkingExpired: the pair expired, was refused or is unknown.
@@ -272,7 +272,7 @@ class CodePairLinking:
                 reason, AuthError(f"LWA code-pair poll kept failing ({reason})", status=status)
             )
             delay = self._next_poll(now, max(event.delay, self._interval))
-            return RetryScheduled(delay=delay, attempt=event.attempt, reason=reason)
+            return LWARetryScheduled(delay=delay, attempt=event.attempt, reason=reason)
         self._machine.feed(_I.PENDING)
         self._failures = 0
         slowed = reply.error == "slow_down"
@@ -285,7 +285,7 @@ class CodePairLinking:
             slowed_down=slowed,
         )
 
-    def transport_failed(self, error: TransportError, *, now: float) -> RetryScheduled:
+    def transport_failed(self, error: TransportError, *, now: float) -> LWARetryScheduled:
         """Report that the last request got no reply (connect error, timeout, drop).
 
         Returns:
@@ -300,7 +300,7 @@ class CodePairLinking:
         if self._machine.state is not LinkingState.POLLING:
             self._machine.feed(_I.RETRY)  # raises: misuse
         event = self._transient(type(error).__name__, error)
-        return RetryScheduled(
+        return LWARetryScheduled(
             delay=self._next_poll(now, max(event.delay, self._interval)),
             attempt=event.attempt,
             reason=event.reason,

@@ -22,14 +22,14 @@ from avsclient._resource import AsyncResource
 from avsclient.auth.lwa import (
     DEFAULT_LWA_URL,
     LWARequest,
-    RetryScheduled,
+    LWARetryScheduled,
     TokenExchange,
     TokenSet,
     TokensReceived,
 )
 from avsclient.exceptions import AuthError, ResponseTimeout, TransportError
 
-__all__ = ["LWAHttpClient", "LWAReply", "MAX_REPLY_BYTES", "run_exchange"]
+__all__ = ["MAX_REPLY_BYTES", "LWAHttpClient", "LWAReply", "run_exchange"]
 
 logger = logging.getLogger("avsclient.auth")
 
@@ -171,14 +171,14 @@ async def run_exchange(
     """
     while True:
         request = exchange.next_request()
-        event: TokensReceived | RetryScheduled
+        event: TokensReceived | LWARetryScheduled
         try:
             reply = await http.send(request)
         except TransportError as exc:
             event = exchange.transport_failed(exc)
         else:
             result = exchange.receive_reply(reply.status, reply.body, now=clock())
-            assert isinstance(result, TokensReceived | RetryScheduled)
+            assert isinstance(result, TokensReceived | LWARetryScheduled)
             event = result
         if isinstance(event, TokensReceived):
             return event.tokens

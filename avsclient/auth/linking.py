@@ -18,10 +18,10 @@ from avsclient.auth.http import Clock, LWAHttpClient, Sleep
 from avsclient.auth.lwa import (
     CodePair,
     CodePairReceived,
-    Event,
+    LWAEvent,
+    LWARetryScheduled,
     PollScheduled,
     RetryPolicy,
-    RetryScheduled,
     TokenSet,
     TokensReceived,
 )
@@ -51,7 +51,7 @@ async def _link_once(
     # Phase 1: obtain a code pair (retrying transient failures).
     while True:
         request = machine.codepair_request()
-        event: Event
+        event: LWAEvent
         try:
             reply = await http.send(request)
         except TransportError as exc:
@@ -60,7 +60,7 @@ async def _link_once(
             event = machine.receive_codepair_reply(reply.status, reply.body, now=clock())
         if isinstance(event, CodePairReceived):
             break
-        assert isinstance(event, RetryScheduled)
+        assert isinstance(event, LWARetryScheduled)
         await sleep(event.delay)
     pair = event.code_pair
     await _notify(on_code, pair)
@@ -77,7 +77,7 @@ async def _link_once(
             event = machine.receive_poll_reply(reply.status, reply.body, now=clock())
         if isinstance(event, TokensReceived):
             return event.tokens
-        assert isinstance(event, PollScheduled | RetryScheduled)
+        assert isinstance(event, PollScheduled | LWARetryScheduled)
         delay = event.delay
 
 

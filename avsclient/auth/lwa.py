@@ -38,12 +38,12 @@ __all__ = [
     "TOKEN_PATH",
     "CodePair",
     "CodePairReceived",
-    "Event",
     "LWAConfig",
+    "LWAEvent",
     "LWARequest",
+    "LWARetryScheduled",
     "PollScheduled",
     "RetryPolicy",
-    "RetryScheduled",
     "TokenExchange",
     "TokenSet",
     "TokensReceived",
@@ -444,26 +444,26 @@ def _codepair_from(reply: _Reply, now: float) -> CodePair:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
+class LWAEvent:
     """Base class of what the LWA state machines tell their driver to do next."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TokensReceived(Event):
+class TokensReceived(LWAEvent):
     """The grant succeeded."""
 
     tokens: TokenSet
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CodePairReceived(Event):
+class CodePairReceived(LWAEvent):
     """A code pair arrived: show `user_code` and `verification_uri`, then poll."""
 
     code_pair: CodePair
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RetryScheduled(Event):
+class LWARetryScheduled(LWAEvent):
     """The request failed transiently: wait `delay` seconds, then send it again.
 
     Attributes:
@@ -478,7 +478,7 @@ class RetryScheduled(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PollScheduled(Event):
+class PollScheduled(LWAEvent):
     """The user has not finished linking: poll again after `delay` seconds.
 
     Attributes:
@@ -530,7 +530,7 @@ class TokenExchange:
     """One token grant (refresh or client_credentials) with the retry rules of section 6.
 
     Drive it like this: send `next_request()`, then feed the reply to `receive_reply` (or
-    report a transport failure with `transport_failed`); on `RetryScheduled` wait and repeat,
+    report a transport failure with `transport_failed`); on `LWARetryScheduled` wait and repeat,
     on `TokensReceived` stop. Final failures raise and stay raised (sticky).
 
     Args:
@@ -579,7 +579,7 @@ class TokenExchange:
         self._attempts += 1
         return self._request
 
-    def receive_reply(self, status: int, body: bytes, *, now: float) -> Event:
+    def receive_reply(self, status: int, body: bytes, *, now: float) -> LWAEvent:
         """Feed the reply to the request last returned by `next_request`.
 
         Args:
@@ -588,7 +588,7 @@ class TokenExchange:
             now: the current time (for `expires_at`).
 
         Returns:
-            `TokensReceived`, or `RetryScheduled` after a 5xx or 429 reply.
+            `TokensReceived`, or `LWARetryScheduled` after a 5xx or 429 reply.
 
         Raises:
             ReauthorizationRequired: `invalid_grant` (the refresh token is no good).
@@ -619,7 +619,7 @@ class TokenExchange:
             ),
         )
 
-    def transport_failed(self, error: TransportError) -> RetryScheduled:
+    def transport_failed(self, error: TransportError) -> LWARetryScheduled:
         """Report that the request never got a reply (connect error, timeout, drop).
 
         Returns:
@@ -633,7 +633,7 @@ class TokenExchange:
             self._machine.feed(_ExchangeInput.RETRY)  # raises: misuse
         return self._schedule_retry(type(error).__name__, error)
 
-    def _schedule_retry(self, reason: str, final: BaseException) -> RetryScheduled:
+    def _schedule_retry(self, reason: str, final: BaseException) -> LWARetryScheduled:
         delay = self._retry.next_delay(self._attempts, self._random)
         if delay is None:
             raise self._machine.fail(_ExchangeInput.FAIL, final)
@@ -645,4 +645,4 @@ class TokenExchange:
             reason,
             delay,
         )
-        return RetryScheduled(delay=delay, attempt=self._attempts, reason=reason)
+        return LWARetryScheduled(delay=delay, attempt=self._attempts, reason=reason)

@@ -10,25 +10,25 @@ from __future__ import annotations
 from avsclient.avs.manager import (
     MAX_REPLAY_BYTES,
     ConnectionManager,
-    ContextProvider,
+    ContextCallback,
     EventResult,
     LinkSender,
     PostConnectStep,
     ResponseSink,
     ResponseSource,
 )
-from avsclient.avs.policy import ChangedReason, ConnectionStatus, Outcome
+from avsclient.avs.policy import ChangedReason, ConnectionStatus, EventOutcome
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
     "ChangedReason",
     "ConnectionManager",
     "ConnectionStatus",
-    "ContextProvider",
+    "ContextCallback",
+    "EventOutcome",
     "EventResult",
     "LinkSender",
     "MAX_REPLAY_BYTES",
-    "Outcome",
     "PostConnectStep",
     "ResponseSink",
     "ResponseSource",

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from avsclient._retry import RetryPolicy
 from avsclient.avs.policy import (
     ChangedReason,
-    Outcome,
+    EventOutcome,
     outcome_for_status,
     parse_exception_body,
     reason_for_outcome,
@@ -37,7 +37,7 @@ from avsclient.avs.responses import (
     result,
 )
 from avsclient.avs.tokens import AttemptFailed, TokenGate
-from avsclient.avs.upload import Body
+from avsclient.avs.upload import EventBody
 from avsclient.exceptions import (
     ConnectionDraining,
     MultipartError,
@@ -55,9 +55,9 @@ if TYPE_CHECKING:
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
-    "ContextProvider",
     "EVENTS_PATH",
     "REFUSED",
+    "ContextCallback",
     "exchange",
     "message_id_of",
     "send_authorized",
@@ -75,7 +75,7 @@ REFUSED: Final = "refused"
 
 #: Gives the full context (a list of `{"header": ..., "payload": ...}` state objects) for
 #: SynchronizeState; may be a plain function or a coroutine function.
-ContextProvider = Callable[[], "Awaitable[list[dict[str, Any]]] | list[dict[str, Any]]"]
+ContextCallback = Callable[[], "Awaitable[list[dict[str, Any]]] | list[dict[str, Any]]"]
 
 
 def message_id_of(event: Mapping[str, Any]) -> str:
@@ -122,8 +122,8 @@ async def send_authorized(
         if not ran:  # no token to start with
             error = exc.__cause__ or exc
             if exc.reason is ChangedReason.INVALID_AUTH:
-                return failed(Outcome.INVALID_AUTH, message_id, error)
-            return failed(Outcome.NOT_CONNECTED, message_id, error)
+                return failed(EventOutcome.INVALID_AUTH, message_id, error)
+            return failed(EventOutcome.NOT_CONNECTED, message_id, error)
         logger.warning("event %s: no new token: %s", message_id, exc)
         outcome, link = ran[-1]
         if link is not None:
@@ -136,7 +136,7 @@ async def send_authorized(
 
 
 async def send_on_link(
-    link: Link, body: Body, replay: Replay | None, message_id: str
+    link: Link, body: EventBody, replay: Replay | None, message_id: str
 ) -> EventResult:
     """Send an event on one given link (SynchronizeState), with the 403 resend."""
 
@@ -145,7 +145,7 @@ async def send_on_link(
         outcome = await exchange(link, body, replay, message_id, token)
         if outcome == REFUSED:
             refused = ConnectionDraining("refused by GOAWAY")
-            return failed(Outcome.NOT_CONNECTED, message_id, refused), link
+            return failed(EventOutcome.NOT_CONNECTED, message_id, refused), link
         assert isinstance(outcome, EventResult)
         return outcome, link
 
@@ -153,7 +153,7 @@ async def send_on_link(
 
 
 async def synchronize(
-    link: Link, context: ContextProvider, retry: RetryPolicy, random: Callable[[], float]
+    link: Link, context: ContextCallback, retry: RetryPolicy, random: Callable[[], float]
 ) -> None:
     """Send System.SynchronizeState on `link` until it is accepted (avs-protocol 2.1 step 5).
 
@@ -180,7 +180,7 @@ async def synchronize(
                 "payload": {},
             },
         }
-        body = Body.encode(event, audio=False)
+        body = EventBody.encode(event, audio=False)
         result = await send_on_link(link, body, None, message_id_of(event))
         if result.ok:
             return
@@ -189,7 +189,7 @@ async def synchronize(
                 link.lost or link.drain or reason_for_outcome(result.outcome),
                 f"the connection ended during SynchronizeState ({result.outcome.name})",
             )
-        if result.outcome is Outcome.INVALID_AUTH:
+        if result.outcome is EventOutcome.INVALID_AUTH:
             raise AttemptFailed(ChangedReason.INVALID_AUTH, "SynchronizeState got 403 twice")
         failures += 1
         delay = retry.next_delay(failures, random)
@@ -205,7 +205,7 @@ async def synchronize(
 
 async def exchange(
     link: Link,
-    body: Body,
+    body: EventBody,
     replay: Replay | None,
     message_id: str,
     token: str,
@@ -283,7 +283,7 @@ async def exchange(
             )
         content = await read_error_body(stream, link.config.event_timeout)
         await _finish_upload(upload, wait=False)
-        if outcome is Outcome.SUCCESS_NO_CONTENT:
+        if outcome is EventOutcome.SUCCESS_NO_CONTENT:
             return result(outcome, message_id, trace, status=status, request_id=request_id)
         code, description = parse_exception_body(content)
         error = ServerError(
@@ -317,7 +317,9 @@ async def exchange(
             link.idle.set()
 
 
-async def _upload(stream: HTTP2Stream, body: Body, replay: Replay | None, trace: Trace) -> None:
+async def _upload(
+    stream: HTTP2Stream, body: EventBody, replay: Replay | None, trace: Trace
+) -> None:
     """Send the metadata part, then the audio as it comes, then the close delimiter."""
     if replay is None:
         await stream.send_data(body.head + body.tail, end_stream=True)
@@ -379,7 +381,7 @@ async def _read_event_body(
             error=error,
             request_id=request_id,
         )
-    return result(Outcome.SUCCESS, message_id, trace, status=200, request_id=request_id)
+    return result(EventOutcome.SUCCESS, message_id, trace, status=200, request_id=request_id)
 
 
 async def _within_total(

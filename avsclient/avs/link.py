@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Final
 
 from avsclient.avs.policy import (
     ChangedReason,
-    Check,
-    Outcome,
+    EventOutcome,
+    LivenessCheck,
     next_check,
     outcome_for_error,
     parse_exception_body,
@@ -56,8 +56,8 @@ if TYPE_CHECKING:
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
     "DIRECTIVES_PATH",
-    "Link",
     "PING_PATH",
+    "Link",
 ]
 
 # The session's modules log as one, so that an application's logging setup sees one name.
@@ -100,12 +100,12 @@ class Link:
     def touch(self) -> None:
         self.last_activity = asyncio.get_running_loop().time()
 
-    def outcome_for(self, error: BaseException) -> Outcome:
+    def outcome_for(self, error: BaseException) -> EventOutcome:
         """`outcome_for_error`, except that a link we closed because it died is NOT_CONNECTED:
         CANCELED is kept for the application's own aclose()."""
         outcome = outcome_for_error(error)
-        if outcome is Outcome.CANCELED and not self.manager_closed():
-            return Outcome.NOT_CONNECTED
+        if outcome is EventOutcome.CANCELED and not self.manager_closed():
+            return EventOutcome.NOT_CONNECTED
         return outcome
 
     # -- health ------------------------------------------------------------------------------
@@ -256,12 +256,12 @@ class Link:
                 ping_interval=config.ping_interval,
                 ping_asked=self.ping_now.is_set(),
             )
-            if check is Check.WAIT:
+            if check is LivenessCheck.WAIT:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self.ping_now.wait()
                 continue
-            if check is Check.AVS_PING:
+            if check is LivenessCheck.AVS_PING:
                 self.ping_now.clear()
                 reason = await self._ping()
             else:

@@ -32,7 +32,7 @@ from avsclient._resource import AsyncService
 from avsclient._retry import RetryPolicy
 from avsclient.avs.exchange import (
     REFUSED,
-    ContextProvider,
+    ContextCallback,
     exchange,
     message_id_of,
     send_authorized,
@@ -44,17 +44,17 @@ from avsclient.avs.policy import (
     Action,
     ChangedReason,
     ConnectionStatus,
-    Input,
+    EventOutcome,
+    LifecycleInput,
     LifecycleMachine,
-    Outcome,
+    LifecycleState,
     ReconnectSchedule,
-    State,
     is_permanent,
     reason_for_error,
 )
 from avsclient.avs.responses import EventResult, ResponseSink, ResponseSource, failed
 from avsclient.avs.tokens import AttemptFailed, TokenGate
-from avsclient.avs.upload import MAX_REPLAY_BYTES, Body, Replay
+from avsclient.avs.upload import MAX_REPLAY_BYTES, EventBody, Replay
 from avsclient.config import ClientConfig
 from avsclient.exceptions import (
     ConnectionClosed,
@@ -69,14 +69,14 @@ if TYPE_CHECKING:
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
+    "MAX_REPLAY_BYTES",
     "ChangedReason",
     "ConnectionManager",
     "ConnectionStatus",
-    "ContextProvider",
+    "ContextCallback",
+    "EventOutcome",
     "EventResult",
     "LinkSender",
-    "MAX_REPLAY_BYTES",
-    "Outcome",
     "PostConnectStep",
     "ResponseSink",
     "ResponseSource",
@@ -115,7 +115,7 @@ class LinkSender:
         Raises:
             TypeError: the event cannot be serialised as JSON.
         """
-        body = Body.encode(event, audio=False)
+        body = EventBody.encode(event, audio=False)
         return await send_on_link(self._link, body, None, message_id_of(event))
 
 
@@ -152,7 +152,7 @@ class ConnectionManager(AsyncService):
         tokens: TokenProvider,
         sink: ResponseSink,
         *,
-        context: ContextProvider,
+        context: ContextCallback,
         on_status: Callable[[ConnectionStatus, ChangedReason], None] | None = None,
         endpoint_store: Callable[[str], None] | None = None,
         random: Callable[[], float] = _random.random,
@@ -232,7 +232,7 @@ class ConnectionManager(AsyncService):
             raise ConnectionClosed("the connection manager is closed")
         if self._supervisor is not None:
             raise RuntimeError("the connection manager is already started")
-        self._feed(Input.START, ChangedReason.CLIENT_REQUEST)
+        self._feed(LifecycleInput.START, ChangedReason.CLIENT_REQUEST)
         self._supervisor = asyncio.create_task(self._run(), name="avs connection manager")
 
     async def aclose(self) -> None:
@@ -243,7 +243,7 @@ class ConnectionManager(AsyncService):
         if self._closed:
             return
         self._closed = True
-        self._feed(Input.CLOSE, ChangedReason.CLIENT_REQUEST)
+        self._feed(LifecycleInput.CLOSE, ChangedReason.CLIENT_REQUEST)
         self._pulse()
         supervisor = self._supervisor
         if supervisor is not None and not supervisor.done():
@@ -285,7 +285,7 @@ class ConnectionManager(AsyncService):
                 while self.status is not ConnectionStatus.CONNECTED:
                     if self._closed:
                         raise ConnectionClosed("the connection manager is closed")
-                    if self._machine.state is State.FAILED and self._permanent is not None:
+                    if self._machine.state is LifecycleState.FAILED and self._permanent is not None:
                         raise self._permanent
                     await self._changed.wait()
         except TimeoutError as exc:
@@ -342,7 +342,7 @@ class ConnectionManager(AsyncService):
 
     # -- status ------------------------------------------------------------------------------
 
-    def _feed(self, event: Input, reason: ChangedReason) -> Action:
+    def _feed(self, event: LifecycleInput, reason: ChangedReason) -> Action:
         action = self._machine.feed(event)
         self._reason = reason
         status = self._machine.status
@@ -404,13 +404,13 @@ class ConnectionManager(AsyncService):
             self._kick.clear()
             if self._endpoint_changed:
                 self._endpoint_changed = False
-                return self._feed(Input.DRAIN, ChangedReason.ENDPOINT_CHANGED)
+                return self._feed(LifecycleInput.DRAIN, ChangedReason.ENDPOINT_CHANGED)
             if self._wake_requested:
                 self._wake_requested = False
                 logger.info("woken: retrying at once")
-                return self._feed(Input.RETRY, self._reason)
+                return self._feed(LifecycleInput.RETRY, self._reason)
             if deadline is not None and deadline <= loop.time():
-                return self._feed(Input.RETRY, self._reason)
+                return self._feed(LifecycleInput.RETRY, self._reason)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(deadline):
                     await self._kick.wait()
@@ -428,16 +428,16 @@ class ConnectionManager(AsyncService):
                     attempt.cancel()
                     with contextlib.suppress(BaseException):
                         await attempt
-                    return self._feed(Input.DRAIN, ChangedReason.ENDPOINT_CHANGED)
+                    return self._feed(LifecycleInput.DRAIN, ChangedReason.ENDPOINT_CHANGED)
                 old = self._link
                 if (
-                    self._machine.state is State.REPLACING
+                    self._machine.state is LifecycleState.REPLACING
                     and old is not None
                     and old.lost is not None
                     and not old.closing
                 ):
                     # The draining link died before its replacement was ready.
-                    self._feed(Input.LINK_LOST, old.lost)
+                    self._feed(LifecycleInput.LINK_LOST, old.lost)
                 if attempt.done():
                     break
                 kick = asyncio.ensure_future(self._kick.wait())
@@ -457,20 +457,20 @@ class ConnectionManager(AsyncService):
             self._last_failure = str(exc)
             if is_permanent(exc):
                 self._permanent = exc.__cause__ or exc
-                return self._feed(Input.PERMANENT_FAILURE, exc.reason)
+                return self._feed(LifecycleInput.PERMANENT_FAILURE, exc.reason)
             self._schedule.attempt_failed()
-            return self._feed(Input.ATTEMPT_FAILED, exc.reason)
+            return self._feed(LifecycleInput.ATTEMPT_FAILED, exc.reason)
         except Exception as exc:  # a bug below us must not end the lifecycle
             logger.exception("connecting to %s failed unexpectedly", self._url)
             self._last_failure = f"unexpected error: {exc!r}"
             self._schedule.attempt_failed()
-            return self._feed(Input.ATTEMPT_FAILED, reason_for_error(exc))
+            return self._feed(LifecycleInput.ATTEMPT_FAILED, reason_for_error(exc))
         self._last_failure = None
         self._permanent = None
         old = self._link
         self._link = link
         self._schedule.connected(asyncio.get_running_loop().time())
-        action = self._feed(Input.ATTEMPT_SUCCEEDED, ChangedReason.SUCCESS)
+        action = self._feed(LifecycleInput.ATTEMPT_SUCCEEDED, ChangedReason.SUCCESS)
         assert action is Action.RESET_BACKOFF
         logger.info("connected to %s (connection %d)", link.url, link.id)
         if old is not None:
@@ -486,19 +486,19 @@ class ConnectionManager(AsyncService):
                 self._retire(link)
                 self._link = None
                 self._schedule.link_ended(loop.time(), drained=False)
-                return self._feed(Input.LINK_LOST, link.lost)
+                return self._feed(LifecycleInput.LINK_LOST, link.lost)
             if link.drain is not None:
                 self._retire(link)
                 if self._schedule.link_ended(loop.time(), drained=True):
                     # It ended before proving healthy: the replacement waits its back-off.
                     self._hold = self._schedule.delay(self._random())
-                return self._feed(Input.DRAIN, link.drain)
+                return self._feed(LifecycleInput.DRAIN, link.drain)
             if self._endpoint_changed:
                 self._endpoint_changed = False
                 link.drain = ChangedReason.ENDPOINT_CHANGED
                 self._retire(link)
                 self._schedule.link_ended(loop.time(), drained=True)
-                return self._feed(Input.DRAIN, ChangedReason.ENDPOINT_CHANGED)
+                return self._feed(LifecycleInput.DRAIN, ChangedReason.ENDPOINT_CHANGED)
             await self._kick.wait()
 
     def _retire(self, link: Link) -> None:
@@ -649,14 +649,16 @@ class ConnectionManager(AsyncService):
             TypeError: the event cannot be serialised as JSON.
             asyncio.CancelledError: the calling task was cancelled (the stream is reset).
         """
-        body = Body.encode(event, audio=audio is not None)  # TypeError: not JSON (misuse)
+        body = EventBody.encode(event, audio=audio is not None)  # TypeError: not JSON (misuse)
         message_id = message_id_of(event)
         if self._closed:
-            return failed(Outcome.CANCELED, message_id, ConnectionClosed("the manager is closed"))
+            return failed(
+                EventOutcome.CANCELED, message_id, ConnectionClosed("the manager is closed")
+            )
         if self._waiting >= self.config.queue_size:
             logger.warning("event %s refused: %d events already wait", message_id, self._waiting)
             return failed(
-                Outcome.NOT_CONNECTED,
+                EventOutcome.NOT_CONNECTED,
                 message_id,
                 ConnectionClosed(f"the event queue is full ({self.config.queue_size} waiting)"),
             )
@@ -667,7 +669,7 @@ class ConnectionManager(AsyncService):
             if replay is not None:
                 await replay.aclose()
 
-    async def _send(self, body: Body, replay: Replay | None, message_id: str) -> EventResult:
+    async def _send(self, body: EventBody, replay: Replay | None, message_id: str) -> EventResult:
         """`send_event` once the body is encoded: wait for a link, send, resend if refused.
 
         A first 403 is sent again with a renewed token (`send_authorized`), on whichever link
@@ -694,7 +696,7 @@ class ConnectionManager(AsyncService):
                 assert result == REFUSED
                 if replay is not None and not replay.replayable:
                     refused = ConnectionDraining("refused by GOAWAY, and too much audio to resend")
-                    return failed(Outcome.NOT_CONNECTED, message_id, refused), link
+                    return failed(EventOutcome.NOT_CONNECTED, message_id, refused), link
                 logger.info("event %s refused by GOAWAY: resending it", message_id)
                 deadline = loop.time() + self.config.queue_timeout
 
@@ -706,9 +708,9 @@ class ConnectionManager(AsyncService):
 
     def _no_link(self, message_id: str) -> EventResult:
         why = "the manager was closed" if self._closed else "no connection in time"
-        if not self._closed and self._machine.state is State.FAILED:
+        if not self._closed and self._machine.state is LifecycleState.FAILED:
             why = f"not connecting: {self._last_failure}"
-        outcome = Outcome.CANCELED if self._closed else Outcome.NOT_CONNECTED
+        outcome = EventOutcome.CANCELED if self._closed else EventOutcome.NOT_CONNECTED
         return failed(outcome, message_id, ConnectionClosed(why))
 
     async def _acquire_link(self, deadline: float) -> Link | None:
@@ -717,7 +719,7 @@ class ConnectionManager(AsyncService):
         self._waiting += 1
         try:
             while True:
-                if self._closed or self._machine.state is State.FAILED:
+                if self._closed or self._machine.state is LifecycleState.FAILED:
                     return None
                 remaining = deadline - loop.time()
                 link = self._link

@@ -3,7 +3,7 @@
 The asyncio shell (`manager.py`, `link.py`, `exchange.py`) does what these plain values and
 functions, fed `now`, decide, so they are tested without sockets or clocks: the state table
 of the connection lifecycle, when a link's liveness is checked and how, the one map from
-HTTP statuses, errors and outcomes to an event's `Outcome` and a link's `ChangedReason`, and
+HTTP statuses, errors and outcomes to an event's `EventOutcome` and a link's `ChangedReason`, and
 the parsing of AVS JSON exception bodies, and when the next connection attempt may start
 (`ReconnectSchedule`, on the client configuration's `avsclient._retry.RetryPolicy`).
 """
@@ -35,20 +35,20 @@ from avsclient.exceptions import (
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
+    "LIFECYCLE_TRANSITIONS",
+    "MAX_EXCEPTION_BODY",
+    "STATUS_OF",
     "Action",
     "ChangedReason",
-    "Check",
     "ConnectionStatus",
-    "Input",
+    "EventOutcome",
+    "LifecycleInput",
     "LifecycleMachine",
-    "MAX_EXCEPTION_BODY",
-    "Outcome",
+    "LifecycleState",
+    "LivenessCheck",
     "ReconnectSchedule",
-    "STATUS_OF",
-    "State",
-    "TRANSITIONS",
-    "next_check",
     "is_permanent",
+    "next_check",
     "outcome_for_error",
     "outcome_for_status",
     "parse_exception_body",
@@ -88,7 +88,7 @@ class ChangedReason(enum.Enum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
-class Outcome(enum.Enum):
+class EventOutcome(enum.Enum):
     """How one event ended; every `send_event` call reports exactly one."""
 
     SUCCESS = "SUCCESS"  # 200, directives delivered to the sink
@@ -108,7 +108,7 @@ class Outcome(enum.Enum):
 # -- liveness ------------------------------------------------------------------------------
 
 
-class Check(enum.Enum):
+class LivenessCheck(enum.Enum):
     """What the link's liveness check does next."""
 
     WAIT = "WAIT"  # nothing is due yet
@@ -135,7 +135,7 @@ def next_check(
     frame_interval: float | None,
     ping_interval: float,
     ping_asked: bool = False,
-) -> tuple[Check, float]:
+) -> tuple[LivenessCheck, float]:
     """The liveness check due next on a link, and in how many seconds.
 
     One schedule drives both probes: the cheap HTTP/2 PING frame after `frame_interval`
@@ -157,22 +157,22 @@ def next_check(
         before asking again.
     """
     if ping_asked:
-        return Check.AVS_PING, 0.0
+        return LivenessCheck.AVS_PING, 0.0
     ping_in = ping_due_in(active_at, now, ping_interval)
     if ping_in <= 0:
-        return Check.AVS_PING, 0.0
+        return LivenessCheck.AVS_PING, 0.0
     if frame_interval is None:
-        return Check.WAIT, ping_in
+        return LivenessCheck.WAIT, ping_in
     frame_in = ping_due_in(received_at, now, frame_interval)
     if frame_in <= 0:
-        return Check.PING_FRAME, 0.0
-    return Check.WAIT, min(ping_in, frame_in)
+        return LivenessCheck.PING_FRAME, 0.0
+    return LivenessCheck.WAIT, min(ping_in, frame_in)
 
 
 # -- the lifecycle state table -------------------------------------------------------------
 
 
-class State(enum.Enum):
+class LifecycleState(enum.Enum):
     """Where the connection lifecycle is."""
 
     IDLE = "IDLE"  # built, not started
@@ -184,7 +184,7 @@ class State(enum.Enum):
     CLOSED = "CLOSED"  # closed by the application (terminal)
 
 
-class Input(enum.Enum):
+class LifecycleInput(enum.Enum):
     """What happens to the lifecycle."""
 
     START = "START"  # the application started the manager
@@ -229,8 +229,8 @@ class Action(enum.Enum):
 # it, so FAILED (status DISCONNECTED) waits for the application (wake(): re-linked, network
 # or clock fixed) or for a new endpoint. CLOSED absorbs every input, because callbacks of
 # links that are being torn down may still arrive.
-_S, _I, _A = State, Input, Action
-TRANSITIONS: Final[Table[State, Input, Action]] = {
+_S, _I, _A = LifecycleState, LifecycleInput, Action
+LIFECYCLE_TRANSITIONS: Final[Table[LifecycleState, LifecycleInput, Action]] = {
     (_S.IDLE, _I.START): (_A.CONNECT, _S.CONNECTING),
     (_S.IDLE, _I.CLOSE): (_A.SHUT_DOWN, _S.CLOSED),
     (_S.CONNECTING, _I.ATTEMPT_SUCCEEDED): (_A.RESET_BACKOFF, _S.CONNECTED),
@@ -253,25 +253,25 @@ TRANSITIONS: Final[Table[State, Input, Action]] = {
     (_S.FAILED, _I.RETRY): (_A.CONNECT, _S.CONNECTING),
     (_S.FAILED, _I.DRAIN): (_A.CONNECT, _S.CONNECTING),
     (_S.FAILED, _I.CLOSE): (_A.SHUT_DOWN, _S.CLOSED),
-    **{(_S.CLOSED, i): (_A.NONE, _S.CLOSED) for i in Input},
+    **{(_S.CLOSED, i): (_A.NONE, _S.CLOSED) for i in LifecycleInput},
 }
 del _S, _I, _A
 
-STATUS_OF: Final[dict[State, ConnectionStatus]] = {
-    State.IDLE: ConnectionStatus.DISCONNECTED,
-    State.CONNECTING: ConnectionStatus.PENDING,
-    State.WAITING: ConnectionStatus.PENDING,
-    State.CONNECTED: ConnectionStatus.CONNECTED,
-    State.REPLACING: ConnectionStatus.CONNECTED,
-    State.FAILED: ConnectionStatus.DISCONNECTED,
-    State.CLOSED: ConnectionStatus.DISCONNECTED,
+STATUS_OF: Final[dict[LifecycleState, ConnectionStatus]] = {
+    LifecycleState.IDLE: ConnectionStatus.DISCONNECTED,
+    LifecycleState.CONNECTING: ConnectionStatus.PENDING,
+    LifecycleState.WAITING: ConnectionStatus.PENDING,
+    LifecycleState.CONNECTED: ConnectionStatus.CONNECTED,
+    LifecycleState.REPLACING: ConnectionStatus.CONNECTED,
+    LifecycleState.FAILED: ConnectionStatus.DISCONNECTED,
+    LifecycleState.CLOSED: ConnectionStatus.DISCONNECTED,
 }
 
 
-class LifecycleMachine(StateMachine[State, Input, Action]):
+class LifecycleMachine(StateMachine[LifecycleState, LifecycleInput, Action]):
     """The connection lifecycle: feed it inputs, perform the actions it returns.
 
-    A pair missing from `TRANSITIONS` raises `LocalProtocolError` and, unlike a protocol
+    A pair missing from `LIFECYCLE_TRANSITIONS` raises `LocalProtocolError` and, unlike a protocol
     parser, leaves the state as it was (`error_state=None`): a connection manager must never
     be stuck, so a misfed input is reported (it is a bug in the shell) without ending the
     lifecycle.
@@ -280,7 +280,9 @@ class LifecycleMachine(StateMachine[State, Input, Action]):
     __slots__ = ()
 
     def __init__(self) -> None:
-        super().__init__(TRANSITIONS, State.IDLE, name="lifecycle", error_state=None)
+        super().__init__(
+            LIFECYCLE_TRANSITIONS, LifecycleState.IDLE, name="lifecycle", error_state=None
+        )
 
     @property
     def status(self) -> ConnectionStatus:
@@ -373,17 +375,17 @@ def is_permanent(error: BaseException | None) -> bool:
 
 # avs-protocol.md 4.1 and the SDK's status mapping ([R4][R5]).
 _STATUS_OUTCOMES: Final = {
-    200: Outcome.SUCCESS,
-    204: Outcome.SUCCESS_NO_CONTENT,
-    400: Outcome.BAD_REQUEST,
-    403: Outcome.INVALID_AUTH,
-    429: Outcome.THROTTLED,
-    500: Outcome.SERVER_ERROR,
-    503: Outcome.REFUSED,
+    200: EventOutcome.SUCCESS,
+    204: EventOutcome.SUCCESS_NO_CONTENT,
+    400: EventOutcome.BAD_REQUEST,
+    403: EventOutcome.INVALID_AUTH,
+    429: EventOutcome.THROTTLED,
+    500: EventOutcome.SERVER_ERROR,
+    503: EventOutcome.REFUSED,
 }
 
 
-def outcome_for_status(status: int) -> Outcome:
+def outcome_for_status(status: int) -> EventOutcome:
     """Map an event's HTTP response status to its outcome (avs-protocol.md 4.1).
 
     Other 2xx count as success (no content unless 200), other 4xx as BAD_REQUEST, other 5xx
@@ -393,42 +395,42 @@ def outcome_for_status(status: int) -> Outcome:
     if known is not None:
         return known
     if 200 <= status < 300:
-        return Outcome.SUCCESS_NO_CONTENT
+        return EventOutcome.SUCCESS_NO_CONTENT
     if 400 <= status < 500:
-        return Outcome.BAD_REQUEST
+        return EventOutcome.BAD_REQUEST
     if 500 <= status < 600:
-        return Outcome.SERVER_ERROR
-    return Outcome.PROTOCOL_ERROR
+        return EventOutcome.SERVER_ERROR
+    return EventOutcome.PROTOCOL_ERROR
 
 
-# One table says what an error means, for the event it stopped (its `Outcome`) and for the
+# One table says what an error means, for the event it stopped (its `EventOutcome`) and for the
 # link it ended (its `ChangedReason`): the classes are checked in order, so a subclass comes
 # before its base. Anything that is not listed (the audio source's OSError, a bug) is
 # INTERNAL_ERROR on both sides.
-_ERROR_MEANINGS: Final[tuple[tuple[type[BaseException], Outcome, ChangedReason], ...]] = (
-    (AuthError, Outcome.INVALID_AUTH, ChangedReason.INVALID_AUTH),
+_ERROR_MEANINGS: Final[tuple[tuple[type[BaseException], EventOutcome, ChangedReason], ...]] = (
+    (AuthError, EventOutcome.INVALID_AUTH, ChangedReason.INVALID_AUTH),
     # Refused by GOAWAY, never processed: the manager resends such an event rather than
     # reporting it; if it must be reported, it is NOT_CONNECTED.
-    (ConnectionDraining, Outcome.NOT_CONNECTED, ChangedReason.GOAWAY),
-    (PingTimeout, Outcome.TIMEDOUT, ChangedReason.PING_TIMEOUT),
-    (TimeoutException, Outcome.TIMEDOUT, ChangedReason.CONNECTION_TIMEDOUT),
-    (ConnectionClosed, Outcome.CANCELED, ChangedReason.SERVER_SIDE_DISCONNECT),
-    (NetworkError, Outcome.NOT_CONNECTED, ChangedReason.NETWORK_ERROR),
-    (StreamReset, Outcome.PROTOCOL_ERROR, ChangedReason.SERVER_SIDE_DISCONNECT),
-    (MultipartError, Outcome.PROTOCOL_ERROR, ChangedReason.PROTOCOL_ERROR),
-    (RemoteProtocolError, Outcome.PROTOCOL_ERROR, ChangedReason.PROTOCOL_ERROR),
-    (TransportError, Outcome.NOT_CONNECTED, ChangedReason.SERVER_SIDE_DISCONNECT),
+    (ConnectionDraining, EventOutcome.NOT_CONNECTED, ChangedReason.GOAWAY),
+    (PingTimeout, EventOutcome.TIMEDOUT, ChangedReason.PING_TIMEOUT),
+    (TimeoutException, EventOutcome.TIMEDOUT, ChangedReason.CONNECTION_TIMEDOUT),
+    (ConnectionClosed, EventOutcome.CANCELED, ChangedReason.SERVER_SIDE_DISCONNECT),
+    (NetworkError, EventOutcome.NOT_CONNECTED, ChangedReason.NETWORK_ERROR),
+    (StreamReset, EventOutcome.PROTOCOL_ERROR, ChangedReason.SERVER_SIDE_DISCONNECT),
+    (MultipartError, EventOutcome.PROTOCOL_ERROR, ChangedReason.PROTOCOL_ERROR),
+    (RemoteProtocolError, EventOutcome.PROTOCOL_ERROR, ChangedReason.PROTOCOL_ERROR),
+    (TransportError, EventOutcome.NOT_CONNECTED, ChangedReason.SERVER_SIDE_DISCONNECT),
 )
 
 
-def _meaning(error: BaseException) -> tuple[Outcome, ChangedReason]:
+def _meaning(error: BaseException) -> tuple[EventOutcome, ChangedReason]:
     for kind, outcome, reason in _ERROR_MEANINGS:
         if isinstance(error, kind):
             return outcome, reason
-    return Outcome.INTERNAL_ERROR, ChangedReason.INTERNAL_ERROR
+    return EventOutcome.INTERNAL_ERROR, ChangedReason.INTERNAL_ERROR
 
 
-def outcome_for_error(exc: BaseException) -> Outcome:
+def outcome_for_error(exc: BaseException) -> EventOutcome:
     """Map what stopped an event (a transport, parse, token or local error) to its outcome."""
     return _meaning(exc)[0]
 
@@ -446,14 +448,14 @@ def reason_for_error(exc: BaseException) -> ChangedReason:
 # How a failed event stands for the link it ran on, when that event was the link's first
 # (SynchronizeState) and the link gave no reason of its own.
 _OUTCOME_REASONS: Final = {
-    Outcome.INVALID_AUTH: ChangedReason.INVALID_AUTH,
-    Outcome.TIMEDOUT: ChangedReason.CONNECTION_TIMEDOUT,
-    Outcome.NOT_CONNECTED: ChangedReason.NETWORK_ERROR,
-    Outcome.CANCELED: ChangedReason.NETWORK_ERROR,
+    EventOutcome.INVALID_AUTH: ChangedReason.INVALID_AUTH,
+    EventOutcome.TIMEDOUT: ChangedReason.CONNECTION_TIMEDOUT,
+    EventOutcome.NOT_CONNECTED: ChangedReason.NETWORK_ERROR,
+    EventOutcome.CANCELED: ChangedReason.NETWORK_ERROR,
 }
 
 
-def reason_for_outcome(outcome: Outcome) -> ChangedReason:
+def reason_for_outcome(outcome: EventOutcome) -> ChangedReason:
     """Map the outcome of a connect attempt's SynchronizeState to the attempt's reason."""
     return _OUTCOME_REASONS.get(outcome, ChangedReason.SERVER_ERROR)
 

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from avsclient.avs.policy import MAX_EXCEPTION_BODY, Outcome
+from avsclient.avs.policy import MAX_EXCEPTION_BODY, EventOutcome
 from avsclient.exceptions import TransportError
 from avsclient.multipart import MessageEnded, PartData, PartEnded, PartStarted
 
@@ -36,7 +36,7 @@ __all__ = [
 # The session's modules log as one, so that an application's logging setup sees one name.
 logger = logging.getLogger("avsclient.avs")
 
-_SUCCESS = frozenset({Outcome.SUCCESS, Outcome.SUCCESS_NO_CONTENT})
+_SUCCESS = frozenset({EventOutcome.SUCCESS, EventOutcome.SUCCESS_NO_CONTENT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +100,7 @@ class EventResult:
         completed_at: when the outcome was known.
     """
 
-    outcome: Outcome
+    outcome: EventOutcome
     status: int | None = None
     message_id: str = ""
     error: BaseException | None = None
@@ -129,7 +129,7 @@ class Trace:
 
 
 def result(
-    outcome: Outcome,
+    outcome: EventOutcome,
     message_id: str,
     trace: Trace,
     *,
@@ -155,7 +155,7 @@ def result(
 
 
 def failed(
-    outcome: Outcome, message_id: str, error: BaseException, trace: Trace | None = None
+    outcome: EventOutcome, message_id: str, error: BaseException, trace: Trace | None = None
 ) -> EventResult:
     """The `EventResult` of an event that failed without a response."""
     return result(outcome, message_id, trace or Trace(), error=error)

@@ -19,9 +19,9 @@ from avsclient.multipart import MultipartEncoder
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
-    "Body",
     "MAX_REPLAY_BYTES",
     "READ_AHEAD_BYTES",
+    "EventBody",
     "Replay",
 ]
 
@@ -39,7 +39,7 @@ READ_AHEAD_BYTES: Final = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
-class Body:
+class EventBody:
     """An event's request body, encoded once so that it can be sent again (internal)."""
 
     content_type: str
@@ -47,7 +47,7 @@ class Body:
     tail: bytes  # the close delimiter
 
     @classmethod
-    def encode(cls, event: Mapping[str, Any], *, audio: bool) -> Body:
+    def encode(cls, event: Mapping[str, Any], *, audio: bool) -> EventBody:
         encoder = MultipartEncoder()
         head = encoder.metadata_part(event)
         if audio:

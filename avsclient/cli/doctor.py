@@ -31,13 +31,13 @@ __all__ = [
     "Check",
     "Verdict",
     "add_arguments",
-    "check_endpoint",
     "check_devices",
     "check_h2",
     "check_portaudio",
     "check_python",
     "check_sound_server",
     "check_tokens",
+    "probe_endpoint",
     "run",
     "run_checks",
 ]
@@ -235,7 +235,7 @@ def check_tokens(path: Path | None = None, *, now: float | None = None) -> Check
     )
 
 
-async def check_endpoint(
+async def probe_endpoint(
     config: ClientConfig, *, token: str | None = None, timeout: float = 10.0
 ) -> Check:
     """Connect to the endpoint, confirm HTTP/2 was negotiated, PING it, and (with a token)
@@ -305,7 +305,7 @@ async def run_checks(
             stored = None
         if stored is not None and stored.tokens.expires_at > time.time():
             token = stored.tokens.access_token
-    checks.append(await check_endpoint(config, token=token))
+    checks.append(await probe_endpoint(config, token=token))
     return checks
 
 

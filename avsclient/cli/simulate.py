@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _commands(sim: Simulator, token_file: Path) -> list[str]:
     """The ready-to-paste command lines for this simulator."""
-    trust = [] if sim.ca_path is None else ["--ca-file", str(sim.ca_path)]
+    trust = [] if sim.ca_file is None else ["--ca-file", str(sim.ca_file)]
     talk = ["avsclient", "talk", "--endpoint", sim.url, "--lwa-url", sim.url, *trust]
     talk += ["--token-file", str(token_file)]
     login = ["avsclient", "login", "--lwa-url", sim.url, *trust, "--client-id", DEFAULT_CLIENT_ID]
@@ -98,7 +98,7 @@ async def _serve(args: argparse.Namespace, scratch: Path) -> None:
         token_file = sim.write_token_file(args.token_file or scratch / "tokens.json")
         lines = [
             f"AVS simulator listening on {sim.url}",
-            f"CA file: {sim.ca_path if sim.ca_path is not None else '(none: h2c)'}",
+            f"CA file: {sim.ca_file if sim.ca_file is not None else '(none: h2c)'}",
             f"LWA client id: {DEFAULT_CLIENT_ID}  secret: {DEFAULT_CLIENT_SECRET}",
             f"LWA refresh token: {refresh}",
             f"Token file: {token_file}",

@@ -430,7 +430,7 @@ async def _tokens_and_config(
         sim.script.recognize(processing=True)  # shows InteractionModel's THINKING
         console.say(f"AVS simulator at {sim.url}")
         # A SetEndpoint from the simulator may name the simulator's own host, not Amazon's.
-        config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path, endpoint_hosts=(sim.host,))
+        config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_file, endpoint_hosts=(sim.host,))
         return StaticTokenProvider(sim.add_token()), config
     from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider, TokenStore
 

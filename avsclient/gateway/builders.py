@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "CameraStreamConfiguration",
-    "Capability",
     "DISPLAY_CATEGORIES",
+    "CameraStreamConfiguration",
     "Endpoint",
+    "EndpointCapability",
     "Property",
     "alexa_interface",
     "brightness",
@@ -105,7 +105,7 @@ def _json_value(name: str, value: Any) -> Any:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Capability:
+class EndpointCapability:
     """One capability (an Alexa interface) of an endpoint.
 
     The helpers below (`power_controller()`, `camera_stream_controller()`, ...) build the
@@ -156,14 +156,16 @@ class Capability:
         return doc
 
 
-def alexa_interface() -> Capability:
+def alexa_interface() -> EndpointCapability:
     """The `Alexa` interface every endpoint must list (`Endpoint` adds it when missing)."""
-    return Capability(interface="Alexa")
+    return EndpointCapability(interface="Alexa")
 
 
-def power_controller(*, proactively_reported: bool = True, retrievable: bool = True) -> Capability:
+def power_controller(
+    *, proactively_reported: bool = True, retrievable: bool = True
+) -> EndpointCapability:
     """`Alexa.PowerController`: the endpoint turns on and off (`powerState`)."""
-    return Capability(
+    return EndpointCapability(
         interface="Alexa.PowerController",
         supported=("powerState",),
         proactively_reported=proactively_reported,
@@ -173,9 +175,9 @@ def power_controller(*, proactively_reported: bool = True, retrievable: bool = T
 
 def brightness_controller(
     *, proactively_reported: bool = True, retrievable: bool = True
-) -> Capability:
+) -> EndpointCapability:
     """`Alexa.BrightnessController`: brightness in percent (`brightness`)."""
-    return Capability(
+    return EndpointCapability(
         interface="Alexa.BrightnessController",
         supported=("brightness",),
         proactively_reported=proactively_reported,
@@ -183,9 +185,11 @@ def brightness_controller(
     )
 
 
-def endpoint_health(*, proactively_reported: bool = True, retrievable: bool = True) -> Capability:
+def endpoint_health(
+    *, proactively_reported: bool = True, retrievable: bool = True
+) -> EndpointCapability:
     """`Alexa.EndpointHealth`: whether the endpoint is reachable (`connectivity`)."""
-    return Capability(
+    return EndpointCapability(
         interface="Alexa.EndpointHealth",
         supported=("connectivity",),
         proactively_reported=proactively_reported,
@@ -193,9 +197,11 @@ def endpoint_health(*, proactively_reported: bool = True, retrievable: bool = Tr
     )
 
 
-def motion_sensor(*, proactively_reported: bool = True, retrievable: bool = True) -> Capability:
+def motion_sensor(
+    *, proactively_reported: bool = True, retrievable: bool = True
+) -> EndpointCapability:
     """`Alexa.MotionSensor`: motion detected or not (`detectionState`)."""
-    return Capability(
+    return EndpointCapability(
         interface="Alexa.MotionSensor",
         supported=("detectionState",),
         proactively_reported=proactively_reported,
@@ -203,9 +209,11 @@ def motion_sensor(*, proactively_reported: bool = True, retrievable: bool = True
     )
 
 
-def contact_sensor(*, proactively_reported: bool = True, retrievable: bool = True) -> Capability:
+def contact_sensor(
+    *, proactively_reported: bool = True, retrievable: bool = True
+) -> EndpointCapability:
     """`Alexa.ContactSensor`: contact open or closed (`detectionState`)."""
-    return Capability(
+    return EndpointCapability(
         interface="Alexa.ContactSensor",
         supported=("detectionState",),
         proactively_reported=proactively_reported,
@@ -261,11 +269,11 @@ class CameraStreamConfiguration:
         }
 
 
-def camera_stream_controller(*configurations: CameraStreamConfiguration) -> Capability:
+def camera_stream_controller(*configurations: CameraStreamConfiguration) -> EndpointCapability:
     """`Alexa.CameraStreamController` with the given stream configurations (default: one RTSP
     1080p H.264/AAC stream without authorization)."""
     configs = configurations or (CameraStreamConfiguration(),)
-    return Capability(
+    return EndpointCapability(
         interface="Alexa.CameraStreamController",
         extra={"cameraStreamConfigurations": [c.to_json() for c in configs]},
     )
@@ -294,7 +302,7 @@ class Endpoint:
     description: str
     manufacturer_name: str
     display_categories: tuple[str, ...]
-    capabilities: tuple[Capability, ...]
+    capabilities: tuple[EndpointCapability, ...]
     cookie: Mapping[str, str] = field(default_factory=dict)
     additional_attributes: Mapping[str, str] = field(default_factory=dict)
 
@@ -307,7 +315,9 @@ class Endpoint:
             raise ValueError(
                 f"display_categories must be a non-empty subset of {sorted(DISPLAY_CATEGORIES)}"
             )
-        if not self.capabilities or not all(isinstance(c, Capability) for c in self.capabilities):
+        if not self.capabilities or not all(
+            isinstance(c, EndpointCapability) for c in self.capabilities
+        ):
             raise ValueError("capabilities must be a non-empty tuple of Capability")
         interfaces = [c.interface for c in self.capabilities]
         if len(set(interfaces)) != len(interfaces):
@@ -330,7 +340,7 @@ class Endpoint:
         manufacturer_name: str,
         description: str = "Camera",
         streams: Sequence[CameraStreamConfiguration] = (),
-        extra_capabilities: Sequence[Capability] = (),
+        extra_capabilities: Sequence[EndpointCapability] = (),
     ) -> Endpoint:
         """A camera: Alexa, Alexa.CameraStreamController (RTSP by default), EndpointHealth.
 

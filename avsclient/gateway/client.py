@@ -24,7 +24,7 @@ from typing import TypeAlias
 from avsclient.auth.provider import TokenProvider
 from avsclient.gateway.config import EVENT_GATEWAY_PATH, GatewayConfig
 from avsclient.gateway.core import EVENT_GATEWAY_RULES, Delivery, DeliveryResult
-from avsclient.gateway.http import ApiClient, Clock, Reply, Sleep, drive
+from avsclient.gateway.http import ApiClient, Clock, GatewayReply, Sleep, drive
 from avsclient.gateway.reports import Batch, Report
 
 __all__ = ["EventGatewayClient", "ReportResult"]
@@ -117,7 +117,7 @@ class EventGatewayClient(ApiClient[GatewayConfig]):
                 result.raise_for_error()
         return result
 
-    async def _send(self, batch: Batch, token: str) -> Reply:
+    async def _send(self, batch: Batch, token: str) -> GatewayReply:
         body = batch.encode(token)
         logger.debug(
             "POST %s %s %s (%d endpoints, %d bytes)",

@@ -19,19 +19,19 @@ __all__ = [
     "EVENT_GATEWAY_HOSTS",
     "EVENT_GATEWAY_PATH",
     "GATEWAY_RETRY",
-    "GatewayConfig",
     "MAX_ENDPOINTS_PER_REPORT",
     "MAX_PAYLOAD_BYTES",
-    "Region",
-    "ReportLimits",
-    "RetryPolicy",
     "SKILL_MESSAGING_HOSTS",
     "SKILL_MESSAGING_PATH",
+    "GatewayConfig",
+    "GatewayRegion",
+    "ReportLimits",
+    "RetryPolicy",
     "SkillMessagingConfig",
 ]
 
 
-class Region(enum.Enum):
+class GatewayRegion(enum.Enum):
     """Where the user enabled the skill: its events go to that region's host (7.1)."""
 
     NA = "NA"
@@ -42,18 +42,18 @@ class Region(enum.Enum):
 EVENT_GATEWAY_PATH = "/v3/events"
 SKILL_MESSAGING_PATH = "/v1/skillmessages/users/{user_id}"
 
-EVENT_GATEWAY_HOSTS: dict[Region, str] = {
-    Region.NA: "https://api.amazonalexa.com",
-    Region.EU: "https://api.eu.amazonalexa.com",  # Europe and India
-    Region.FE: "https://api.fe.amazonalexa.com",  # Far East and Australia
+EVENT_GATEWAY_HOSTS: dict[GatewayRegion, str] = {
+    GatewayRegion.NA: "https://api.amazonalexa.com",
+    GatewayRegion.EU: "https://api.eu.amazonalexa.com",  # Europe and India
+    GatewayRegion.FE: "https://api.fe.amazonalexa.com",  # Far East and Australia
 }
 
-SKILL_MESSAGING_HOSTS: dict[Region, str] = {
-    Region.NA: "https://api.amazonalexa.com",
-    Region.EU: "https://api.eu.amazonalexa.com",
+SKILL_MESSAGING_HOSTS: dict[GatewayRegion, str] = {
+    GatewayRegion.NA: "https://api.amazonalexa.com",
+    GatewayRegion.EU: "https://api.eu.amazonalexa.com",
     # As printed in the Skill Messaging API reference; `api.fe.amazonalexa.com` may be the
     # intended host (unconfirmed, avs-protocol.md 8). Pass `base_url` to use another.
-    Region.FE: "https://api.fe.amazon.com",
+    GatewayRegion.FE: "https://api.fe.amazon.com",
 }
 
 # 300 endpoints per customer and 256 KB per AddOrUpdateReport payload (avs-protocol.md 7.2).
@@ -136,7 +136,7 @@ class GatewayConfig:
         limits: batch limits; reports are split to respect them before sending.
     """
 
-    region: Region = Region.NA
+    region: GatewayRegion = GatewayRegion.NA
     base_url: str | None = None
     ca_file: str | os.PathLike[str] | None = None
     timeout: float = 10.0
@@ -167,7 +167,7 @@ class SkillMessagingConfig:
         max_data_bytes: the largest encoded `data` object accepted.
     """
 
-    region: Region = Region.NA
+    region: GatewayRegion = GatewayRegion.NA
     base_url: str | None = None
     ca_file: str | os.PathLike[str] | None = None
     timeout: float = 10.0

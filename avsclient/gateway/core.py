@@ -36,21 +36,21 @@ from avsclient.exceptions import (
 from avsclient.gateway.config import GATEWAY_RETRY, MAX_RETRY_AFTER, _check_retry
 
 __all__ = [
+    "EVENT_GATEWAY_RULES",
+    "GATEWAY_TRANSITIONS",
+    "SKILL_MESSAGING_RULES",
     "BatchOutcome",
     "Delivery",
     "DeliveryFinished",
     "DeliveryResult",
-    "EVENT_GATEWAY_RULES",
     "ErrorRules",
-    "Event",
-    "Input",
-    "Outcome",
+    "GatewayEvent",
+    "GatewayInput",
+    "GatewayRetryScheduled",
+    "GatewayState",
+    "ReportOutcome",
     "RequestReady",
-    "RetryScheduled",
-    "SKILL_MESSAGING_RULES",
     "Splittable",
-    "State",
-    "TRANSITIONS",
     "TokenRefreshRequired",
     "parse_error_body",
 ]
@@ -204,7 +204,7 @@ def _is_transient(status: int) -> bool:
 # -- outcomes ------------------------------------------------------------------------------
 
 
-class Outcome(enum.Enum):
+class ReportOutcome(enum.Enum):
     """How one batch, or a whole report, ended."""
 
     DELIVERED = "delivered"  # a 2xx reply (202 Accepted: queued by Alexa)
@@ -226,7 +226,7 @@ class BatchOutcome(Generic[B]):
     """
 
     batch: B
-    outcome: Outcome
+    outcome: ReportOutcome
     status: int | None
     attempts: int
     error: AVSError | None = None
@@ -237,14 +237,14 @@ class DeliveryResult(Generic[B]):
     """The one outcome of a report: DELIVERED when every batch was, else FAILED.
 
     Attributes:
-        outcome: `Outcome.DELIVERED` or `Outcome.FAILED`.
+        outcome: `ReportOutcome.DELIVERED` or `ReportOutcome.FAILED`.
         batches: every batch's outcome, in the order they ended (split halves after their
             parent; batches never sent last).
         error: the error that stopped the report (FAILED only).
         token_refreshes: how many times the token was refreshed for it (0 or 1).
     """
 
-    outcome: Outcome
+    outcome: ReportOutcome
     batches: tuple[BatchOutcome[B], ...]
     error: AVSError | None = None
     token_refreshes: int = 0
@@ -252,12 +252,12 @@ class DeliveryResult(Generic[B]):
     @property
     def ok(self) -> bool:
         """True when every batch was delivered."""
-        return self.outcome is Outcome.DELIVERED
+        return self.outcome is ReportOutcome.DELIVERED
 
     @property
     def delivered(self) -> tuple[B, ...]:
         """The batches that were delivered."""
-        return tuple(b.batch for b in self.batches if b.outcome is Outcome.DELIVERED)
+        return tuple(b.batch for b in self.batches if b.outcome is ReportOutcome.DELIVERED)
 
     def raise_for_error(self) -> None:
         """Raise the error that stopped the report, if any.
@@ -274,12 +274,12 @@ class DeliveryResult(Generic[B]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
+class GatewayEvent:
     """Base class of what a `Delivery` tells its driver to do next."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RequestReady(Event, Generic[B]):
+class RequestReady(GatewayEvent, Generic[B]):
     """Send `batch` now (encoded with the current token); `attempt` counts from 1."""
 
     batch: B
@@ -287,7 +287,7 @@ class RequestReady(Event, Generic[B]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RetryScheduled(Event):
+class GatewayRetryScheduled(GatewayEvent):
     """Wait `delay` seconds, then ask again (the last attempt failed transiently)."""
 
     delay: float
@@ -296,12 +296,12 @@ class RetryScheduled(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TokenRefreshRequired(Event):
+class TokenRefreshRequired(GatewayEvent):
     """The token was refused: drop it, get a fresh one, then ask again."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DeliveryFinished(Event, Generic[B]):
+class DeliveryFinished(GatewayEvent, Generic[B]):
     """The report is over; `result` is its one outcome."""
 
     result: DeliveryResult[B]
@@ -310,7 +310,7 @@ class DeliveryFinished(Event, Generic[B]):
 # -- the state machine ---------------------------------------------------------------------
 
 
-class State(enum.Enum):
+class GatewayState(enum.Enum):
     """Where a `Delivery` stands."""
 
     READY = "ready"  # a batch is queued; next_event returns RequestReady
@@ -321,7 +321,7 @@ class State(enum.Enum):
     ERROR = "error"  # the driver misused the core (sticky)
 
 
-class Input(enum.Enum):
+class GatewayInput(enum.Enum):
     """What can happen to a `Delivery`."""
 
     SEND = "send"
@@ -343,15 +343,15 @@ class Input(enum.Enum):
 # returns to READY when the driver collects TokenRefreshRequired. READY with an empty queue
 # finishes. Any other pair is driver misuse and moves to ERROR, which is sticky. No transition
 # has a side effect of its own (the methods do the work), so every action is None.
-TRANSITIONS: Table[State, Input, None] = {
-    (State.READY, Input.SEND): (None, State.AWAITING_REPLY),
-    (State.READY, Input.FINISH): (None, State.FINISHED),
-    (State.AWAITING_REPLY, Input.REPLY_DONE): (None, State.READY),
-    (State.AWAITING_REPLY, Input.REPLY_RETRY): (None, State.BACKING_OFF),
-    (State.AWAITING_REPLY, Input.REPLY_REFRESH): (None, State.REFRESHING),
-    (State.AWAITING_REPLY, Input.ABORT): (None, State.READY),
-    (State.BACKING_OFF, Input.WAITED): (None, State.READY),
-    (State.REFRESHING, Input.REFRESHED): (None, State.READY),
+GATEWAY_TRANSITIONS: Table[GatewayState, GatewayInput, None] = {
+    (GatewayState.READY, GatewayInput.SEND): (None, GatewayState.AWAITING_REPLY),
+    (GatewayState.READY, GatewayInput.FINISH): (None, GatewayState.FINISHED),
+    (GatewayState.AWAITING_REPLY, GatewayInput.REPLY_DONE): (None, GatewayState.READY),
+    (GatewayState.AWAITING_REPLY, GatewayInput.REPLY_RETRY): (None, GatewayState.BACKING_OFF),
+    (GatewayState.AWAITING_REPLY, GatewayInput.REPLY_REFRESH): (None, GatewayState.REFRESHING),
+    (GatewayState.AWAITING_REPLY, GatewayInput.ABORT): (None, GatewayState.READY),
+    (GatewayState.BACKING_OFF, GatewayInput.WAITED): (None, GatewayState.READY),
+    (GatewayState.REFRESHING, GatewayInput.REFRESHED): (None, GatewayState.READY),
 }
 
 
@@ -360,7 +360,7 @@ class Delivery(Generic[B]):
 
     Drive it like this: call `next_event(now)`; on `RequestReady` send the batch and feed the
     reply to `receive_response` (or a transport error to `transport_failed`); on
-    `RetryScheduled` wait `delay` seconds; on `TokenRefreshRequired` invalidate the token and
+    `GatewayRetryScheduled` wait `delay` seconds; on `TokenRefreshRequired` invalidate the token and
     fetch a new one; repeat until `DeliveryFinished`. Driver misuse raises
     `LocalProtocolError` and every later call raises it again.
 
@@ -397,7 +397,7 @@ class Delivery(Generic[B]):
         _check_retry(self._retry)
         self._random = random
         self._machine = StateMachine(
-            TRANSITIONS, State.READY, name="Delivery", error_state=State.ERROR
+            GATEWAY_TRANSITIONS, GatewayState.READY, name="Delivery", error_state=GatewayState.ERROR
         )
         self._outcomes: list[BatchOutcome[B]] = []
         self._failure: AVSError | None = None
@@ -407,24 +407,24 @@ class Delivery(Generic[B]):
         self._retries = 0  # of the current batch
         self._last_status: int | None = None
         self._not_before = -math.inf
-        self._pending_retry: RetryScheduled | None = None
+        self._pending_retry: GatewayRetryScheduled | None = None
         self._finished: DeliveryFinished[B] | None = None
 
     @property
-    def state(self) -> State:
+    def state(self) -> GatewayState:
         """The current state."""
         return self._machine.state
 
     # -- driver API --------------------------------------------------------------------
 
-    def next_event(self, now: float) -> Event:
+    def next_event(self, now: float) -> GatewayEvent:
         """What to do next.
 
         Args:
             now: the current time in seconds (any monotonic clock).
 
         Returns:
-            `RequestReady`, `RetryScheduled` (still too early to resend),
+            `RequestReady`, `GatewayRetryScheduled` (still too early to resend),
             `TokenRefreshRequired`, or `DeliveryFinished` (also on every later call).
 
         Raises:
@@ -433,22 +433,22 @@ class Delivery(Generic[B]):
         self._machine.check()
         if self._finished is not None:
             return self._finished
-        if self._machine.state is State.BACKING_OFF:
+        if self._machine.state is GatewayState.BACKING_OFF:
             if now < self._not_before:
                 pending = self._pending_retry
                 assert pending is not None
-                return RetryScheduled(
+                return GatewayRetryScheduled(
                     delay=self._not_before - now, retry=pending.retry, reason=pending.reason
                 )
-            self._machine.feed(Input.WAITED)
-        elif self._machine.state is State.REFRESHING:
-            self._machine.feed(Input.REFRESHED)
+            self._machine.feed(GatewayInput.WAITED)
+        elif self._machine.state is GatewayState.REFRESHING:
+            self._machine.feed(GatewayInput.REFRESHED)
             return TokenRefreshRequired()
-        if self._machine.state is State.READY and not self._queue:
-            self._machine.feed(Input.FINISH)
+        if self._machine.state is GatewayState.READY and not self._queue:
+            self._machine.feed(GatewayInput.FINISH)
             self._finished = DeliveryFinished(result=self._result())
             return self._finished
-        self._machine.feed(Input.SEND)
+        self._machine.feed(GatewayInput.SEND)
         self._attempts += 1
         return RequestReady(batch=self._queue[0], attempt=self._attempts)
 
@@ -466,26 +466,26 @@ class Delivery(Generic[B]):
         Raises:
             LocalProtocolError: no request is outstanding.
         """
-        if self._machine.state is not State.AWAITING_REPLY:
-            self._machine.feed(Input.REPLY_DONE)  # raises: misuse
+        if self._machine.state is not GatewayState.AWAITING_REPLY:
+            self._machine.feed(GatewayInput.REPLY_DONE)  # raises: misuse
         self._last_status = status
         if 200 <= status <= 299:
-            self._end_batch(Outcome.DELIVERED)
+            self._end_batch(ReportOutcome.DELIVERED)
             return
         code, description = parse_error_body(body)
         action, error = self._judge(status, code, description)
         if action is _Action.REFRESH:
             self._refreshed = True
             self._refreshes += 1
-            self._machine.feed(Input.REPLY_REFRESH)
+            self._machine.feed(GatewayInput.REPLY_REFRESH)
         elif action is _Action.SPLIT:
             batch = self._queue.popleft()
             halves = batch.split()
             assert halves is not None
-            self._record(batch, Outcome.SPLIT)
+            self._record(batch, ReportOutcome.SPLIT)
             self._queue.extendleft(reversed(halves))
             self._reset_batch()
-            self._machine.feed(Input.REPLY_DONE)
+            self._machine.feed(GatewayInput.REPLY_DONE)
         elif action is _Action.RETRY:
             reason = f"HTTP {status}" + (f" {code}" if code else "")
             self._schedule_retry(now, reason, retry_after, error)
@@ -499,8 +499,8 @@ class Delivery(Generic[B]):
         Raises:
             LocalProtocolError: no request is outstanding.
         """
-        if self._machine.state is not State.AWAITING_REPLY:
-            self._machine.feed(Input.REPLY_DONE)  # raises: misuse
+        if self._machine.state is not GatewayState.AWAITING_REPLY:
+            self._machine.feed(GatewayInput.REPLY_DONE)  # raises: misuse
         self._schedule_retry(now, type(error).__name__, None, error)
 
     def abort(self, error: AVSError) -> None:
@@ -510,14 +510,14 @@ class Delivery(Generic[B]):
         Raises:
             LocalProtocolError: no request is outstanding.
         """
-        if self._machine.state is not State.AWAITING_REPLY:
-            self._machine.feed(Input.ABORT)  # raises: misuse
+        if self._machine.state is not GatewayState.AWAITING_REPLY:
+            self._machine.feed(GatewayInput.ABORT)  # raises: misuse
         self._failure = error
         batch = self._queue.popleft()
-        self._record(batch, Outcome.FAILED, error)
+        self._record(batch, ReportOutcome.FAILED, error)
         self._drop_rest()
         self._reset_batch()
-        self._machine.feed(Input.ABORT)
+        self._machine.feed(GatewayInput.ABORT)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -588,31 +588,31 @@ class Delivery(Generic[B]):
         if retry_after is not None and math.isfinite(retry_after):
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
         self._not_before = now + delay
-        self._pending_retry = RetryScheduled(delay=delay, retry=self._retries, reason=reason)
-        self._machine.feed(Input.REPLY_RETRY)
+        self._pending_retry = GatewayRetryScheduled(delay=delay, retry=self._retries, reason=reason)
+        self._machine.feed(GatewayInput.REPLY_RETRY)
 
     def _fail_batch(self, error: AVSError) -> None:
         self._failure = error
         batch = self._queue.popleft()
-        self._record(batch, Outcome.FAILED, error)
+        self._record(batch, ReportOutcome.FAILED, error)
         self._drop_rest()
         self._reset_batch()
-        self._machine.feed(Input.REPLY_DONE)
+        self._machine.feed(GatewayInput.REPLY_DONE)
 
     def _drop_rest(self) -> None:
         for batch in self._queue:
             self._outcomes.append(
-                BatchOutcome(batch=batch, outcome=Outcome.NOT_SENT, status=None, attempts=0)
+                BatchOutcome(batch=batch, outcome=ReportOutcome.NOT_SENT, status=None, attempts=0)
             )
         self._queue.clear()
 
-    def _end_batch(self, outcome: Outcome, error: AVSError | None = None) -> None:
+    def _end_batch(self, outcome: ReportOutcome, error: AVSError | None = None) -> None:
         batch = self._queue.popleft()
         self._record(batch, outcome, error)
         self._reset_batch()
-        self._machine.feed(Input.REPLY_DONE)
+        self._machine.feed(GatewayInput.REPLY_DONE)
 
-    def _record(self, batch: B, outcome: Outcome, error: AVSError | None = None) -> None:
+    def _record(self, batch: B, outcome: ReportOutcome, error: AVSError | None = None) -> None:
         self._outcomes.append(
             BatchOutcome(
                 batch=batch,
@@ -631,7 +631,7 @@ class Delivery(Generic[B]):
 
     def _result(self) -> DeliveryResult[B]:
         return DeliveryResult(
-            outcome=Outcome.FAILED if self._failure is not None else Outcome.DELIVERED,
+            outcome=ReportOutcome.FAILED if self._failure is not None else ReportOutcome.DELIVERED,
             batches=tuple(self._outcomes),
             error=self._failure,
             token_refreshes=self._refreshes,

@@ -25,12 +25,12 @@ from avsclient.gateway.core import (
     Delivery,
     DeliveryFinished,
     DeliveryResult,
+    GatewayRetryScheduled,
     RequestReady,
-    RetryScheduled,
     TokenRefreshRequired,
 )
 
-__all__ = ["ApiClient", "Clock", "JsonPoster", "Reply", "Sleep", "drive"]
+__all__ = ["ApiClient", "Clock", "GatewayReply", "JsonPoster", "Sleep", "drive"]
 
 logger = logging.getLogger("avsclient.gateway")
 
@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Reply:
+class GatewayReply:
     """A reply: status, the first `MAX_REPLY_BYTES` of the body, and Retry-After in seconds."""
 
     status: int
@@ -86,7 +86,7 @@ class JsonPoster:
         """Close the connection pool."""
         await self._client.aclose()
 
-    async def post(self, path: str, body: bytes, token: str) -> Reply:
+    async def post(self, path: str, body: bytes, token: str) -> GatewayReply:
         """POST `body` to `path` and read the reply (at most `MAX_REPLY_BYTES` of it).
 
         Raises:
@@ -106,7 +106,7 @@ class JsonPoster:
                         # Enough to classify the reply; a hostile server cannot make us buffer.
                         del data[MAX_REPLY_BYTES:]
                         break
-                return Reply(
+                return GatewayReply(
                     status=resp.status_code,
                     body=bytes(data),
                     retry_after=_retry_after(resp.headers.get("retry-after")),
@@ -117,7 +117,7 @@ async def drive(
     delivery: Delivery[B],
     *,
     tokens: TokenProvider,
-    send: Callable[[B, str], Awaitable[Reply]],
+    send: Callable[[B, str], Awaitable[GatewayReply]],
     clock: Clock = time.monotonic,
     sleep: Sleep = asyncio.sleep,
 ) -> DeliveryResult[B]:
@@ -139,7 +139,7 @@ async def drive(
         event = delivery.next_event(clock())
         if isinstance(event, DeliveryFinished):
             return event.result
-        if isinstance(event, RetryScheduled):
+        if isinstance(event, GatewayRetryScheduled):
             logger.info("retrying in %.1f s (%s)", event.delay, event.reason)
             await sleep(event.delay)
             continue

@@ -26,7 +26,7 @@ from urllib.parse import quote
 from avsclient.auth.provider import TokenProvider
 from avsclient.gateway.config import SKILL_MESSAGING_PATH, SkillMessagingConfig
 from avsclient.gateway.core import SKILL_MESSAGING_RULES, Delivery, DeliveryResult
-from avsclient.gateway.http import ApiClient, Clock, Reply, Sleep, drive
+from avsclient.gateway.http import ApiClient, Clock, GatewayReply, Sleep, drive
 
 __all__ = [
     "DEFAULT_EXPIRES_AFTER",
@@ -199,7 +199,7 @@ class SkillMessagingClient(ApiClient[SkillMessagingConfig]):
                 result.raise_for_error()
         return result
 
-    async def _send(self, message: SkillMessage, token: str) -> Reply:
+    async def _send(self, message: SkillMessage, token: str) -> GatewayReply:
         body = message.encode(self._config.max_data_bytes)
         logger.debug("POST %s (%d bytes)", SKILL_MESSAGING_PATH, len(body))
         return await self._http.post(message.path, body, token)

@@ -51,7 +51,6 @@ from avsclient.http2.core import ClientCore
 from avsclient.http2.events import (
     ConnectionTerminated,
     DataReceived,
-    Event,
     GoAwayReceived,
     PingAcknowledged,
     ResponseReceived,
@@ -60,6 +59,7 @@ from avsclient.http2.events import (
     StreamRefused,
     StreamResetReceived,
     TrailersReceived,
+    TransportEvent,
 )
 
 # HTTP2Stream, Response, Body and DEFAULT live in stream.py; they stay importable from here.
@@ -67,8 +67,8 @@ from avsclient.http2.stream import DEFAULT, Body, HTTP2Stream, Response, _Defaul
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
 __all__ = [
-    "Body",
     "DEFAULT",
+    "Body",
     "HTTP2Connection",
     "HTTP2Stream",
     "Response",
@@ -368,7 +368,7 @@ class HTTP2Connection(AsyncResource):
             if self._closed_future is not None and not self._closed_future.done():
                 self._fail(ConnectionClosed("the HTTP/2 connection was closed"))
 
-    def _handle(self, events: list[Event]) -> None:
+    def _handle(self, events: list[TransportEvent]) -> None:
         streams = self._streams
         for event in events:
             if type(event) is DataReceived:

@@ -34,7 +34,6 @@ from avsclient.http2._h2 import H2Connection
 from avsclient.http2.events import (
     ConnectionTerminated,
     DataReceived,
-    Event,
     GoAwayReceived,
     PingAcknowledged,
     ResponseReceived,
@@ -43,6 +42,7 @@ from avsclient.http2.events import (
     StreamRefused,
     StreamResetReceived,
     TrailersReceived,
+    TransportEvent,
     WindowUpdated,
 )
 
@@ -422,7 +422,7 @@ class ClientCore:
 
     # -- input ------------------------------------------------------------------------------
 
-    def connection_lost(self, reason: str) -> list[Event]:
+    def connection_lost(self, reason: str) -> list[TransportEvent]:
         """Report that the transport broke or ended; every open stream is lost.
 
         Args:
@@ -442,7 +442,7 @@ class ClientCore:
         self._streams.clear()
         return [ConnectionTerminated(open_stream_ids=lost, reason=reason, clean=not lost)]
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[TransportEvent]:
         """Feed bytes from the network and return what they mean.
 
         Args:
@@ -467,7 +467,7 @@ class ClientCore:
         except h2.exceptions.ProtocolError as exc:
             error = RemoteProtocolError(f"the server broke HTTP/2: {exc}")
             raise self._machine.fail(_Input.PROTOCOL_ERROR, error) from exc
-        events: list[Event] = []
+        events: list[TransportEvent] = []
         for h2_event in h2_events:
             handler = _HANDLERS.get(type(h2_event))
             if handler is not None:
@@ -494,7 +494,7 @@ class ClientCore:
 
     # Each handler appends the events one h2 event means (dispatch table, STYLE.md section 8).
 
-    def _on_response(self, ev: h2.events.Event, out: list[Event]) -> None:
+    def _on_response(self, ev: h2.events.Event, out: list[TransportEvent]) -> None:
         assert isinstance(ev, h2.events.ResponseReceived)
         stream_id = ev.stream_id
         assert stream_id is not None
@@ -516,7 +516,7 @@ class ClientCore:
             )
         )
 
-    def _reset_malformed(self, stream_id: int, why: str, out: list[Event]) -> None:
+    def _reset_malformed(self, stream_id: int, why: str, out: list[TransportEvent]) -> None:
         logger.warning("stream %d: %s; resetting it", stream_id, why)
         self._streams.pop(stream_id, None)
         self._h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
@@ -526,7 +526,7 @@ class ClientCore:
             )
         )
 
-    def _on_data(self, ev: h2.events.Event, out: list[Event]) -> None:
+    def _on_data(self, ev: h2.events.Event, out: list[TransportEvent]) -> None:
         assert isinstance(ev, h2.events.DataReceived)
         stream_id = ev.stream_id
         assert stream_id is not None
@@ -540,7 +540,7 @@ class ClientCore:
             return
         out.append(DataReceived(stream_id=stream_id, data=ev.data, flow_controlled_length=length))
 
-    def _on_trailers(self, ev: h2.events.Event, out: list[Event]) -> None:
+    def _on_trailers(self, ev: h2.events.Event, out: list[TransportEvent]) -> None:
         assert isinstance(ev, h2.events.TrailersReceived)
         assert ev.stream_id is not None
         assert ev.headers is not None
@@ -548,7 +548,7 @@ class ClientCore:
             raw = [(bytes(k), bytes(v)) for k, v in ev.headers]
             out.append(TrailersReceived(stream_id=ev.stream_id, headers=_decode_headers(raw)))
 
-    def _on_stream_ended(self, ev: h2.events.Event, out: list[Event]) -> None:
+    def _on_stream_ended(self, ev: h2.events.Event, out: list[TransportEvent]) -> None:
         assert isinstance(ev, h2.events.StreamEnded)
         stream_id = ev.stream_id
         assert stream_id is not None
@@ -561,7 +561,7 @@ class ClientCore:
             del self._streams[stream_id]
         out.append(StreamEnded(stream_id=stream_id))
 
-    def _on_reset(self, ev: h2.events.Event, out: list[Event]) -> None:
+    def _on_reset(self, ev: h2.events.Event, out: list[TransportEvent]) -> None:
         assert isinstance(ev, h2.events.StreamReset)
         stream_id = ev.stream_id
         assert stream_id is not None
@@ -573,11 +573,11 @@ class ClientCore:
             )
         )
 
-    def _on_window(self, ev: h2.events.Event, out: list[Event]) -> None:
+    def _on_window(self, ev: h2.events.Event, out: list[TransportEvent]) -> None:
         assert isinstance(ev, h2.events.WindowUpdated)
         out.append(WindowUpdated(stream_id=ev.stream_id or 0))
 
-    def _on_settings(self, ev: h2.events.Event, out: list[Event]) -> None:
+    def _on_settings(self, ev: h2.events.Event, out: list[TransportEvent]) -> None:
         settings = self._h2.remote_settings
         out.append(
             SettingsReceived(
@@ -586,12 +586,12 @@ class ClientCore:
             )
         )
 
-    def _on_ping_ack(self, ev: h2.events.Event, out: list[Event]) -> None:
+    def _on_ping_ack(self, ev: h2.events.Event, out: list[TransportEvent]) -> None:
         assert isinstance(ev, h2.events.PingAckReceived)
         assert ev.ping_data is not None
         out.append(PingAcknowledged(payload=bytes(ev.ping_data)))
 
-    def _on_goaway(self, ev: h2.events.Event, out: list[Event]) -> None:
+    def _on_goaway(self, ev: h2.events.Event, out: list[TransportEvent]) -> None:
         assert isinstance(ev, h2.events.ConnectionTerminated)
         last = ev.last_stream_id or 0
         code = int(ev.error_code or 0)
@@ -609,7 +609,7 @@ class ClientCore:
             out.append(StreamRefused(stream_id=stream_id, last_stream_id=last, error_code=code))
 
 
-_Handler: TypeAlias = Callable[[ClientCore, h2.events.Event, list[Event]], None]
+_Handler: TypeAlias = Callable[[ClientCore, h2.events.Event, list[TransportEvent]], None]
 _HANDLERS: dict[type[h2.events.Event], _Handler] = {
     h2.events.ResponseReceived: ClientCore._on_response,
     h2.events.DataReceived: ClientCore._on_data,

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 __all__ = [
     "ConnectionTerminated",
     "DataReceived",
-    "Event",
     "GoAwayReceived",
     "PingAcknowledged",
     "ResponseReceived",
@@ -16,6 +15,7 @@ __all__ = [
     "StreamRefused",
     "StreamResetReceived",
     "TrailersReceived",
+    "TransportEvent",
     "WindowUpdated",
 ]
 
@@ -23,12 +23,12 @@ Headers = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
+class TransportEvent:
     """Base class of the transport core's events."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ResponseReceived(Event):
+class ResponseReceived(TransportEvent):
     """The final response headers of a stream arrived (1xx responses are skipped).
 
     Attributes:
@@ -43,7 +43,7 @@ class ResponseReceived(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DataReceived(Event):
+class DataReceived(TransportEvent):
     """A chunk of a response body arrived.
 
     Attributes:
@@ -67,7 +67,7 @@ class DataReceived(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TrailersReceived(Event):
+class TrailersReceived(TransportEvent):
     """Trailing headers of a response arrived.
 
     Attributes:
@@ -80,7 +80,7 @@ class TrailersReceived(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StreamEnded(Event):
+class StreamEnded(TransportEvent):
     """The response body of a stream is complete (END_STREAM).
 
     Attributes:
@@ -91,7 +91,7 @@ class StreamEnded(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StreamResetReceived(Event):
+class StreamResetReceived(TransportEvent):
     """The peer reset a stream (RST_STREAM), or h2 reset it for a stream-level error.
 
     Attributes:
@@ -106,7 +106,7 @@ class StreamResetReceived(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StreamRefused(Event):
+class StreamRefused(TransportEvent):
     """A GOAWAY said the peer never processed this stream (id above `last_stream_id`).
 
     The request had no effect on the server, so it is safe to send again elsewhere
@@ -124,7 +124,7 @@ class StreamRefused(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WindowUpdated(Event):
+class WindowUpdated(TransportEvent):
     """The peer opened a send window (WINDOW_UPDATE).
 
     Attributes:
@@ -135,7 +135,7 @@ class WindowUpdated(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SettingsReceived(Event):
+class SettingsReceived(TransportEvent):
     """The peer's SETTINGS arrived (the first one completes the connection preface).
 
     New limits can unblock waiting senders: a larger SETTINGS_MAX_CONCURRENT_STREAMS, or a
@@ -151,7 +151,7 @@ class SettingsReceived(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PingAcknowledged(Event):
+class PingAcknowledged(TransportEvent):
     """The peer acknowledged one of our PINGs.
 
     Attributes:
@@ -162,7 +162,7 @@ class PingAcknowledged(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GoAwayReceived(Event):
+class GoAwayReceived(TransportEvent):
     """The peer sent GOAWAY: no new streams; streams up to `last_stream_id` may finish.
 
     Attributes:
@@ -177,7 +177,7 @@ class GoAwayReceived(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ConnectionTerminated(Event):
+class ConnectionTerminated(TransportEvent):
     """The connection is over: the peer closed it, or it broke.
 
     Attributes:

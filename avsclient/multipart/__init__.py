@@ -4,7 +4,13 @@
 from __future__ import annotations
 
 from avsclient.multipart.encoder import MultipartEncoder, encode_event
-from avsclient.multipart.events import Event, MessageEnded, PartData, PartEnded, PartStarted
+from avsclient.multipart.events import (
+    MessageEnded,
+    MultipartEvent,
+    PartData,
+    PartEnded,
+    PartStarted,
+)
 from avsclient.multipart.headers import (
     Headers,
     boundary_from_content_type,
@@ -15,10 +21,10 @@ from avsclient.multipart.parser import DEFAULT_LIMITS, MultipartLimits, Multipar
 
 __all__ = [
     "DEFAULT_LIMITS",
-    "Event",
     "Headers",
     "MessageEnded",
     "MultipartEncoder",
+    "MultipartEvent",
     "MultipartLimits",
     "MultipartParser",
     "PartData",

@@ -10,19 +10,19 @@ from dataclasses import dataclass
 
 from avsclient.multipart.headers import Headers
 
-__all__ = ["Event", "MessageEnded", "PartData", "PartEnded", "PartStarted"]
+__all__ = ["MessageEnded", "MultipartEvent", "PartData", "PartEnded", "PartStarted"]
 
 # How much of a data event's bytes its repr shows: audio must never flood a log.
 _REPR_PREFIX = 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
+class MultipartEvent:
     """Base class of the multipart events."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PartStarted(Event):
+class PartStarted(MultipartEvent):
     """A part's header block was read; its content follows as `PartData` events.
 
     Attributes:
@@ -33,7 +33,7 @@ class PartStarted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
-class PartData(Event):
+class PartData(MultipartEvent):
     """A piece of the current part's content.
 
     Attributes:
@@ -50,10 +50,10 @@ class PartData(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PartEnded(Event):
+class PartEnded(MultipartEvent):
     """The current part ended: the delimiter after it was read completely."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MessageEnded(Event):
+class MessageEnded(MultipartEvent):
     """The close delimiter was read: the body is complete. Anything after it is epilogue."""

@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING
 
 from avsclient.exceptions import ParserError, ParserLimitReached, ParserStateError
 from avsclient.multipart.events import (
-    Event,
     MessageEnded,
+    MultipartEvent,
     PartData,
     PartEnded,
     PartStarted,
@@ -159,7 +159,7 @@ _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh
 
 # One step of the state machine: (parser, buffer, position, absolute offset of buffer[0],
 # events, stop) -> the position where the next step starts, or -1 when the buffer is used up.
-_Step = Callable[["MultipartParser", bytes, int, int, list[Event], int], int]
+_Step = Callable[["MultipartParser", bytes, int, int, list[MultipartEvent], int], int]
 
 
 class MultipartParser:
@@ -215,7 +215,7 @@ class MultipartParser:
         """How many bytes have been fed so far."""
         return self._received
 
-    def feed(self, data: Buffer) -> list[Event]:
+    def feed(self, data: Buffer) -> list[MultipartEvent]:
         """Parse the next chunk of the body and return the events it completes.
 
         `bytes` input is never copied: `PartData` events are views of it. Other buffers are
@@ -233,13 +233,13 @@ class MultipartParser:
         size = len(chunk)
         state = self._state
         held = self._held
-        events: list[Event] = []
+        events: list[MultipartEvent] = []
         start = 0  # where the state machine starts in the chunk
         if state is _BODY and size:
             # Fast path, the bulk of an attachment: a chunk with no delimiter in it gives one
             # view of itself, less a tail that may be the start of a delimiter.
             delimiter = self._delimiter
-            fast: list[Event] | None = events
+            fast: list[MultipartEvent] | None = events
             if held:
                 # `held` is a proper prefix of the delimiter, whose only CR is its first
                 # byte: a delimiter can only start at held[0].
@@ -321,7 +321,7 @@ class MultipartParser:
 
     # -- driving the state machine ---------------------------------------------------------
 
-    def _resume(self, held: bytes, chunk: bytes, events: list[Event]) -> None:
+    def _resume(self, held: bytes, chunk: bytes, events: list[MultipartEvent]) -> None:
         """Continue with bytes held back from the last chunk in front of a new chunk.
 
         Joining them would copy the whole chunk, so this never happens for big chunks.
@@ -367,7 +367,7 @@ class MultipartParser:
         elif self._state is not _DONE:  # pragma: no cover - a state needed more than `need`
             raise AssertionError("multipart parser probe was too short")
 
-    def _run(self, buf: bytes, pos: int, base: int, events: list[Event], stop: int) -> int:
+    def _run(self, buf: bytes, pos: int, base: int, events: list[MultipartEvent], stop: int) -> int:
         """Step through `buf` from `pos`; return the first position >= `stop`, or -1 when
         the buffer is used up (a possible partial delimiter is then in `self._held`)."""
         delimiter = self._delimiter
@@ -446,7 +446,7 @@ class MultipartParser:
             raise ParserLimitReached(f"preamble longer than {limit} bytes", offset=limit)
 
     def _step_preamble(
-        self, buf: bytes, pos: int, base: int, events: list[Event], stop: int
+        self, buf: bytes, pos: int, base: int, events: list[MultipartEvent], stop: int
     ) -> int:
         delimiter = self._delimiter
         index = buf.find(delimiter, pos)
@@ -460,7 +460,7 @@ class MultipartParser:
         return index + len(delimiter)
 
     def _step_delimiter(
-        self, buf: bytes, pos: int, base: int, events: list[Event], stop: int
+        self, buf: bytes, pos: int, base: int, events: list[MultipartEvent], stop: int
     ) -> int:
         # Not CRLF at `pos`: `_run` takes that, the usual case, itself.
         size = len(buf)
@@ -510,7 +510,7 @@ class MultipartParser:
         )
 
     def _step_headers(
-        self, buf: bytes, pos: int, base: int, events: list[Event], stop: int
+        self, buf: bytes, pos: int, base: int, events: list[MultipartEvent], stop: int
     ) -> int:
         first = buf[pos]
         if first == 0x2D or first == 0x0D:  # "-" or CR: maybe a duplicate delimiter

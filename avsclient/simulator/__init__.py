@@ -5,7 +5,7 @@ from avsclient.simulator import Simulator
 
 async with Simulator() as sim:           # TLS; Simulator(tls=False) serves h2c
     token = sim.add_token()
-    ...                                  # point a client at sim.url, trusting sim.ca_path
+    ...                                  # point a client at sim.url, trusting sim.ca_file
     event = await sim.wait_for_event("SpeechRecognizer", "Recognize")
 ```
 
@@ -27,17 +27,17 @@ if TYPE_CHECKING:
     from avsclient.simulator.lwa import (
         DEFAULT_CLIENT_ID,
         DEFAULT_CLIENT_SECRET,
-        CodePair,
         CodePairState,
-        LWAReply,
+        IssuedCode,
+        LWAResponse,
         LWAService,
     )
     from avsclient.simulator.media import MediaRoute, MediaServer
     from avsclient.simulator.playback import check_playback, play_reply
     from avsclient.simulator.scenarios import (
         ReceivedEvent,
-        Reply,
         Script,
+        ScriptedReply,
         WakeWordCheck,
         check_wake_word,
         directive,
@@ -59,16 +59,16 @@ else:
             "avsclient.simulator.lwa": (
                 "DEFAULT_CLIENT_ID",
                 "DEFAULT_CLIENT_SECRET",
-                "CodePair",
+                "IssuedCode",
                 "CodePairState",
-                "LWAReply",
+                "LWAResponse",
                 "LWAService",
             ),
             "avsclient.simulator.media": ("MediaRoute", "MediaServer"),
             "avsclient.simulator.playback": ("check_playback", "play_reply"),
             "avsclient.simulator.scenarios": (
                 "ReceivedEvent",
-                "Reply",
+                "ScriptedReply",
                 "Script",
                 "WakeWordCheck",
                 "check_wake_word",
@@ -84,7 +84,6 @@ else:
 
 __all__ = [
     "AlertLedger",
-    "CodePair",
     "CodePairState",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
@@ -93,14 +92,15 @@ __all__ = [
     "GatewayReply",
     "GatewayRequest",
     "GatewayService",
-    "LWAReply",
+    "IssuedCode",
+    "LWAResponse",
     "LWAService",
     "MediaRoute",
     "MediaServer",
     "ReceivedEvent",
-    "Reply",
     "SCRIPTED",
     "Script",
+    "ScriptedReply",
     "Simulator",
     "SimulatorConfig",
     "WakeWordCheck",

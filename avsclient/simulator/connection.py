@@ -41,7 +41,7 @@ from avsclient.simulator.mime import (
     avs_exception_body,
     parse_content_type,
 )
-from avsclient.simulator.scenarios import ReceivedEvent, Reply, check_wake_word
+from avsclient.simulator.scenarios import ReceivedEvent, ScriptedReply, check_wake_word
 
 if TYPE_CHECKING:
     from avsclient.simulator.server import Simulator
@@ -792,7 +792,7 @@ class _EventStream(_Stream):
         try:
             result = sim.script.reply(record)
             reply = await result if inspect.isawaitable(result) else result
-            if not isinstance(reply, Reply):
+            if not isinstance(reply, ScriptedReply):
                 raise TypeError(f"a reply handler returned {type(reply).__name__}, not Reply")
         except Exception as exc:
             logger.exception("reply handler failed for %r", record)

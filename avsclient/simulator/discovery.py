@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from avsclient.simulator.scenarios import ReceivedEvent, Reply, directive
+from avsclient.simulator.scenarios import ReceivedEvent, ScriptedReply, directive
 
 __all__ = ["DiscoveryService", "report_problems"]
 
@@ -294,7 +294,7 @@ class DiscoveryService:
 
     # -- answering -----------------------------------------------------------------------
 
-    def reply(self, event: ReceivedEvent) -> Reply:
+    def reply(self, event: ReceivedEvent) -> ScriptedReply:
         """The answer to an Alexa.Discovery or Alexa.ApiGateway event (the script's handler)."""
         if event.name == "VerifyGateway":
             return self._verify_gateway(event)
@@ -302,24 +302,24 @@ class DiscoveryService:
             for endpoint in event.payload.get("endpoints", []):
                 if isinstance(endpoint, dict) and isinstance(endpoint.get("endpointId"), str):
                     self.deleted.append(endpoint["endpointId"])
-            return Reply(status=202)
+            return ScriptedReply(status=202)
         if event.name != "AddOrUpdateReport":
-            return Reply(status=400, description=f"unknown Discovery event {event.name}")
+            return ScriptedReply(status=400, description=f"unknown Discovery event {event.name}")
         bearer = event.http_headers.get("authorization", "").removeprefix("Bearer ").strip()
         problems = report_problems(event, bearer or None)
         self.reports.append(_Verdict(event, tuple(problems)))
         if problems:
             logger.warning("invalid Discovery report: %s", "; ".join(problems))
-            return Reply(status=400, description="; ".join(problems)[:1000])
+            return ScriptedReply(status=400, description="; ".join(problems)[:1000])
         if self._fail:
             entry = self._fail[0]
             entry[0] -= 1
             if not entry[0]:
                 self._fail.popleft()
-            return Reply(status=entry[1], description="injected failure")
+            return ScriptedReply(status=entry[1], description="injected failure")
         if self._drop:
             self._drop -= 1
-            return Reply(status=202)
+            return ScriptedReply(status=202)
         declares_alexa = any(
             cap.get("interface") == "Alexa" and cap.get("version") == "3"
             for endpoint in event.payload["endpoints"]
@@ -330,15 +330,17 @@ class DiscoveryService:
             task = asyncio.get_running_loop().create_task(self._acknowledge(token))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return Reply(status=202)
+        return ScriptedReply(status=202)
 
-    def _verify_gateway(self, event: ReceivedEvent) -> Reply:
+    def _verify_gateway(self, event: ReceivedEvent) -> ScriptedReply:
         if event.payload or event.json.get("context") is not None:
-            return Reply(status=400, description="VerifyGateway has payload {} and no context")
+            return ScriptedReply(
+                status=400, description="VerifyGateway has payload {} and no context"
+            )
         if self._move_to is not None:
             move = directive("Alexa.ApiGateway", "SetGateway", {"gateway": self._move_to})
-            return Reply.of(move)
-        return Reply(status=204)
+            return ScriptedReply.of(move)
+        return ScriptedReply(status=204)
 
     async def _acknowledge(self, token: str) -> None:
         await asyncio.sleep(self.ack_delay)  # after the 202, as AVS does

@@ -24,7 +24,7 @@ from avsclient.simulator.mime import parse_content_type
 
 __all__ = [
     "CODES",
-    "EVENTS_PATH",
+    "GATEWAY_EVENTS_PATH",
     "MESSAGES_PREFIX",
     "Api",
     "GatewayReply",
@@ -34,7 +34,7 @@ __all__ = [
     "route",
 ]
 
-EVENTS_PATH = "/v3/events"
+GATEWAY_EVENTS_PATH = "/v3/events"
 MESSAGES_PREFIX = "/v1/skillmessages/users/"
 
 Api = Literal["events", "messages"]
@@ -67,7 +67,7 @@ _CAUSES = frozenset(
 
 def route(path: str) -> Api | None:
     """Which gateway API serves `path` (without query), or None."""
-    if path == EVENTS_PATH:
+    if path == GATEWAY_EVENTS_PATH:
         return "events"
     if path.startswith(MESSAGES_PREFIX):
         return "messages"

@@ -1,6 +1,6 @@
 """The simulator's Login with Amazon service: token grants and code pairs; sans-IO, no clock.
 
-`LWAService.handle(path, form, now)` turns one form-encoded request into an `LWAReply`; the
+`LWAService.handle(path, form, now)` turns one form-encoded request into an `LWAResponse`; the
 server only routes `POST /auth/o2/token` and `POST /auth/O2/create/codepair` to it and writes
 the reply. Replies follow avs-protocol.md section 6: tokens as JSON, errors as
 `{"error": ..., "error_description": ...}` with HTTP 400 (401 for `invalid_client`).
@@ -22,9 +22,9 @@ from typing import Any
 __all__ = [
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
-    "CodePair",
     "CodePairState",
-    "LWAReply",
+    "IssuedCode",
+    "LWAResponse",
     "LWAService",
 ]
 
@@ -51,7 +51,7 @@ class CodePairState(Enum):
 
 
 @dataclass(slots=True)
-class CodePair:
+class IssuedCode:
     """One issued code pair (avs-protocol.md 6.3) and what the simulated user did with it."""
 
     user_code: str
@@ -67,7 +67,7 @@ class CodePair:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LWAReply:
+class LWAResponse:
     """What the server sends back for one LWA request.
 
     Attributes:
@@ -145,7 +145,7 @@ class LWAService:
         self.verification_uri = "https://amazon.com/us/code"
         self.auto_approve = False
         self.clock: Callable[[], float] = time.monotonic
-        self.codepairs: list[CodePair] = []
+        self.codepairs: list[IssuedCode] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._clients: dict[str, _Client] = {}
         self._refresh_tokens: dict[str, str] = {}  # token -> client_id (live tokens only)
@@ -263,7 +263,7 @@ class LWAService:
 
     # -- requests ------------------------------------------------------------------------
 
-    def handle(self, path: str, form: Mapping[str, str], now: float) -> LWAReply:
+    def handle(self, path: str, form: Mapping[str, str], now: float) -> LWAResponse:
         """Answer one request, applying any pending fault first.
 
         Args:
@@ -284,19 +284,19 @@ class LWAService:
                 self._faults.delay.popleft()
         if self._faults.drop:
             self._faults.drop -= 1
-            return LWAReply(status=0, body=b"", delay=delay, drop=True)
+            return LWAResponse(status=0, body=b"", delay=delay, drop=True)
         if self._faults.fail:
             fault = self._faults.fail[0]
             fault.remaining -= 1
             if not fault.remaining:
                 self._faults.fail.popleft()
             if fault.body is not None:
-                return LWAReply(status=fault.status, body=fault.body, delay=delay)
+                return LWAResponse(status=fault.status, body=fault.body, delay=delay)
             error = fault.error or ("servererror" if fault.status >= 500 else "invalid_request")
             body = {"error": error, "error_description": "injected failure"}
-            return LWAReply(status=fault.status, body=_dump(body), delay=delay)
+            return LWAResponse(status=fault.status, body=_dump(body), delay=delay)
         status, reply = self.respond(path, form, now)
-        return LWAReply(status=status, body=_dump(reply), delay=delay)
+        return LWAResponse(status=status, body=_dump(reply), delay=delay)
 
     def respond(self, path: str, form: Mapping[str, str], now: float) -> tuple[int, dict[str, Any]]:
         """Answer one request without faults or bookkeeping of `requests`.
@@ -400,7 +400,7 @@ class LWAService:
             return _error("invalid_request", "productID and deviceSerialNumber must be strings")
         if client.product_id is not None and product_id != client.product_id:
             return _error("invalid_request", "productID does not belong to this client")
-        pair = CodePair(
+        pair = IssuedCode(
             user_code="".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(6)),
             device_code=str(uuid.uuid4()),
             client_id=client_id,
@@ -421,7 +421,7 @@ class LWAService:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _pair_by_user_code(self, user_code: str) -> CodePair:
+    def _pair_by_user_code(self, user_code: str) -> IssuedCode:
         for pair in reversed(self.codepairs):
             if pair.user_code == user_code:
                 return pair

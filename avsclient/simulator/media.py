@@ -3,7 +3,7 @@ memory, with faults (an HTTP error, a redirect loop, a stall, a truncated body, 
 names itself).
 
 Every `Simulator` runs one as `sim.media`, with a certificate from the simulator's own CA, so a
-client that trusts the simulator (`ca_file=sim.ca_path`) trusts its media too. On its own:
+client that trusts the simulator (`ca_file=sim.ca_file`) trusts its media too. On its own:
 
     media = MediaServer()
     await media.start()

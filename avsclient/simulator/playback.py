@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from avsclient.simulator.scenarios import ReceivedEvent, Reply, directive
+from avsclient.simulator.scenarios import ReceivedEvent, ScriptedReply, directive
 
 __all__ = ["check_playback", "clear_queue", "play", "play_reply", "stop"]
 
@@ -86,7 +86,7 @@ def play_reply(
     *,
     tokens: Sequence[str] | None = None,
     **stream: Any,
-) -> Reply:
+) -> ScriptedReply:
     """The reply to a Recognize asking for music: Speak `speech` (MP3), then Play `urls` as a
     queue (the first REPLACE_ALL, the others ENQUEUE after it), all in the event's dialog."""
     dialog = event.dialog_request_id
@@ -110,7 +110,7 @@ def play_reply(
                 **stream,
             )
         )
-    return Reply.of(speak, *plays, attachments={cid: speech})
+    return ScriptedReply.of(speak, *plays, attachments={cid: speech})
 
 
 def _offset(payload: Mapping[str, Any]) -> int | None:

@@ -4,7 +4,7 @@ Installing avsclient makes two async fixtures available to any pytest run (they 
 pytest-asyncio):
 
 - `avs_simulator`: a started TLS `Simulator` (trust it with `sim.ssl_context()` or
-  `sim.ca_path`);
+  `sim.ca_file`);
 - `avs_simulator_h2c`: a started cleartext HTTP/2 (prior knowledge) `Simulator`.
 
 Each test gets a fresh simulator, closed after the test. Example:
@@ -12,7 +12,7 @@ Each test gets a fresh simulator, closed after the test. Example:
 ```python
 async def test_my_device_talks_to_avs(avs_simulator):
     token = avs_simulator.add_token()
-    await run_my_device(url=avs_simulator.url, cafile=avs_simulator.ca_path, token=token)
+    await run_my_device(url=avs_simulator.url, cafile=avs_simulator.ca_file, token=token)
     event = await avs_simulator.wait_for_event("SpeechRecognizer", "Recognize")
     assert event.audio
 ```

@@ -15,9 +15,9 @@ from typing import Any, TypeAlias
 
 __all__ = [
     "ReceivedEvent",
-    "Reply",
     "ReplyHandler",
     "Script",
+    "ScriptedReply",
     "WakeWordCheck",
     "check_wake_word",
     "directive",
@@ -169,7 +169,7 @@ class ReceivedEvent:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Reply:
+class ScriptedReply:
     """The answer to one event.
 
     Attributes:
@@ -189,7 +189,7 @@ class Reply:
     @classmethod
     def of(
         cls, *directives: dict[str, Any], attachments: Mapping[str, bytes] | None = None
-    ) -> Reply:
+    ) -> ScriptedReply:
         """A 200 reply carrying `directives` (204 when there are none)."""
         return cls(
             status=200 if directives or attachments else 204,
@@ -198,7 +198,7 @@ class Reply:
         )
 
 
-ReplyHandler: TypeAlias = Callable[[ReceivedEvent], "Reply | Awaitable[Reply]"]
+ReplyHandler: TypeAlias = Callable[[ReceivedEvent], "ScriptedReply | Awaitable[ScriptedReply]"]
 
 
 def directive(
@@ -266,7 +266,7 @@ class Script:
     """
 
     def __init__(self) -> None:
-        self._handlers: dict[tuple[str, str], Reply | ReplyHandler] = {}
+        self._handlers: dict[tuple[str, str], ScriptedReply | ReplyHandler] = {}
         self._recognize_handler: ReplyHandler | None = None
         self._speech = "hello"
         self._speech_bytes: bytes | None = None
@@ -291,7 +291,7 @@ class Script:
         """Set how Recognize is answered (every later Recognize, until changed).
 
         Args:
-            handler: a callable given the complete `ReceivedEvent` that returns the `Reply`
+            handler: a callable given the complete `ReceivedEvent` that returns the `ScriptedReply`
                 (or an awaitable of it); it replaces the default Speak reply. StopCapture is
                 still sent first for NEAR_FIELD/FAR_FIELD unless `stop_capture_after` is None.
             speech: an asset name (see `speech_asset_names()`) or raw MP3 bytes for Speak.
@@ -317,8 +317,9 @@ class Script:
         self._recognize_handler = handler
         self._processing = processing
 
-    def on(self, namespace: str, name: str, reply: Reply | ReplyHandler | None) -> None:
-        """Answer events `namespace.name` with a fixed `Reply` or a handler; None restores 204.
+    def on(self, namespace: str, name: str, reply: ScriptedReply | ReplyHandler | None) -> None:
+        """Answer events `namespace.name` with a fixed `ScriptedReply` or a handler; None
+        restores 204.
 
         For Recognize use `recognize()`; a handler set here for Recognize is used as its
         `handler`.
@@ -383,24 +384,24 @@ class Script:
         dialog = metadata["event"]["header"].get("dialogRequestId")
         return directive("SpeechRecognizer", "StopCapture", dialog_request_id=dialog)
 
-    def reply(self, event: ReceivedEvent) -> Reply | Awaitable[Reply]:
+    def reply(self, event: ReceivedEvent) -> ScriptedReply | Awaitable[ScriptedReply]:
         """The reply to a complete event (may be an awaitable from a user handler)."""
         if (event.namespace, event.name) == ("SpeechRecognizer", "Recognize"):
             if event.message_id in self._rejecting:
                 self._rejecting.discard(event.message_id)
                 self.rejected.append(event.dialog_request_id)
-                return Reply()
+                return ScriptedReply()
             if self._recognize_handler is not None:
                 return self._recognize_handler(event)
             return self._speak_reply(event)
         handler = self._handlers.get((event.namespace, event.name))
         if handler is None:
-            return Reply()
-        if isinstance(handler, Reply):
+            return ScriptedReply()
+        if isinstance(handler, ScriptedReply):
             return handler
         return handler(event)
 
-    def _speak_reply(self, event: ReceivedEvent) -> Reply:
+    def _speak_reply(self, event: ReceivedEvent) -> ScriptedReply:
         self._turn += 1
         dialog = event.dialog_request_id
         cid = f"TTS_{uuid.uuid4().hex[:12]}_{self._turn}"
@@ -431,4 +432,4 @@ class Script:
                     dialog_request_id=dialog,
                 )
             )
-        return Reply(status=200, directives=tuple(directives), attachments={cid: mp3})
+        return ScriptedReply(status=200, directives=tuple(directives), attachments={cid: mp3})

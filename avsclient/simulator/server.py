@@ -34,7 +34,7 @@ from avsclient.simulator.gateway import GatewayService
 from avsclient.simulator.lwa import DEFAULT_CLIENT_ID, LWAService
 from avsclient.simulator.media import MediaServer
 from avsclient.simulator.mime import RelatedWriter
-from avsclient.simulator.scenarios import ReceivedEvent, Reply, Script
+from avsclient.simulator.scenarios import ReceivedEvent, Script, ScriptedReply
 from avsclient.simulator.scripted import scripted_directive
 
 try:
@@ -108,7 +108,7 @@ class Simulator(AsyncService):
         self._downchannels_changed = asyncio.Event()
         self._tmpdir: Path | None = None
         self._ca: trustme.CA | None = None
-        self.ca_path: Path | None = None
+        self.ca_file: Path | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -130,8 +130,8 @@ class Simulator(AsyncService):
             cert.configure_cert(server_ctx)
             server_ctx.set_alpn_protocols(["h2"])
             self._tmpdir = Path(tempfile.mkdtemp(prefix="avs-simulator-"))
-            self.ca_path = self._tmpdir / "ca.pem"
-            self._ca.cert_pem.write_to_path(str(self.ca_path))
+            self.ca_file = self._tmpdir / "ca.pem"
+            self._ca.cert_pem.write_to_path(str(self.ca_file))
             self.media = MediaServer(self._ca)
         await self.media.start()
         loop = asyncio.get_running_loop()
@@ -203,7 +203,7 @@ class Simulator(AsyncService):
         """
         if self._server is None:
             raise RuntimeError("the simulator is not started")
-        ca_file = None if self.ca_path is None else str(self.ca_path)
+        ca_file = None if self.ca_file is None else str(self.ca_file)
         options.setdefault("endpoint_hosts", _CERTIFICATE_NAMES)
         return ClientConfig(endpoint=self.url, ca_file=ca_file, **options)
 
@@ -390,7 +390,7 @@ class Simulator(AsyncService):
             )
         return chunks
 
-    def _reply_chunks(self, writer: RelatedWriter, reply: Reply) -> list[bytes]:
+    def _reply_chunks(self, writer: RelatedWriter, reply: ScriptedReply) -> list[bytes]:
         """Encode a reply's directives, each followed by the attachments it names."""
         remaining = dict(reply.attachments)
         groups: list[tuple[dict[str, Any], dict[str, bytes]]] = []

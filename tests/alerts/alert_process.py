@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from avsclient.avs.manager import Outcome
+from avsclient.avs.manager import EventOutcome
 
 from .kit import RecordingSender, make_agent, set_alert
 
@@ -26,7 +26,7 @@ class WallClock:
 async def main(mode: str, path: Path) -> None:
     sender = RecordingSender()
     if mode == "set":
-        sender.fail = Outcome.NOT_CONNECTED
+        sender.fail = EventOutcome.NOT_CONNECTED
     agent, store, mixer = make_agent(path, WallClock(), sender)  # type: ignore[arg-type]
     agent.start()
     if mode == "set":

@@ -15,7 +15,7 @@ from avsclient.activity import UserActivity
 from avsclient.agents import AgentServices, AlertsAgent, Messenger
 from avsclient.attachments import AttachmentStore
 from avsclient.audio import AudioFormat, AudioSink, Mixer
-from avsclient.avs.manager import EventResult, Outcome
+from avsclient.avs.manager import EventOutcome, EventResult
 from avsclient.dialog import DialogManager
 from avsclient.focus import FocusManager
 from avsclient.messages import Directive
@@ -52,7 +52,7 @@ class RecordingSender:
     def __init__(self) -> None:
         self.accepted: list[dict[str, Any]] = []
         self.attempts: list[str] = []
-        self.fail: Outcome | None = None
+        self.fail: EventOutcome | None = None
         self.changed = asyncio.Event()
 
     async def send_event(self, event: Mapping[str, Any], *, audio: Any = None) -> EventResult:
@@ -63,7 +63,7 @@ class RecordingSender:
             return EventResult(outcome=self.fail, message_id=mid)
         self.accepted.append(dict(event))
         self.changed.set()
-        return EventResult(outcome=Outcome.SUCCESS_NO_CONTENT, status=204, message_id=mid)
+        return EventResult(outcome=EventOutcome.SUCCESS_NO_CONTENT, status=204, message_id=mid)
 
     def names(self) -> list[str]:
         return [e["event"]["header"]["name"] for e in self.accepted]

@@ -71,7 +71,7 @@ async def test_a_speak_sends_the_ringing_alarm_to_the_background_and_back(
 
     async with Simulator(tls=True) as sim:
         sim.script.recognize(speech=_speech_mp3(2.0))
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file))
         client = AVSClient(
             config,
             StaticTokenProvider(sim.add_token()),

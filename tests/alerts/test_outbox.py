@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from avsclient._retry import RetryPolicy
-from avsclient.avs.manager import Outcome
+from avsclient.avs.manager import EventOutcome
 from avsclient.avs.responses import EventResult
 from avsclient.messages import Event
 from avsclient.outbox import EventOutbox
@@ -55,7 +55,7 @@ async def test_failures_are_retried_with_back_off_and_removed_only_on_2xx(
     outbox.put(first)
     outbox.put(second)
     sender = RecordingSender()
-    sender.fail = Outcome.REFUSED
+    sender.fail = EventOutcome.REFUSED
     outbox.start(sender)
     async with asyncio.timeout(5):
         while len(sender.attempts) < 4:
@@ -84,7 +84,9 @@ async def test_a_document_avs_refuses_as_malformed_is_dropped_not_retried(
         async def send_event(self, event, *, audio=None):  # type: ignore[no-untyped-def]
             if event["event"]["header"]["messageId"] == self.refuse:
                 self.attempts.append(self.refuse)
-                return EventResult(outcome=Outcome.BAD_REQUEST, status=400, message_id=self.refuse)
+                return EventResult(
+                    outcome=EventOutcome.BAD_REQUEST, status=400, message_id=self.refuse
+                )
             return await super().send_event(event, audio=audio)
 
     store = DeviceStore.open(tmp_path / "d.sqlite3")
@@ -154,7 +156,7 @@ async def test_a_closed_manager_ends_the_sender_and_keeps_the_event(tmp_path: Pa
     outbox = EventOutbox(store)
     outbox.put(doc(1))
     sender = RecordingSender()
-    sender.fail = Outcome.CANCELED
+    sender.fail = EventOutcome.CANCELED
     outbox.start(sender)
     async with asyncio.timeout(5):
         while outbox.running:
@@ -186,7 +188,7 @@ async def test_a_wake_during_a_failing_attempt_skips_the_back_off(tmp_path: Path
                 self.attempts.append("first")
                 attempt.set()
                 await release.wait()
-                return EventResult(outcome=Outcome.NOT_CONNECTED, message_id="x")
+                return EventResult(outcome=EventOutcome.NOT_CONNECTED, message_id="x")
             return await super().send_event(event, audio=audio)  # type: ignore[arg-type]
 
     sender = Sender()

@@ -35,7 +35,7 @@ async def test_a_timer_rings_offline_and_its_events_arrive_after_reconnecting(
     network returns: AlertStarted then AlertStopped arrive, once each."""
     store = DeviceStore.open(tmp_path / "device.sqlite3")
     sink = PacedSink(FMT, speed=1.0)
-    config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+    config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file))
     client = AVSClient(
         config,
         StaticTokenProvider(sim.add_token()),

@@ -48,7 +48,7 @@ async def test_music_plays_through_the_pulseaudio_null_sink(
             await asyncio.sleep(0.1)
         async with Simulator() as sim:
             url = sim.media.add("/tone.mp3", tone_mp3(2.0, freq=500.0))
-            config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+            config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file))
             speaker = Speaker(PLAYBACK_FORMAT)
             try:
                 async with AVSClient(

@@ -27,7 +27,7 @@ async def test_alexa_played_into_the_null_sink_starts_a_wake_word_turn(
     paplay = require_executable("paplay")
     wav = espeak(tmp_path / "alexa.wav", "Alexa, what is the weather like today?")
     async with Simulator() as sim:
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file))
         async with AVSClient(config, StaticTokenProvider(sim.add_token())) as client:
             await client.wait_connected(20)
             mic = Microphone()

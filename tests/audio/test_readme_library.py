@@ -45,7 +45,7 @@ def _environment(pulse: PulseServer, sim: Simulator, token_file: Path) -> dict[s
         AVSCLIENT_TOKEN_FILE=str(token_file),
         AVSCLIENT_ENDPOINT=sim.url,
         AVSCLIENT_LWA_URL=sim.url,
-        AVSCLIENT_CA_FILE=str(sim.ca_path),
+        AVSCLIENT_CA_FILE=str(sim.ca_file),
     )
     return env
 

@@ -36,8 +36,8 @@ def fake_time() -> FakeTime:
 @pytest.fixture
 async def sim_http(avs_simulator: Simulator) -> AsyncIterator[LWAHttpClient]:
     """An LWA client (HTTP/2 over TLS) pointed at the simulator, trusting its CA."""
-    assert avs_simulator.ca_path is not None
+    assert avs_simulator.ca_file is not None
     async with LWAHttpClient(
-        avs_simulator.url, ca_file=avs_simulator.ca_path, timeout=5
+        avs_simulator.url, ca_file=avs_simulator.ca_file, timeout=5
     ) as http:
         yield http

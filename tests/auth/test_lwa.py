@@ -21,8 +21,8 @@ from avsclient.auth.lwa import (
     TOKEN_PATH,
     CodePairReceived,
     LWAConfig,
+    LWARetryScheduled,
     PollScheduled,
-    RetryScheduled,
     TokenExchange,
     TokenSet,
     TokensReceived,
@@ -234,7 +234,7 @@ def test_exchange_retries_5xx_and_429_on_the_sdk_schedule(status: int) -> None:
     for _ in range(len(LWA_TABLE)):
         ex.next_request()
         event = ex.receive_reply(status, error_body("servererror"), now=0.0)
-        assert isinstance(event, RetryScheduled)
+        assert isinstance(event, LWARetryScheduled)
         delays.append(event.delay)
     assert delays == list(LWA_TABLE)
     ex.next_request()
@@ -245,7 +245,7 @@ def test_exchange_retries_malformed_5xx_bodies() -> None:
     """A 5xx with a non-JSON body is still a retryable server failure."""
     ex = exchange()
     ex.next_request()
-    assert isinstance(ex.receive_reply(503, b"<html>busy</html>", now=0.0), RetryScheduled)
+    assert isinstance(ex.receive_reply(503, b"<html>busy</html>", now=0.0), LWARetryScheduled)
 
 
 def test_exchange_gives_up_after_max_attempts() -> None:
@@ -446,7 +446,7 @@ def test_poll_retries_server_errors_at_least_at_the_interval() -> None:
     machine = linked_machine()
     machine.poll_request(5.0)
     event = machine.receive_poll_reply(503, b"", now=5.0)
-    assert isinstance(event, RetryScheduled)
+    assert isinstance(event, LWARetryScheduled)
     assert event.delay == 5.0
     machine.poll_request(10.0)
     event2 = machine.transport_failed(ConnectionLost("x"), now=10.0)
@@ -458,7 +458,7 @@ def test_codepair_request_retries_then_fails_on_config_error() -> None:
     """The pair request retries 5xx, and a 401 is a ClientConfigError."""
     machine = CodePairLinking("cid", "prod", "SN", retry=NO_JITTER)
     machine.codepair_request()
-    assert isinstance(machine.receive_codepair_reply(500, b"", now=0.0), RetryScheduled)
+    assert isinstance(machine.receive_codepair_reply(500, b"", now=0.0), LWARetryScheduled)
     assert machine.state is LinkingState.PAIR_BACKOFF
     machine.codepair_request()
     with pytest.raises(ClientConfigError):

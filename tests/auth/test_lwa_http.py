@@ -410,10 +410,10 @@ async def test_slow_server_times_out_and_is_retried(
     avs_simulator: Simulator, fake_time: FakeTime, tmp_path: Path
 ) -> None:
     """A reply slower than the timeout is a ResponseTimeout, retried on the schedule."""
-    assert avs_simulator.ca_path is not None
+    assert avs_simulator.ca_file is not None
     avs_simulator.lwa.delay_next(2.0)
     async with LWAHttpClient(
-        avs_simulator.url, ca_file=avs_simulator.ca_path, timeout=0.3
+        avs_simulator.url, ca_file=avs_simulator.ca_file, timeout=0.3
     ) as http:
         with pytest.raises(ResponseTimeout):
             await http.send(refresh_request("Atzr|x", DEFAULT_CLIENT_ID))

@@ -17,8 +17,8 @@ from avsclient.avs.manager import (
     ChangedReason,
     ConnectionManager,
     ConnectionStatus,
+    EventOutcome,
     EventResult,
-    Outcome,
     ResponseSource,
 )
 from avsclient.config import ClientConfig
@@ -112,7 +112,7 @@ def sim_config(sim: Simulator, **overrides: Any) -> ClientConfig:
     values: dict[str, Any] = {
         "endpoint": sim.url,
         "endpoint_hosts": (sim.host,),
-        "ca_file": str(sim.ca_path) if sim.ca_path is not None else None,
+        "ca_file": str(sim.ca_file) if sim.ca_file is not None else None,
         "backoff": FAST_BACKOFF,
         "event_timeout": 2.0,
         "ping_timeout": 1.0,
@@ -155,7 +155,7 @@ async def running_manager(
     **overrides: Any,
 ) -> AsyncIterator[Running]:
     """A ConnectionManager on `sim` with a real LWA refresh-token provider (started)."""
-    http = LWAHttpClient(sim.url, ca_file=sim.ca_path if sim.ca_path else None)
+    http = LWAHttpClient(sim.url, ca_file=sim.ca_file if sim.ca_file else None)
     tokens = RefreshingTokenProvider(
         LWAConfig(client_id=DEFAULT_CLIENT_ID, url=sim.url, retry=_LWA_NO_JITTER),
         refresh_token=sim.lwa.issue_refresh_token(),
@@ -202,7 +202,7 @@ def check_ledger(sim: Simulator, results: list[EventResult], sent: list[str]) ->
         result = by_id[message_id]
         times = counts.get(message_id, 0)
         assert times <= 1, f"{message_id} was delivered {times} times"
-        if result.outcome in (Outcome.SUCCESS, Outcome.SUCCESS_NO_CONTENT):
+        if result.outcome in (EventOutcome.SUCCESS, EventOutcome.SUCCESS_NO_CONTENT):
             assert times == 1, f"{message_id} reported {result.outcome.name} but not delivered"
         else:
             assert result.error is not None or result.status is not None, result

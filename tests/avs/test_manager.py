@@ -14,11 +14,11 @@ from avsclient.avs import (
     ChangedReason,
     ConnectionManager,
     ConnectionStatus,
-    Outcome,
+    EventOutcome,
 )
 from avsclient.config import ClientConfig
 from avsclient.exceptions import ConnectionClosed, ConnectTimeout
-from avsclient.simulator import Reply, Simulator, directive
+from avsclient.simulator import ScriptedReply, Simulator, directive
 from tests.avs.managerkit import (
     RecordingSink,
     audio_frames,
@@ -38,9 +38,9 @@ async def test_connect_sequence_downchannel_then_sync_then_connected(sim: Simula
     context = [{"header": {"namespace": "Speaker", "name": "VolumeState"}, "payload": {"v": 1}}]
     seen_at_sync: list[int] = []
 
-    def on_sync(event: object) -> Reply:
+    def on_sync(event: object) -> ScriptedReply:
         seen_at_sync.append(sim.connected_downchannels)
-        return Reply()
+        return ScriptedReply()
 
     sim.script.on("System", "SynchronizeState", on_sync)
     async with running_manager(sim, context=lambda: context) as run:
@@ -76,7 +76,7 @@ async def test_event_without_content_is_sent_once(sim: Simulator) -> None:
         await run.manager.wait_connected(20)
         event = make_event()
         result = await run.send(event)
-    assert result.outcome is Outcome.SUCCESS_NO_CONTENT
+    assert result.outcome is EventOutcome.SUCCESS_NO_CONTENT
     assert result.ok
     assert result.status == 204
     assert result.request_id
@@ -93,7 +93,7 @@ async def test_recognize_streams_audio_and_response_parts_reach_the_sink(sim: Si
         await run.manager.wait_connected(20)
         event = recognize_event()
         result = await run.send(event, audio=audio_frames(50, pause=0.001))
-    assert result.outcome is Outcome.SUCCESS, result
+    assert result.outcome is EventOutcome.SUCCESS, result
     received = await sim.wait_for_event("SpeechRecognizer", "Recognize")
     assert len(received.audio) == 50 * 320
     assert received.audio[:320] == bytes([0]) * 320
@@ -145,8 +145,8 @@ async def test_events_open_one_at_a_time(sim: Simulator) -> None:
         assert run.manager.queued == 1
         gate.set()
         first, second = await asyncio.gather(recognize, other)
-    assert first.outcome is Outcome.SUCCESS
-    assert second.outcome is Outcome.SUCCESS_NO_CONTENT
+    assert first.outcome is EventOutcome.SUCCESS
+    assert second.outcome is EventOutcome.SUCCESS_NO_CONTENT
     names = [e.name for e in sim.events]
     assert names.index("Recognize") < names.index("Second")
 
@@ -166,24 +166,24 @@ async def test_streams_overlap_once_headers_arrived(sim: Simulator) -> None:
         await run.manager.wait_connected(20)
         recognize = asyncio.create_task(run.send(recognize_event("NEAR_FIELD"), audio=audio()))
         second = await asyncio.wait_for(run.send(make_event("Second")), 5)
-        assert second.outcome is Outcome.SUCCESS_NO_CONTENT
+        assert second.outcome is EventOutcome.SUCCESS_NO_CONTENT
         assert not recognize.done()
         gate.set()
         first = await recognize
-    assert first.outcome is Outcome.SUCCESS
+    assert first.outcome is EventOutcome.SUCCESS
 
 
 @pytest.mark.parametrize(
     ("status", "outcome", "code"),
     [
-        (400, Outcome.BAD_REQUEST, "INVALID_REQUEST_EXCEPTION"),
-        (429, Outcome.THROTTLED, "THROTTLING_EXCEPTION"),
-        (500, Outcome.SERVER_ERROR, "INTERNAL_SERVICE_EXCEPTION"),
-        (503, Outcome.REFUSED, None),
+        (400, EventOutcome.BAD_REQUEST, "INVALID_REQUEST_EXCEPTION"),
+        (429, EventOutcome.THROTTLED, "THROTTLING_EXCEPTION"),
+        (500, EventOutcome.SERVER_ERROR, "INTERNAL_SERVICE_EXCEPTION"),
+        (503, EventOutcome.REFUSED, None),
     ],
 )
 async def test_error_statuses_map_to_outcomes(
-    sim: Simulator, status: int, outcome: Outcome, code: str | None
+    sim: Simulator, status: int, outcome: EventOutcome, code: str | None
 ) -> None:
     """avs-protocol 4.1: 400, 429, 500, 503 with the AVS JSON exception code; not resent."""
     async with running_manager(sim) as run:
@@ -208,7 +208,7 @@ async def test_single_403_refreshes_the_token_once_and_resends(sim: Simulator) -
         sim.faults.fail_next_events(1, status=403)
         event = make_event()
         result = await run.send(event)
-        assert result.outcome is Outcome.SUCCESS_NO_CONTENT
+        assert result.outcome is EventOutcome.SUCCESS_NO_CONTENT
         assert len(sim.lwa.requests) == refreshes + 1
         check_ledger(sim, run.results, [event["event"]["header"]["messageId"]])
 
@@ -221,7 +221,7 @@ async def test_repeated_403_is_invalid_auth_and_surfaced(sim: Simulator) -> None
         sim.faults.fail_next_events(2, status=403)
         event = make_event()
         result = await run.send(event)
-        assert result.outcome is Outcome.INVALID_AUTH
+        assert result.outcome is EventOutcome.INVALID_AUTH
         assert result.status == 403
         await run.wait_status(lambda s, r: r is ChangedReason.INVALID_AUTH)
         await run.manager.wait_connected(20)
@@ -254,7 +254,7 @@ async def test_recognize_resent_after_403_carries_all_its_audio(sim: Simulator) 
                 await asyncio.sleep(0.005)
         gate.set()
         result = await sending
-        assert result.outcome is Outcome.SUCCESS, result
+        assert result.outcome is EventOutcome.SUCCESS, result
         message_id = event["event"]["header"]["messageId"]
         (received,) = [e for e in sim.events if e.message_id == message_id and e.status < 300]
         assert bytes(received.audio) == b"".join(frames)
@@ -275,7 +275,7 @@ async def test_403_with_too_much_audio_to_resend_is_reported(sim: Simulator) -> 
         sim.faults.fail_next_events(1, status=403)
         event = recognize_event()
         result = await run.send(event, audio=audio())
-        assert result.outcome is Outcome.INVALID_AUTH
+        assert result.outcome is EventOutcome.INVALID_AUTH
         assert result.status == 403
         assert len(sim.lwa.requests) == refreshes + 1
         assert run.manager.status is CONNECTED
@@ -313,7 +313,7 @@ async def test_static_token_rejected_stays_pending_with_invalid_auth(sim: Simula
         with pytest.raises(ConnectTimeout):
             await manager.wait_connected(0.1)
         result = await manager.send_event(make_event())  # waits queue_timeout, then gives up
-        assert result.outcome is Outcome.NOT_CONNECTED
+        assert result.outcome is EventOutcome.NOT_CONNECTED
     assert manager.status is ConnectionStatus.DISCONNECTED
 
 
@@ -325,13 +325,13 @@ async def test_events_wait_in_a_bounded_queue_while_disconnected(sim: Simulator)
         tasks = [asyncio.create_task(run.send(e)) for e in events]
         await asyncio.sleep(0.05)
         assert tasks[2].done()
-        assert tasks[2].result().outcome is Outcome.NOT_CONNECTED
+        assert tasks[2].result().outcome is EventOutcome.NOT_CONNECTED
         await run.manager.start()
         first, second = await asyncio.gather(*tasks[:2])
         assert first.ok and second.ok
     async with running_manager(sim, start=False, queue_timeout=0.05) as run:
         result = await run.send(make_event())
-        assert result.outcome is Outcome.NOT_CONNECTED
+        assert result.outcome is EventOutcome.NOT_CONNECTED
 
 
 async def test_close_cancels_waiting_events(sim: Simulator) -> None:
@@ -340,8 +340,8 @@ async def test_close_cancels_waiting_events(sim: Simulator) -> None:
         waiting = asyncio.create_task(run.send(make_event()))
         await asyncio.sleep(0.01)
         await run.manager.aclose()
-        assert (await waiting).outcome is Outcome.CANCELED
-        assert (await run.send(make_event())).outcome is Outcome.CANCELED
+        assert (await waiting).outcome is EventOutcome.CANCELED
+        assert (await run.send(make_event())).outcome is EventOutcome.CANCELED
         with pytest.raises(ConnectionClosed):
             await run.manager.wait_connected(1)
         with pytest.raises(ConnectionClosed):
@@ -378,7 +378,7 @@ async def test_audio_source_failure_is_internal_error(sim: Simulator) -> None:
     async with running_manager(sim) as run:
         await run.manager.wait_connected(20)
         result = await run.send(recognize_event(), audio=audio())
-        assert result.outcome is Outcome.INTERNAL_ERROR
+        assert result.outcome is EventOutcome.INTERNAL_ERROR
         assert isinstance(result.error, OSError)
         assert (await run.send(make_event())).ok
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from avsclient.avs.manager import ConnectionStatus, Outcome
+from avsclient.avs.manager import ConnectionStatus, EventOutcome
 from avsclient.exceptions import ConnectError
 from avsclient.simulator import Simulator
 
@@ -29,7 +29,7 @@ async def test_a_rejected_certificate_is_reported_at_once_and_not_retried() -> N
         assert run.manager._schedule.failures == attempts
         # An event fails at once instead of waiting queue_timeout for a link.
         result = await run.manager.send_event(make_event())
-        assert result.outcome is Outcome.NOT_CONNECTED
+        assert result.outcome is EventOutcome.NOT_CONNECTED
         assert loop.time() - started < 5.0
     assert "certificate" in str(info.value).lower()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from avsclient.avs import ChangedReason, ConnectionStatus, Outcome
+from avsclient.avs import ChangedReason, ConnectionStatus, EventOutcome
 from avsclient.exceptions import EndpointRejected
 from avsclient.simulator import Simulator, directive
 from tests.avs.managerkit import (
@@ -60,7 +60,7 @@ async def test_goaway_is_make_before_break(sim: Simulator) -> None:
         assert new.ok
         gate.set()
         old = await recognize
-        assert old.outcome is Outcome.SUCCESS
+        assert old.outcome is EventOutcome.SUCCESS
         by_name = {e.name: e.connection_id for e in sim.events}
         first, second = syncs(sim)  # the simulator's numbers (LWA connections count too)
         assert by_name["Recognize"] == first
@@ -162,7 +162,7 @@ async def test_unanswered_ping_frame_is_a_dead_link(sim: Simulator) -> None:
         sim.faults.ignore_pings()
         seen = len(run.statuses)
         result = await run.send(recognize_event(), audio=stalled_microphone())
-        assert result.outcome is Outcome.NOT_CONNECTED
+        assert result.outcome is EventOutcome.NOT_CONNECTED
         await wait_for(
             lambda: (PENDING, ChangedReason.PING_TIMEOUT) in run.statuses[seen:], timeout=20
         )
@@ -191,7 +191,7 @@ async def test_event_timeout_triggers_an_immediate_ping(sim: Simulator) -> None:
         sim.faults.ignore_pings()
         event = make_event()
         result = await run.send(event)
-        assert result.outcome is Outcome.TIMEDOUT
+        assert result.outcome is EventOutcome.TIMEDOUT
         await run.wait_status(lambda s, r: r is ChangedReason.PING_TIMEOUT, timeout=20)
         sim.faults.clear()
         await run.manager.wait_connected(20)
@@ -207,7 +207,7 @@ async def test_slow_but_progressing_response_is_not_a_timeout(sim: Simulator) ->
     async with running_manager(sim, event_timeout=1.0) as run:
         await run.manager.wait_connected(10)
         result = await run.send(recognize_event(), audio=audio_frames(12, pause=0.1))
-        assert result.outcome is Outcome.SUCCESS
+        assert result.outcome is EventOutcome.SUCCESS
 
 
 async def test_failed_downchannels_are_retried(sim: Simulator) -> None:
@@ -279,7 +279,7 @@ async def test_malformed_event_response_is_protocol_error(sim: Simulator) -> Non
         sim.faults.malformed_multipart_next()
         event = recognize_event()
         result = await run.send(event, audio=audio_frames(5))
-        assert result.outcome is Outcome.PROTOCOL_ERROR
+        assert result.outcome is EventOutcome.PROTOCOL_ERROR
         assert result.status == 200
         check_ledger(sim, run.results, [event["event"]["header"]["messageId"]])
         assert (await run.send(make_event())).ok
@@ -292,9 +292,9 @@ async def test_set_endpoint_persists_and_moves(tmp_path: Path) -> None:
     stored: list[str] = []
     async with Simulator() as first, Simulator() as second:
         # One CA bundle trusting both simulators (each has its own throwaway CA).
-        assert first.ca_path is not None and second.ca_path is not None
+        assert first.ca_file is not None and second.ca_file is not None
         bundle = tmp_path / "both.pem"
-        bundle.write_bytes(first.ca_path.read_bytes() + second.ca_path.read_bytes())
+        bundle.write_bytes(first.ca_file.read_bytes() + second.ca_file.read_bytes())
         async with running_manager(first, endpoint_store=stored.append, ca_file=str(bundle)) as run:
             await run.manager.wait_connected(20)
             second.add_token(await run.tokens.get_token())  # LWA tokens of the first simulator

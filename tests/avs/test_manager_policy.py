@@ -12,17 +12,17 @@ from hypothesis import strategies as st
 from avsclient._retry import RetryPolicy
 from avsclient.avs.manager import ConnectionManager
 from avsclient.avs.policy import (
+    LIFECYCLE_TRANSITIONS,
     MAX_EXCEPTION_BODY,
     STATUS_OF,
-    TRANSITIONS,
     Action,
     ChangedReason,
-    Check,
     ConnectionStatus,
-    Input,
+    EventOutcome,
+    LifecycleInput,
     LifecycleMachine,
-    Outcome,
-    State,
+    LifecycleState,
+    LivenessCheck,
     next_check,
     outcome_for_error,
     outcome_for_status,
@@ -146,7 +146,7 @@ def test_liveness_defaults_find_a_dead_link_within_30_s() -> None:
         frame_interval=config.liveness_interval,
         ping_interval=config.ping_interval,
     )
-    assert (check, delay) == (Check.WAIT, 15.0)
+    assert (check, delay) == (LivenessCheck.WAIT, 15.0)
     check, delay = next_check(
         15.0,
         received_at=0.0,
@@ -154,24 +154,27 @@ def test_liveness_defaults_find_a_dead_link_within_30_s() -> None:
         frame_interval=config.liveness_interval,
         ping_interval=config.ping_interval,
     )
-    assert (check, delay) == (Check.PING_FRAME, 0.0)
+    assert (check, delay) == (LivenessCheck.PING_FRAME, 0.0)
     assert config.liveness_interval + config.liveness_timeout <= 30.0
 
 
 def test_liveness_schedule_cases() -> None:
     """GET /ping wins when it is due or asked for; PING frames follow received bytes only."""
     kw = {"frame_interval": 15.0, "ping_interval": 300.0}
-    assert next_check(10.0, received_at=0.0, active_at=0.0, **kw) == (Check.WAIT, 5.0)
-    assert next_check(300.0, received_at=299.0, active_at=0.0, **kw) == (Check.AVS_PING, 0.0)
+    assert next_check(10.0, received_at=0.0, active_at=0.0, **kw) == (LivenessCheck.WAIT, 5.0)
+    assert next_check(300.0, received_at=299.0, active_at=0.0, **kw) == (
+        LivenessCheck.AVS_PING,
+        0.0,
+    )
     assert next_check(1.0, received_at=0.0, active_at=0.0, ping_asked=True, **kw) == (
-        Check.AVS_PING,
+        LivenessCheck.AVS_PING,
         0.0,
     )
     # A PING acknowledgement moves received_at, not active_at: GET /ping still comes.
-    assert next_check(295.0, received_at=290.0, active_at=0.0, **kw) == (Check.WAIT, 5.0)
+    assert next_check(295.0, received_at=290.0, active_at=0.0, **kw) == (LivenessCheck.WAIT, 5.0)
     assert next_check(
         20.0, received_at=0.0, active_at=0.0, frame_interval=None, ping_interval=300.0
-    ) == (Check.WAIT, 280.0)
+    ) == (LivenessCheck.WAIT, 280.0)
 
 
 @given(
@@ -200,7 +203,7 @@ def test_liveness_schedule_never_waits_past_a_due_check(
         ping_asked=asked,
     )
     assert delay >= 0
-    if check is not Check.WAIT:
+    if check is not LivenessCheck.WAIT:
         assert delay == 0
         return
     assert not asked
@@ -212,17 +215,17 @@ def test_liveness_schedule_never_waits_past_a_due_check(
 # -- the state table -------------------------------------------------------------------------
 
 
-@given(st.sampled_from(State), st.sampled_from(Input))
+@given(st.sampled_from(LifecycleState), st.sampled_from(LifecycleInput))
 def test_every_state_input_pair_is_a_transition_or_a_clean_error(
-    state: State, event: Input
+    state: LifecycleState, event: LifecycleInput
 ) -> None:
     """Pairs in the table move to a valid state; others raise and change nothing."""
     machine = LifecycleMachine()
     machine.state = state
-    if (state, event) in TRANSITIONS:
+    if (state, event) in LIFECYCLE_TRANSITIONS:
         assert machine.accepts(event)
         action = machine.feed(event)
-        assert (action, machine.state) == TRANSITIONS[(state, event)]
+        assert (action, machine.state) == LIFECYCLE_TRANSITIONS[(state, event)]
         assert isinstance(machine.status, ConnectionStatus)
     else:
         assert not machine.accepts(event)
@@ -233,59 +236,65 @@ def test_every_state_input_pair_is_a_transition_or_a_clean_error(
 
 def test_connected_is_reached_only_through_a_successful_attempt() -> None:
     """Status CONNECTED starts only with ATTEMPT_SUCCEEDED (SynchronizeState accepted)."""
-    for (state, event), (_action, target) in TRANSITIONS.items():
+    for (state, event), (_action, target) in LIFECYCLE_TRANSITIONS.items():
         if STATUS_OF[target] is ConnectionStatus.CONNECTED and (
             STATUS_OF[state] is not ConnectionStatus.CONNECTED
         ):
-            assert event is Input.ATTEMPT_SUCCEEDED
+            assert event is LifecycleInput.ATTEMPT_SUCCEEDED
 
 
 def test_no_live_state_can_get_stuck() -> None:
     """From every state but CLOSED, CONNECTED is reachable; every live state can close; the
     states that wait for work have an exit for each way that work ends."""
-    live = [s for s in State if s is not State.CLOSED]
+    live = [s for s in LifecycleState if s is not LifecycleState.CLOSED]
     for start in live:
         seen, frontier = {start}, [start]
         while frontier:
             state = frontier.pop()
-            for (source, _event), (_action, target) in TRANSITIONS.items():
+            for (source, _event), (_action, target) in LIFECYCLE_TRANSITIONS.items():
                 if source is state and target not in seen:
                     seen.add(target)
                     frontier.append(target)
-        assert State.CONNECTED in seen, start
-        assert TRANSITIONS[(start, Input.CLOSE)] == (Action.SHUT_DOWN, State.CLOSED)
-    for attempting in (State.CONNECTING, State.REPLACING):
-        assert (attempting, Input.ATTEMPT_FAILED) in TRANSITIONS
-        assert (attempting, Input.ATTEMPT_SUCCEEDED) in TRANSITIONS
-        assert (attempting, Input.DRAIN) in TRANSITIONS
-    assert TRANSITIONS[(State.WAITING, Input.RETRY)][1] is State.CONNECTING
-    assert TRANSITIONS[(State.CONNECTED, Input.LINK_LOST)] == (
+        assert LifecycleState.CONNECTED in seen, start
+        assert LIFECYCLE_TRANSITIONS[(start, LifecycleInput.CLOSE)] == (
+            Action.SHUT_DOWN,
+            LifecycleState.CLOSED,
+        )
+    for attempting in (LifecycleState.CONNECTING, LifecycleState.REPLACING):
+        assert (attempting, LifecycleInput.ATTEMPT_FAILED) in LIFECYCLE_TRANSITIONS
+        assert (attempting, LifecycleInput.ATTEMPT_SUCCEEDED) in LIFECYCLE_TRANSITIONS
+        assert (attempting, LifecycleInput.DRAIN) in LIFECYCLE_TRANSITIONS
+    assert (
+        LIFECYCLE_TRANSITIONS[(LifecycleState.WAITING, LifecycleInput.RETRY)][1]
+        is LifecycleState.CONNECTING
+    )
+    assert LIFECYCLE_TRANSITIONS[(LifecycleState.CONNECTED, LifecycleInput.LINK_LOST)] == (
         Action.SCHEDULE_RETRY,
-        State.WAITING,
+        LifecycleState.WAITING,
     )
     # A failed attempt always schedules a retry: nothing ends in a state without a timer.
-    for (source, event), (action, _target) in TRANSITIONS.items():
-        if event is Input.ATTEMPT_FAILED and source is not State.CLOSED:
+    for (source, event), (action, _target) in LIFECYCLE_TRANSITIONS.items():
+        if event is LifecycleInput.ATTEMPT_FAILED and source is not LifecycleState.CLOSED:
             assert action is Action.SCHEDULE_RETRY
 
 
 def test_make_before_break_keeps_connected_while_replacing() -> None:
     machine = LifecycleMachine()
-    assert machine.feed(Input.START) is Action.CONNECT
-    assert machine.feed(Input.ATTEMPT_SUCCEEDED) is Action.RESET_BACKOFF
-    assert machine.feed(Input.DRAIN) is Action.CONNECT
-    assert machine.state is State.REPLACING
+    assert machine.feed(LifecycleInput.START) is Action.CONNECT
+    assert machine.feed(LifecycleInput.ATTEMPT_SUCCEEDED) is Action.RESET_BACKOFF
+    assert machine.feed(LifecycleInput.DRAIN) is Action.CONNECT
+    assert machine.state is LifecycleState.REPLACING
     assert machine.status is ConnectionStatus.CONNECTED
-    assert machine.feed(Input.LINK_LOST) is Action.NONE  # the old link died first
+    assert machine.feed(LifecycleInput.LINK_LOST) is Action.NONE  # the old link died first
     assert machine.status is ConnectionStatus.PENDING
-    assert machine.feed(Input.ATTEMPT_SUCCEEDED) is Action.RESET_BACKOFF
+    assert machine.feed(LifecycleInput.ATTEMPT_SUCCEEDED) is Action.RESET_BACKOFF
     assert machine.status is ConnectionStatus.CONNECTED
 
 
-@given(st.lists(st.sampled_from(Input), max_size=30))
-def test_closed_absorbs_everything(events: list[Input]) -> None:
+@given(st.lists(st.sampled_from(LifecycleInput), max_size=30))
+def test_closed_absorbs_everything(events: list[LifecycleInput]) -> None:
     machine = LifecycleMachine()
-    machine.feed(Input.CLOSE)
+    machine.feed(LifecycleInput.CLOSE)
     for event in events:
         assert machine.feed(event) is Action.NONE
         assert machine.status is ConnectionStatus.DISCONNECTED
@@ -297,22 +306,22 @@ def test_closed_absorbs_everything(events: list[Input]) -> None:
 @pytest.mark.parametrize(
     ("status", "outcome"),
     [
-        (200, Outcome.SUCCESS),
-        (204, Outcome.SUCCESS_NO_CONTENT),
-        (202, Outcome.SUCCESS_NO_CONTENT),
-        (400, Outcome.BAD_REQUEST),
-        (404, Outcome.BAD_REQUEST),
-        (403, Outcome.INVALID_AUTH),
-        (429, Outcome.THROTTLED),
-        (500, Outcome.SERVER_ERROR),
-        (502, Outcome.SERVER_ERROR),
-        (503, Outcome.REFUSED),
-        (301, Outcome.PROTOCOL_ERROR),
-        (100, Outcome.PROTOCOL_ERROR),
-        (999, Outcome.PROTOCOL_ERROR),
+        (200, EventOutcome.SUCCESS),
+        (204, EventOutcome.SUCCESS_NO_CONTENT),
+        (202, EventOutcome.SUCCESS_NO_CONTENT),
+        (400, EventOutcome.BAD_REQUEST),
+        (404, EventOutcome.BAD_REQUEST),
+        (403, EventOutcome.INVALID_AUTH),
+        (429, EventOutcome.THROTTLED),
+        (500, EventOutcome.SERVER_ERROR),
+        (502, EventOutcome.SERVER_ERROR),
+        (503, EventOutcome.REFUSED),
+        (301, EventOutcome.PROTOCOL_ERROR),
+        (100, EventOutcome.PROTOCOL_ERROR),
+        (999, EventOutcome.PROTOCOL_ERROR),
     ],
 )
-def test_status_outcomes(status: int, outcome: Outcome) -> None:
+def test_status_outcomes(status: int, outcome: EventOutcome) -> None:
     """avs-protocol.md 4.1 and the SDK's mapping."""
     assert outcome_for_status(status) is outcome
 
@@ -320,21 +329,21 @@ def test_status_outcomes(status: int, outcome: Outcome) -> None:
 @pytest.mark.parametrize(
     ("error", "outcome"),
     [
-        (ResponseTimeout("t"), Outcome.TIMEDOUT),
-        (StreamInactivityTimeout("t"), Outcome.TIMEDOUT),
-        (PingTimeout("t"), Outcome.TIMEDOUT),
-        (ConnectionClosed("c"), Outcome.CANCELED),
-        (ConnectionLost("l"), Outcome.NOT_CONNECTED),
-        (ConnectError("e"), Outcome.NOT_CONNECTED),
-        (ConnectionDraining("d"), Outcome.NOT_CONNECTED),
-        (StreamReset("r", stream_id=1, error_code=2), Outcome.PROTOCOL_ERROR),
-        (ParserError("p"), Outcome.PROTOCOL_ERROR),
-        (RemoteProtocolError("p"), Outcome.PROTOCOL_ERROR),
-        (TransportError("t"), Outcome.NOT_CONNECTED),
-        (OSError("mic"), Outcome.INTERNAL_ERROR),
+        (ResponseTimeout("t"), EventOutcome.TIMEDOUT),
+        (StreamInactivityTimeout("t"), EventOutcome.TIMEDOUT),
+        (PingTimeout("t"), EventOutcome.TIMEDOUT),
+        (ConnectionClosed("c"), EventOutcome.CANCELED),
+        (ConnectionLost("l"), EventOutcome.NOT_CONNECTED),
+        (ConnectError("e"), EventOutcome.NOT_CONNECTED),
+        (ConnectionDraining("d"), EventOutcome.NOT_CONNECTED),
+        (StreamReset("r", stream_id=1, error_code=2), EventOutcome.PROTOCOL_ERROR),
+        (ParserError("p"), EventOutcome.PROTOCOL_ERROR),
+        (RemoteProtocolError("p"), EventOutcome.PROTOCOL_ERROR),
+        (TransportError("t"), EventOutcome.NOT_CONNECTED),
+        (OSError("mic"), EventOutcome.INTERNAL_ERROR),
     ],
 )
-def test_error_outcomes(error: BaseException, outcome: Outcome) -> None:
+def test_error_outcomes(error: BaseException, outcome: EventOutcome) -> None:
     assert outcome_for_error(error) is outcome
 
 
@@ -368,11 +377,11 @@ def test_error_reasons(error: BaseException, reason: ChangedReason) -> None:
 
 
 def test_outcome_and_status_reasons() -> None:
-    assert reason_for_outcome(Outcome.INVALID_AUTH) is ChangedReason.INVALID_AUTH
-    assert reason_for_outcome(Outcome.TIMEDOUT) is ChangedReason.CONNECTION_TIMEDOUT
-    assert reason_for_outcome(Outcome.NOT_CONNECTED) is ChangedReason.NETWORK_ERROR
-    assert reason_for_outcome(Outcome.CANCELED) is ChangedReason.NETWORK_ERROR
-    assert reason_for_outcome(Outcome.THROTTLED) is ChangedReason.SERVER_ERROR
+    assert reason_for_outcome(EventOutcome.INVALID_AUTH) is ChangedReason.INVALID_AUTH
+    assert reason_for_outcome(EventOutcome.TIMEDOUT) is ChangedReason.CONNECTION_TIMEDOUT
+    assert reason_for_outcome(EventOutcome.NOT_CONNECTED) is ChangedReason.NETWORK_ERROR
+    assert reason_for_outcome(EventOutcome.CANCELED) is ChangedReason.NETWORK_ERROR
+    assert reason_for_outcome(EventOutcome.THROTTLED) is ChangedReason.SERVER_ERROR
     assert reason_for_status(403, otherwise=ChangedReason.SERVER_ERROR) is (
         ChangedReason.INVALID_AUTH
     )
@@ -403,9 +412,9 @@ def test_outcome_and_reason_come_from_the_same_row(error: BaseException) -> None
     """An error the link's reason calls a timeout is a TIMEDOUT event, and so on."""
     outcome, reason = outcome_for_error(error), reason_for_error(error)
     if reason in (ChangedReason.PING_TIMEOUT, ChangedReason.CONNECTION_TIMEDOUT):
-        assert outcome is Outcome.TIMEDOUT
+        assert outcome is EventOutcome.TIMEDOUT
     if reason is ChangedReason.INTERNAL_ERROR:
-        assert outcome is Outcome.INTERNAL_ERROR
+        assert outcome is EventOutcome.INTERNAL_ERROR
 
 
 # -- exception bodies ------------------------------------------------------------------------

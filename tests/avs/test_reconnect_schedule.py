@@ -7,14 +7,14 @@ import ssl
 
 from avsclient._retry import RetryPolicy
 from avsclient.avs.policy import (
-    TRANSITIONS,
+    LIFECYCLE_TRANSITIONS,
     Action,
     ChangedReason,
     ConnectionStatus,
-    Input,
+    LifecycleInput,
     LifecycleMachine,
+    LifecycleState,
     ReconnectSchedule,
-    State,
     is_permanent,
 )
 from avsclient.avs.tokens import AttemptFailed
@@ -99,10 +99,10 @@ def test_permanent_failures_are_told_apart_from_transient_ones() -> None:
 def test_a_permanent_failure_holds_until_woken() -> None:
     """FAILED has no timer: only wake() (RETRY), a new endpoint (DRAIN) or close leave it."""
     machine = LifecycleMachine()
-    machine.feed(Input.START)
-    assert machine.feed(Input.PERMANENT_FAILURE) is Action.HOLD
+    machine.feed(LifecycleInput.START)
+    assert machine.feed(LifecycleInput.PERMANENT_FAILURE) is Action.HOLD
     assert machine.status is ConnectionStatus.DISCONNECTED
-    leaving = {event for (state, event) in TRANSITIONS if state is State.FAILED}
-    assert leaving == {Input.RETRY, Input.DRAIN, Input.CLOSE}
-    assert machine.feed(Input.RETRY) is Action.CONNECT
-    assert machine.state is State.CONNECTING
+    leaving = {event for (state, event) in LIFECYCLE_TRANSITIONS if state is LifecycleState.FAILED}
+    assert leaving == {LifecycleInput.RETRY, LifecycleInput.DRAIN, LifecycleInput.CLOSE}
+    assert machine.feed(LifecycleInput.RETRY) is Action.CONNECT
+    assert machine.state is LifecycleState.CONNECTING

@@ -14,11 +14,11 @@ import pytest
 from avsclient.auth import StoredTokens, TokenSet, TokenStore
 from avsclient.cli.doctor import (
     Verdict,
-    check_endpoint,
     check_h2,
     check_portaudio,
     check_python,
     check_tokens,
+    probe_endpoint,
 )
 from avsclient.config import ClientConfig
 from avsclient.simulator import Simulator
@@ -96,15 +96,15 @@ def test_token_verdicts(tmp_path: Path) -> None:
 async def test_endpoint_check_against_the_simulator(tls: bool) -> None:
     """HTTP/2 negotiated and PINGed; /ping answers 204 with a good token, 403 with a bad one."""
     async with Simulator(tls=tls) as sim:
-        ca_file = str(sim.ca_path) if sim.ca_path else None
+        ca_file = str(sim.ca_file) if sim.ca_file else None
         config = ClientConfig(endpoint=sim.url, ca_file=ca_file)
-        plain = await check_endpoint(config)
+        plain = await probe_endpoint(config)
         assert plain.verdict is Verdict.OK
         assert "HTTP/2 negotiated" in plain.detail
-        good = await check_endpoint(config, token=sim.add_token())
+        good = await probe_endpoint(config, token=sim.add_token())
         assert good.verdict is Verdict.OK
         assert good.detail.endswith("/ping 204")
-        bad = await check_endpoint(config, token="Atza|not-a-known-token")
+        bad = await probe_endpoint(config, token="Atza|not-a-known-token")
         assert bad.verdict is Verdict.FAIL
         assert "403" in bad.detail
 
@@ -115,7 +115,7 @@ async def test_unreachable_endpoint_fails_with_advice() -> None:
     port = server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
-    check = await check_endpoint(ClientConfig(endpoint=f"http://127.0.0.1:{port}"), timeout=2)
+    check = await probe_endpoint(ClientConfig(endpoint=f"http://127.0.0.1:{port}"), timeout=2)
     assert check.verdict is Verdict.FAIL
     assert f"127.0.0.1:{port}" in check.detail
 
@@ -123,7 +123,7 @@ async def test_unreachable_endpoint_fails_with_advice() -> None:
 async def test_untrusted_certificate_fails() -> None:
     """Without the simulator's CA the TLS check fails instead of trusting blindly."""
     async with Simulator() as sim:
-        check = await check_endpoint(ClientConfig(endpoint=sim.url), timeout=5)
+        check = await probe_endpoint(ClientConfig(endpoint=sim.url), timeout=5)
         assert check.verdict is Verdict.FAIL
         assert "--ca-file" in check.detail
 
@@ -136,7 +136,7 @@ async def test_doctor_command_end_to_end(tmp_path: Path) -> None:
             access_token=sim.add_token(), refresh_token="Atzr|r", expires_at=time.time() + 3600)))
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "avsclient", "doctor", "--endpoint", sim.url,
-            "--ca-file", str(sim.ca_path), "--token-file", str(token_file),
+            "--ca-file", str(sim.ca_file), "--token-file", str(token_file),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONWARNINGS": "error"},
         )

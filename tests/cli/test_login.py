@@ -18,7 +18,7 @@ from avsclient.simulator import DEFAULT_CLIENT_ID, Simulator
 
 async def run_login(sim: Simulator, *args: str, approve: bool = True) -> tuple[int, str, str]:
     """Run `python -m avsclient login ...`; approve the code it prints."""
-    assert sim.ca_path is not None
+    assert sim.ca_file is not None
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -27,7 +27,7 @@ async def run_login(sim: Simulator, *args: str, approve: bool = True) -> tuple[i
         "--lwa-url",
         sim.url,
         "--ca-file",
-        str(sim.ca_path),
+        str(sim.ca_file),
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -81,9 +81,9 @@ async def test_login_links_and_stores_tokens(avs_simulator: Simulator, tmp_path:
         stored.tokens.access_token, avs_simulator.lwa.clock()
     )
     # The stored refresh token works: a provider starting from the file refreshes with it.
-    assert avs_simulator.ca_path is not None
+    assert avs_simulator.ca_file is not None
     async with (
-        LWAHttpClient(avs_simulator.url, ca_file=avs_simulator.ca_path) as http,
+        LWAHttpClient(avs_simulator.url, ca_file=avs_simulator.ca_file) as http,
         RefreshingTokenProvider(
             LWAConfig(client_id=DEFAULT_CLIENT_ID, url=avs_simulator.url),
             store=TokenStore(token_file),

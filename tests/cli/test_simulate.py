@@ -43,10 +43,10 @@ async def test_tls_simulator_prints_url_and_ca_and_stops_on_signal(
         assert url is not None, lines
         ca = re.fullmatch(r"CA file: (.+)", lines[1])
         assert ca is not None, lines
-        ca_path = Path(ca.group(1))
-        assert ca_path.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+        ca_file = Path(ca.group(1))
+        assert ca_file.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
         assert lines[3].startswith("LWA refresh token: Atzr|")
-        async with httpx.AsyncClient(http1=False, http2=True, verify=_ctx(ca_path)) as client:
+        async with httpx.AsyncClient(http1=False, http2=True, verify=_ctx(ca_file)) as client:
             ping = await client.get(
                 url.group(1) + "/ping", headers={"authorization": "Bearer cli-token"}
             )
@@ -56,7 +56,7 @@ async def test_tls_simulator_prints_url_and_ca_and_stops_on_signal(
         out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     assert b"AVS simulator stopped." in out
-    assert not ca_path.exists()
+    assert not ca_file.exists()
 
 
 async def test_h2c_simulator_on_a_given_port() -> None:
@@ -99,10 +99,10 @@ async def test_port_in_use_exits_1() -> None:
     assert b"avsclient simulate:" in err
 
 
-def _ctx(ca_path: Path):  # type: ignore[no-untyped-def]
+def _ctx(ca_file: Path):  # type: ignore[no-untyped-def]
     import ssl
 
-    ctx = ssl.create_default_context(cafile=str(ca_path))
+    ctx = ssl.create_default_context(cafile=str(ca_file))
     ctx.set_alpn_protocols(["h2"])
     return ctx
 

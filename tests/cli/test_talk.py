@@ -19,7 +19,7 @@ from avsclient.auth import StoredTokens, TokenSet, TokenStore
 from avsclient.simulator import (
     DEFAULT_CLIENT_ID,
     ReceivedEvent,
-    Reply,
+    ScriptedReply,
     Simulator,
     directive,
     speech_asset,
@@ -123,7 +123,7 @@ async def test_talk_with_stored_tokens_follows_expect_speech(tmp_path: Path) -> 
     async with Simulator() as sim:
         turns = 0
 
-        def reply(event: ReceivedEvent) -> Reply:
+        def reply(event: ReceivedEvent) -> ScriptedReply:
             nonlocal turns
             turns += 1
             dialog = event.dialog_request_id
@@ -131,10 +131,10 @@ async def test_talk_with_stored_tokens_follows_expect_speech(tmp_path: Path) -> 
             speak = directive("SpeechSynthesizer", "Speak", payload, dialog_request_id=dialog)
             speech = {f"t{turns}": speech_asset("hello" if turns == 1 else "follow_up")}
             if turns > 1:
-                return Reply.of(speak, attachments=speech)
+                return ScriptedReply.of(speak, attachments=speech)
             expect = directive("SpeechRecognizer", "ExpectSpeech", {"timeoutInMilliseconds": 8000},
                                dialog_request_id=dialog)
-            return Reply.of(speak, expect, attachments=speech)
+            return ScriptedReply.of(speak, expect, attachments=speech)
 
         sim.script.recognize(reply)
         token_file = tmp_path / "tokens.json"
@@ -144,7 +144,7 @@ async def test_talk_with_stored_tokens_follows_expect_speech(tmp_path: Path) -> 
         out = tmp_path / "replies.wav"
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "avsclient", "talk", "--endpoint", sim.url,
-            "--ca-file", str(sim.ca_path), "--lwa-url", sim.url, "--token-file", str(token_file),
+            "--ca-file", str(sim.ca_file), "--lwa-url", sim.url, "--token-file", str(token_file),
             "--input", str(UTTERANCE), "--input", str(UTTERANCE), "--output", str(out), "--once",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=_env(),
@@ -187,7 +187,7 @@ def _padded_utterance(path: Path, silence_seconds: float) -> Path:
 async def _run_talk(sim: Simulator, *args: str, stdin: int | None = None) -> str:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "avsclient", "talk", "--endpoint", sim.url, "--ca-file",
-        str(sim.ca_path), *args, stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
+        str(sim.ca_file), *args, stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_env(),
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
@@ -387,7 +387,7 @@ async def test_button_keys_press_playback_controller_buttons(tmp_path: Path) -> 
     async with Simulator() as sim:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "avsclient", "talk", "--endpoint", sim.url, "--ca-file",
-            str(sim.ca_path), "--token-file", str(await _token_file(sim, tmp_path)),
+            str(sim.ca_file), "--token-file", str(await _token_file(sim, tmp_path)),
             "--output", str(tmp_path / "out.wav"), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_env(),
         )

@@ -51,7 +51,7 @@ async def make_client(sim: Simulator) -> AsyncIterator[ClientFactory]:
         # AVS (the simulator) may move the client only to the simulator's own host names.
         config = ClientConfig(
             endpoint=sim.url,
-            ca_file=sim.ca_path,
+            ca_file=sim.ca_file,
             endpoint_hosts=SIMULATOR_HOSTS,
         )
         client = AVSClient(config, StaticTokenProvider(token), **kwargs)

@@ -427,7 +427,7 @@ async def test_closing_the_messenger_sends_what_is_queued_within_its_deadline() 
     """An event posted just before the client closes (SpeechFinished after the last answer)
     is still sent; a sender that never answers is given up after the flush deadline."""
     from avsclient.agents import Messenger
-    from avsclient.avs.policy import Outcome
+    from avsclient.avs.policy import EventOutcome
     from avsclient.avs.responses import EventResult
 
     class SlowSender:
@@ -437,7 +437,7 @@ async def test_closing_the_messenger_sends_what_is_queued_within_its_deadline() 
         async def send_event(self, event: Any, *, audio: Any = None) -> EventResult:
             await asyncio.sleep(self.delay)
             self.sent.append(event["event"]["header"]["name"])
-            return EventResult(outcome=Outcome.SUCCESS_NO_CONTENT, message_id="m")
+            return EventResult(outcome=EventOutcome.SUCCESS_NO_CONTENT, message_id="m")
 
     slow = SlowSender(0.1)
     messenger = Messenger(slow, providers=[], notify=lambda e: None)

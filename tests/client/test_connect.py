@@ -25,7 +25,7 @@ async def test_for_simulator_connects(tls: bool) -> None:
 async def test_for_simulator_takes_a_config_of_the_simulator() -> None:
     async with Simulator() as sim:
         config = sim.client_config(connect_timeout=5)
-        assert config.connect_timeout == 5 and config.ca_file == str(sim.ca_path)
+        assert config.connect_timeout == 5 and config.ca_file == str(sim.ca_file)
         async with AVSClient.for_simulator(sim, config=config) as client:
             await client.wait_connected(10)
 
@@ -51,7 +51,7 @@ async def test_from_login_with_arguments_refreshes_and_closes_what_it_made(
         sim.lwa.access_token_lifetime = 3600
         before = path.read_bytes()
         client = AVSClient.from_login(
-            token_file=path, endpoint=sim.url, lwa_url=sim.url, ca_file=str(sim.ca_path)
+            token_file=path, endpoint=sim.url, lwa_url=sim.url, ca_file=str(sim.ca_file)
         )
         async with client:
             await client.wait_connected(10)

@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from avsclient.agents import TRANSITIONS, RecognizerInput, RecognizerMachine, RecognizerState
+from avsclient.agents import (
+    RECOGNIZER_TRANSITIONS,
+    RecognizerInput,
+    RecognizerMachine,
+    RecognizerState,
+)
 from avsclient.attachments import AttachmentLimits, AttachmentStore, cid_of
 from avsclient.dialog import Disposition
 from avsclient.directives import DirectivePipeline
@@ -158,7 +163,7 @@ def test_recognizer_table_is_total_or_raises(
     """Every (state, input) either follows the table or raises StateError, keeping the state."""
     machine = RecognizerMachine()
     machine.state = state
-    expected = TRANSITIONS.get((state, event))
+    expected = RECOGNIZER_TRANSITIONS.get((state, event))
     if expected is None:
         assert not machine.accepts(event)
         with pytest.raises(StateError):

@@ -72,7 +72,7 @@ def _client(
         agents = [a for a in default_agents() if not isinstance(a, DiscoveryAgent)]
         agents.append(discovery or DiscoveryAgent(retry=FAST, ack_timeout=0.5))
     # AVS (the simulator) may move the client to the simulator's host only.
-    config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path), endpoint_hosts=(sim.host,))
+    config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file), endpoint_hosts=(sim.host,))
     client = AVSClient(
         config, StaticTokenProvider(sim.add_token()), agents=agents, store=store, device=device
     )
@@ -286,7 +286,7 @@ async def test_set_gateway_moves_make_before_break_and_is_persisted(tmp_path: Pa
         path = tmp_path / "device.sqlite3"
         # Both simulators share no CA: trust both.
         ca = tmp_path / "ca.pem"
-        ca.write_text(Path(str(old.ca_path)).read_text() + Path(str(new.ca_path)).read_text())
+        ca.write_text(Path(str(old.ca_file)).read_text() + Path(str(new.ca_file)).read_text())
         token = "shared-token"
         old.add_token(token)
         new.add_token(token)

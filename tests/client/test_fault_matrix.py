@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from avsclient.avs import ChangedReason, ConnectionStatus, EventResult, Outcome
+from avsclient.avs import ChangedReason, ConnectionStatus, EventOutcome, EventResult
 from avsclient.simulator import Simulator, directive
 from tests.avs.managerkit import (
     Running,
@@ -34,7 +34,7 @@ class Fault:
     lift_on: ChangedReason | None = None
     config: tuple[tuple[str, float], ...] = ()  # manager settings for this fault
     reconnects: bool = False  # the fault must cost the link (a new SynchronizeState)
-    shows: Outcome | None = None  # an outcome the fault must produce
+    shows: EventOutcome | None = None  # an outcome the fault must produce
 
 
 async def _push(sim: Simulator) -> None:
@@ -78,23 +78,27 @@ FAULTS = [
         "fail_403_repeated",  # the same event is rejected again after the token refresh
         lambda sim: sim.faults.fail_next_events(10, status=403),
         reconnects=True,
-        shows=Outcome.INVALID_AUTH,
+        shows=EventOutcome.INVALID_AUTH,
     ),
     Fault(
         "fail_400",
         lambda sim: sim.faults.fail_next_events(2, status=400),
-        shows=Outcome.BAD_REQUEST,
+        shows=EventOutcome.BAD_REQUEST,
     ),
     Fault(
-        "fail_429", lambda sim: sim.faults.fail_next_events(2, status=429), shows=Outcome.THROTTLED
+        "fail_429",
+        lambda sim: sim.faults.fail_next_events(2, status=429),
+        shows=EventOutcome.THROTTLED,
     ),
     Fault(
         "fail_500",
         lambda sim: sim.faults.fail_next_events(2, status=500),
-        shows=Outcome.SERVER_ERROR,
+        shows=EventOutcome.SERVER_ERROR,
     ),
     Fault(
-        "fail_503", lambda sim: sim.faults.fail_next_events(2, status=503), shows=Outcome.REFUSED
+        "fail_503",
+        lambda sim: sim.faults.fail_next_events(2, status=503),
+        shows=EventOutcome.REFUSED,
     ),
     Fault("refused_downchannels", _refused_downchannels, reconnects=True),
     Fault(
@@ -102,14 +106,14 @@ FAULTS = [
         lambda sim: sim.faults.delay_responses(60.0),
         lift_on=ChangedReason.PING_TIMEOUT,  # the stalled event pings at once; no answer
         reconnects=True,
-        shows=Outcome.TIMEDOUT,
+        shows=EventOutcome.TIMEDOUT,
         config=(("event_timeout", 1.0),),
     ),
     Fault("malformed_multipart_downchannel", _malformed_push, reconnects=True),
     Fault(
         "malformed_multipart_response",
         lambda sim: sim.faults.malformed_multipart_next(),
-        shows=Outcome.PROTOCOL_ERROR,
+        shows=EventOutcome.PROTOCOL_ERROR,
     ),
     Fault("malformed_json", _bad_json_push),
 ]

@@ -47,7 +47,7 @@ def _client(
         a for a in default_agents() if not isinstance(a, NotificationsAgent)
     ]
     agents.append(notifications)
-    config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+    config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file))
     client = AVSClient(
         config, StaticTokenProvider(sim.add_token()), agents=agents, store=path, device=DEVICE
     )

@@ -52,7 +52,7 @@ def _client(
     tokens: StaticTokenProvider | None = None,
     events: list[ClientEvent] | None = None,
 ) -> AVSClient:
-    config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+    config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file))
     client = AVSClient(
         config,
         tokens or StaticTokenProvider(sim.add_token()),

@@ -26,7 +26,7 @@ from avsclient.audio import (
     WavFileSource,
 )
 from avsclient.dialog import Disposition
-from avsclient.simulator import ReceivedEvent, Reply, Simulator, directive, speech_asset
+from avsclient.simulator import ReceivedEvent, ScriptedReply, Simulator, directive, speech_asset
 from avsclient.simulator.scenarios import DEFAULT_STOP_CAPTURE_AFTER
 
 from .conftest import ClientFactory, speech_like, tone_source
@@ -167,7 +167,7 @@ async def test_expect_speech_opens_the_source_again(
     initiator = {"type": "OPAQUE", "payload": {"token": "expect-1"}}
     turns = 0
 
-    def reply(event: ReceivedEvent) -> Reply:
+    def reply(event: ReceivedEvent) -> ScriptedReply:
         nonlocal turns
         turns += 1
         dialog = event.dialog_request_id
@@ -178,14 +178,14 @@ async def test_expect_speech_opens_the_source_again(
             dialog_request_id=dialog,
         )
         if turns > 1:
-            return Reply.of(speak, attachments={f"tts-{turns}": speech_asset("follow_up")})
+            return ScriptedReply.of(speak, attachments={f"tts-{turns}": speech_asset("follow_up")})
         expect = directive(
             "SpeechRecognizer",
             "ExpectSpeech",
             {"timeoutInMilliseconds": 5000, "initiator": initiator},
             dialog_request_id=dialog,
         )
-        return Reply.of(speak, expect, attachments={f"tts-{turns}": speech_asset("hello")})
+        return ScriptedReply.of(speak, expect, attachments={f"tts-{turns}": speech_asset("hello")})
 
     sim.script.recognize(reply)
     opened = 0
@@ -258,14 +258,14 @@ async def test_stale_dialog_directives_are_dropped(
 ) -> None:
     """A Speak carrying another dialog's id is dropped, not played."""
 
-    def reply(event: ReceivedEvent) -> Reply:
+    def reply(event: ReceivedEvent) -> ScriptedReply:
         speak = directive(
             "SpeechSynthesizer",
             "Speak",
             {"url": "cid:old", "format": "AUDIO_MPEG", "token": "stale"},
             dialog_request_id="an-earlier-dialog",
         )
-        return Reply.of(speak, attachments={"old": speech_asset("hello")})
+        return ScriptedReply.of(speak, attachments={"old": speech_asset("hello")})
 
     sim.script.recognize(reply)
     seen: list[ClientEvent] = []

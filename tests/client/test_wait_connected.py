@@ -24,7 +24,7 @@ def _closed_port() -> int:
 
 async def test_wait_connected_returns_once_connected(sim: Simulator) -> None:
     """Against a working AVS it returns, and the status is CONNECTED."""
-    config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_path)
+    config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_file)
     async with AVSClient(config, StaticTokenProvider(sim.add_token())) as client:
         await client.wait_connected(10)
         assert client.status.name == "CONNECTED"

@@ -273,7 +273,7 @@ async def test_a_stalled_upload_overruns_the_ring_and_listening_goes_on(
     turns = Turns()
     async with Simulator(config=small) as sim:
         sim.script.recognize(stop_capture_after=None)
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_path))
+        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file))
         async with AVSClient(config, StaticTokenProvider(sim.add_token()), listener=turns) as c:
             await c.wait_connected(20)
             mic = LiveSource(speed=SPEED)

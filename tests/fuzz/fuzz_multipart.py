@@ -35,9 +35,9 @@ with atheris.instrument_imports():
     from avsclient.exceptions import MultipartError, ParserStateError
     from avsclient.multipart import (
         DEFAULT_LIMITS,
-        Event,
         MessageEnded,
         MultipartEncoder,
+        MultipartEvent,
         MultipartLimits,
         MultipartParser,
         PartData,
@@ -145,7 +145,7 @@ class Checker:
         self.in_part = False
         self.ended = False
 
-    def add(self, events: list[Event]) -> None:
+    def add(self, events: list[MultipartEvent]) -> None:
         assert isinstance(events, list), f"feed() returned {type(events)!r}"
         out = self.events
         for event in events:

@@ -69,7 +69,7 @@ class Env:
         kw.setdefault("timeout", 5)
         return GatewayConfig(
             base_url=self.sim.url,
-            ca_file=self.sim.ca_path,
+            ca_file=self.sim.ca_file,
             **kw,  # type: ignore[arg-type]
         )
 
@@ -117,7 +117,7 @@ async def env(avs_simulator: Simulator, tmp_path: Path) -> AsyncIterator[Env]:
             ),
         )
     )
-    ca = str(sim.ca_path)
+    ca = str(sim.ca_file)
     async with LWAHttpClient(sim.url, ca_file=ca, timeout=5) as lwa_http:
         user_tokens = RefreshingTokenProvider(lwa, store=store, http=lwa_http)
         skill_tokens = ClientCredentialsTokenProvider(lwa, http=lwa_http)

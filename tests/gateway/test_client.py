@@ -26,8 +26,8 @@ from avsclient.gateway import (
     Endpoint,
     EventGatewayClient,
     GatewayConfig,
-    Outcome,
     ReportLimits,
+    ReportOutcome,
     connectivity,
     power_controller,
     power_state,
@@ -59,9 +59,9 @@ def change() -> ChangeReport:
 async def test_add_or_update_report_is_delivered_with_the_users_token(env: Env) -> None:
     """A camera report reaches the gateway as validated JSON carrying the bearer token twice."""
     result = await env.gateway.send(cameras(1))
-    assert result.ok and result.outcome is Outcome.DELIVERED
+    assert result.ok and result.outcome is ReportOutcome.DELIVERED
     assert [(b.outcome, b.status, b.attempts) for b in result.batches] == [
-        (Outcome.DELIVERED, 202, 1)
+        (ReportOutcome.DELIVERED, 202, 1)
     ]
     (received,) = env.sim.gateway.reports("AddOrUpdateReport")
     event = received.document["event"]
@@ -182,12 +182,12 @@ async def test_a_failed_batch_stops_the_report_and_the_result_lists_every_batch(
         env.sim.gateway.fail_next(status=202, body=b"")
         env.sim.gateway.fail_next(status=403, code="SKILL_DISABLED_EXCEPTION")
         result = await gateway.send(cameras(5), raise_on_error=False)
-    assert result.outcome is Outcome.FAILED
+    assert result.outcome is ReportOutcome.FAILED
     assert isinstance(result.error, SkillDisabled)
     assert [b.outcome for b in result.batches] == [
-        Outcome.DELIVERED,
-        Outcome.FAILED,
-        Outcome.NOT_SENT,
+        ReportOutcome.DELIVERED,
+        ReportOutcome.FAILED,
+        ReportOutcome.NOT_SENT,
     ]
     assert [b.batch.endpoint_ids for b in result.batches] == [
         ("cam-0", "cam-1"),
@@ -211,11 +211,11 @@ async def test_413_splits_the_report_in_halves_until_it_fits(env: Env) -> None:
     assert delivered == [f"cam-{i}" for i in range(5)]
     outcomes = [(b.outcome, len(b.batch.endpoint_ids)) for b in result.batches]
     assert outcomes == [
-        (Outcome.SPLIT, 5),
-        (Outcome.DELIVERED, 2),
-        (Outcome.SPLIT, 3),
-        (Outcome.DELIVERED, 1),
-        (Outcome.DELIVERED, 2),
+        (ReportOutcome.SPLIT, 5),
+        (ReportOutcome.DELIVERED, 2),
+        (ReportOutcome.SPLIT, 3),
+        (ReportOutcome.DELIVERED, 1),
+        (ReportOutcome.DELIVERED, 2),
     ]
     statuses = [r.status for r in env.sim.gateway.requests]
     assert statuses == [413, 202, 413, 202, 202]
@@ -247,9 +247,9 @@ async def test_413_for_a_single_endpoint_raises_report_too_large(env: Env) -> No
     assert isinstance(result.error, ReportTooLarge)
     assert [r.status for r in env.sim.gateway.requests] == [413, 413]
     assert [(b.outcome, b.batch.endpoint_ids) for b in result.batches] == [
-        (Outcome.SPLIT, ("cam-0", "cam-1")),
-        (Outcome.FAILED, ("cam-0",)),
-        (Outcome.NOT_SENT, ("cam-1",)),
+        (ReportOutcome.SPLIT, ("cam-0", "cam-1")),
+        (ReportOutcome.FAILED, ("cam-0",)),
+        (ReportOutcome.NOT_SENT, ("cam-1",)),
     ]
 
 
@@ -370,7 +370,7 @@ async def test_no_token_means_one_failed_outcome(env: Env) -> None:
     assert stored is not None and stored.tokens.refresh_token is not None
     env.sim.lwa.revoke(stored.tokens.refresh_token)
     result = await env.gateway.send(change(), raise_on_error=False)
-    assert result.outcome is Outcome.FAILED
+    assert result.outcome is ReportOutcome.FAILED
     assert type(result.error).__name__ == "ReauthorizationRequired"
     assert [r.status for r in env.sim.gateway.requests] == [401]
 

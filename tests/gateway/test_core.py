@@ -24,14 +24,19 @@ from avsclient.gateway import (
     Delivery,
     DeliveryFinished,
     GatewayConfig,
-    Outcome,
+    GatewayRetryScheduled,
+    ReportOutcome,
     RequestReady,
-    RetryScheduled,
     SkillMessagingConfig,
     TokenRefreshRequired,
     parse_error_body,
 )
-from avsclient.gateway.core import SKILL_MESSAGING_RULES, TRANSITIONS, Input, State
+from avsclient.gateway.core import (
+    GATEWAY_TRANSITIONS,
+    SKILL_MESSAGING_RULES,
+    GatewayInput,
+    GatewayState,
+)
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,7 @@ def test_401_asks_for_one_refresh_per_report() -> None:
     result = finish(d).result
     assert isinstance(result.error, InvalidAccessToken)
     assert result.token_refreshes == 1
-    assert [b.outcome for b in result.batches] == [Outcome.DELIVERED, Outcome.FAILED]
+    assert [b.outcome for b in result.batches] == [ReportOutcome.DELIVERED, ReportOutcome.FAILED]
 
 
 def test_the_code_wins_over_the_status() -> None:
@@ -119,7 +124,7 @@ def test_413_queues_the_halves_first() -> None:
         order.append(event.batch.ids)
         d.receive_response(202, b"", now=0)
     assert order == [(1,), (2, 3), (9,)]
-    assert event.result.batches[0].outcome is Outcome.SPLIT
+    assert event.result.batches[0].outcome is ReportOutcome.SPLIT
 
 
 def test_413_on_an_unsplittable_batch_is_report_too_large() -> None:
@@ -136,9 +141,9 @@ def test_retries_wait_until_their_time() -> None:
     send(d, now=10)
     d.receive_response(503, err("SERVICE_UNAVAILABLE_EXCEPTION"), now=10)
     first = d.next_event(10)
-    assert isinstance(first, RetryScheduled) and first.delay == 1.0 and first.retry == 1
+    assert isinstance(first, GatewayRetryScheduled) and first.delay == 1.0 and first.retry == 1
     early = d.next_event(10.4)
-    assert isinstance(early, RetryScheduled) and early.delay == pytest.approx(0.6)
+    assert isinstance(early, GatewayRetryScheduled) and early.delay == pytest.approx(0.6)
     assert send(d, now=11).attempt == 2
 
 
@@ -152,11 +157,11 @@ def test_jitter_only_lengthens_and_retry_after_is_capped() -> None:
     send(d)
     d.receive_response(429, b"", now=0)
     event = d.next_event(0)
-    assert isinstance(event, RetryScheduled) and 1.0 <= event.delay <= 1.5
+    assert isinstance(event, GatewayRetryScheduled) and 1.0 <= event.delay <= 1.5
     send(d, now=2)
     d.receive_response(429, b"", now=2, retry_after=3600)
     event = d.next_event(2)
-    assert isinstance(event, RetryScheduled) and event.delay == 60.0
+    assert isinstance(event, GatewayRetryScheduled) and event.delay == 60.0
     too_fast = replace(GATEWAY_RETRY, delays=(0.5,))
     with pytest.raises(ValueError, match=r"1\.0 s"):
         Delivery([Items((1,))], retry=too_fast)
@@ -181,7 +186,7 @@ def test_transport_failures_exhaust_into_gateway_unavailable() -> None:
     result = finish(d, now).result
     assert isinstance(result.error, GatewayUnavailable)
     assert isinstance(result.error.__cause__, ConnectionLost)
-    assert [b.outcome for b in result.batches] == [Outcome.FAILED, Outcome.NOT_SENT]
+    assert [b.outcome for b in result.batches] == [ReportOutcome.FAILED, ReportOutcome.NOT_SENT]
 
 
 def test_unknown_statuses_are_final_and_skill_messaging_has_its_own_table() -> None:
@@ -208,7 +213,7 @@ def test_abort_ends_the_report_with_the_given_error() -> None:
     d.abort(problem)
     result = finish(d).result
     assert result.error is problem
-    assert [b.outcome for b in result.batches] == [Outcome.FAILED, Outcome.NOT_SENT]
+    assert [b.outcome for b in result.batches] == [ReportOutcome.FAILED, ReportOutcome.NOT_SENT]
 
 
 def test_misuse_is_a_sticky_local_protocol_error() -> None:
@@ -222,7 +227,7 @@ def test_misuse_is_a_sticky_local_protocol_error() -> None:
     send(d2)
     with pytest.raises(LocalProtocolError):
         d2.next_event(0)
-    assert d2.state is State.ERROR
+    assert d2.state is GatewayState.ERROR
     with pytest.raises(LocalProtocolError):
         d2.transport_failed(ConnectionLost("x"), now=0)
     with pytest.raises(ValueError, match="at least one"):
@@ -242,18 +247,18 @@ def test_parse_error_body_reads_code_or_type_and_survives_garbage() -> None:
     assert len(parse_error_body(err("C", description="x" * 5000))[1] or "") == 300
 
 
-@given(st.sampled_from(State), st.sampled_from(Input))
-def test_every_state_input_pair_follows_the_table(state: State, event: Input) -> None:
+@given(st.sampled_from(GatewayState), st.sampled_from(GatewayInput))
+def test_every_state_input_pair_follows_the_table(state: GatewayState, event: GatewayInput) -> None:
     """A pair in TRANSITIONS moves to its target; any other pair raises and sticks in ERROR."""
     d = new((1,))
     d._machine.state = state
-    if (state, event) in TRANSITIONS:
+    if (state, event) in GATEWAY_TRANSITIONS:
         d._machine.feed(event)
-        assert d.state is TRANSITIONS[(state, event)][1]
+        assert d.state is GATEWAY_TRANSITIONS[(state, event)][1]
     else:
         with pytest.raises(LocalProtocolError):
             d._machine.feed(event)
-        assert d.state is State.ERROR
+        assert d.state is GatewayState.ERROR
         with pytest.raises(LocalProtocolError):
             d.next_event(0)
 
@@ -278,7 +283,7 @@ def test_every_item_ends_with_exactly_one_outcome(sizes: list[int], replies: lis
         event = d.next_event(now)
         if isinstance(event, DeliveryFinished):
             break
-        if isinstance(event, RetryScheduled):
+        if isinstance(event, GatewayRetryScheduled):
             now += event.delay
             continue
         if isinstance(event, TokenRefreshRequired):
@@ -291,9 +296,9 @@ def test_every_item_ends_with_exactly_one_outcome(sizes: list[int], replies: lis
     else:
         pytest.fail("the delivery did not finish")
     result = event.result
-    final = [b for b in result.batches if b.outcome is not Outcome.SPLIT]
+    final = [b for b in result.batches if b.outcome is not ReportOutcome.SPLIT]
     items = sorted(i for b in final for i in b.batch.ids)
     assert items == list(range(start))
     assert result.ok == (result.error is None)
-    assert result.ok == all(b.outcome is Outcome.DELIVERED for b in final)
-    assert sum(b.outcome is Outcome.FAILED for b in final) == (0 if result.ok else 1)
+    assert result.ok == all(b.outcome is ReportOutcome.DELIVERED for b in final)
+    assert sum(b.outcome is ReportOutcome.FAILED for b in final) == (0 if result.ok else 1)

@@ -11,13 +11,13 @@ from avsclient.exceptions import LocalProtocolError
 from avsclient.gateway import (
     AddOrUpdateReport,
     CameraStreamConfiguration,
-    Capability,
     Cause,
     ChangeReport,
     DeleteReport,
     Endpoint,
+    EndpointCapability,
     GatewayConfig,
-    Region,
+    GatewayRegion,
     ReportLimits,
     brightness,
     brightness_controller,
@@ -174,9 +174,9 @@ def test_the_alexa_interface_is_added_when_missing() -> None:
         (lambda: CameraStreamConfiguration(protocols=("RTMP",)), "protocols"),
         (lambda: CameraStreamConfiguration(video_codecs=()), "video_codecs"),
         (lambda: CameraStreamConfiguration(resolutions=((0, 1080),)), "resolution"),
-        (lambda: Capability(interface="Power"), "interface"),
-        (lambda: Capability(interface="Alexa.X", extra={"version": "2"}), "extra"),
-        (lambda: Capability(interface="Alexa.X", extra={"v": float("inf")}), "plain JSON"),
+        (lambda: EndpointCapability(interface="Power"), "interface"),
+        (lambda: EndpointCapability(interface="Alexa.X", extra={"version": "2"}), "extra"),
+        (lambda: EndpointCapability(interface="Alexa.X", extra={"v": float("inf")}), "plain JSON"),
         (lambda: brightness(101), "brightness"),
         (lambda: power_state(True, at=dt.datetime(2024, 1, 1)), "timezone"),
         (lambda: detection_state(True, interface="Alexa.Light"), "interface"),
@@ -252,7 +252,7 @@ def test_an_endpoint_that_cannot_fit_is_refused_when_batching() -> None:
         description="d",
         manufacturer_name="m",
         display_categories=("OTHER",),
-        capabilities=tuple(Capability(interface=f"Alexa.I{i}") for i in range(90)),
+        capabilities=tuple(EndpointCapability(interface=f"Alexa.I{i}") for i in range(90)),
     )
     with pytest.raises(ValueError, match="cannot fit"):
         AddOrUpdateReport(endpoints=(big,)).batches(ReportLimits(max_body_bytes=8192))
@@ -324,8 +324,8 @@ def test_validate_event_names_the_first_problem() -> None:
 def test_regional_event_gateway_hosts() -> None:
     """NA, EU and FE resolve to their documented hosts; base_url overrides them."""
     assert GatewayConfig().url == "https://api.amazonalexa.com"
-    assert GatewayConfig(region=Region.EU).url == "https://api.eu.amazonalexa.com"
-    assert GatewayConfig(region=Region.FE).url == "https://api.fe.amazonalexa.com"
-    assert GatewayConfig(region=Region.FE, base_url="https://127.0.0.1:8443").url == (
+    assert GatewayConfig(region=GatewayRegion.EU).url == "https://api.eu.amazonalexa.com"
+    assert GatewayConfig(region=GatewayRegion.FE).url == "https://api.fe.amazonalexa.com"
+    assert GatewayConfig(region=GatewayRegion.FE, base_url="https://127.0.0.1:8443").url == (
         "https://127.0.0.1:8443"
     )

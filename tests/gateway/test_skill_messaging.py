@@ -14,8 +14,8 @@ from avsclient.exceptions import (
     SkillNotFound,
 )
 from avsclient.gateway import (
-    Outcome,
-    Region,
+    GatewayRegion,
+    ReportOutcome,
     SkillMessage,
     SkillMessagingClient,
     SkillMessagingConfig,
@@ -112,7 +112,7 @@ async def test_400_and_404_are_final(env: Env) -> None:
     env.sim.gateway.fail_next(status=404, api="messages")
     result = await env.messaging.send(USER_ID, {}, raise_on_error=False)
     assert isinstance(result.error, SkillNotFound)
-    assert result.outcome is Outcome.FAILED
+    assert result.outcome is ReportOutcome.FAILED
     assert len(env.sim.gateway.requests) == 2
 
 
@@ -159,7 +159,7 @@ async def test_the_simulator_refuses_data_over_its_limit(env: Env) -> None:
     env.sim.gateway.max_data_bytes = 100
     messaging = SkillMessagingClient(
         env.skill_tokens,
-        config=SkillMessagingConfig(base_url=env.sim.url, ca_file=env.sim.ca_path),
+        config=SkillMessagingConfig(base_url=env.sim.url, ca_file=env.sim.ca_file),
         clock=env.time.clock,
         sleep=env.time.sleep,
     )
@@ -171,9 +171,13 @@ async def test_the_simulator_refuses_data_over_its_limit(env: Env) -> None:
 def test_regional_hosts_and_base_url_override() -> None:
     """NA, EU and FE hosts; base_url replaces them; the FE host is configurable."""
     assert SkillMessagingConfig().url == "https://api.amazonalexa.com"
-    assert SkillMessagingConfig(region=Region.EU).url == "https://api.eu.amazonalexa.com"
-    assert SkillMessagingConfig(region=Region.FE).url == SKILL_MESSAGING_HOSTS[Region.FE]
-    override = SkillMessagingConfig(region=Region.FE, base_url="https://api.fe.amazonalexa.com/")
+    assert SkillMessagingConfig(region=GatewayRegion.EU).url == "https://api.eu.amazonalexa.com"
+    assert (
+        SkillMessagingConfig(region=GatewayRegion.FE).url == SKILL_MESSAGING_HOSTS[GatewayRegion.FE]
+    )
+    override = SkillMessagingConfig(
+        region=GatewayRegion.FE, base_url="https://api.fe.amazonalexa.com/"
+    )
     assert override.url == "https://api.fe.amazonalexa.com"
     with pytest.raises(ValueError, match="base_url"):
         SkillMessagingConfig(base_url="ftp://example.com")

@@ -43,7 +43,7 @@ def hostile_config(server: HostileServer, **overrides: Any) -> ClientConfig:
     values: dict[str, Any] = {
         "endpoint": server.url,
         "endpoint_hosts": ("127.0.0.1",),
-        "ca_file": str(server.ca_path) if server.ca_path is not None else None,
+        "ca_file": str(server.ca_file) if server.ca_file is not None else None,
         "backoff": (0.05, 0.1, 0.2, 0.4),
         "backoff_jitter": (1.0, 1.0),
         "event_timeout": 2.0,

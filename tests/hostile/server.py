@@ -522,7 +522,7 @@ class HostileServer:
         connections: every accepted connection, in order.
         requests: every request's headers, in order of arrival.
         events: every event decoded from /events.
-        ca_path: the PEM of the throwaway CA (TLS only).
+        ca_file: the PEM of the throwaway CA (TLS only).
     """
 
     def __init__(self, *, tls: bool = True, behaviour: Behaviour | None = None) -> None:
@@ -536,13 +536,13 @@ class HostileServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._dir = tempfile.TemporaryDirectory(prefix="hostile-")
-        self.ca_path: Path | None = None
+        self.ca_file: Path | None = None
         self._ssl: ssl.SSLContext | None = None
         if tls:
             ca = trustme.CA()
             cert = ca.issue_cert("127.0.0.1", "localhost")
-            self.ca_path = Path(self._dir.name) / "ca.pem"
-            ca.cert_pem.write_to_path(str(self.ca_path))
+            self.ca_file = Path(self._dir.name) / "ca.pem"
+            ca.cert_pem.write_to_path(str(self.ca_file))
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             cert.configure_cert(context)
             context.set_alpn_protocols(["h2"])

@@ -21,7 +21,7 @@ async def _rejects(
 ) -> dict[str, float]:
     """Push SetEndpoint(endpoint); check the rejection; return what was measured."""
     stored: list[str] = []
-    config = hostile_config(server, ca_file=None if system_trust else str(server.ca_path))
+    config = hostile_config(server, ca_file=None if system_trust else str(server.ca_file))
     async with hostile_client(server, config, endpoint_store=stored.append) as client:
         await client.wait_connected(5)
         url_before = client.manager.url
@@ -61,8 +61,8 @@ async def test_set_endpoint_to_cleartext_with_the_system_trust_store(
 ) -> None:
     """With the system trust store (here: SSL_CERT_FILE naming the test CA), an http://
     endpoint is refused and no `authorization` header ever reaches the h2c server."""
-    assert server.ca_path is not None
-    monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_path))
+    assert server.ca_file is not None
+    monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
     await _rejects(server, h2c_server, h2c_server.url, system_trust=True)
 
 
@@ -127,8 +127,8 @@ async def test_the_bearer_token_never_travels_in_cleartext(
     """Whatever cleartext spelling SetEndpoint uses, with the system trust store (the
     production default), each is answered with ExceptionEncountered and the h2c server
     never sees a connection, let alone an `authorization` header."""
-    assert server.ca_path is not None
-    monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_path))
+    assert server.ca_file is not None
+    monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
     stored: list[str] = []
     config = hostile_config(server, ca_file=None)
     async with hostile_client(server, config, endpoint_store=stored.append) as client:

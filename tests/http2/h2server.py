@@ -250,7 +250,7 @@ class H2Server:
     """An HTTP/2 server on 127.0.0.1 for tests.
 
     Args:
-        tls: serve TLS (a trustme CA; `ca_path` trusts it) or h2c.
+        tls: serve TLS (a trustme CA; `ca_file` trusts it) or h2c.
         alpn: the ALPN protocols the TLS server accepts.
         max_concurrent_streams: SETTINGS_MAX_CONCURRENT_STREAMS advertised.
         stream_window, connection_window: the server's receive windows.
@@ -279,8 +279,8 @@ class H2Server:
         self.connection_window = connection_window
         self.ignore_pings = ignore_pings
         self.ca = trustme.CA()
-        self.ca_path = str(tmp_path / "ca.pem")
-        self.ca.cert_pem.write_to_path(self.ca_path)
+        self.ca_file = str(tmp_path / "ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_file)
         self.port = 0
         self.release = asyncio.Event()
         self.goaway_sent = asyncio.Event()

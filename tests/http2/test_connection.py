@@ -34,7 +34,7 @@ from tests.http2.h2server import H2Server, payload
 def connect(server: H2Server, **kwargs: object) -> HTTP2Connection:
     """A client for `server`, trusting its CA when it serves TLS."""
     if server.tls:
-        kwargs.setdefault("ca_file", server.ca_path)
+        kwargs.setdefault("ca_file", server.ca_file)
     return HTTP2Connection.from_url(server.url, **kwargs)
 
 
@@ -471,7 +471,7 @@ async def test_wrong_hostname_is_rejected(tmp_path: Path) -> None:
     """A trusted certificate for another name is rejected too."""
     async with H2Server(tls=True, tmp_path=tmp_path) as server:
         conn = HTTP2Connection(
-            "127.0.0.1", server.port, ca_file=server.ca_path, server_hostname="avs.example"
+            "127.0.0.1", server.port, ca_file=server.ca_file, server_hostname="avs.example"
         )
         with pytest.raises(ConnectError, match="certificate"):
             await conn.connect()
@@ -480,7 +480,7 @@ async def test_wrong_hostname_is_rejected(tmp_path: Path) -> None:
 async def test_ssl_context_argument_is_used(tmp_path: Path) -> None:
     """A caller-built SSLContext (trusting the CA, offering h2) is used as given."""
     async with H2Server(tls=True, tmp_path=tmp_path) as server:
-        context = ssl.create_default_context(cafile=server.ca_path)
+        context = ssl.create_default_context(cafile=server.ca_file)
         context.set_alpn_protocols(["h2"])
         async with HTTP2Connection("127.0.0.1", server.port, ssl_context=context) as conn:
             assert (await conn.ping()) >= 0

@@ -31,15 +31,15 @@ def _free_port() -> int:
 class Nghttpd:
     """A running nghttpd serving `htdocs` and echoing uploads."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int, tls: bool, ca_path: str):
+    def __init__(self, process: subprocess.Popen[bytes], port: int, tls: bool, ca_file: str):
         self.process = process
         self.port = port
         self.tls = tls
-        self.ca_path = ca_path
+        self.ca_file = ca_file
 
     def connection(self) -> HTTP2Connection:
         if self.tls:
-            return HTTP2Connection("127.0.0.1", self.port, ca_file=self.ca_path)
+            return HTTP2Connection("127.0.0.1", self.port, ca_file=self.ca_file)
         return HTTP2Connection("127.0.0.1", self.port, tls=False)
 
 
@@ -57,8 +57,8 @@ def nghttpd(request: pytest.FixtureRequest, htdocs: Path, tmp_path: Path) -> Ite
     executable = require_executable("nghttpd")
     tls = request.param == "tls"
     ca = trustme.CA()
-    ca_path = str(tmp_path / "ca.pem")
-    ca.cert_pem.write_to_path(ca_path)
+    ca_file = str(tmp_path / "ca.pem")
+    ca.cert_pem.write_to_path(ca_file)
     cert = ca.issue_cert("127.0.0.1")
     key_path, cert_path = tmp_path / "key.pem", tmp_path / "cert.pem"
     cert.private_key_pem.write_to_path(str(key_path))
@@ -76,7 +76,7 @@ def nghttpd(request: pytest.FixtureRequest, htdocs: Path, tmp_path: Path) -> Ite
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.02)
-        yield Nghttpd(process, port, tls, ca_path)
+        yield Nghttpd(process, port, tls, ca_file)
     finally:
         process.terminate()
         process.wait(timeout=5)

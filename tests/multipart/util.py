@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 
 from avsclient.multipart import (
     DEFAULT_LIMITS,
-    Event,
     MessageEnded,
+    MultipartEvent,
     MultipartLimits,
     MultipartParser,
     PartData,
@@ -19,7 +19,7 @@ from avsclient.multipart import (
 Norm = tuple[object, ...]
 
 
-def normalize(events: Iterable[Event]) -> list[Norm]:
+def normalize(events: Iterable[MultipartEvent]) -> list[Norm]:
     """Turn events into comparable tuples, merging consecutive data events."""
     out: list[Norm] = []
     for event in events:
@@ -60,7 +60,7 @@ def parse(
 ) -> list[Norm]:
     """Parse pieces one by one, optionally close, and return normalised events."""
     parser = MultipartParser(boundary, limits=limits)
-    events: list[Event] = []
+    events: list[MultipartEvent] = []
     for piece in pieces:
         events.extend(parser.feed(piece))
     if close:

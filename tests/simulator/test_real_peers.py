@@ -28,8 +28,8 @@ def curl_with_http2() -> str:
 def curl_args(sim: Simulator, token: str) -> list[str]:
     args = ["-sS", "--max-time", "20", "-H", f"Authorization: Bearer {token}"]
     if sim.tls:
-        assert sim.ca_path is not None
-        return [*args, "--http2", "--cacert", str(sim.ca_path)]
+        assert sim.ca_file is not None
+        return [*args, "--http2", "--cacert", str(sim.ca_file)]
     return [*args, "--http2-prior-knowledge"]
 
 

@@ -9,7 +9,7 @@ import ssl
 
 import pytest
 
-from avsclient.simulator import Reply, Simulator, SimulatorConfig, directive, speech_asset
+from avsclient.simulator import ScriptedReply, Simulator, SimulatorConfig, directive, speech_asset
 from tests.simulator.conftest import (
     FORM_DATA,
     audio_head,
@@ -92,12 +92,12 @@ async def test_simulator_refuses_non_loopback_hosts() -> None:
 
 
 async def test_ssl_context_and_ca_file_trust_the_server() -> None:
-    """Both sim.ssl_context() and a context built from sim.ca_path verify the certificate."""
+    """Both sim.ssl_context() and a context built from sim.ca_file verify the certificate."""
     async with Simulator() as sim:
         assert sim.url.startswith("https://127.0.0.1:")
-        assert sim.ca_path is not None
-        assert sim.ca_path.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
-        ctx = ssl.create_default_context(cafile=str(sim.ca_path))
+        assert sim.ca_file is not None
+        assert sim.ca_file.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+        ctx = ssl.create_default_context(cafile=str(sim.ca_file))
         ctx.set_alpn_protocols(["h2"])
         _, writer = await asyncio.open_connection(sim.host, sim.port, ssl=ctx)
         assert writer.get_extra_info("ssl_object").selected_alpn_protocol() == "h2"
@@ -105,15 +105,15 @@ async def test_ssl_context_and_ca_file_trust_the_server() -> None:
         # The server's SETTINGS may cross our close_notify: that shutdown error is expected.
         with contextlib.suppress(ssl.SSLError, ConnectionError):
             await writer.wait_closed()
-        ca_path = sim.ca_path
-    assert not ca_path.exists()
+        ca_file = sim.ca_file
+    assert not ca_file.exists()
 
 
 async def test_h2c_has_no_tls() -> None:
     """The h2c simulator serves http:// and has no CA."""
     async with Simulator(tls=False, host="::1") as sim:
         assert sim.url == f"http://[::1]:{sim.port}"
-        assert sim.ca_path is None
+        assert sim.ca_file is None
         with pytest.raises(RuntimeError):
             sim.ssl_context()
 
@@ -301,7 +301,7 @@ async def test_recognize_handler_callable_sync_and_async(
 
     def handler(event):  # type: ignore[no-untyped-def]
         seen.append(event)
-        return Reply.of(
+        return ScriptedReply.of(
             directive("Speaker", "SetVolume", {"volume": 5}, dialog_request_id="x"),
             attachments={"extra": b"bytes"},
         )
@@ -318,7 +318,7 @@ async def test_recognize_handler_callable_sync_and_async(
 
     async def async_handler(event):  # type: ignore[no-untyped-def]
         await asyncio.sleep(0)
-        return Reply(status=204)
+        return ScriptedReply(status=204)
 
     sim.script.recognize(async_handler)
     headers, body = await post_event(client, token, event_body(recognize(), b"pcm"))
@@ -329,7 +329,7 @@ async def test_handler_returning_nothing_after_stop_capture_still_closes_the_bod
     sim: Simulator, client: RawClient, token: str
 ) -> None:
     """A reply without directives after StopCapture ends with a skippable part and the close."""
-    sim.script.recognize(lambda event: Reply(), stop_capture_after=0)
+    sim.script.recognize(lambda event: ScriptedReply(), stop_capture_after=0)
     headers, body = await post_event(client, token, event_body(recognize("NEAR_FIELD"), b"x"))
     parts = directives_of(headers, body)
     assert json.loads(parts[0][1])["directive"]["header"]["name"] == "StopCapture"
@@ -385,12 +385,12 @@ async def test_scripted_reply_for_other_events(
 ) -> None:
     """script.on answers an event with a fixed reply, a handler, or back to 204."""
     alert = directive("Alerts", "SetAlert", {"token": "a", "type": "TIMER"})
-    sim.script.on("System", "SynchronizeState", Reply.of(alert))
+    sim.script.on("System", "SynchronizeState", ScriptedReply.of(alert))
     headers, body = await post_event(
         client, token, event_body(event_metadata("System", "SynchronizeState"))
     )
     assert json.loads(directives_of(headers, body)[0][1]) == alert
-    sim.script.on("System", "SynchronizeState", lambda e: Reply(status=429))
+    sim.script.on("System", "SynchronizeState", lambda e: ScriptedReply(status=429))
     headers, body = await post_event(
         client, token, event_body(event_metadata("System", "SynchronizeState"))
     )
