@@ -71,7 +71,7 @@ from avsclient.avs.manager import (
 )
 from avsclient.dialog import DEFAULT_MAX_QUEUE, DialogManager, Disposition
 from avsclient.directives import DirectivePipeline
-from avsclient.exceptions import AVSError, EndpointRejected, StateError
+from avsclient.exceptions import AVSError, EndpointRejected, StateError, TrustStoreError
 from avsclient.focus import FocusChange, FocusManager
 from avsclient.messages import Directive, ExceptionType, exception_encountered
 from avsclient.store import DeviceStore, default_store_path
@@ -178,11 +178,18 @@ def default_agents(
 
 def media_ssl_context(config: ClientConfig) -> ssl.SSLContext | bool:
     """What AudioPlayer trusts for media: the system's CAs, plus `config.ca_file` if given
-    (the simulator's CA, which also signs its media server)."""
+    (the simulator's CA, which also signs its media server).
+
+    Raises:
+        TrustStoreError: the CA file cannot be loaded.
+    """
     if config.ca_file is None:
         return True
     context = ssl.create_default_context()
-    context.load_verify_locations(cafile=config.ca_file)
+    try:
+        context.load_verify_locations(cafile=config.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise TrustStoreError(f"cannot load the CA file {config.ca_file!r}: {exc}") from exc
     return context
 
 

@@ -14,6 +14,7 @@ AVSError
 │   ├── ConnectionClosed            the owner closed the connection; it takes no more work
 │   ├── NetworkError                connection refused, dropped, TLS or ALPN failure
 │   │   ├── ConnectError
+│   │   │   └── TrustStoreError     the CA file cannot be loaded (a configuration error)
 │   │   ├── ConnectionLost
 │   │   └── ALPNError
 │   ├── StreamReset                 RST_STREAM on one stream; carries `stream_id`, `error_code`
@@ -33,8 +34,8 @@ AVSError
 │   ├── DeviceStoreCorrupt          damaged, truncated or not a device store; the file is kept
 │   └── DeviceStoreLocked           another process held the database past the busy timeout
 ├── DirectiveError                  a directive could not be handled; carries `error_type`
-├── CapabilityReportError           a Discovery report breaks the documented limits
 │   └── EndpointRejected            an endpoint or gateway URL from AVS the client may not use
+├── CapabilityReportError           a Discovery report breaks the documented limits
 ├── StateError                      an operation is not allowed in the current state
 └── ServerError                     AVS answered with an exception; carries `status`, `code`
     └── GatewayError                the event gateway or Skill Messaging API refused a request
@@ -98,6 +99,7 @@ __all__ = [
     "TimeoutException",
     "TokenStoreError",
     "TransportError",
+    "TrustStoreError",
 ]
 
 
@@ -167,6 +169,11 @@ class NetworkError(TransportError):
 
 class ConnectError(NetworkError):
     """The connection could not be opened."""
+
+
+class TrustStoreError(ConnectError):
+    """The configured CA file (`ca_file`) cannot be loaded: missing, unreadable or not PEM.
+    A configuration error: retrying does not mend it."""
 
 
 class ConnectionLost(NetworkError):

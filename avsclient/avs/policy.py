@@ -31,6 +31,7 @@ from avsclient.exceptions import (
     StreamReset,
     TimeoutException,
     TransportError,
+    TrustStoreError,
 )
 
 # Plain sorted order, as tests/test_exports.py checks (not ruff's isort-style order).
@@ -355,16 +356,21 @@ def is_permanent(error: BaseException | None) -> bool:
     """Whether a failed connection attempt cannot succeed by retrying alone.
 
     A revoked refresh token (`ReauthorizationRequired`, LWA's invalid_grant), a wrong LWA
-    client configuration (`ClientConfigError`) and a server certificate the trust store
-    rejects need the application (re-linking, a new configuration, a fixed clock or trust
-    store). Network failures, timeouts and server errors are transient. The whole chain of
-    causes is looked at, since each layer wraps the error below it.
+    client configuration (`ClientConfigError`), a CA file that cannot be loaded
+    (`TrustStoreError`) and a server certificate the trust store rejects need the application
+    (re-linking, a new configuration, a fixed clock or trust store). Network failures,
+    timeouts and server errors are transient. The whole chain of causes is looked at, since
+    each layer wraps the error below it.
     """
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(
-            error, ReauthorizationRequired | ClientConfigError | ssl.SSLCertVerificationError
+            error,
+            ReauthorizationRequired
+            | ClientConfigError
+            | TrustStoreError
+            | ssl.SSLCertVerificationError,
         ):
             return True
         error = error.__cause__

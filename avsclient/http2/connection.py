@@ -46,6 +46,7 @@ from avsclient.exceptions import (
     StreamInactivityTimeout,
     StreamReset,
     TransportError,
+    TrustStoreError,
 )
 from avsclient.http2.core import ClientCore
 from avsclient.http2.events import (
@@ -278,7 +279,7 @@ class HTTP2Connection(AsyncResource):
         try:
             context = self._client_ssl_context()
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectError(f"cannot load the CA file {self._ca_file!r}: {exc}") from exc
+            raise TrustStoreError(f"cannot load the CA file {self._ca_file!r}: {exc}") from exc
         try:
             async with asyncio.timeout(cfg.tls_handshake_timeout):
                 await writer.start_tls(context, server_hostname=self._server_hostname)

@@ -9,6 +9,7 @@ manager makes no further attempt until `wake()`. Everything else keeps its back-
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from avsclient.exceptions import (
     ConnectError,
     ConnectTimeout,
     ReauthorizationRequired,
+    TrustStoreError,
 )
 
 from .kit import TOKEN, hostile_config, wait_until
@@ -120,3 +122,33 @@ async def test_a_connect_timeout_names_the_step_that_holds_the_attempt_up(
             await client.wait_connected(1.0)
     finally:
         await client.aclose()
+
+
+async def test_a_ca_file_that_cannot_be_loaded_is_reported_at_once_and_not_retried(
+    server: HostileServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A configured CA file that is missing or not PEM is a configuration error: the client
+    refuses it when built, and one that goes bad later (garbled after start) ends the first
+    attempt with TrustStoreError naming the file, with no second attempt over the next
+    second."""
+    with pytest.raises(TrustStoreError, match=r"missing\.pem"):
+        AVSClient(hostile_config(server, ca_file=tmp_path / "missing.pem"), Tokens())  # type: ignore[arg-type]
+    assert server.ca_file is not None
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(Path(server.ca_file).read_bytes())
+    client = AVSClient(hostile_config(server, ca_file=ca), Tokens())  # type: ignore[arg-type]
+    ca.write_text("not a certificate\n")
+    await client.start()
+
+    def attempts() -> int:
+        return sum("connecting to" in r.getMessage() for r in caplog.records)
+
+    try:
+        started = time.monotonic()
+        with pytest.raises(TrustStoreError, match=r"ca\.pem"):
+            await client.wait_connected(10)
+        assert time.monotonic() - started < FAIL_FAST
+        await wait_until(lambda: attempts() > 1, timeout=1.0)
+    finally:
+        await client.aclose()
+    assert attempts() == 1
