@@ -152,6 +152,7 @@ async def run_exchange(
     *,
     clock: Clock = time.time,
     sleep: Sleep = asyncio.sleep,
+    on_retry: Callable[[LWARetryScheduled], None] | None = None,
 ) -> TokenSet:
     """Drive a `TokenExchange` to the end: send, wait out retries, return the tokens.
 
@@ -160,6 +161,7 @@ async def run_exchange(
         exchange: a fresh exchange.
         clock: the time source for `expires_at` (a wall clock when tokens are stored).
         sleep: the coroutine that waits between retries (tests pass a fake).
+        on_retry: told of each failed attempt before its back-off (why it failed).
 
     Returns:
         The tokens.
@@ -182,4 +184,6 @@ async def run_exchange(
             event = result
         if isinstance(event, TokensReceived):
             return event.tokens
+        if on_retry is not None:
+            on_retry(event)
         await sleep(event.delay)

@@ -21,6 +21,7 @@ from avsclient._resource import AsyncResource
 from avsclient.auth.http import Clock, LWAHttpClient, Sleep, run_exchange
 from avsclient.auth.lwa import (
     LWAConfig,
+    LWARetryScheduled,
     TokenExchange,
     TokenSet,
     client_credentials_request,
@@ -129,6 +130,9 @@ class _RefreshingProvider(AsyncResource):
         self._error: AuthError | None = None  # sticky: re-linking or a config fix is needed
         self._closed = False
         self._refreshes = 0
+        #: Why the latest LWA attempt failed while a refresh backs off (None once it worked):
+        #: the connection manager names it when connecting times out.
+        self.last_failure: str | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("failed" if self._error else "open")
@@ -243,7 +247,11 @@ class _RefreshingProvider(AsyncResource):
 
         tokens = await self._fetch(sleep_between_attempts)
         self._refreshes += 1
+        self.last_failure = None
         return tokens
+
+    def _note_retry(self, event: LWARetryScheduled) -> None:
+        self.last_failure = f"Login with Amazon: {event.reason} (attempt {event.attempt})"
 
     def _fetch_done(self, task: asyncio.Task[TokenSet]) -> None:
         if self._task is task:
@@ -338,7 +346,9 @@ class RefreshingTokenProvider(_RefreshingProvider):
             self._refresh_token, self._config.client_id, self._config.client_secret
         )
         exchange = TokenExchange(request, retry=self._config.retry, random=self._random)
-        tokens = await run_exchange(self._http, exchange, clock=self._clock, sleep=sleep)
+        tokens = await run_exchange(
+            self._http, exchange, clock=self._clock, sleep=sleep, on_retry=self._note_retry
+        )
         rotated = tokens.refresh_token != self._refresh_token
         self._refresh_token = tokens.refresh_token
         self._access = tokens
@@ -392,7 +402,9 @@ class ClientCredentialsTokenProvider(_RefreshingProvider):
             self._config.client_id, self._config.client_secret, self._scope
         )
         exchange = TokenExchange(request, retry=self._config.retry, random=self._random)
-        tokens = await run_exchange(self._http, exchange, clock=self._clock, sleep=sleep)
+        tokens = await run_exchange(
+            self._http, exchange, clock=self._clock, sleep=sleep, on_retry=self._note_retry
+        )
         self._access = tokens
         logger.info("LWA client_credentials token obtained (scope %s)", tokens.scope or self._scope)
         return tokens

@@ -84,6 +84,9 @@ __all__ = [
 
 logger = logging.getLogger("avsclient.avs")
 
+# The connection attempt step that waits for the token provider.
+_GETTING_TOKEN = "getting an access token"
+
 
 class LinkSender:
     """What a post-connect step may do on the link being set up: send events on it, before
@@ -188,6 +191,7 @@ class ConnectionManager(AsyncService):
         self._endpoint_changed = False
         self._waiting = 0
         self._gate = TokenGate(tokens, config.connect_timeout)
+        self._tokens = tokens
         self._retire_tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -301,6 +305,10 @@ class ConnectionManager(AsyncService):
             step, since = self._step
             spent = asyncio.get_running_loop().time() - since
             why += f"; the attempt under way has been {step} for {spent:.1f} s"
+            # A token provider that retries on its own (RefreshingTokenProvider) says why.
+            token_failure = getattr(self._tokens, "last_failure", None)
+            if step == _GETTING_TOKEN and isinstance(token_failure, str):
+                why += f" ({token_failure})"
         return why
 
     def wake(self) -> None:
@@ -562,7 +570,7 @@ class ConnectionManager(AsyncService):
         """
         config = self.config
         url = self._url
-        self._at("getting an access token")
+        self._at(_GETTING_TOKEN)
         token = await self._gate.token()
         links: list[Link] = []
         conn = HTTP2Connection.from_url(

@@ -429,3 +429,16 @@ async def test_config_url_regions_and_validation() -> None:
         ClientConfig(liveness_interval=0)
     with pytest.raises(ValueError, match="liveness_timeout"):
         ClientConfig(liveness_timeout=-1.0)
+
+
+async def test_a_connect_timeout_names_the_login_with_amazon_failure(sim: Simulator) -> None:
+    """While the token provider's refresh keeps failing (LWA answers 500), a ConnectTimeout
+    says the attempt is getting a token and why Login with Amazon failed, not only a reason
+    name."""
+    sim.lwa.fail_next(50, status=500)
+    async with running_manager(sim) as running:
+        with pytest.raises(ConnectTimeout) as info:
+            await running.manager.wait_connected(1.5)
+    message = str(info.value)
+    assert "getting an access token" in message
+    assert "Login with Amazon" in message and "500" in message, message
