@@ -286,7 +286,7 @@ async def test_exception_encountered_payloads_are_raw_json(
     sim: Simulator, make_client: ClientFactory
 ) -> None:
     """The unparsed directive is sent back as the raw JSON string."""
-    message = directive("Notifications", "SetIndicator", {"persistVisualIndicator": True})
+    message = directive("Acme.Unknown", "DoThing", {"persistVisualIndicator": True})
     async with make_client() as client:
         await client.wait_connected(20)
         await sim.push_directive(message)
