@@ -12,7 +12,8 @@ The rules (state table, liveness schedule, outcome and reason maps, exception bo
 the asyncio shell is split in modules below this one: `responses` (the sink protocol,
 `EventResult`), `tokens` (the token gate and its 403 rule), `link` (one connection with its
 downchannel reader, liveness check and watcher), `upload` (the body and the audio kept for a
-resend) and `exchange` (one event stream). This module is
+resend), `exchange` (one event stream) and `attempt` (one connection attempt, its steps and
+their deadline). This module is
 the supervisor: one task runs the lifecycle, and events run in their callers' tasks. Links
 never feed the lifecycle directly: they set flags and "kick" the supervisor, which reads the
 flags, so no signal can be lost between two awaits.
@@ -22,22 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import random as _random
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from avsclient._resource import AsyncService
 from avsclient._retry import RetryPolicy
+from avsclient.avs.attempt import Connector, LinkSender, PostConnectStep
 from avsclient.avs.exchange import (
     REFUSED,
     ContextCallback,
     exchange,
     message_id_of,
     send_authorized,
-    send_on_link,
-    synchronize,
 )
 from avsclient.avs.link import Link
 from avsclient.avs.policy import (
@@ -60,9 +59,7 @@ from avsclient.exceptions import (
     ConnectionClosed,
     ConnectionDraining,
     ConnectTimeout,
-    TransportError,
 )
-from avsclient.http2.connection import HTTP2Connection
 
 if TYPE_CHECKING:
     from avsclient.auth.provider import TokenProvider
@@ -84,49 +81,7 @@ __all__ = [
 
 logger = logging.getLogger("avsclient.avs")
 
-# The connection attempt step that waits for the token provider.
-_GETTING_TOKEN = "getting an access token"
 
-
-class LinkSender:
-    """What a post-connect step may do on the link being set up: send events on it, before
-    the manager reports CONNECTED (avs-protocol 2.1 step 6, 9.5).
-
-    Attributes:
-        url: the endpoint the link is connected to.
-    """
-
-    def __init__(self, link: Link, gate: TokenGate) -> None:
-        self._link = link
-        self._gate = gate
-        self.url = link.url
-
-    @property
-    def usable(self) -> bool:
-        """False once the link died or is draining (a step should stop then)."""
-        return self._link.usable
-
-    async def token(self) -> str:
-        """The access token in use (a Discovery report carries it in its `scope`)."""
-        return await self._gate.token()
-
-    async def send(self, event: Mapping[str, Any]) -> EventResult:
-        """Send one event document on this link (no audio) and return its result.
-
-        Never raises for network or server trouble (like `ConnectionManager.send_event`).
-
-        Raises:
-            TypeError: the event cannot be serialised as JSON.
-        """
-        body = EventBody.encode(event, audio=False)
-        return await send_on_link(self._link, body, None, message_id_of(event))
-
-
-PostConnectStep = Callable[[LinkSender], Awaitable[None]]
-"""One step run on a new link after its downchannel opened and before SynchronizeState, in
-the order given (the SDK's: VerifyGateway, then Discovery; avs-protocol 9.5). A step that
-raises `AttemptFailed` fails the attempt; any other exception is logged and the next step
-runs. Steps must bound their own waits: the attempt waits for them."""
 
 
 class ConnectionManager(AsyncService):
@@ -162,13 +117,11 @@ class ConnectionManager(AsyncService):
         post_connect: Callable[[], Sequence[PostConnectStep]] | None = None,
     ) -> None:
         self.config = config
-        self._post_connect = post_connect
         self._sink = sink
         self._context = context
         self._on_status = on_status
         self._endpoint_store = endpoint_store
         self._random = random
-        self._transport = config.connection_config()
         self._url = config.url()
         self._machine = LifecycleMachine()
         self._reconnect = RetryPolicy(delays=config.backoff, jitter=config.backoff_jitter)
@@ -179,11 +132,9 @@ class ConnectionManager(AsyncService):
         self._reason = ChangedReason.NONE
         self._last_failure: str | None = None  # why the latest connection attempt failed
         self._permanent: BaseException | None = None  # what put the lifecycle in FAILED
-        self._step: tuple[str, float] | None = None  # the running attempt's step, since when
         self._reported: tuple[ConnectionStatus, ChangedReason] | None = None
         self._link: Link | None = None
         self._retired: set[Link] = set()
-        self._link_ids = itertools.count(1)
         self._supervisor: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
         self._changed = asyncio.Event()
@@ -191,7 +142,19 @@ class ConnectionManager(AsyncService):
         self._endpoint_changed = False
         self._waiting = 0
         self._gate = TokenGate(tokens, config.connect_timeout)
-        self._tokens = tokens
+        self._connector = Connector(
+            config,
+            tokens,
+            self._gate,
+            sink,
+            context=context,
+            retry=self._reconnect,
+            random=random,
+            current_url=lambda: self._url,
+            post_connect=post_connect,
+            on_change=self._link_changed,
+            manager_closed=self._is_closed,
+        )
         self._retire_tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -301,15 +264,7 @@ class ConnectionManager(AsyncService):
     def _why(self) -> str:
         """What held the connection up, for a ConnectTimeout message."""
         why = f"; the last attempt failed: {self._last_failure}" if self._last_failure else ""
-        if self._step is not None:
-            step, since = self._step
-            spent = asyncio.get_running_loop().time() - since
-            why += f"; the attempt under way has been {step} for {spent:.1f} s"
-            # A token provider that retries on its own (RefreshingTokenProvider) says why.
-            token_failure = getattr(self._tokens, "last_failure", None)
-            if step == _GETTING_TOKEN and isinstance(token_failure, str):
-                why += f" ({token_failure})"
-        return why
+        return why + self._connector.describe_step()
 
     def wake(self) -> None:
         """Retry now if the manager is waiting out a back-off delay (the network came back),
@@ -427,7 +382,9 @@ class ConnectionManager(AsyncService):
         """Run one attempt; on success install the link and watch it until it ends."""
         self._endpoint_changed = False
         hold, self._hold = self._hold, 0.0
-        attempt = asyncio.create_task(self._attempt_within(hold), name="avs connect attempt")
+        attempt = asyncio.create_task(
+            self._connector.attempt_within(hold), name="avs connect attempt"
+        )
         try:
             while True:
                 self._kick.clear()
@@ -529,109 +486,6 @@ class ConnectionManager(AsyncService):
         finally:
             self._retired.discard(link)
             await link.aclose()
-
-    # -- connecting --------------------------------------------------------------------------
-
-    async def _attempt_within(self, hold: float) -> Link:
-        """Wait `hold` seconds (the back-off of a link that ended unproven), then make a link
-        within `connect_timeout` as a whole.
-
-        Raises:
-            AttemptFailed: any step failed, or the whole took too long.
-        """
-        if hold > 0:
-            logger.info(
-                "the last connection to %s ended before it proved healthy: the next one in %.3f s",
-                self._url,
-                hold,
-            )
-            await asyncio.sleep(hold)
-        limit = self.config.connect_timeout
-        try:
-            async with asyncio.timeout(limit):
-                return await self._attempt()
-        except TimeoutError as exc:
-            step = self._step[0] if self._step is not None else "connecting"
-            raise AttemptFailed(
-                ChangedReason.CONNECTION_TIMEDOUT,
-                f"no connection within connect_timeout ({limit} s): still {step}",
-            ) from exc
-        finally:
-            self._step = None
-
-    def _at(self, step: str) -> None:
-        self._step = (step, asyncio.get_running_loop().time())
-
-    async def _attempt(self) -> Link:
-        """Token, connection, downchannel, SynchronizeState: a link ready for events.
-
-        Raises:
-            AttemptFailed: any step failed.
-        """
-        config = self.config
-        url = self._url
-        self._at(_GETTING_TOKEN)
-        token = await self._gate.token()
-        links: list[Link] = []
-        conn = HTTP2Connection.from_url(
-            url,
-            ca_file=config.ca_file,
-            ssl_context=config.ssl_context,
-            config=self._transport,
-            on_goaway=lambda event: links[0].on_goaway(event),
-        )
-        link = Link(
-            id=next(self._link_ids),
-            url=url,
-            conn=conn,
-            config=config,
-            gate=self._gate,
-            sink=self._sink,
-            on_change=self._link_changed,
-            manager_closed=self._is_closed,
-        )
-        links.append(link)
-        try:
-            self._at("opening the HTTP/2 connection")
-            try:
-                await conn.connect()
-            except TransportError as exc:
-                raise AttemptFailed(reason_for_error(exc), f"connection failed: {exc}") from exc
-            link.touch()
-            self._at("opening the downchannel")
-            await link.open_downchannel(token)
-            self._at("verifying the gateway and reporting capabilities")
-            await self._run_post_connect(link)
-            self._at("sending SynchronizeState")
-            await synchronize(link, self._context, self._reconnect, self._random)
-            if not link.usable:
-                raise AttemptFailed(
-                    link.lost or link.drain or ChangedReason.SERVER_SIDE_DISCONNECT,
-                    "the connection ended while synchronizing",
-                )
-        except BaseException:
-            await asyncio.shield(link.aclose())
-            raise
-        link.start_monitoring()
-        return link
-
-    async def _run_post_connect(self, link: Link) -> None:
-        if self._post_connect is None:
-            return
-        sender = LinkSender(link, self._gate)
-        for step in self._post_connect():
-            if self._url != link.url:  # a step moved the device (SetGateway)
-                raise AttemptFailed(ChangedReason.ENDPOINT_CHANGED, f"moved to {self._url}")
-            if not link.usable:
-                break
-            try:
-                await step(sender)
-            except AttemptFailed:
-                raise
-            except Exception:
-                logger.exception("post-connect step %r failed; going on", step)
-        if self._url != link.url:
-            raise AttemptFailed(ChangedReason.ENDPOINT_CHANGED, f"moved to {self._url}")
 
     # -- events ------------------------------------------------------------------------------
 
