@@ -9,7 +9,9 @@ in `token_hosts`), through M3U/M3U8 (HLS) and PLS playlists. MP3 is decoded by `
 (miniaudio); AAC, MP4/M4A, MPEG-TS (HLS segments), Ogg, Opus, FLAC and WAV by `MediaSink`
 (PyAV, the `media` extra; without it such a stream fails with a PlaybackFailed that names the
 extra). The offset it reports is what the mixer has played of the item (samples, not wall
-clock).
+clock). A Play offset on an MP3 stream is fetched with an HTTP range (`Mp3SeekIndex`); other
+formats, and servers without ranges, are decoded from the start and the offset discarded.
+Live HLS playlists are reloaded as they grow (`LiveHls`).
 Focus: music acquires Content as MIXABLE when Play asks `interruptedBehavior: ATTENUATE`, else
 NONMIXABLE; in the background it ducks or pauses (PlaybackPaused / PlaybackResumed); losing the
 channel stops it (PlaybackStopped).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime
 import enum
 import logging
@@ -34,7 +37,12 @@ from avsclient.agents.payload import choice, integer, obj, text
 from avsclient.attachments import AttachmentReader, cid_of
 from avsclient.audio import AudioSink, MixerChannel, Mp3Sink
 from avsclient.audio.media import MediaSink
-from avsclient.audio.mp3 import Id3TagReader
+from avsclient.audio.mp3 import (
+    Id3TagReader,
+    Mp3SeekIndex,
+    id3v2_length,
+    leading_frames_dropped,
+)
 from avsclient.config import Region
 from avsclient.exceptions import AttachmentError, AudioError, AVSError, DirectiveError
 from avsclient.focus import ContentType, FocusState, MixingBehavior
@@ -48,7 +56,9 @@ __all__ = [
     "PlaybackMonitor",
     "PlayerActivity",
     "TOKEN_HOSTS",
+    "LiveHls",
     "is_hls",
+    "is_live_hls",
     "parse_playlist",
     "sends_token",
 ]
@@ -259,6 +269,26 @@ MAX_PLAYLIST_BYTES = 64 * 1024
 MAX_PLAYLIST_DEPTH = 4
 #: URLs (playlists and their entries, HLS segments included) one Play visits at most.
 MAX_PLAYLIST_URLS = 4096
+#: A Play offset on an https stream: the stream's head asked first (a range), to learn
+#: where the offset lies (MP3: an ID3v2 tag, the first frames, a Xing/VBRI table).
+SEEK_PROBE_BYTES = 16 * 1024
+#: Bytes of frames read before deciding (the index; the frames at the cut).
+SEEK_HEAD_BYTES = 8 * 1024
+#: Seconds fetched before the offset: the frames at the cut decode to nothing or to the
+#: bit reservoir's leftovers, and a table's estimate may land late.
+SEEK_LEAD_S = 0.2
+
+
+def _range_total(content_range: str) -> int | None:
+    """The full length of `Content-Range: bytes a-b/N` (None if unknown: `*`)."""
+    total = content_range.rpartition("/")[2].strip()
+    return int(total) if total.isdigit() else None
+
+
+def _range_start(content_range: str) -> int | None:
+    """The first byte of `Content-Range: bytes a-b/N`."""
+    first = content_range.partition(" ")[2].partition("-")[0].strip()
+    return int(first) if first.isdigit() else None
 
 
 def _looks_like_playlist(url: str) -> bool:
@@ -311,22 +341,97 @@ def parse_playlist(text: str, base_url: str) -> list[str]:
     return [str(base.join(entry)) for entry in entries]
 
 
+def is_live_hls(text: str) -> bool:
+    """True for an HLS media playlist without EXT-X-ENDLIST: a live one, reloaded as it grows
+    (RFC 8216 6.2.1, 6.3.4)."""
+    return "#EXTINF" in text and "#EXT-X-ENDLIST" not in text
+
+
+class LiveHls:
+    """What to play of a live HLS media playlist, and when to reload it (no I/O).
+
+    Each `load(text, now)` gives the segments not played yet (by media sequence number, so a
+    sliding window is followed); `reload_at` is when to load it again: one target duration
+    after a load that brought something new, half of one after a load that did not (RFC 8216
+    6.3.4). `ended` once EXT-X-ENDLIST appears. A playlist that brings nothing new for
+    `stuck_targets` target durations is stuck (`load` raises: the stream stopped).
+    """
+
+    def __init__(self, base_url: str, *, stuck_targets: float = 3.0) -> None:
+        self.base = httpx.URL(base_url)
+        self.stuck_targets = stuck_targets
+        self.target = 1.0
+        self.ended = False
+        self.reload_at = 0.0
+        self.loads = 0
+        self._next_seq: int | None = None
+        self._changed_at = 0.0
+
+    def load(self, text: str, now: float) -> list[str]:
+        """The new segments of a (re)loaded playlist, as absolute URLs (the init section,
+        EXT-X-MAP, first on the first load).
+
+        Raises:
+            _Failed: the playlist has not grown for `stuck_targets` target durations.
+        """
+        sequence, segments, init = 0, [], None
+        for raw in text.splitlines():
+            line = raw.strip()
+            if line.startswith("#EXT-X-TARGETDURATION:"):
+                with contextlib.suppress(ValueError):
+                    self.target = min(60.0, max(0.1, float(line.partition(":")[2])))
+            elif line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+                with contextlib.suppress(ValueError):
+                    sequence = int(line.partition(":")[2])
+            elif line.startswith("#EXT-X-MAP:") and 'URI="' in line:
+                init = line.split('URI="', 1)[1].split('"', 1)[0]
+            elif line == "#EXT-X-ENDLIST":
+                self.ended = True
+            elif line and not line.startswith("#"):
+                segments.append(line)
+        first = self._next_seq is None
+        start = sequence if self._next_seq is None else self._next_seq
+        new = [seg for n, seg in enumerate(segments, sequence) if n >= start]
+        self._next_seq = max(start, sequence + len(segments))
+        self.loads += 1
+        if first and init is not None:
+            new.insert(0, init)
+        if new or first or self.ended:
+            self._changed_at = now
+            self.reload_at = now + self.target
+        else:
+            if now - self._changed_at >= self.stuck_targets * self.target:
+                raise _Failed(
+                    MediaError.SERVICE_UNAVAILABLE,
+                    f"live playlist did not grow for {now - self._changed_at:.1f} s",
+                )
+            self.reload_at = now + self.target / 2
+        return [str(self.base.join(seg)) for seg in new]
+
+
 @dataclass(slots=True)
 class _Part:
-    """Bytes of a stream; `start`: the first of a resource that needs a fresh decoder."""
+    """Bytes of a stream; `start`: the first of a resource that needs a fresh decoder;
+    `at_ms`: with `start`, the stream time of the first sample it decodes to, when the bytes
+    were fetched from inside the stream (a range), else None (from its beginning)."""
 
     kind: str
     start: bool
     data: bytes
+    at_ms: float | None = None
 
 
-async def _read_bounded(response: httpx.Response, limit: int) -> str:
+async def _read_bytes(response: httpx.Response, limit: int) -> bytearray:
     body = bytearray()
     async for chunk in response.aiter_bytes():
         body += chunk
         if len(body) > limit:
             raise _Failed(MediaError.INVALID_REQUEST, f"playlist larger than {limit} bytes")
-    return body.decode("utf-8", "replace")
+    return body
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> str:
+    return (await _read_bytes(response, limit)).decode("utf-8", "replace")
 
 
 class PlayQueue:
@@ -437,6 +542,11 @@ class _Skip(AudioSink):
     def __init__(self, sink: AudioSink, skip: int) -> None:
         self.sink, self.skip = sink, skip
 
+    def skip_to(self, ms: float) -> None:
+        """Drop the first `ms` of audio (from now on) instead."""
+        fmt = self.sink.format
+        self.skip = max(0, round(ms * fmt.rate / 1000)) * fmt.frame_size
+
     @property
     def format(self) -> Any:
         return self.sink.format
@@ -507,6 +617,12 @@ class AudioPlayerAgent(CapabilityAgent):
         self._tags: dict[str, str] = {}
         self._tags_sent: dict[str, str] = {}
         self._tags_sent_at: float | None = None
+        self._decoders: list[Mp3Sink | MediaSink] = []
+
+    @property
+    def decoder(self) -> Mp3Sink | MediaSink | None:
+        """The decoder of the stream playing, if any (its queue shows what is buffered)."""
+        return self._decoders[0] if self._decoders else None
 
     def handlers(self) -> dict[str, DirectiveHandler]:
         return {"Play": self._on_play, "Stop": self._on_stop, "ClearQueue": self._on_clear}
@@ -626,7 +742,9 @@ class AudioPlayerAgent(CapabilityAgent):
                 await self._release(item)
                 await self._fail(item, MediaError.INTERNAL_DEVICE_ERROR, repr(exc))
         await self.services.focus.release(self.channel, self)
-        if self.activity is PlayerActivity.FINISHED:
+        # After the last item ends or fails the SDK returns to IDLE; only a Stop (which
+        # cancels this task) leaves STOPPED (avs-protocol 14.4).
+        if self.activity in (PlayerActivity.FINISHED, PlayerActivity.STOPPED):
             self._set(PlayerActivity.IDLE)
 
     async def _play(self, item: AudioItem) -> None:
@@ -641,6 +759,7 @@ class AudioPlayerAgent(CapabilityAgent):
         await self._event("PlaybackStarted")
         reading = [True]
         decoder: list[Mp3Sink | MediaSink] = []
+        self._decoders = decoder
         monitor = asyncio.get_running_loop().create_task(self._monitor(item, decoder, reading))
         try:
             kind = ""
@@ -649,6 +768,8 @@ class AudioPlayerAgent(CapabilityAgent):
                 if not decoder or (part.start and (part.kind != kind or kind == "media")):
                     if decoder:  # the previous playlist entry ends: let it play out
                         await decoder.pop().drain()
+                    if part.at_ms is not None:  # fetched from inside the stream (a range)
+                        out.skip_to(item.offset_ms - part.at_ms)
                     decoder.append(self._decoder(part.kind, out))
                     kind = part.kind
                     tags = Id3TagReader() if kind == "mp3" else None
@@ -733,17 +854,20 @@ class AudioPlayerAgent(CapabilityAgent):
                 await self._event(name, payload)
 
     async def _fail(self, item: AudioItem, error: MediaError, message: str) -> None:
+        # currentPlaybackState is the state the failure found (PLAYING, BUFFER_UNDERRUN, ...);
+        # then the player stops, and returns to IDLE when nothing follows (avs-protocol 14.4).
         _log.warning("stream %r failed: %s", item.token, message)
+        state = {
+            "token": self.token,
+            "offsetInMilliseconds": self.offset_ms,
+            "playerActivity": self.activity.value,
+        }
         self._set(PlayerActivity.STOPPED)
         await self._event(
             "PlaybackFailed",
             {
                 "token": item.token,
-                "currentPlaybackState": {
-                    "token": self.token,
-                    "offsetInMilliseconds": self.offset_ms,
-                    "playerActivity": self.activity.value,
-                },
+                "currentPlaybackState": state,
                 "error": {"type": error.value, "message": message[:500]},
             },
         )
@@ -768,7 +892,9 @@ class AudioPlayerAgent(CapabilityAgent):
                 verify=self._verify,
                 event_hooks={"request": [_https_only]},
             )
-        async for part in self._fetch(item.url, visited=set(), depth=0, segment=0):
+        async for part in self._fetch(
+            item.url, visited=set(), depth=0, segment=0, offset_ms=item.offset_ms
+        ):
             yield part
 
     async def _headers(self, url: str) -> dict[str, str]:
@@ -780,13 +906,29 @@ class AudioPlayerAgent(CapabilityAgent):
             raise _Failed(MediaError.INTERNAL_DEVICE_ERROR, f"no access token: {exc}") from exc
         return {"Authorization": f"Bearer {token}"}
 
+    @staticmethod
+    async def _check(response: httpx.Response) -> None:
+        if response.url.scheme != "https":  # an application's own client
+            raise _Failed(MediaError.INVALID_REQUEST, "redirected to a non-https URL")
+        if response.status_code >= 400:
+            body = (await response.aread())[:200].decode("utf-8", "replace")
+            kind = (
+                MediaError.INTERNAL_SERVER_ERROR
+                if response.status_code >= 500
+                else MediaError.INVALID_REQUEST
+            )
+            raise _Failed(kind, f"HTTP {response.status_code}: {body}")
+
     async def _fetch(
-        self, url: str, visited: set[str], depth: int, segment: int
+        self, url: str, visited: set[str], depth: int, segment: int, offset_ms: int = 0
     ) -> AsyncIterator[_Part]:
         # One URL: a stream, or a playlist (M3U, M3U8/HLS, PLS) whose entries play one after
         # the other, nested at most MAX_PLAYLIST_DEPTH deep; a URL seen before is a loop, and
-        # one Play visits at most MAX_PLAYLIST_URLS URLs (segments included). `segment` > 0:
-        # an HLS segment after the first, which continues the same decoder's stream.
+        # one Play visits at most MAX_PLAYLIST_URLS URLs (segments of a live HLS playlist
+        # excepted). `segment` > 0: an HLS segment after the first, which continues the same
+        # decoder's stream. `offset_ms` > 0 (the Play's own URL): the first request asks for
+        # the stream's head only (a range), which for MP3 tells where the offset lies, so
+        # that the rest is fetched from there (`_seek`).
         if url in visited:
             raise _Failed(MediaError.INVALID_REQUEST, f"playlist loop at {url[:200]}")
         if len(visited) >= MAX_PLAYLIST_URLS:
@@ -794,26 +936,42 @@ class AudioPlayerAgent(CapabilityAgent):
         visited.add(url)
         assert self._http is not None
         headers = await self._headers(url)
+        probe = dict(headers)
+        if offset_ms > 0:
+            probe["Range"] = f"bytes=0-{SEEK_PROBE_BYTES - 1}"
+        seek: tuple[str, bytearray, int | None] | None = None
+        live: LiveHls | None = None
         try:
-            async with self._http.stream("GET", url, headers=headers) as response:
-                if response.url.scheme != "https":  # an application's own client
-                    raise _Failed(MediaError.INVALID_REQUEST, "redirected to a non-https URL")
-                if response.status_code >= 400:
-                    body = (await response.aread())[:200].decode("utf-8", "replace")
-                    kind = (
-                        MediaError.INTERNAL_SERVER_ERROR
-                        if response.status_code >= 500
-                        else MediaError.INVALID_REQUEST
-                    )
-                    raise _Failed(kind, f"HTTP {response.status_code}: {body}")
-                kind_of = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                if kind_of in PLAYLIST_TYPES or _looks_like_playlist(url):
+            async with self._http.stream("GET", url, headers=probe) as response:
+                if response.status_code == 416 and offset_ms > 0:
+                    refused = True  # a server refusing ranges: fetch it whole
+                else:
+                    refused = False
+                    await self._check(response)
+                entries: list[str] = []
+                hls = False
+                kind_of = response.headers.get("content-type", "").split(";")[0]
+                kind_of = kind_of.strip().lower()
+                playlist = kind_of in PLAYLIST_TYPES or _looks_like_playlist(url)
+                if refused:
+                    pass  # nothing to read: fetched again, whole, below
+                elif response.status_code == 206:  # the stream's head (ranges honoured)
+                    mp3 = not playlist and _media_kind(kind_of, str(response.url)) == "mp3"
+                    head = await _read_bytes(response, SEEK_PROBE_BYTES) if mp3 else None
+                    total = _range_total(response.headers.get("content-range", ""))
+                    if head is not None:
+                        seek = (str(response.url), head, total)
+                elif playlist:
                     if depth >= MAX_PLAYLIST_DEPTH:
                         raise _Failed(MediaError.INVALID_REQUEST, "playlists nested too deep")
                     text_ = await _read_bounded(response, MAX_PLAYLIST_BYTES)
-                    entries = parse_playlist(text_, str(response.url))
                     hls = is_hls(text_)
-                    if not entries:
+                    if hls and is_live_hls(text_):
+                        live = LiveHls(str(response.url))
+                        entries = live.load(text_, asyncio.get_running_loop().time())
+                    else:
+                        entries = parse_playlist(text_, str(response.url))
+                    if not entries and live is None:
                         raise _Failed(MediaError.INVALID_REQUEST, f"empty playlist {url[:200]}")
                 else:
                     media = _media_kind(kind_of, str(response.url))
@@ -823,6 +981,8 @@ class AudioPlayerAgent(CapabilityAgent):
                             f"unsupported media type {kind_of!r} at {url[:200]}",
                         )
                     start = segment == 0
+                    # The whole stream (a server ignoring the range): the offset is
+                    # decoded and discarded.
                     async for chunk in response.aiter_bytes():
                         yield _Part(media, start, chunk)
                         start = False
@@ -831,12 +991,155 @@ class AudioPlayerAgent(CapabilityAgent):
             raise _Failed(MediaError.INVALID_REQUEST, f"too many redirects: {exc}") from exc
         except httpx.TransportError as exc:
             raise _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}") from exc
-        for index, entry in enumerate(entries):
-            if not entry.lower().startswith("https://"):
-                raise _Failed(MediaError.INVALID_REQUEST, f"not an https URL: {entry[:200]}")
-            nested = (segment + index) if hls else 0
-            async for part in self._fetch(entry, visited, depth + 1, nested):
+        if seek is not None:
+            async for part in self._seek(*seek, headers, offset_ms):
                 yield part
+            return
+        if offset_ms > 0 and not entries:
+            # Not MP3, a playlist, or ranges refused: fetch it whole, decode up to the offset.
+            visited.discard(url)
+            async for part in self._fetch(url, visited, depth, segment):
+                yield part
+            return
+        count = segment
+        while True:
+            for entry in entries:
+                if not entry.lower().startswith("https://"):
+                    raise _Failed(MediaError.INVALID_REQUEST, f"not an https URL: {entry[:200]}")
+                nested = count if hls else 0
+                count += 1
+                # A live playlist's segments are new URLs without end: not kept as visited.
+                seen = set(visited) if live is not None else visited
+                async for part in self._fetch(entry, seen, depth + 1, nested):
+                    yield part
+            if live is None or live.ended:
+                return
+            entries = await self._reload(url, live)
+
+    async def _reload(self, url: str, live: LiveHls) -> list[str]:
+        # The next load of a live HLS playlist, at the time it asks for.
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, live.reload_at - loop.time()))
+        assert self._http is not None
+        loaded = loop.time()
+        try:
+            async with self._http.stream("GET", url, headers=await self._headers(url)) as response:
+                await self._check(response)
+                text_ = await _read_bounded(response, MAX_PLAYLIST_BYTES)
+        except httpx.TooManyRedirects as exc:
+            raise _Failed(MediaError.INVALID_REQUEST, f"too many redirects: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}") from exc
+        return live.load(text_, loaded)
+
+    async def _seek(
+        self,
+        url: str,
+        head: bytearray,
+        total: int | None,
+        headers: dict[str, str],
+        offset_ms: int,
+    ) -> AsyncIterator[_Part]:
+        # An MP3 Play offset reached with a range (avs-protocol 14.2 offsetInMilliseconds):
+        # `head` is the stream's first bytes. Where the offset lies is known for a constant
+        # bitrate (exactly) or from a Xing/VBRI table; the fetch starts a few frames before
+        # it, and the decoder is told the time of its first sample, found by decoding the
+        # first frames fetched (frames whose bit reservoir lies before the cut give no
+        # audio). Without an index, or when the server answers the range with 200 or 416,
+        # the stream is fetched whole and decoded up to the offset.
+        assert self._http is not None
+        if found := Id3TagReader().feed(head):
+            self._found_tags(found)
+        tag = id3v2_length(head)
+        body: bytes | bytearray = head[tag:]
+        if tag and len(body) < SEEK_HEAD_BYTES and (total is None or tag < total):
+            body = await self._range(url, headers, tag, tag + SEEK_PROBE_BYTES - 1) or b""
+        index = Mp3SeekIndex.from_head(body, tag, total)
+        target = offset_ms / 1000
+        at = None if index is None else index.byte_for(max(0.0, target - SEEK_LEAD_S))
+        if index is None or at is None or at <= len(head) or (total is not None and at >= total):
+            async for part in self._whole(url, headers):
+                yield part
+            return
+        try:
+            async with self._http.stream(
+                "GET", url, headers={**headers, "Range": f"bytes={at}-"}
+            ) as response:
+                if response.status_code != 416:  # 416: fetched whole below
+                    await self._check(response)
+                    if response.status_code == 200:  # the range ignored: the whole stream
+                        start = True
+                        async for chunk in response.aiter_bytes():
+                            yield _Part("mp3", start, chunk, 0.0 if start else None)
+                            start = False
+                        return
+                    if _range_start(response.headers.get("content-range", "")) != at:
+                        raise _Failed(
+                            MediaError.INVALID_REQUEST, "the media server sent another range"
+                        )
+                    stream = response.aiter_bytes()
+                    buffered = bytearray()
+                    async for chunk in stream:
+                        buffered += chunk
+                        if len(buffered) >= SEEK_HEAD_BYTES:
+                            break
+                    where = index.locate(buffered, at)
+                    if where is None:
+                        raise _Failed(
+                            MediaError.INTERNAL_DEVICE_ERROR, "no MP3 frame at the offset"
+                        )
+                    pos, seconds = where
+                    channels = 1 if (buffered[pos + 3] >> 6) == 3 else 2
+                    try:
+                        dropped = leading_frames_dropped(
+                            bytes(buffered[pos:]), index.rate, channels, index.samples_per_frame
+                        )
+                    except AudioError as exc:
+                        raise _Failed(MediaError.INTERNAL_DEVICE_ERROR, str(exc)) from exc
+                    seconds += dropped * index.samples_per_frame / index.rate
+                    _log.debug("offset %d ms fetched from byte %d (%.3f s)", offset_ms, at, seconds)
+                    yield _Part("mp3", True, bytes(buffered[pos:]), seconds * 1000)
+                    async for chunk in stream:
+                        yield _Part("mp3", False, chunk)
+                    return
+        except httpx.TooManyRedirects as exc:
+            raise _Failed(MediaError.INVALID_REQUEST, f"too many redirects: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}") from exc
+        async for part in self._whole(url, headers):
+            yield part
+
+    async def _range(
+        self, url: str, headers: dict[str, str], first: int, last: int
+    ) -> bytearray | None:
+        # Bytes first..last of a stream (None unless the server answers with that range).
+        assert self._http is not None
+        try:
+            async with self._http.stream(
+                "GET", url, headers={**headers, "Range": f"bytes={first}-{last}"}
+            ) as response:
+                if response.status_code != 206:
+                    return None
+                if _range_start(response.headers.get("content-range", "")) != first:
+                    return None
+                return await _read_bytes(response, last - first + 1)
+        except httpx.HTTPError as exc:
+            raise _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}") from exc
+
+    async def _whole(self, url: str, headers: dict[str, str]) -> AsyncIterator[_Part]:
+        # The whole stream, decoded from its start (the offset is skipped after decoding).
+        assert self._http is not None
+        try:
+            async with self._http.stream("GET", url, headers=headers) as response:
+                await self._check(response)
+                start = True
+                async for chunk in response.aiter_bytes():
+                    yield _Part("mp3", start, chunk)
+                    start = False
+        except httpx.TooManyRedirects as exc:
+            raise _Failed(MediaError.INVALID_REQUEST, f"too many redirects: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}") from exc
 
     # -- focus -----------------------------------------------------------------------------
 

@@ -11,15 +11,23 @@ Three layers:
   PCM therefore comes out frame by frame as the attachment arrives.
 - `Mp3Sink` adapts any `AudioSink` to accept MP3 chunks, with backpressure: when the sink is
   full, the decoder waits, its input queue fills, and `write()` waits.
+
+`Mp3SeekIndex` (no I/O) says where a time lies in an MP3 stream from its first frames, so that
+a start position can be fetched with an HTTP range instead of being downloaded and discarded:
+exactly for a constant bitrate (frames of one size), through the table of contents of a Xing
+or VBRI header for a variable one (to about 1 % of the duration, as every player seeking that
+way).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import miniaudio
@@ -35,8 +43,11 @@ __all__ = [
     "Id3TagReader",
     "Mp3Decoder",
     "Mp3FrameSplitter",
+    "Mp3SeekIndex",
     "Mp3Sink",
     "decode_mp3",
+    "id3v2_length",
+    "leading_frames_dropped",
 ]
 
 _log = logging.getLogger("avsclient.audio")
@@ -254,6 +265,217 @@ class Id3TagReader:
             if value:
                 tags[name] = value
         return tags
+
+
+# -- seeking ---------------------------------------------------------------------------------
+
+
+def id3v2_length(head: bytes | bytearray) -> int:
+    """Bytes of the ID3v2 tag opening a stream (header, body, footer); 0 without one. Needs
+    the first 10 bytes."""
+    if len(head) < _ID3_HEADER_SIZE or head[:3] != b"ID3" or any(b & 0x80 for b in head[6:10]):
+        return 0
+    footer = 10 if head[5] & 0x10 else 0
+    return _ID3_HEADER_SIZE + _syncsafe(head[6:10]) + footer
+
+
+def _frame_at(data: bytes | bytearray, pos: int) -> tuple[int, int, int, int, int] | None:
+    """(length, version, layer, rate, bitrate) of a frame header at `pos`, else None."""
+    if len(data) - pos < _HEADER_SIZE:
+        return None
+    header = _parse_header(data[pos : pos + _HEADER_SIZE])
+    if header is None:
+        return None
+    length, (version, layer, rate), _, _ = header
+    bitrate = _BITRATES_KBPS[(version == 3, layer)][data[pos + 2] >> 4]
+    return length, version, layer, rate, bitrate
+
+
+def _find_frames(data: bytes | bytearray, start: int = 0, limit: int = 8192) -> int | None:
+    """The first position at or after `start` (within `limit` bytes) where a frame header is
+    followed by another of the same version, layer and rate: a real frame boundary, not a
+    sync word inside a frame. None if there is none."""
+    for pos in range(start, min(len(data), start + limit)):
+        if data[pos] != 0xFF:
+            continue
+        first = _frame_at(data, pos)
+        if first is None:
+            continue
+        second = _frame_at(data, pos + first[0])
+        if second is not None and second[1:4] == first[1:4]:
+            return pos
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Mp3SeekIndex:
+    """Where a time lies in an MP3 stream (byte offsets from the stream's first byte).
+
+    Build it with `from_head`; `byte_for(seconds)` is the byte to fetch from, and
+    `locate(data, at)` finds the first frame in bytes fetched from offset `at` and the time
+    it starts at.
+    """
+
+    #: Offset of the first audio frame (after an ID3v2 tag and a Xing/Info/VBRI frame).
+    audio_start: int
+    rate: int
+    samples_per_frame: int
+    #: Constant bitrate: bytes per frame on average (padding spreads the fraction).
+    frame_bytes: float | None = None
+    #: Variable bitrate: (seconds, byte offset) points in order, from a Xing or VBRI table.
+    points: tuple[tuple[float, int], ...] = ()
+
+    @property
+    def exact(self) -> bool:
+        """True when times are exact to a frame (constant bitrate)."""
+        return self.frame_bytes is not None
+
+    @classmethod
+    def from_head(
+        cls, head: bytes | bytearray, start: int = 0, total: int | None = None
+    ) -> Mp3SeekIndex | None:
+        """The index of a stream whose bytes from offset `start` (the end of its ID3v2 tag)
+        are `head` (a few KiB: the first frames). `total`: the stream's length, if known.
+        None when no index can be made: not MP3, or a variable bitrate without a table.
+        """
+        pos = _find_frames(head)
+        if pos is None:
+            return None
+        first = _frame_at(head, pos)
+        assert first is not None
+        length, version, _, rate, _ = first
+        samples = _parse_header(head[pos : pos + _HEADER_SIZE])[3]  # type: ignore[index]
+        mono = (head[pos + 3] >> 6) == 3
+        side = (17 if mono else 32) if version == 3 else (9 if mono else 17)
+        tag_at = pos + _HEADER_SIZE + side
+        tag = bytes(head[tag_at : tag_at + 4])
+        vbri_at = pos + _HEADER_SIZE + 32
+        audio = start + pos
+        if tag in (b"Xing", b"Info"):
+            audio += length
+            if tag == b"Xing":
+                return cls._xing(head, tag_at, audio, rate, samples, total)
+        elif head[vbri_at : vbri_at + 4] == b"VBRI":
+            return cls._vbri(head, vbri_at, audio + length, rate, samples)
+        # No header: a constant bitrate if the frames read all have the same one.
+        rates, at = set(), pos
+        while (frame := _frame_at(head, at)) is not None:
+            rates.add(frame[4])
+            at += frame[0]
+        if len(rates) != 1 or at - pos < 4 * length:
+            return None
+        bitrate = rates.pop() * 1000
+        return cls(audio, rate, samples, frame_bytes=samples / 8 * bitrate / rate)
+
+    @classmethod
+    def _xing(
+        cls,
+        head: bytes | bytearray,
+        at: int,
+        audio: int,
+        rate: int,
+        samples: int,
+        total: int | None,
+    ) -> Mp3SeekIndex | None:
+        # Xing header: flags, then frames (1), bytes (2), TOC (4): 100 entries, each the
+        # position at that percentage of the duration in 1/256 of the stream's bytes.
+        flags = int.from_bytes(head[at + 4 : at + 8], "big")
+        pos = at + 8
+        frames = size = None
+        if flags & 1:
+            frames = int.from_bytes(head[pos : pos + 4], "big")
+            pos += 4
+        if flags & 2:
+            size = int.from_bytes(head[pos : pos + 4], "big")
+            pos += 4
+        if size is None and total is not None:
+            size = total - audio
+        if not flags & 4 or not frames or not size or len(head) < pos + 100:
+            return None
+        duration = frames * samples / rate
+        toc = head[pos : pos + 100]
+        points = [(duration * i / 100, audio + toc[i] * size // 256) for i in range(100)]
+        points.append((duration, audio + size))
+        return cls(audio, rate, samples, points=_monotonic(points))
+
+    @classmethod
+    def _vbri(
+        cls, head: bytes | bytearray, at: int, audio: int, rate: int, samples: int
+    ) -> Mp3SeekIndex | None:
+        # VBRI header (Fraunhofer): version, delay, quality, bytes, frames, entries, scale,
+        # entry size, frames per entry, then the table: bytes of each run of frames.
+        fields = head[at + 4 : at + 26]
+        if len(fields) < 22:
+            return None
+        entries = int.from_bytes(fields[14:16], "big")
+        scale = int.from_bytes(fields[16:18], "big")
+        width = int.from_bytes(fields[18:20], "big")
+        per_entry = int.from_bytes(fields[20:22], "big")
+        table = head[at + 26 : at + 26 + entries * width]
+        if not entries or not per_entry or width not in (1, 2, 3, 4):
+            return None
+        if len(table) < entries * width:
+            return None
+        points, pos, frame = [(0.0, audio)], audio, 0
+        for i in range(entries):
+            pos += int.from_bytes(table[i * width : (i + 1) * width], "big") * scale
+            frame += per_entry
+            points.append((frame * samples / rate, pos))
+        return cls(audio, rate, samples, points=_monotonic(points))
+
+    def byte_for(self, seconds: float) -> int:
+        """The byte to fetch from to play from `seconds` on: the start of the frame holding
+        it (constant bitrate), or the table's estimate (variable bitrate)."""
+        if self.frame_bytes is not None:
+            frame = int(seconds * self.rate) // self.samples_per_frame
+            return self.audio_start + int(frame * self.frame_bytes)
+        return round(_interpolate(self.points, seconds, 0, 1))
+
+    def locate(self, data: bytes | bytearray, at: int) -> tuple[int, float] | None:
+        """In `data` fetched from byte `at`: (offset of its first whole frame in `data`, the
+        time that frame starts at). None if `data` holds no frame boundary."""
+        pos = _find_frames(data)
+        if pos is None:
+            return None
+        where = at + pos - self.audio_start
+        if self.frame_bytes is not None:
+            frame = round(where / self.frame_bytes)
+            return pos, frame * self.samples_per_frame / self.rate
+        return pos, _interpolate(self.points, at + pos, 1, 0)
+
+
+def _monotonic(points: list[tuple[float, int]]) -> tuple[tuple[float, int], ...]:
+    # A broken table must not make positions go back.
+    out: list[tuple[float, int]] = []
+    for t, b in points:
+        if not out or (t >= out[-1][0] and b >= out[-1][1]):
+            out.append((t, b))
+    return tuple(out)
+
+
+def _interpolate(points: tuple[tuple[float, int], ...], x: float, key: int, value: int) -> float:
+    """Linear interpolation in `points` from column `key` to column `value` (clamped)."""
+    if x <= points[0][key]:
+        return float(points[0][value])
+    for a, b in itertools.pairwise(points):
+        if x <= b[key]:
+            span = b[key] - a[key]
+            share = 0.0 if span == 0 else (x - a[key]) / span
+            return a[value] + share * (b[value] - a[value])
+    return float(points[-1][value])
+
+
+def leading_frames_dropped(frames: bytes, rate: int, channels: int, samples: int) -> int:
+    """How many of the first frames of `frames` (whole MP3 frames cut from the middle of a
+    stream) the decoder drops: Layer III frames whose bit reservoir lies before the cut give
+    no audio. Found by decoding them (the same decoder that will play them).
+
+    Raises:
+        AudioError: `frames` is not decodable MP3.
+    """
+    count = len(Mp3FrameSplitter().feed(frames))
+    pcm = decode_mp3(frames, AudioFormat(rate=rate, channels=channels))
+    return max(0, count - len(pcm) // (2 * channels * samples))
 
 
 # -- decoding --------------------------------------------------------------------------------

@@ -11,6 +11,12 @@ client that trusts the simulator (`ca_file=sim.ca_file`) trusts its media too. O
     media.add("/gone.mp3", status=404)
     media.add("/loop", redirect="/loop", status=302)
     media.add("/slow.mp3", mp3_bytes, stall_after=4096, stall=2.0)
+    media.add("/radio.mp3", mp3_bytes, repeat=10_000)  # a stream without end (or length)
+    media.add_live_hls("/live.m3u8", ["s0.ts", "s1.ts", "s2.ts"], first=1)  # grows per load
+
+Byte ranges (RFC 9110 14): a route answers `Range: bytes=a-b` / `bytes=a-` with 206 and
+Content-Range, and a range past its end with 416; `ranges="ignore"` answers 200 with the whole
+body (a server without range support), `ranges="refuse"` answers 416 to any range request.
     player = AudioPlayerAgent(channel, verify=media.ssl_context())
 """
 
@@ -28,9 +34,17 @@ try:
 except ImportError as exc:  # the simulator extra is not installed
     raise missing_extra("trustme") from exc
 
-__all__ = ["MediaRoute", "MediaServer"]
+__all__ = ["LivePlaylist", "MediaRoute", "MediaServer"]
 
-_REASONS = {200: "OK", 302: "Found", 403: "Forbidden", 404: "Not Found", 500: "Server Error"}
+_REASONS = {
+    200: "OK",
+    206: "Partial Content",
+    302: "Found",
+    403: "Forbidden",
+    404: "Not Found",
+    416: "Range Not Satisfiable",
+    500: "Server Error",
+}
 #: Bytes sent per write: a client sees a stream, not one block.
 _CHUNK = 4096
 
@@ -49,6 +63,60 @@ class MediaRoute:
     stall: float = 0.0
     #: Announce the full length but close after this many bytes (a truncated file).
     truncate_at: int | None = None
+    #: Byte ranges: "bytes" (honoured), "ignore" (200, whole body) or "refuse" (416).
+    ranges: str = "bytes"
+    #: Send the body this many times, without a Content-Length (a live stream); no ranges.
+    repeat: int = 1
+
+
+@dataclass(slots=True)
+class LivePlaylist:
+    """An HLS media playlist without EXT-X-ENDLIST that grows by `step` segments per load
+    (RFC 8216 6.2.1): load n lists the first `first + n * step` entries (at most `window` of
+    them, EXT-X-MEDIA-SEQUENCE counting those dropped); once all are listed, `end` adds
+    EXT-X-ENDLIST, else it stays as it is (a playlist that stopped growing)."""
+
+    entries: list[str]
+    target: int = 1
+    first: int = 1
+    step: int = 1
+    window: int | None = None
+    end: bool = True
+    loads: int = 0
+
+    def render(self) -> bytes:
+        listed = min(len(self.entries), self.first + self.loads * self.step)
+        self.loads += 1
+        start = 0 if self.window is None else max(0, listed - self.window)
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:3",
+            f"#EXT-X-TARGETDURATION:{self.target}",
+            f"#EXT-X-MEDIA-SEQUENCE:{start}",
+        ]
+        for entry in self.entries[start:listed]:
+            lines += [f"#EXTINF:{self.target}.0,", entry]
+        if self.end and listed == len(self.entries):
+            lines.append("#EXT-X-ENDLIST")
+        return ("\n".join(lines) + "\n").encode()
+
+
+def _byte_range(value: str, size: int) -> tuple[int, int] | None:
+    """(first, last) of a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range within `size`
+    bytes; None when it is not satisfiable (RFC 9110 14.1.2)."""
+    unit, _, spec = value.partition("=")
+    first, _, last = spec.strip().partition("-")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    try:
+        if not first:
+            length = int(last)
+            return (max(0, size - length), size - 1) if length > 0 and size else None
+        start = int(first)
+        end = min(size - 1, int(last)) if last else size - 1
+    except ValueError:
+        return None
+    return (start, end) if start < size and start <= end else None
 
 
 def _header(request: bytes, name: bytes) -> str | None:
@@ -72,6 +140,11 @@ class MediaServer:
         self.requests: dict[str, int] = {}
         #: The Authorization header of each request, by path (None: the request had none).
         self.authorizations: dict[str, list[str | None]] = {}
+        #: The Range header of each request, by path (None: the request had none).
+        self.ranges: dict[str, list[str | None]] = {}
+        #: Body bytes written per path (what a client was sent, ranges and repeats included).
+        self.sent: dict[str, int] = {}
+        self.live: dict[str, LivePlaylist] = {}
         self._ca = ca or trustme.CA()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -97,6 +170,12 @@ class MediaServer:
         else:
             raise ValueError(f"kind must be m3u, hls or pls, not {kind!r}")
         return self.add(path, (body + "\n").encode(), content_type=content_type)
+
+    def add_live_hls(self, path: str, entries: list[str], **options: object) -> str:
+        """Serve a live HLS playlist of `entries` (options: the fields of `LivePlaylist`),
+        growing with each load; returns its URL."""
+        self.live[path] = LivePlaylist(list(entries), **options)  # type: ignore[arg-type]
+        return self.url(path)
 
     def url(self, path: str) -> str:
         """The https URL of `path`."""
@@ -125,8 +204,14 @@ class MediaServer:
             path = request.split(b" ", 2)[1].decode("ascii", "replace")
             self.requests[path] = self.requests.get(path, 0) + 1
             self.authorizations.setdefault(path, []).append(_header(request, b"authorization"))
-            route = self.routes.get(path, MediaRoute(b"no such media", status=404))
-            await self._answer(writer, route)
+            wanted = _header(request, b"range")
+            self.ranges.setdefault(path, []).append(wanted)
+            live = self.live.get(path)
+            if live is not None:
+                route = MediaRoute(live.render(), content_type="application/vnd.apple.mpegurl")
+            else:
+                route = self.routes.get(path, MediaRoute(b"no such media", status=404))
+            await self._answer(writer, route, wanted, path)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             pass
         finally:
@@ -135,25 +220,42 @@ class MediaServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    @staticmethod
-    async def _answer(writer: asyncio.StreamWriter, route: MediaRoute) -> None:
-        headers = [f"HTTP/1.1 {route.status} {_REASONS.get(route.status, 'Status')}"]
+    async def _answer(
+        self, writer: asyncio.StreamWriter, route: MediaRoute, wanted: str | None, path: str
+    ) -> None:
+        status, body, extra = route.status, route.body, []
+        if route.repeat != 1:
+            wanted = None  # a stream of unknown length has no ranges
+        if wanted is not None and status == 200 and route.ranges != "ignore":
+            span = None if route.ranges == "refuse" else _byte_range(wanted, len(body))
+            if span is None:
+                status, body = 416, b""
+                extra.append(f"Content-Range: bytes */{len(route.body)}")
+            else:
+                status, body = 206, body[span[0] : span[1] + 1]
+                extra.append(f"Content-Range: bytes {span[0]}-{span[1]}/{len(route.body)}")
+        headers = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
         if route.redirect is not None:
             headers.append(f"Location: {route.redirect}")
-        headers += [
-            f"Content-Type: {route.content_type}",
-            f"Content-Length: {len(route.body)}",
-            "Connection: close",
-        ]
+        headers.append(f"Content-Type: {route.content_type}")
+        if route.repeat == 1:
+            headers.append(f"Content-Length: {len(body)}")
+        if route.ranges == "bytes" and route.repeat == 1:
+            headers.append("Accept-Ranges: bytes")
+        headers += [*extra, "Connection: close"]
         writer.write(("\r\n".join(headers) + "\r\n\r\n").encode("ascii"))
-        end = len(route.body) if route.truncate_at is None else route.truncate_at
-        for start in range(0, end, _CHUNK):
-            if route.stall_after is not None and start >= route.stall_after:
+        end = len(body) if route.truncate_at is None else min(len(body), route.truncate_at)
+        stall_after = route.stall_after
+        for _ in range(route.repeat):
+            for start in range(0, end, _CHUNK):
+                if stall_after is not None and start >= stall_after:
+                    await writer.drain()
+                    await asyncio.sleep(route.stall)
+                    stall_after = None  # once
+                piece = body[start : min(end, start + _CHUNK)]
+                writer.write(piece)
+                self.sent[path] = self.sent.get(path, 0) + len(piece)
                 await writer.drain()
-                await asyncio.sleep(route.stall)
-                route = MediaRoute(route.body, route.status, route.content_type)  # once
-            writer.write(route.body[start : min(end, start + _CHUNK)])
-            await writer.drain()
 
     async def aclose(self) -> None:
         """Stop listening and end every connection."""

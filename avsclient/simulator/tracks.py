@@ -26,10 +26,14 @@ __all__ = ["hls_segments", "id3_tag", "tone_media", "tone_mp3"]
 _TS_PACKET = 188
 
 
-def _tone(seconds: float, rate: int, freq: float) -> Any:
+def _tone(seconds: float, rate: int, freq: float, sweep_to: float | None = None) -> Any:
     t = np.arange(int(seconds * rate)) / rate
-    left = 0.4 * np.sin(2 * np.pi * freq * t)
-    right = 0.4 * np.sin(2 * np.pi * freq * 1.5 * t)
+    if sweep_to is None:
+        phase = 2 * np.pi * freq * t
+    else:  # a linear sweep: no two moments sound alike (offsets can be checked on the audio)
+        phase = 2 * np.pi * (freq * t + (sweep_to - freq) * t * t / (2 * seconds))
+    left = 0.4 * np.sin(phase)
+    right = 0.4 * np.sin(1.5 * phase)
     return np.stack((left, right), axis=1).astype(np.float32)
 
 
@@ -52,8 +56,10 @@ def tone_mp3(
     rate: int = 44_100,
     kbps: int = 128,
     title: str | None = None,
+    sweep_to: float | None = None,
 ) -> bytes:
-    """A stereo tone (`freq` left, 1.5 x `freq` right) encoded to MP3 with lameenc.
+    """A stereo tone (`freq` left, 1.5 x `freq` right) encoded to MP3 with lameenc, at a
+    constant bitrate; `sweep_to`: the tone glides linearly from `freq` to that frequency.
 
     Raises:
         ImportError: lameenc is not installed (the `simulator` extra brings it).
@@ -68,7 +74,7 @@ def tone_mp3(
     encoder.set_in_sample_rate(rate)
     encoder.set_channels(2)
     encoder.set_quality(5)
-    pcm = encode_samples(_tone(seconds, rate, freq), fmt)
+    pcm = encode_samples(_tone(seconds, rate, freq, sweep_to), fmt)
     mp3 = bytes(encoder.encode(pcm) + encoder.flush())
     return (id3_tag(title=title) if title else b"") + mp3
 
