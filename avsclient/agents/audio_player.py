@@ -718,6 +718,12 @@ class AudioPlayerAgent(CapabilityAgent):
         if self._player is None or self._player.done():
             self._player = asyncio.get_running_loop().create_task(self._run())
 
+    async def _started(self) -> None:
+        # PlaybackStarted once the stream delivers, as the SDK sends it when its media player
+        # began: a URL that fails at once (404, refused) ends with PlaybackFailed alone.
+        self._set(PlayerActivity.PLAYING)
+        await self._event("PlaybackStarted")
+
     async def _stop_current(self) -> None:
         player, self._player = self._player, None
         if player is None or player.done():
@@ -755,8 +761,6 @@ class AudioPlayerAgent(CapabilityAgent):
         await self.services.focus.acquire(self.channel, self, item.content_type)
         fmt = self.output.format
         out = _Skip(self.output, fmt.rate * item.offset_ms // 1000 * fmt.frame_size)
-        self._set(PlayerActivity.PLAYING)
-        await self._event("PlaybackStarted")
         reading = [True]
         decoder: list[Mp3Sink | MediaSink] = []
         self._decoders = decoder
@@ -764,7 +768,11 @@ class AudioPlayerAgent(CapabilityAgent):
         try:
             kind = ""
             tags: Id3TagReader | None = None
+            started = False
             async for part in self._open(item):
+                if not started:
+                    started = True
+                    await self._started()  # the stream's first bytes are in (14.3)
                 if not decoder or (part.start and (part.kind != kind or kind == "media")):
                     if decoder:  # the previous playlist entry ends: let it play out
                         await decoder.pop().drain()
@@ -778,6 +786,8 @@ class AudioPlayerAgent(CapabilityAgent):
                     await self._send_tags(item)
                 await decoder[0].write(part.data)
             reading[0] = False
+            if not started:
+                await self._started()  # an empty stream: started and finished at once
             await self._send_tags(item)
             await self._event("PlaybackNearlyFinished")
             if decoder:
@@ -841,8 +851,8 @@ class AudioPlayerAgent(CapabilityAgent):
             await asyncio.sleep(MONITOR_PERIOD)
             now = loop.time()
             await self._send_tags(item)
-            if self.activity is PlayerActivity.PAUSED:
-                continue
+            if self.activity not in (PlayerActivity.PLAYING, PlayerActivity.BUFFER_UNDERRUN):
+                continue  # paused, or the stream has not started: no stutter, no progress
             pending = bool(decoder) and _pending(decoder[0])
             queued = self.output.buffered_ms > 0 or pending
             for name, extra in watch.update(self.offset_ms, queued, reading[0], now):

@@ -126,7 +126,8 @@ async def test_stop_clear_queue_and_a_non_https_url(
         await sim.push_directive(
             play("long", "cid:m1", "REPLACE_ALL"), attachments={"m1": speech_asset("hello") * 20}
         )
-        await sim.wait_for_event("AudioPlayer", "PlaybackStarted", nth=2, timeout=10)
+        # The refused URL never started: the first PlaybackStarted is the second stream's.
+        await sim.wait_for_event("AudioPlayer", "PlaybackStarted", timeout=10)
         await sim.push_directive(
             directive("AudioPlayer", "ClearQueue", {"clearBehavior": "CLEAR_ENQUEUED"})
         )
@@ -136,6 +137,8 @@ async def test_stop_clear_queue_and_a_non_https_url(
         stopped = await sim.wait_for_event("AudioPlayer", "PlaybackStopped", timeout=10)
     assert failed.payload["token"] == "bad"
     assert failed.payload["error"]["type"] == "MEDIA_ERROR_INVALID_REQUEST"
+    started = [e.payload["token"] for e in sim.events if e.name == "PlaybackStarted"]
+    assert started == ["long"]
     assert stopped.payload["token"] == "long"
     assert player.activity is PlayerActivity.STOPPED
 

@@ -107,8 +107,10 @@ async def test_decoder_seeks_are_answered_locally(
 async def test_after_a_failure_the_state_returns_to_idle(
     sim: Simulator, make_client: ClientFactory
 ) -> None:
-    """PlaybackFailed carries the activity the failure found (PLAYING); then the player
-    stops and, with nothing queued, PlaybackState says IDLE (the current SDK, 14.4)."""
+    """A URL that fails before any byte arrives: PlaybackFailed alone (no PlaybackStarted, as
+    the SDK sends it only once its media player began), carrying the activity the failure
+    found (IDLE, nothing had played); then, with nothing queued, PlaybackState says IDLE
+    (the current SDK, 14.4)."""
     url = sim.media.add("/gone.mp3", b"missing", status=404)
     client = make_client()
     async with client:
@@ -120,8 +122,9 @@ async def test_after_a_failure_the_state_returns_to_idle(
                 break
             await asyncio.sleep(0.02)
         state = client.player.context_states()[0].payload
-    assert failed.payload["currentPlaybackState"]["playerActivity"] == "PLAYING"
+    assert failed.payload["currentPlaybackState"]["playerActivity"] == "IDLE"
     assert failed.payload["error"]["type"] == "MEDIA_ERROR_INVALID_REQUEST"
+    assert [e.name for e in sim.events if e.name == "PlaybackStarted"] == []
     assert state["playerActivity"] == "IDLE" and state["token"] == "gone"
 
 
