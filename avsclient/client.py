@@ -74,7 +74,7 @@ from avsclient.directives import DirectivePipeline
 from avsclient.exceptions import AVSError, EndpointRejected, StateError
 from avsclient.focus import FocusChange, FocusManager
 from avsclient.messages import Directive, ExceptionType, exception_encountered
-from avsclient.store import DeviceStore, default_store_path
+from avsclient.store import STORE_FILE_NAME, DeviceStore, default_store_path
 
 if TYPE_CHECKING:
     from avsclient.audio import AudioSink, AudioSource
@@ -357,8 +357,10 @@ class AVSClient(AsyncService):
             _log.info("using the gateway AVS gave earlier: %s", stored_gateway)
             config = dataclasses.replace(config, endpoint=stored_gateway)
         self._endpoint_store = endpoint_store
-        #: True once AVS deregistered the device (System.RevokeAuthorization).
+        #: True once AVS deregistered the device (System.RevokeAuthorization) or `revoke()`.
         self.revoked = False
+        #: What `revoke()` did, once it ran.
+        self.revocation: AuthorizationRevoked | None = None
         self.config = config
         self._listeners: list[Listener] = [] if listener is None else [listener]
         self._subscriptions: set[Subscription] = set()
@@ -418,6 +420,8 @@ class AVSClient(AsyncService):
         endpoint: str | None = None,
         ca_file: str | None = None,
         lwa_url: str | None = None,
+        product_id: str | None = None,
+        serial: str | None = None,
         environ: Mapping[str, str] | None = None,
         **options: Any,
     ) -> _C:
@@ -426,7 +430,12 @@ class AVSClient(AsyncService):
         The tokens are refreshed with Login with Amazon as they expire and written back to
         the token file. Each argument left None comes from its `AVSCLIENT_*` environment
         variable (`avsclient.environment`), then from the default: the default token file,
-        region NA, the region's host, the system's CAs, `https://api.amazon.com`.
+        region NA, the region's host, the system's CAs, `https://api.amazon.com`, the
+        product id and serial number `avsclient login` recorded in the token file.
+
+        The device (`device=`, Discovery's endpoint `clientId::productId::serial`) is the
+        one linked: the token file's client id with that product id and serial. The device
+        store (`store=`) defaults to `device.sqlite3` next to the token file.
 
         Args:
             token_file: the token file (default: where `avsclient login` writes).
@@ -434,13 +443,16 @@ class AVSClient(AsyncService):
             endpoint: an AVS base URL instead of the region's host.
             ca_file: a PEM file of CAs to trust, for AVS and Login with Amazon.
             lwa_url: the Login with Amazon base URL.
+            product_id: the AVS product id, instead of the recorded one.
+            serial: the device serial number, instead of the recorded one.
             environ: the environment to read (default: `os.environ`).
             options: the other `AVSClient` arguments (`sink=`, `source_factory=`, ...).
 
         Raises:
             ReauthorizationRequired: the token file holds no tokens (run `avsclient login`).
             TokenStoreError: the token file cannot be read.
-            ValueError: a bad argument or environment variable.
+            ValueError: a bad argument or environment variable (a product id or serial that
+                cannot be part of an endpoint id among them).
         """
         from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider, TokenStore
         from avsclient.auth.lwa import DEFAULT_LWA_URL
@@ -463,6 +475,18 @@ class AVSClient(AsyncService):
             ca_file=ca_file or env.ca_file,
         )
         lwa = LWAConfig(client_id=stored.client_id, url=lwa_url or env.lwa_url or DEFAULT_LWA_URL)
+        if "device" not in options:
+            product_id, serial = product_id or env.product_id, serial or env.serial
+            if (product_id or stored.product_id) and (serial or stored.device_serial_number):
+                options["device"] = stored.device(product_id=product_id, serial=serial)
+            else:  # a token file from before login recorded them: Discovery reports INVALID
+                _log.warning(
+                    "no product id and serial number for %s: the device sends no Discovery "
+                    "report; run `avsclient login` again or set AVSCLIENT_PRODUCT_ID and "
+                    "AVSCLIENT_SERIAL",
+                    store.path,
+                )
+        options.setdefault("store", store.path.parent / STORE_FILE_NAME)
         http = LWAHttpClient(lwa.url, ca_file=config.ca_file, timeout=lwa.timeout)
         tokens = RefreshingTokenProvider(lwa, store=store, http=http)
         client = cls(config, tokens, **options)
@@ -675,17 +699,37 @@ class AVSClient(AsyncService):
         while self._owned:
             await self._owned.pop()()
 
-    async def revoke(self) -> None:
+    async def revoke(self, *, delete_endpoint: bool = True) -> AuthorizationRevoked:
         """Deregister the device (System.RevokeAuthorization, or the application logging out):
-        DeleteReport for the device's endpoint (best effort), the account's data removed from
-        the device store and from every agent, the token file deleted, the connection closed,
-        and `AuthorizationRevoked` published. The device must be linked again."""
-        if self.revoked:
-            return
+        DeleteReport for the device's endpoint (best effort: AVS is told when the client is
+        connected, or connects within a few seconds), the account's data removed from the
+        device store and from every agent, the token file deleted, the connection closed,
+        and `AuthorizationRevoked` published. The device must be linked again.
+
+        Args:
+            delete_endpoint: send the DeleteReport (False: only forget locally, e.g. when
+                AVS cannot be reached; Amazon keeps the device until the user removes it).
+
+        Returns:
+            The `AuthorizationRevoked` published (the first one, on a second call): whether
+            AVS accepted the DeleteReport and whether the token file was deleted.
+
+        Raises:
+            DeviceStoreError: the device store could not be cleared (the tokens are kept,
+                so that the user can try again).
+        """
+        if self.revocation is not None:
+            return self.revocation
         self.revoked = True
         agent = self._agents.get(DiscoveryAgent.namespace)
-        if isinstance(agent, DiscoveryAgent):
-            await agent.delete_report()
+        endpoint_deleted: bool | None = None
+        if isinstance(agent, DiscoveryAgent) and self.device is not None:
+            if delete_endpoint:
+                result = await agent.delete_report()
+                endpoint_deleted = result is not None and result.ok
+            else:
+                agent.forget_report()
+                endpoint_deleted = False
         self.store.clear_account_data()
         for each in self.agents:
             try:
@@ -701,7 +745,11 @@ class AVSClient(AsyncService):
                 _log.error("%s", exc)
         await self.manager.aclose()
         _log.warning("the device was deregistered: it must be linked again")
-        self._publish(AuthorizationRevoked(tokens_deleted=tokens_deleted))
+        self.revocation = AuthorizationRevoked(
+            tokens_deleted=tokens_deleted, endpoint_deleted=endpoint_deleted
+        )
+        self._publish(self.revocation)
+        return self.revocation
 
     @property
     def status(self) -> ConnectionStatus:

@@ -218,7 +218,7 @@ async def _no_token() -> str:
     raise StateError("no access token source: the agent is not part of a client")
 
 
-async def _no_revoke() -> None:
+async def _no_revoke() -> object:
     return None
 
 
@@ -304,7 +304,7 @@ class AgentServices:
     capabilities_changed: Callable[[], None] = _nothing
     state_reports: Callable[[], list[StateReportEntry]] = _no_reports
     access_token: Callable[[], Awaitable[str]] = _no_token
-    revoke: Callable[[], Awaitable[None]] = _no_revoke
+    revoke: Callable[[], Awaitable[object]] = _no_revoke
 
 
 class CapabilityAgent:

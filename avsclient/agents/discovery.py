@@ -500,11 +500,7 @@ class DiscoveryAgent(CapabilityAgent):
         is awaited (avs-protocol 9.2). Returns the result, or None without a device or token.
         """
         services = self.services
-        if self._retrying is not None:
-            self._retrying.cancel()
-        if services.store is not None:
-            services.store.delete(_NAMESPACE, _STORE_KEY)
-        self._set(DiscoveryState.IDLE)
+        self.forget_report()
         if services.device is None:
             return None
         try:
@@ -515,6 +511,15 @@ class DiscoveryAgent(CapabilityAgent):
         except Exception as exc:
             _log.warning("DeleteReport could not be sent: %r", exc)
             return None
+
+    def forget_report(self) -> None:
+        """Stop reporting and forget the report AVS accepted (the next account gets it)."""
+        if self._retrying is not None:
+            self._retrying.cancel()
+        store = self.services.store
+        if store is not None:
+            store.delete(_NAMESPACE, _STORE_KEY)
+        self._set(DiscoveryState.IDLE)
 
     def forget_account(self) -> None:
         self.failures = 0

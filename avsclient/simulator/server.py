@@ -208,9 +208,15 @@ class Simulator(AsyncService):
         return ClientConfig(endpoint=self.url, ca_file=ca_file, **options)
 
     def write_token_file(
-        self, path: str | os.PathLike[str], client_id: str = DEFAULT_CLIENT_ID
+        self,
+        path: str | os.PathLike[str],
+        client_id: str = DEFAULT_CLIENT_ID,
+        *,
+        product_id: str = "sim_device",
+        serial: str = "0001",
     ) -> Path:
-        """Write tokens this simulator accepts as a token file, as `avsclient login` would.
+        """Write tokens this simulator accepts as a token file, as `avsclient login` would
+        (with the device's product id and serial number).
 
         `avsclient talk --token-file PATH` and `AVSClient.from_login(token_file=PATH)` then
         use them, refreshing them against this simulator's Login with Amazon service.
@@ -229,7 +235,14 @@ class Simulator(AsyncService):
             expires_at=now + self.lwa.access_token_lifetime,
         )
         store = TokenStore(path)
-        store.save(StoredTokens(client_id=client_id, tokens=tokens))
+        store.save(
+            StoredTokens(
+                client_id=client_id,
+                tokens=tokens,
+                product_id=product_id,
+                device_serial_number=serial,
+            )
+        )
         return store.path
 
     def add_token(self, token: str | None = None) -> str:
