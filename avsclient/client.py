@@ -74,6 +74,7 @@ from avsclient.directives import DirectivePipeline
 from avsclient.exceptions import AVSError, EndpointRejected, StateError
 from avsclient.focus import FocusChange, FocusManager
 from avsclient.messages import Directive, ExceptionType, exception_encountered
+from avsclient.outbox import EventOutbox
 from avsclient.store import STORE_FILE_NAME, DeviceStore, default_store_path
 
 if TYPE_CHECKING:
@@ -384,6 +385,9 @@ class AVSClient(AsyncService):
             post_connect=self._post_connect_steps,
         )
         self.messenger = Messenger(self.manager, providers=[], notify=self._publish)
+        #: The one persisted outbox over the device store (alert events, settings events):
+        #: kept until AVS accepted them, across reconnects and restarts.
+        self.outbox = EventOutbox(self.store, on_sent=self.messenger.observe)
         self.services = AgentServices(
             messenger=self.messenger,
             dialogs=self.dialogs,
@@ -400,6 +404,7 @@ class AVSClient(AsyncService):
             state_reports=self.state_reports,
             access_token=tokens.get_token,
             revoke=self.revoke,
+            outbox=self.outbox,
         )
         self._agents: dict[str, CapabilityAgent] = {}
         # What from_login() made for this client, closed after it, newest first.
@@ -668,6 +673,7 @@ class AVSClient(AsyncService):
             raise StateError("the client is closed")
         self._started = True
         await self.manager.start()
+        self.outbox.start(self.manager)
         for agent in self.agents:
             agent.start()
 
@@ -687,6 +693,7 @@ class AVSClient(AsyncService):
                 _log.exception("closing %r failed", agent)
         if self._own_mixer and self._mixer is not None:
             await self._mixer.aclose()
+        await self.outbox.aclose()  # what it holds stays stored for the next start
         await self.messenger.aclose()
         await self.manager.aclose()
         self.attachments.close()
@@ -851,6 +858,8 @@ class AVSClient(AsyncService):
 
     def _on_status(self, status: ConnectionStatus, reason: ChangedReason) -> None:
         _log.info("connection %s (%s)", status.name, reason.name)
+        if status is ConnectionStatus.CONNECTED:
+            self.outbox.wake()  # back online: the outbox tries at once, not after its back-off
         self._publish(ConnectionStatusChanged(status=status, reason=reason))
 
 

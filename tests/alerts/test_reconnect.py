@@ -35,7 +35,8 @@ async def test_a_backed_off_event_goes_out_within_a_second_of_reconnecting(
     async with Simulator(tls=True) as sim:
         config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file), queue_timeout=0.3)
         agents = default_agents(sink=PacedSink(FMT))
-        agents[-1] = AlertsAgent(agents[-1].output, store=store, outbox=outbox)  # type: ignore[attr-defined]
+        index = next(i for i, agent in enumerate(agents) if isinstance(agent, AlertsAgent))
+        agents[index] = AlertsAgent(agents[index].output, store=store, outbox=outbox)  # type: ignore[attr-defined]
         client = AVSClient(config, StaticTokenProvider(sim.add_token()), agents=agents)
         connected: list[float] = []
 
