@@ -7,7 +7,8 @@ answered 202, then `Alexa.EventProcessed` with its `eventCorrelationToken` goes 
 downchannel (9.3) when the report declares `Alexa` 3; an invalid one is answered 400 with the
 problems. VerifyGateway is answered 204, or 200 with a SetGateway when a test moved the
 gateway (`move_gateway`). Faults: `fail_next(n, status)` (400, 403, 500, 503) and
-`drop_acks(n)` (202 and no EventProcessed).
+`drop_acks(n)` (202 and no EventProcessed); for VerifyGateway `fail_verify_next(n, status)`
+and `ignore_verify_next(n)` (no answer for a while).
 """
 
 from __future__ import annotations
@@ -256,6 +257,7 @@ class DiscoveryService:
         reports: every AddOrUpdateReport judged, with its problems (valid: none).
         deleted: endpoint ids received in DeleteReport events.
         acknowledged: correlation tokens EventProcessed was sent for.
+        verifications: every VerifyGateway received, answered or not.
     """
 
     def __init__(self, push: Pusher) -> None:
@@ -263,9 +265,14 @@ class DiscoveryService:
         self.reports: list[_Verdict] = []
         self.deleted: list[str] = []
         self.acknowledged: list[str] = []
+        self.verifications: list[ReceivedEvent] = []
         self._fail: deque[list[int]] = deque()
         self._drop = 0
         self._move_to: str | None = None
+        self._fail_verify: deque[list[int]] = deque()
+        self._ignore_verify = 0
+        #: How long an ignored VerifyGateway waits before its (late) 204.
+        self.ignore_seconds = 30.0
         self._tasks: set[asyncio.Task[None]] = set()
         self.ack_delay = 0.01
 
@@ -283,6 +290,19 @@ class DiscoveryService:
             raise ValueError("n must be >= 1")
         self._drop += n
 
+    def fail_verify_next(self, n: int = 1, *, status: int = 500) -> None:
+        """Answer the next `n` VerifyGateway events with `status` (400, 403, 500 or 503)."""
+        if n < 1 or status not in _FAULT_STATUSES:
+            raise ValueError(f"n >= 1 and status in {sorted(_FAULT_STATUSES)}")
+        self._fail_verify.append([n, status])
+
+    def ignore_verify_next(self, n: int = 1) -> None:
+        """Leave the next `n` VerifyGateway events unanswered (for `ignore_seconds`, then a
+        late 204 if the stream is still open)."""
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        self._ignore_verify += n
+
     def move_gateway(self, url: str | None) -> None:
         """Answer VerifyGateway with 200 and `SetGateway {"gateway": url}` (None: 204 again)."""
         self._move_to = url
@@ -294,9 +314,19 @@ class DiscoveryService:
 
     # -- answering -----------------------------------------------------------------------
 
-    def reply(self, event: ReceivedEvent) -> ScriptedReply:
+    def reply(self, event: ReceivedEvent) -> ScriptedReply | Awaitable[ScriptedReply]:
         """The answer to an Alexa.Discovery or Alexa.ApiGateway event (the script's handler)."""
         if event.name == "VerifyGateway":
+            self.verifications.append(event)
+            if self._fail_verify:
+                entry = self._fail_verify[0]
+                entry[0] -= 1
+                if not entry[0]:
+                    self._fail_verify.popleft()
+                return ScriptedReply(status=entry[1], description="injected failure")
+            if self._ignore_verify:
+                self._ignore_verify -= 1
+                return self._late(self._verify_gateway(event))
             return self._verify_gateway(event)
         if event.name == "DeleteReport":
             for endpoint in event.payload.get("endpoints", []):
@@ -341,6 +371,10 @@ class DiscoveryService:
             move = directive("Alexa.ApiGateway", "SetGateway", {"gateway": self._move_to})
             return ScriptedReply.of(move)
         return ScriptedReply(status=204)
+
+    async def _late(self, reply: ScriptedReply) -> ScriptedReply:
+        await asyncio.sleep(self.ignore_seconds)
+        return reply
 
     async def _acknowledge(self, token: str) -> None:
         await asyncio.sleep(self.ack_delay)  # after the 202, as AVS does
