@@ -56,6 +56,7 @@ from avsclient.agents import (
 )
 from avsclient.agents.api_gateway import GATEWAY_STORE, ApiGatewayAgent
 from avsclient.agents.base import StateReportEntry
+from avsclient.agents.capabilities_api import CapabilitiesApi
 from avsclient.agents.discovery import DiscoveryAgent
 from avsclient.agents.events import AuthorizationRevoked
 from avsclient.agents.interaction_model import InteractionModelAgent
@@ -134,6 +135,7 @@ def default_agents(
     inactivity_report_interval: float = DEFAULT_INACTIVITY_REPORT_INTERVAL,
     store: DeviceStore | None = None,
     media_verify: ssl.SSLContext | bool = True,
+    capabilities_api: CapabilitiesApi | None = None,
 ) -> list[CapabilityAgent]:
     """The default agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer,
     AudioPlayer, PlaybackController and Alerts, then the agents every Alexa.Discovery device
@@ -154,6 +156,8 @@ def default_agents(
             it they last as long as the client.
         media_verify: how AudioPlayer verifies media servers' certificates (an SSLContext to
             trust a private CA as well; never False in production).
+        capabilities_api: declare through the legacy Capabilities API instead of
+            Alexa.Discovery (a product registered before Discovery).
 
     Raises:
         ValueError: both `sink` and `mixer` given.
@@ -170,7 +174,7 @@ def default_agents(
         AudioPlayerAgent(mixer.channel("Content"), verify=media_verify),
         PlaybackControllerAgent(),
         AlertsAgent(mixer.channel("Alert"), store=store),
-        DiscoveryAgent(),
+        DiscoveryAgent(capabilities_api=capabilities_api),
         ApiGatewayAgent(),
         InteractionModelAgent(),
         NotificationsAgent(mixer.channel("Alert")),
@@ -345,6 +349,15 @@ class AVSClient(AsyncService):
                 apply_volume=apply_volume,
                 inactivity_report_interval=inactivity_report_interval,
                 store=self.store,
+                capabilities_api=(
+                    None
+                    if config.capabilities_api is None
+                    else CapabilitiesApi(
+                        config.capabilities_api,
+                        ca_file=config.ca_file,
+                        ssl_context=config.ssl_context,
+                    )
+                ),
             )
         stored_gateway = self.store.get(GATEWAY_STORE, "gateway")
         if stored_gateway is not None and stored_gateway != config.url():

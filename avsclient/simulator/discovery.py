@@ -9,6 +9,12 @@ problems. VerifyGateway is answered 204, or 200 with a SetGateway when a test mo
 gateway (`move_gateway`). Faults: `fail_next(n, status)` (400, 403, 500, 503) and
 `drop_acks(n)` (202 and no EventProcessed); for VerifyGateway `fail_verify_next(n, status)`
 and `ignore_verify_next(n)` (no answer for a while).
+
+`CapabilitiesApiService` is the legacy Capabilities API (9.7): `PUT
+/v1/devices/@self/capabilities` with the access token in `x-amz-access-token`, JSON with a
+`Content-Length`, a body of `envelopeVersion` "20160207" and capabilities judged like a
+report's (`capabilities_problems()`); 204, or 400 `{"message": ...}`, or 403; faults with
+`fail_next(n, status)`.
 """
 
 from __future__ import annotations
@@ -24,7 +30,13 @@ from typing import Any
 
 from avsclient.simulator.scenarios import ReceivedEvent, ScriptedReply, directive
 
-__all__ = ["DiscoveryService", "report_problems"]
+__all__ = [
+    "CAPABILITIES_API_PATH",
+    "CapabilitiesApiService",
+    "DiscoveryService",
+    "capabilities_problems",
+    "report_problems",
+]
 
 logger = logging.getLogger("avsclient.simulator")
 
@@ -393,3 +405,121 @@ class DiscoveryService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+# -- the legacy Capabilities API (avs-protocol 9.7) ---------------------------------------------
+
+CAPABILITIES_API_PATH = "/v1/devices/@self/capabilities"
+_CAPABILITIES_FAULTS = frozenset({400, 403, 404, 500, 503})
+_MAX_CAPABILITIES_BODY = 256 * 1024
+
+
+def capabilities_problems(headers: Mapping[str, str], body: bytes) -> list[str]:
+    """Every rule of 9.7 a Capabilities API request breaks, token aside (empty: valid)."""
+    out: list[str] = []
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        out.append("Content-Type must be application/json")
+    length = headers.get("content-length")
+    if length is None or not length.isdigit() or int(length) != len(body):
+        out.append("Content-Length must give the body's length")
+    if "authorization" in headers:
+        out.append("the token goes in x-amz-access-token, not Authorization")
+    try:
+        doc: Any = json.loads(body)
+    except (ValueError, RecursionError):
+        return [*out, "the body is not JSON"]
+    if not isinstance(doc, dict):
+        return [*out, "the body must be a JSON object"]
+    if doc.get("envelopeVersion") != "20160207":
+        out.append('envelopeVersion must be "20160207"')
+    capabilities = doc.get("capabilities")
+    if not isinstance(capabilities, list) or not capabilities:
+        return [*out, "capabilities must be a non-empty array"]
+    declared: set[str] = set()
+    for j, cap in enumerate(capabilities):
+        where = f"capabilities[{j}]"
+        if not isinstance(cap, dict):
+            out.append(f"{where} is not an object")
+            continue
+        unknown = set(cap) - {"type", "interface", "version", "configurations"}
+        if unknown:
+            out.append(f"{where} has fields a capability does not have: {sorted(unknown)}")
+        interface, version = cap.get("interface"), cap.get("version")
+        if cap.get("type") != "AlexaInterface":
+            out.append(f"{where}.type must be AlexaInterface")
+        if not isinstance(interface, str) or not interface:
+            out.append(f"{where}.interface must be a non-empty string")
+            continue
+        if not isinstance(version, str):
+            out.append(f'{where}.version must be a string (e.g. "1.0")')
+            continue
+        if interface in declared:
+            out.append(f"{where}: {interface} is declared twice")
+        declared.add(interface)
+        documented = _DOCUMENTED.get(interface)
+        if documented is not None and version not in documented:
+            out.append(f"{where}: {interface} {version} is not a documented version")
+        out.extend(_configuration_problems(interface, cap.get("configurations"), where))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilitiesPut:
+    """One request received: its headers, its body (parsed, or None) and its problems."""
+
+    headers: Mapping[str, str]
+    document: Any
+    problems: tuple[str, ...]
+    status: int
+
+
+class CapabilitiesApiService:
+    """The simulator's legacy Capabilities API; sans-IO (`handle` answers one request).
+
+    Attributes:
+        requests: every PUT received, with the problems found and the status answered.
+    """
+
+    def __init__(self, token_accepted: Callable[[str], bool]) -> None:
+        self._token_accepted = token_accepted
+        self.requests: list[CapabilitiesPut] = []
+        self._fail: deque[list[int]] = deque()
+
+    def fail_next(self, n: int = 1, *, status: int = 500) -> None:
+        """Answer the next `n` valid requests with `status` (400, 403, 404, 500 or 503)."""
+        if n < 1 or status not in _CAPABILITIES_FAULTS:
+            raise ValueError(f"n >= 1 and status in {sorted(_CAPABILITIES_FAULTS)}")
+        self._fail.append([n, status])
+
+    @property
+    def accepted(self) -> list[Any]:
+        """The bodies answered 204."""
+        return [r.document for r in self.requests if r.status == 204]
+
+    def handle(self, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+        """The status and JSON body (empty for 204) for one complete request."""
+        token = headers.get("x-amz-access-token", "")
+        if len(body) > _MAX_CAPABILITIES_BODY:
+            problems = [f"the body is larger than {_MAX_CAPABILITIES_BODY} bytes"]
+        else:
+            problems = capabilities_problems(headers, body)
+        try:
+            document: Any = json.loads(body)
+        except (ValueError, RecursionError):
+            document = None
+        if not token or not self._token_accepted(token):
+            status, message = 403, "invalid or missing x-amz-access-token"
+        elif problems:
+            status, message = 400, "; ".join(problems)[:1000]
+            logger.warning("invalid Capabilities API request: %s", message)
+        elif self._fail:
+            entry = self._fail[0]
+            entry[0] -= 1
+            if not entry[0]:
+                self._fail.popleft()
+            status, message = entry[1], "injected failure"
+        else:
+            status, message = 204, ""
+        self.requests.append(CapabilitiesPut(dict(headers), document, tuple(problems), status))
+        return status, b"" if status == 204 else json.dumps({"message": message}).encode()
