@@ -73,7 +73,8 @@ class ApiGatewayAgent(CapabilityAgent):
             retry: the schedule of VerifyGateway retries after a status that is neither
                 success nor fatal, or no answer (avs-protocol 9.3 table).
             deadline: seconds VerifyGateway may hold a connection attempt, answers and
-                retries included; then the connection goes on unverified and the retries
+                retries included (and never more than half of what the attempt has left of
+                `connect_timeout`); then the connection goes on unverified and the retries
                 continue in the background.
             random: the jitter source of `retry`.
 
@@ -114,7 +115,10 @@ class ApiGatewayAgent(CapabilityAgent):
             return
         self.failures = 0
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.deadline
+        # At most `deadline`, and at most half of what the connection attempt has left:
+        # Discovery and SynchronizeState come after it within connect_timeout.
+        now = loop.time()
+        deadline = now + min(self.deadline, (sender.deadline - now) / 2)
         while sender.usable:
             document = _verify_gateway()
             try:

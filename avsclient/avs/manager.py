@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import random as _random
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -91,12 +92,15 @@ class LinkSender:
 
     Attributes:
         url: the endpoint the link is connected to.
+        deadline: the event loop time at which the connection attempt times out
+            (`connect_timeout`); a step that retries leaves room for the steps after it.
     """
 
-    def __init__(self, link: Link, gate: TokenGate) -> None:
+    def __init__(self, link: Link, gate: TokenGate, deadline: float = math.inf) -> None:
         self._link = link
         self._gate = gate
         self.url = link.url
+        self.deadline = deadline
 
     @property
     def usable(self) -> bool:
@@ -160,6 +164,7 @@ class ConnectionManager(AsyncService):
     ) -> None:
         self.config = config
         self._post_connect = post_connect
+        self._attempt_deadline = math.inf  # loop time at which the attempt under way times out
         self._sink = sink
         self._context = context
         self._on_status = on_status
@@ -539,6 +544,7 @@ class ConnectionManager(AsyncService):
             )
             await asyncio.sleep(hold)
         limit = self.config.connect_timeout
+        self._attempt_deadline = asyncio.get_running_loop().time() + limit
         try:
             async with asyncio.timeout(limit):
                 return await self._attempt()
@@ -610,7 +616,7 @@ class ConnectionManager(AsyncService):
     async def _run_post_connect(self, link: Link) -> None:
         if self._post_connect is None:
             return
-        sender = LinkSender(link, self._gate)
+        sender = LinkSender(link, self._gate, self._attempt_deadline)
         for step in self._post_connect():
             if self._url != link.url:  # a step moved the device (SetGateway)
                 raise AttemptFailed(ChangedReason.ENDPOINT_CHANGED, f"moved to {self._url}")

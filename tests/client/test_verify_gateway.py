@@ -13,11 +13,13 @@ import pytest
 
 from avsclient.agents import ApiGatewayAgent, CapabilityAgent, DiscoveryAgent
 from avsclient.agents.api_gateway import DEFAULT_VERIFY_DEADLINE, VERIFY_RETRY
+from avsclient.auth import StaticTokenProvider
 from avsclient.client import AVSClient, default_agents
+from avsclient.config import ClientConfig
 from avsclient.simulator import Simulator
 
 from .conftest import tone_source
-from .test_discovery import FAST, _client, _names
+from .test_discovery import DEVICE, FAST, _client, _names
 
 
 def _agents(gateway: ApiGatewayAgent) -> list[CapabilityAgent]:
@@ -125,3 +127,22 @@ async def test_fatal_statuses_stop_at_once(sim: Simulator, tmp_path: Path, statu
         assert not client.api_gateway.verified
         assert gateway.last_result == f"fatal {status}"
     assert _names(sim).count("Alexa.ApiGateway.VerifyGateway") == 1
+
+
+async def test_the_deadline_leaves_half_of_connect_timeout_to_the_later_steps(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A silent gateway, an 8 s VerifyGateway deadline but a 3 s connect_timeout: the step
+    gives up within half of the attempt, Discovery and SynchronizeState follow, and the
+    first attempt connects."""
+    sim.discovery.ignore_verify_next(1)
+    config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file), connect_timeout=3.0)
+    client = AVSClient(
+        config, StaticTokenProvider(sim.add_token()), store=tmp_path / "device.sqlite3",
+        device=DEVICE, agents=_agents(ApiGatewayAgent(retry=FAST)),
+    )
+    async with client:
+        await client.wait_connected(10)
+        assert client.manager.url == sim.url
+        await _verified(client)
+    assert {e.connection_id for e in sim.events if e.name == "SynchronizeState"} == {1}
