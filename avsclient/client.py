@@ -56,6 +56,7 @@ from avsclient.agents import (
 )
 from avsclient.agents.api_gateway import GATEWAY_STORE, ApiGatewayAgent
 from avsclient.agents.base import StateReportEntry
+from avsclient.agents.capabilities_api import CapabilitiesApi
 from avsclient.agents.discovery import DiscoveryAgent
 from avsclient.agents.events import AuthorizationRevoked
 from avsclient.agents.interaction_model import InteractionModelAgent
@@ -74,7 +75,8 @@ from avsclient.directives import DirectivePipeline
 from avsclient.exceptions import AVSError, EndpointRejected, StateError, TrustStoreError
 from avsclient.focus import FocusChange, FocusManager
 from avsclient.messages import Directive, ExceptionType, exception_encountered
-from avsclient.store import DeviceStore, default_store_path
+from avsclient.outbox import EventOutbox
+from avsclient.store import STORE_FILE_NAME, DeviceStore, default_store_path
 
 if TYPE_CHECKING:
     from avsclient.audio import AudioSink, AudioSource
@@ -133,6 +135,7 @@ def default_agents(
     inactivity_report_interval: float = DEFAULT_INACTIVITY_REPORT_INTERVAL,
     store: DeviceStore | None = None,
     media_verify: ssl.SSLContext | bool = True,
+    capabilities_api: CapabilitiesApi | None = None,
 ) -> list[CapabilityAgent]:
     """The default agents, new: System, Speaker, SpeechSynthesizer, SpeechRecognizer,
     AudioPlayer, PlaybackController and Alerts, then the agents every Alexa.Discovery device
@@ -153,6 +156,8 @@ def default_agents(
             it they last as long as the client.
         media_verify: how AudioPlayer verifies media servers' certificates (an SSLContext to
             trust a private CA as well; never False in production).
+        capabilities_api: declare through the legacy Capabilities API instead of
+            Alexa.Discovery (a product registered before Discovery).
 
     Raises:
         ValueError: both `sink` and `mixer` given.
@@ -169,7 +174,7 @@ def default_agents(
         AudioPlayerAgent(mixer.channel("Content"), verify=media_verify),
         PlaybackControllerAgent(),
         AlertsAgent(mixer.channel("Alert"), store=store),
-        DiscoveryAgent(),
+        DiscoveryAgent(capabilities_api=capabilities_api),
         ApiGatewayAgent(),
         InteractionModelAgent(),
         NotificationsAgent(mixer.channel("Alert")),
@@ -351,6 +356,15 @@ class AVSClient(AsyncService):
                 apply_volume=apply_volume,
                 inactivity_report_interval=inactivity_report_interval,
                 store=self.store,
+                capabilities_api=(
+                    None
+                    if config.capabilities_api is None
+                    else CapabilitiesApi(
+                        config.capabilities_api,
+                        ca_file=config.ca_file,
+                        ssl_context=config.ssl_context,
+                    )
+                ),
             )
         stored_gateway = self.store.get(GATEWAY_STORE, "gateway")
         if stored_gateway is not None and stored_gateway != config.url():
@@ -364,8 +378,10 @@ class AVSClient(AsyncService):
             _log.info("using the gateway AVS gave earlier: %s", stored_gateway)
             config = dataclasses.replace(config, endpoint=stored_gateway)
         self._endpoint_store = endpoint_store
-        #: True once AVS deregistered the device (System.RevokeAuthorization).
+        #: True once AVS deregistered the device (System.RevokeAuthorization) or `revoke()`.
         self.revoked = False
+        #: What `revoke()` did, once it ran.
+        self.revocation: AuthorizationRevoked | None = None
         self.config = config
         self._listeners: list[Listener] = [] if listener is None else [listener]
         self._subscriptions: set[Subscription] = set()
@@ -389,6 +405,9 @@ class AVSClient(AsyncService):
             post_connect=self._post_connect_steps,
         )
         self.messenger = Messenger(self.manager, providers=[], notify=self._publish)
+        #: The one persisted outbox over the device store (alert events, settings events):
+        #: kept until AVS accepted them, across reconnects and restarts.
+        self.outbox = EventOutbox(self.store, on_sent=self.messenger.observe)
         self.services = AgentServices(
             messenger=self.messenger,
             dialogs=self.dialogs,
@@ -405,6 +424,7 @@ class AVSClient(AsyncService):
             state_reports=self.state_reports,
             access_token=tokens.get_token,
             revoke=self.revoke,
+            outbox=self.outbox,
         )
         self._agents: dict[str, CapabilityAgent] = {}
         # What from_login() made for this client, closed after it, newest first.
@@ -425,6 +445,8 @@ class AVSClient(AsyncService):
         endpoint: str | None = None,
         ca_file: str | None = None,
         lwa_url: str | None = None,
+        product_id: str | None = None,
+        serial: str | None = None,
         environ: Mapping[str, str] | None = None,
         **options: Any,
     ) -> _C:
@@ -433,7 +455,12 @@ class AVSClient(AsyncService):
         The tokens are refreshed with Login with Amazon as they expire and written back to
         the token file. Each argument left None comes from its `AVSCLIENT_*` environment
         variable (`avsclient.environment`), then from the default: the default token file,
-        region NA, the region's host, the system's CAs, `https://api.amazon.com`.
+        region NA, the region's host, the system's CAs, `https://api.amazon.com`, the
+        product id and serial number `avsclient login` recorded in the token file.
+
+        The device (`device=`, Discovery's endpoint `clientId::productId::serial`) is the
+        one linked: the token file's client id with that product id and serial. The device
+        store (`store=`) defaults to `device.sqlite3` next to the token file.
 
         Args:
             token_file: the token file (default: where `avsclient login` writes).
@@ -441,13 +468,16 @@ class AVSClient(AsyncService):
             endpoint: an AVS base URL instead of the region's host.
             ca_file: a PEM file of CAs to trust, for AVS and Login with Amazon.
             lwa_url: the Login with Amazon base URL.
+            product_id: the AVS product id, instead of the recorded one.
+            serial: the device serial number, instead of the recorded one.
             environ: the environment to read (default: `os.environ`).
             options: the other `AVSClient` arguments (`sink=`, `source_factory=`, ...).
 
         Raises:
             ReauthorizationRequired: the token file holds no tokens (run `avsclient login`).
             TokenStoreError: the token file cannot be read.
-            ValueError: a bad argument or environment variable.
+            ValueError: a bad argument or environment variable (a product id or serial that
+                cannot be part of an endpoint id among them).
         """
         from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider, TokenStore
         from avsclient.auth.lwa import DEFAULT_LWA_URL
@@ -470,6 +500,18 @@ class AVSClient(AsyncService):
             ca_file=ca_file or env.ca_file,
         )
         lwa = LWAConfig(client_id=stored.client_id, url=lwa_url or env.lwa_url or DEFAULT_LWA_URL)
+        if "device" not in options:
+            product_id, serial = product_id or env.product_id, serial or env.serial
+            if (product_id or stored.product_id) and (serial or stored.device_serial_number):
+                options["device"] = stored.device(product_id=product_id, serial=serial)
+            else:  # a token file from before login recorded them: Discovery reports INVALID
+                _log.warning(
+                    "no product id and serial number for %s: the device sends no Discovery "
+                    "report; run `avsclient login` again or set AVSCLIENT_PRODUCT_ID and "
+                    "AVSCLIENT_SERIAL",
+                    store.path,
+                )
+        options.setdefault("store", store.path.parent / STORE_FILE_NAME)
         http = LWAHttpClient(lwa.url, ca_file=config.ca_file, timeout=lwa.timeout)
         tokens = RefreshingTokenProvider(lwa, store=store, http=http)
         client = cls(config, tokens, **options)
@@ -651,6 +693,7 @@ class AVSClient(AsyncService):
             raise StateError("the client is closed")
         self._started = True
         await self.manager.start()
+        self.outbox.start(self.manager)
         for agent in self.agents:
             agent.start()
 
@@ -670,6 +713,7 @@ class AVSClient(AsyncService):
                 _log.exception("closing %r failed", agent)
         if self._own_mixer and self._mixer is not None:
             await self._mixer.aclose()
+        await self.outbox.aclose()  # what it holds stays stored for the next start
         await self.messenger.aclose()
         await self.manager.aclose()
         self.attachments.close()
@@ -682,17 +726,37 @@ class AVSClient(AsyncService):
         while self._owned:
             await self._owned.pop()()
 
-    async def revoke(self) -> None:
+    async def revoke(self, *, delete_endpoint: bool = True) -> AuthorizationRevoked:
         """Deregister the device (System.RevokeAuthorization, or the application logging out):
-        DeleteReport for the device's endpoint (best effort), the account's data removed from
-        the device store and from every agent, the token file deleted, the connection closed,
-        and `AuthorizationRevoked` published. The device must be linked again."""
-        if self.revoked:
-            return
+        DeleteReport for the device's endpoint (best effort: AVS is told when the client is
+        connected, or connects within a few seconds), the account's data removed from the
+        device store and from every agent, the token file deleted, the connection closed,
+        and `AuthorizationRevoked` published. The device must be linked again.
+
+        Args:
+            delete_endpoint: send the DeleteReport (False: only forget locally, e.g. when
+                AVS cannot be reached; Amazon keeps the device until the user removes it).
+
+        Returns:
+            The `AuthorizationRevoked` published (the first one, on a second call): whether
+            AVS accepted the DeleteReport and whether the token file was deleted.
+
+        Raises:
+            DeviceStoreError: the device store could not be cleared (the tokens are kept,
+                so that the user can try again).
+        """
+        if self.revocation is not None:
+            return self.revocation
         self.revoked = True
         agent = self._agents.get(DiscoveryAgent.namespace)
-        if isinstance(agent, DiscoveryAgent):
-            await agent.delete_report()
+        endpoint_deleted: bool | None = None
+        if isinstance(agent, DiscoveryAgent) and self.device is not None:
+            if delete_endpoint:
+                result = await agent.delete_report()
+                endpoint_deleted = result is not None and result.ok
+            else:
+                agent.forget_report()
+                endpoint_deleted = False
         self.store.clear_account_data()
         for each in self.agents:
             try:
@@ -708,7 +772,11 @@ class AVSClient(AsyncService):
                 _log.error("%s", exc)
         await self.manager.aclose()
         _log.warning("the device was deregistered: it must be linked again")
-        self._publish(AuthorizationRevoked(tokens_deleted=tokens_deleted))
+        self.revocation = AuthorizationRevoked(
+            tokens_deleted=tokens_deleted, endpoint_deleted=endpoint_deleted
+        )
+        self._publish(self.revocation)
+        return self.revocation
 
     @property
     def status(self) -> ConnectionStatus:
@@ -810,6 +878,8 @@ class AVSClient(AsyncService):
 
     def _on_status(self, status: ConnectionStatus, reason: ChangedReason) -> None:
         _log.info("connection %s (%s)", status.name, reason.name)
+        if status is ConnectionStatus.CONNECTED:
+            self.outbox.wake()  # back online: the outbox tries at once, not after its back-off
         self._publish(ConnectionStatusChanged(status=status, reason=reason))
 
 

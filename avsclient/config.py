@@ -333,6 +333,11 @@ class ClientConfig:
             pipeline enforces it; kept here so that one object configures the client).
         transport: HTTP/2 windows and limits; its timeouts are derived from the values above
             when left None.
+        capabilities_api: the base URL of the legacy Capabilities API (e.g.
+            `https://api.amazonalexa.com`): set it for a product registered before
+            Alexa.Discovery, and the default agents declare the device's capabilities there
+            (`PUT /v1/devices/@self/capabilities`, avs-protocol 9.7) instead of sending an
+            Alexa.Discovery report; None (the default) uses Alexa.Discovery.
     """
 
     endpoint: str | None = None
@@ -365,10 +370,13 @@ class ClientConfig:
     # Directives are a few KiB; 256 KiB bounds a hostile part while fitting any real one.
     max_json_part: int = 256 * KiB
     transport: ConnectionConfig | None = None
+    capabilities_api: str | None = None
 
     def __post_init__(self) -> None:
         if self.endpoint is not None:
             object.__setattr__(self, "endpoint", check_endpoint(self.endpoint))
+        if self.capabilities_api is not None:
+            object.__setattr__(self, "capabilities_api", check_endpoint(self.capabilities_api))
         object.__setattr__(self, "endpoint_hosts", _host_names(self.endpoint_hosts))
         if not isinstance(self.region, Region):
             raise TypeError(f"region must be a Region, not {self.region!r}")

@@ -8,6 +8,8 @@ argument gives them, for the command line and for `AVSClient.from_login()` alike
 | `AVSCLIENT_TOKEN_FILE`    | the token file `avsclient login` wrote             |
 | `AVSCLIENT_CA_FILE`       | PEM file of CAs to trust (AVS and LWA)             |
 | `AVSCLIENT_LWA_URL`       | Login with Amazon base URL                         |
+| `AVSCLIENT_PRODUCT_ID`    | AVS product id (default: the one `login` recorded) |
+| `AVSCLIENT_SERIAL`        | device serial number (default: as recorded)        |
 | `AVSCLIENT_DEVICE`        | audio device for both ways (index or name part)    |
 | `AVSCLIENT_INPUT_DEVICE`  | the microphone, when it differs                    |
 | `AVSCLIENT_OUTPUT_DEVICE` | the speaker, when it differs                       |
@@ -36,6 +38,8 @@ VARIABLES: dict[str, str] = {
     "AVSCLIENT_TOKEN_FILE": "token file written by `avsclient login`",
     "AVSCLIENT_CA_FILE": "PEM file of CAs to trust",
     "AVSCLIENT_LWA_URL": "Login with Amazon base URL",
+    "AVSCLIENT_PRODUCT_ID": "AVS product id of the device",
+    "AVSCLIENT_SERIAL": "device serial number (DSN)",
     "AVSCLIENT_DEVICE": "audio device for input and output",
     "AVSCLIENT_INPUT_DEVICE": "audio input device",
     "AVSCLIENT_OUTPUT_DEVICE": "audio output device",
@@ -59,6 +63,8 @@ class Environment:
     token_file: Path | None = None
     ca_file: str | None = None
     lwa_url: str | None = None
+    product_id: str | None = None
+    serial: str | None = None
     input_device: int | str | None = None
     output_device: int | str | None = None
 
@@ -95,6 +101,8 @@ def read_environment(environ: Mapping[str, str] | None = None) -> Environment:
         token_file=None if token_file is None else Path(token_file).expanduser(),
         ca_file=_value(env, "AVSCLIENT_CA_FILE"),
         lwa_url=_value(env, "AVSCLIENT_LWA_URL"),
+        product_id=_value(env, "AVSCLIENT_PRODUCT_ID"),
+        serial=_value(env, "AVSCLIENT_SERIAL"),
         input_device=device if input_device is None else input_device,
         output_device=device if output_device is None else output_device,
     )

@@ -150,7 +150,8 @@ class AlertsAgent(CapabilityAgent):
                 agent keeps them in a temporary store of its own, removed when it closes:
                 alerts then do not survive a restart.
             outbox: the persisted outbox to send events through (share one between agents
-                of one store); by default the agent makes one over `store`.
+                of one store); by default the client's (`AgentServices.outbox`) when the
+                agent joins a client over the same store, else one of its own over `store`.
             limits: counts and timing rules.
             version: the Alerts version declared (avs-protocol 9.8 recommends 1.3; from 1.5
                 AlertStarted/AlertStopped carry `scheduledTime` and `eventTime`, 16.1).
@@ -226,6 +227,15 @@ class AlertsAgent(CapabilityAgent):
         _log.info("Alerts: no device store given; alerts will not survive a restart")
 
     def attach(self, services: AgentServices) -> None:
+        shared = services.outbox
+        if shared is not None and shared.store is self.store:
+            # One outbox per store and process (two senders over one table send twice).
+            if self._outbox is not None and self._outbox is not shared:
+                raise ValueError(
+                    "the client already sends this store's outbox: give the agent no outbox "
+                    "(it uses the client's) or another store"
+                )
+            self._outbox, self._own_outbox = shared, False
         super().attach(services)
         volume = self.store.get(_NAMESPACE, "volume", DEFAULT_ALERT_VOLUME)
         if isinstance(volume, int) and 0 <= volume <= 100:

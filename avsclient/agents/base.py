@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from avsclient.config import DeviceInfo
     from avsclient.dialog import DialogManager
     from avsclient.focus import FocusManager
-    from avsclient.store import DeviceStore
+    from avsclient.outbox import EventOutbox
+    from avsclient.store import DeviceStore, JSONValue
 
 __all__ = [
     "AgentServices",
@@ -218,7 +219,7 @@ async def _no_token() -> str:
     raise StateError("no access token source: the agent is not part of a client")
 
 
-async def _no_revoke() -> None:
+async def _no_revoke() -> object:
     return None
 
 
@@ -288,6 +289,8 @@ class AgentServices:
         state_reports: every agent's setting reports, for System.StateReport.
         access_token: the access token in use (a Discovery report's `scope`).
         revoke: deregisters the device (System.RevokeAuthorization): account data goes.
+        outbox: the client's one persisted outbox over `store`, for events that must reach
+            AVS even across a restart (alert lifecycle, settings), or None.
     """
 
     messenger: Messenger
@@ -304,7 +307,34 @@ class AgentServices:
     capabilities_changed: Callable[[], None] = _nothing
     state_reports: Callable[[], list[StateReportEntry]] = _no_reports
     access_token: Callable[[], Awaitable[str]] = _no_token
-    revoke: Callable[[], Awaitable[None]] = _no_revoke
+    revoke: Callable[[], Awaitable[object]] = _no_revoke
+    outbox: EventOutbox | None = None
+
+    async def deliver(
+        self, event: Event, changes: Mapping[tuple[str, str], JSONValue] | None = None
+    ) -> None:
+        """Store setting `changes` (`{(namespace, key): value}`, account data) and send
+        `event`, the event that reports them (a settings Report or Changed).
+
+        With a persisted outbox, both commit in one store transaction: after a crash either
+        the setting and its event are there, or neither; the event then goes out once
+        connected, even after a restart. Without one, the changes are stored and the event
+        goes through the messenger's background queue.
+
+        Raises:
+            DeviceStoreError: the store could not be written (nothing was stored or sent).
+        """
+        store, outbox = self.store, self.outbox
+        if store is None:
+            await self.messenger.post_event(event)
+            return
+        with store.transaction():
+            for (namespace, key), value in (changes or {}).items():
+                store.set(namespace, key, value)
+            if outbox is not None:
+                outbox.put(event.to_json())
+        if outbox is None:
+            await self.messenger.post_event(event)
 
 
 class CapabilityAgent:

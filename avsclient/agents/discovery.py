@@ -16,6 +16,10 @@ AVS answer with `Alexa.EventProcessed`) runs the exchange:
   turn;
 - `delete_report()` sends DeleteReport when the device is deregistered.
 
+Products registered before Discovery declare through the legacy Capabilities API instead
+(`capabilities_api=`, avs-protocol 9.7; `avsclient.agents.capabilities_api`), in the same
+step, with the same state, store record and background retries (its own schedule).
+
 The state (`DiscoveryState`) is observable: `state`, and `DiscoveryStateChanged` events.
 """
 
@@ -33,6 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 from avsclient._retry import RetryPolicy
 from avsclient.agents.base import CapabilityAgent, ImmediateHandler
+from avsclient.agents.capabilities_api import (
+    CAPABILITIES_API_RETRY,
+    CapabilitiesApi,
+    PutOutcome,
+    capabilities_document,
+    put_outcome,
+)
 from avsclient.agents.events import DiscoveryState, DiscoveryStateChanged
 from avsclient.exceptions import CapabilityReportError
 from avsclient.messages import Directive
@@ -309,16 +320,20 @@ class DiscoveryAgent(CapabilityAgent):
     def __init__(
         self,
         *,
-        retry: RetryPolicy = DISCOVERY_RETRY,
+        retry: RetryPolicy | None = None,
         ack_timeout: float = DEFAULT_ACK_TIMEOUT,
         random: Callable[[], float] = _random.random,
+        capabilities_api: CapabilitiesApi | None = None,
     ) -> None:
         """Create the agent.
 
         Args:
-            retry: the schedule of attempts after a failure (tests compress it).
+            retry: the schedule of attempts after a failure (tests compress it); default
+                `DISCOVERY_RETRY`, or `CAPABILITIES_API_RETRY` with `capabilities_api`.
             ack_timeout: seconds to wait for EventProcessed after the report was accepted.
             random: the jitter source of `retry`.
+            capabilities_api: declare through the legacy Capabilities API instead of
+                Alexa.Discovery (products registered before Discovery; avs-protocol 9.7).
 
         Raises:
             ValueError: `ack_timeout` is not positive.
@@ -326,6 +341,10 @@ class DiscoveryAgent(CapabilityAgent):
         super().__init__()
         if not ack_timeout > 0:
             raise ValueError("ack_timeout must be positive")
+        #: The legacy Capabilities API used instead of Alexa.Discovery, or None.
+        self.capabilities_api = capabilities_api
+        if retry is None:
+            retry = DISCOVERY_RETRY if capabilities_api is None else CAPABILITIES_API_RETRY
         self.retry = retry
         self.ack_timeout = ack_timeout
         self._random = random
@@ -434,6 +453,8 @@ class DiscoveryAgent(CapabilityAgent):
             if services.device is None:
                 self._set(DiscoveryState.INVALID, "no DeviceInfo: the device cannot be described")
                 return True
+            if self.capabilities_api is not None:
+                return await self._attempt_legacy(self.capabilities_api, services.device, token)
             correlation = str(uuid.uuid4())
             try:
                 document = build_report(
@@ -488,6 +509,47 @@ class DiscoveryAgent(CapabilityAgent):
             self._set(DiscoveryState.ACCEPTED)
             return True
 
+    async def _attempt_legacy(
+        self, api: CapabilitiesApi, device: DeviceInfo, token: Callable[[], Awaitable[str]]
+    ) -> bool:
+        """One PUT to the Capabilities API, if the body, the device's ids or the host changed
+        since the last success (avs-protocol 9.7)."""
+        store = self.services.store
+        document = capabilities_document(self.services.capabilities())
+        canonical = json.dumps(
+            {"body": document, "endpointId": device.endpoint_id, "url": api.url},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        accepted = store.get(_NAMESPACE, _STORE_KEY) if store is not None else None
+        if isinstance(accepted, dict) and accepted.get("digest") == digest:
+            self.failures = 0
+            self._set(DiscoveryState.UNCHANGED)
+            return True
+        self._set(DiscoveryState.SENDING)
+        try:
+            async with asyncio.timeout(api.timeout):  # the whole exchange, not each read
+                reply = await api.put(document, await token())
+        except Exception as exc:  # no token, or the API unreachable: try again later
+            return self._failed(f"Capabilities API at {api.url}: {exc}")
+        outcome, why = put_outcome(reply)
+        if outcome is PutOutcome.RETRY:
+            return self._failed(f"Capabilities API at {api.url}: {why}")
+        if outcome is PutOutcome.FATAL:
+            self.failures += 1
+            self._set(DiscoveryState.REJECTED, f"Capabilities API at {api.url}: {why}")
+            return True
+        if store is not None:
+            store.set(
+                _NAMESPACE,
+                _STORE_KEY,
+                {"digest": digest, "endpointId": device.endpoint_id, "api": api.url},
+            )
+        self.failures = 0
+        self._set(DiscoveryState.ACCEPTED)
+        return True
+
     def _failed(self, why: str) -> bool:
         self.failures += 1
         self.state_reason = why
@@ -500,11 +562,7 @@ class DiscoveryAgent(CapabilityAgent):
         is awaited (avs-protocol 9.2). Returns the result, or None without a device or token.
         """
         services = self.services
-        if self._retrying is not None:
-            self._retrying.cancel()
-        if services.store is not None:
-            services.store.delete(_NAMESPACE, _STORE_KEY)
-        self._set(DiscoveryState.IDLE)
+        self.forget_report()
         if services.device is None:
             return None
         try:
@@ -515,6 +573,15 @@ class DiscoveryAgent(CapabilityAgent):
         except Exception as exc:
             _log.warning("DeleteReport could not be sent: %r", exc)
             return None
+
+    def forget_report(self) -> None:
+        """Stop reporting and forget the report AVS accepted (the next account gets it)."""
+        if self._retrying is not None:
+            self._retrying.cancel()
+        store = self.services.store
+        if store is not None:
+            store.delete(_NAMESPACE, _STORE_KEY)
+        self._set(DiscoveryState.IDLE)
 
     def forget_account(self) -> None:
         self.failures = 0

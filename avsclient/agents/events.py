@@ -257,9 +257,13 @@ class AuthorizationRevoked(ClientEvent):
 
     Attributes:
         tokens_deleted: True if the token file was deleted.
+        endpoint_deleted: True if AVS accepted the DeleteReport of the device's endpoint,
+            False if it could not be sent or was refused, None if the client has no device
+            to delete (no `DeviceInfo`, or no Discovery agent).
     """
 
     tokens_deleted: bool
+    endpoint_deleted: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

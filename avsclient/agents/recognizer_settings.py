@@ -188,9 +188,8 @@ class RecognizerSettings:
         except DirectiveError:
             await self._send(report, {key: getattr(self, attr)})  # the value in force
             raise
-        self._store(key, value)
+        await self._send(report, {key: value}, {key: value})
         setattr(self, attr, value)
-        await self._send(report, {key: value})
 
     async def _on_wake_words(self, directive: Directive) -> None:
         if not self.supported:
@@ -202,9 +201,8 @@ class RecognizerSettings:
         except DirectiveError:
             await self._send("WakeWordsReport", {"wakeWords": list(self.wake_words)})
             raise
-        self._store("wakeWords", list(words))
+        await self._send("WakeWordsReport", {"wakeWords": list(words)}, {"wakeWords": list(words)})
         self.wake_words = words
-        await self._send("WakeWordsReport", {"wakeWords": list(words)})
 
     def _check_wake_words(self, data: Mapping[str, Any]) -> tuple[str, ...]:
         raw = payload.seq(data, "wakeWords", max_items=_MAX_WAKE_WORDS)
@@ -259,16 +257,16 @@ class RecognizerSettings:
             raise ValueError(str(exc)) from exc
         if checked is None:
             raise ValueError("this device has no wake word")
-        self._store("wakeWords", list(checked))
+        await self._send(
+            "WakeWordsChanged", {"wakeWords": list(checked)}, {"wakeWords": list(checked)}
+        )
         self.wake_words = checked
-        await self._send("WakeWordsChanged", {"wakeWords": list(checked)})
 
     async def _local(self, key: str, attr: str, value: str, event: str) -> None:
         if value not in CONFIRMATIONS:
             raise ValueError(f"{key} must be one of {CONFIRMATIONS}, not {value!r}")
-        self._store(key, value)
+        await self._send(event, {key: value}, {key: value})
         setattr(self, attr, value)
-        await self._send(event, {key: value})
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -277,11 +275,15 @@ class RecognizerSettings:
         if services is not None and services.store is not None:
             services.store.set(_NAMESPACE, key, value, device_only=device_only)
 
-    async def _send(self, name: str, body: dict[str, Any]) -> None:
-        # Settings events must reach AVS; they go through the normal event path (the
-        # messenger's ordered outbox) until the persisted outbox takes them.
+    async def _send(
+        self, name: str, body: dict[str, Any], changes: dict[str, Any] | None = None
+    ) -> None:
+        """Store `changes` (this namespace's keys) and send the event reporting them, in one
+        transaction with the persisted outbox (`AgentServices.deliver`): settings events
+        must reach AVS, after a reconnect or a restart too."""
         if self._services is not None:
-            await self._services.messenger.post_event(Event.build(_NAMESPACE, name, body))
+            stored = {(_NAMESPACE, key): value for key, value in (changes or {}).items()}
+            await self._services.deliver(Event.build(_NAMESPACE, name, body), stored)
 
 
 def _entry(name: str, body: dict[str, Any]) -> StateReportEntry:

@@ -272,11 +272,11 @@ class SystemAgent(CapabilityAgent):
         return locales
 
     async def _apply_locales(self, locales: tuple[str, ...], event: str) -> None:
-        store = self.services.store
-        if store is not None:
-            store.set(self.namespace, "locales", list(locales))
+        await self.services.deliver(
+            Event.build(self.namespace, event, {"locales": list(locales)}),
+            {(self.namespace, "locales"): list(locales)},
+        )
         self.locales = locales
-        await self._report(event, {"locales": list(locales)})
         self.services.capabilities_changed()  # wake words follow the locale (11.5)
 
     async def _on_set_time_zone(self, directive: Directive) -> None:
@@ -287,11 +287,11 @@ class SystemAgent(CapabilityAgent):
         await self._apply_time_zone(zone, "TimeZoneReport")
 
     async def _apply_time_zone(self, zone: str, event: str) -> None:
-        store = self.services.store
-        if store is not None:
-            store.set(self.namespace, "timeZone", zone)
+        await self.services.deliver(
+            Event.build(self.namespace, event, {"timeZone": zone}),
+            {(self.namespace, "timeZone"): zone},
+        )
         self.time_zone = zone
-        await self._report(event, {"timeZone": zone})
 
     async def set_locales(self, locales: Sequence[str]) -> None:
         """Change the locales locally (primary first) and tell AVS (LocalesChanged).
@@ -316,9 +316,8 @@ class SystemAgent(CapabilityAgent):
         await self._apply_time_zone(zone, "TimeZoneChanged")
 
     async def _report(self, name: str, body: dict[str, Any]) -> None:
-        # Settings events must reach AVS; they take the normal event path (the messenger's
-        # ordered outbox) until the persisted outbox carries them.
-        await self.messenger.post_event(Event.build(self.namespace, name, body))
+        # Settings events must reach AVS: through the persisted outbox (AgentServices.deliver).
+        await self.services.deliver(Event.build(self.namespace, name, body))
 
     async def _report_inactivity(self) -> None:
         while True:

@@ -11,6 +11,8 @@ at a time (single-flight: concurrent callers await the same refresh). When AVS r
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import random as _random
 import time
@@ -301,6 +303,7 @@ class RefreshingTokenProvider(_RefreshingProvider):
         self._store = store
         self._loaded = refresh_token is not None
         self._unsaved: TokenSet | None = None
+        self._record: StoredTokens | None = None  # what the file held: its device identity
 
     @property
     def store(self) -> TokenStore | None:
@@ -320,6 +323,7 @@ class RefreshingTokenProvider(_RefreshingProvider):
                     f"the tokens in {self._store.path} belong to client {record.client_id!r}, "
                     f"not {self._config.client_id!r}"
                 )
+            self._record = record
             self._refresh_token = record.tokens.refresh_token
             if not record.tokens.expired(self._clock()):
                 self._access = record.tokens
@@ -334,7 +338,16 @@ class RefreshingTokenProvider(_RefreshingProvider):
         if self._store is None:
             return
         self._unsaved = tokens
-        self._store.save(StoredTokens(client_id=self._config.client_id, tokens=tokens))
+        previous = self._record
+        if previous is None:  # started from a refresh token: keep the file's device identity
+            with contextlib.suppress(TokenStoreError):
+                previous = self._store.load()
+        if previous is not None and previous.client_id == self._config.client_id:
+            record = dataclasses.replace(previous, tokens=tokens)
+        else:
+            record = StoredTokens(client_id=self._config.client_id, tokens=tokens)
+        self._store.save(record)
+        self._record = record
         self._unsaved = None
 
     async def _fetch(self, sleep: Sleep) -> TokenSet:

@@ -24,6 +24,7 @@ from typing import Any
 import platformdirs
 
 from avsclient.auth.lwa import TokenSet
+from avsclient.config import DeviceInfo
 from avsclient.exceptions import TokenStoreError
 
 __all__ = ["FILE_FORMAT_VERSION", "StoredTokens", "TokenStore", "default_token_path"]
@@ -49,10 +50,40 @@ class StoredTokens:
     Attributes:
         client_id: the LWA client id the tokens were issued to.
         tokens: the tokens; `expires_at` is wall-clock time (seconds since the epoch).
+        product_id: the AVS product id the device was linked as (`avsclient login` records
+            it), or None in files written before it did.
+        device_serial_number: the device serial number (DSN) it was linked with, or None.
     """
 
     client_id: str
     tokens: TokenSet
+    product_id: str | None = None
+    device_serial_number: str | None = None
+
+    def device(self, *, product_id: str | None = None, serial: str | None = None) -> DeviceInfo:
+        """Who the linked device is (Discovery's endpoint `clientId::productId::DSN`): this
+        file's client id, with the product id and serial it recorded unless given here.
+
+        Raises:
+            ValueError: the product id or serial is unknown (a file written before `avsclient
+                login` recorded them, and none given), or not a valid part of an endpoint id.
+        """
+        product_id = product_id or self.product_id
+        serial = serial or self.device_serial_number
+        if not product_id or not serial:
+            missing = " and ".join(
+                name
+                for name, value in (("product id", product_id), ("serial number", serial))
+                if not value
+            )
+            raise ValueError(
+                f"the device's {missing} is unknown: the token file predates their recording; "
+                "run `avsclient login` again, or give them (--product-id/--serial, "
+                "$AVSCLIENT_PRODUCT_ID/$AVSCLIENT_SERIAL)"
+            )
+        return DeviceInfo(
+            client_id=self.client_id, product_id=product_id, device_serial_number=serial
+        )
 
 
 def _encode(record: StoredTokens) -> bytes:
@@ -66,6 +97,11 @@ def _encode(record: StoredTokens) -> bytes:
         "expires_at": t.expires_at,
         "scope": t.scope,
     }
+    # Optional keys of format 1: readers that predate them ignore them.
+    if record.product_id is not None:
+        doc["product_id"] = record.product_id
+    if record.device_serial_number is not None:
+        doc["device_serial_number"] = record.device_serial_number
     return json.dumps(doc, indent=2).encode("utf-8") + b"\n"
 
 
@@ -107,6 +143,8 @@ def _decode(data: bytes, path: Path) -> StoredTokens:
             token_type=text("token_type"),
             scope=optional_text("scope"),
         ),
+        product_id=optional_text("product_id"),
+        device_serial_number=optional_text("device_serial_number"),
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -44,12 +45,15 @@ class LinkSender:
 
     Attributes:
         url: the endpoint the link is connected to.
+        deadline: the event loop time at which the connection attempt times out
+            (`connect_timeout`); a step that retries leaves room for the steps after it.
     """
 
-    def __init__(self, link: Link, gate: TokenGate) -> None:
+    def __init__(self, link: Link, gate: TokenGate, deadline: float = math.inf) -> None:
         self._link = link
         self._gate = gate
         self.url = link.url
+        self.deadline = deadline
 
     @property
     def usable(self) -> bool:
@@ -126,6 +130,7 @@ class Connector:
         self._link_ids = itertools.count(1)
         #: The running attempt's step and since when (loop time), or None between attempts.
         self.step: tuple[str, float] | None = None
+        self._deadline = math.inf  # loop time at which the attempt under way times out
 
     def describe_step(self) -> str:
         """Where the attempt under way is, for a ConnectTimeout message ("" between attempts):
@@ -156,6 +161,7 @@ class Connector:
             )
             await asyncio.sleep(hold)
         limit = self.config.connect_timeout
+        self._deadline = asyncio.get_running_loop().time() + limit
         try:
             async with asyncio.timeout(limit):
                 return await self._attempt()
@@ -227,7 +233,7 @@ class Connector:
     async def _run_post_connect(self, link: Link) -> None:
         if self._post_connect is None:
             return
-        sender = LinkSender(link, self._gate)
+        sender = LinkSender(link, self._gate, self._deadline)
         for step in self._post_connect():
             if self._current_url() != link.url:  # a step moved the device (SetGateway)
                 raise AttemptFailed(

@@ -2,9 +2,9 @@
 
 The applications of the package live here, above everything else: `talk` (a push-to-talk
 voice loop), `doctor` (checks of this machine and the endpoint), `login` (code-based linking
-with Login with Amazon) and `simulate` (the local AVS simulator). Each subcommand module
-provides `add_arguments(parser)` and `run(args) -> int`, so importing this package (or running
-`avsclient --help`) never imports audio, network or server code.
+with Login with Amazon), `logout` (deregistration) and `simulate` (the local AVS simulator).
+Each subcommand module provides `add_arguments(parser)` and `run(args) -> int`, so importing
+this package (or running `avsclient --help`) never imports audio, network or server code.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def _register(name: str, module: str, help_text: str) -> None:
 
 _register("simulate", "avsclient.cli.simulate", "run the local AVS simulator")
 _register("login", "avsclient.cli.login", "link this device with Login with Amazon")
+_register("logout", "avsclient.cli.logout", "deregister this device and delete its tokens")
 _register("talk", "avsclient.cli.talk", "talk to Alexa: a push-to-talk voice loop")
 _register("doctor", "avsclient.cli.doctor", "check Python, h2, PortAudio, tokens and the endpoint")
 

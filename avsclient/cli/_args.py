@@ -77,13 +77,13 @@ def wav_output(text: str) -> Path:
 
 def fill_from_environment(args: argparse.Namespace) -> None:
     """Give the options the user left unset their `AVSCLIENT_*` values (where the command has
-    them): endpoint, region, token file, CA file, LWA URL, devices.
+    them): endpoint, region, token file, CA file, LWA URL, product id, serial, devices.
 
     Raises:
         ValueError: a variable holds a bad value; the message names it.
     """
     env = read_environment()
-    for name in ("endpoint", "region", "token_file", "ca_file", "lwa_url"):
+    for name in ("endpoint", "region", "token_file", "ca_file", "lwa_url", "product_id", "serial"):
         if hasattr(args, name) and getattr(args, name) is None:
             setattr(args, name, getattr(env, name))
     if hasattr(args, "region"):

@@ -7,8 +7,11 @@ the AVS Device SDK's `deviceInfo` section, so an existing `AlexaClientSDKConfig.
                     "productId": "my_device", "deviceSerialNumber": "123456"},
      "lwaUrl": "https://api.amazon.com"}
 
-Flags win over the file. The tokens go to `--token-file` (default: `tokens.json` in the user's
-config directory for avsclient), written atomically with mode 0600.
+Flags win over the file, and the file over `$AVSCLIENT_PRODUCT_ID` and `$AVSCLIENT_SERIAL`. The
+tokens go to `--token-file` (default: `tokens.json` in the user's config directory for
+avsclient), written atomically with mode 0600, together with the client id, product id and
+serial number, so that `avsclient talk` and `AVSClient.from_login()` describe the device in its
+Discovery report (endpoint `clientId::productId::serial`) without being told again.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from avsclient.auth.linking import link_device
 from avsclient.auth.lwa import DEFAULT_LWA_URL, CodePair
 from avsclient.auth.store import StoredTokens, TokenStore, default_token_path
 from avsclient.cli import _args
+from avsclient.config import DeviceInfo
 from avsclient.environment import read_environment
 from avsclient.exceptions import AuthError, TransportError
 
@@ -49,8 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = "Link this device with Login with Amazon (code-based linking)."
     parser.add_argument("--config", type=Path, help="JSON file with clientId, productId, ...")
     parser.add_argument("--client-id", help="LWA client id of the device's security profile")
-    parser.add_argument("--product-id", help="AVS product id")
-    parser.add_argument("--serial", help="device serial number (deviceSerialNumber)")
+    parser.add_argument("--product-id", help="AVS product id ($AVSCLIENT_PRODUCT_ID)")
+    parser.add_argument(
+        "--serial", help="device serial number, deviceSerialNumber ($AVSCLIENT_SERIAL)"
+    )
     parser.add_argument(
         "--lwa-url",
         "--endpoint",
@@ -109,11 +115,21 @@ def _resolve(args: argparse.Namespace) -> dict[str, str]:
         flag = getattr(args, name, None)
         if flag:
             values[name] = flag
+    env = read_environment()
+    for name in ("product_id", "serial"):
+        from_env = getattr(env, name)
+        if from_env and name not in values:
+            values[name] = from_env
     missing = [n for n in ("client_id", "product_id", "serial") if n not in values]
     if missing:
         flags = ", ".join("--" + n.replace("_", "-") for n in missing)
         raise ValueError(f"missing {flags} (give them as flags or in --config)")
-    env = read_environment()
+    # The identity becomes the Discovery endpoint id: check it before anyone types a code.
+    DeviceInfo(
+        client_id=values["client_id"],
+        product_id=values["product_id"],
+        device_serial_number=values["serial"],
+    )
     values.setdefault("lwa_url", env.lwa_url or DEFAULT_LWA_URL)
     if args.ca_file is None:
         args.ca_file = env.ca_file
@@ -165,7 +181,14 @@ async def _login(args: argparse.Namespace, values: dict[str, str], out: TextIO) 
             ) from None
         except TransportError as exc:
             raise TransportError(f"cannot reach Login with Amazon at {url}: {exc}") from exc
-    store.save(StoredTokens(client_id=values["client_id"], tokens=tokens))
+    store.save(
+        StoredTokens(
+            client_id=values["client_id"],
+            tokens=tokens,
+            product_id=values["product_id"],
+            device_serial_number=values["serial"],
+        )
+    )
     return store.path
 
 
@@ -189,4 +212,8 @@ def run(args: argparse.Namespace) -> int:
         err.write("avsclient login: interrupted; nothing was stored\n")
         return 130
     out.write(f"Linked. Tokens saved to {path}\n")
+    out.write(
+        f"Device: product {values['product_id']}, serial {values['serial']} (recorded with "
+        "the tokens for the device's Discovery report)\n"
+    )
     return 0

@@ -1,10 +1,10 @@
 """`avsclient simulate`: run the local AVS simulator until Ctrl-C or SIGTERM.
 
 It prints its URL and CA file, writes a token file (`--token-file`, else one in a temporary
-directory removed at exit), and prints `avsclient talk` and `avsclient login` command lines
-that work against it as they stand. Its Login with Amazon approves every code pair by itself;
-with `--manual-approve` a code waits for `GET <url>/code?code=USERCODE` (the verification
-page `avsclient login` shows).
+directory removed at exit), and prints `avsclient talk`, `avsclient login` and `avsclient
+logout` command lines that work against it as they stand. Its Login with Amazon approves every
+code pair by itself; with `--manual-approve` a code waits for `GET <url>/code?code=USERCODE`
+(the verification page `avsclient login` shows).
 
 While it runs, each line on standard input pushes a directive on every open downchannel:
 `push NAME [JSON fields]` for a scripted one (`push SetLocales {"locales": ["de-DE"]}`,
@@ -74,6 +74,8 @@ def _commands(sim: Simulator, token_file: Path) -> list[str]:
     talk += ["--token-file", str(token_file)]
     login = ["avsclient", "login", "--lwa-url", sim.url, *trust, "--client-id", DEFAULT_CLIENT_ID]
     login += ["--product-id", "sim_device", "--serial", "0001", "--token-file", "tokens.json"]
+    logout = ["avsclient", "logout", "--endpoint", sim.url, "--lwa-url", sim.url, *trust]
+    logout += ["--token-file", str(token_file)]
     approval = (
         f"open {sim.url}/code?code=USERCODE to approve a code"
         if not sim.lwa.auto_approve
@@ -84,6 +86,8 @@ def _commands(sim: Simulator, token_file: Path) -> list[str]:
         "  " + shlex.join(talk),
         f"Link a device against it ({approval}):",
         "  " + shlex.join(login),
+        "Deregister it (DeleteReport, device store cleared, token file deleted):",
+        "  " + shlex.join(logout),
     ]
 
 

@@ -103,6 +103,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--lwa-url", help="Login with Amazon base URL ($AVSCLIENT_LWA_URL)")
     parser.add_argument(
+        "--product-id",
+        help="AVS product id, if not the one `avsclient login` recorded ($AVSCLIENT_PRODUCT_ID)",
+    )
+    parser.add_argument(
+        "--serial",
+        help="device serial number, if not the one `avsclient login` recorded ($AVSCLIENT_SERIAL)",
+    )
+    parser.add_argument(
         "--input",
         action="append",
         type=_args.wav_input,
@@ -420,7 +428,8 @@ SIMULATED_DEVICE = DeviceInfo(
 
 async def _tokens_and_config(
     args: argparse.Namespace, stack: contextlib.AsyncExitStack, console: _Console
-) -> tuple[TokenProvider, ClientConfig]:
+) -> tuple[TokenProvider, ClientConfig, dict[str, Any]]:
+    """The tokens, the configuration and the client's `device` and `store` options."""
     from avsclient.auth import StaticTokenProvider
 
     if args.simulator:
@@ -431,8 +440,12 @@ async def _tokens_and_config(
         console.say(f"AVS simulator at {sim.url}")
         # A SetEndpoint from the simulator may name the simulator's own host, not Amazon's.
         config = ClientConfig(endpoint=sim.url, ca_file=sim.ca_file, endpoint_hosts=(sim.host,))
-        return StaticTokenProvider(sim.add_token()), config
+        # The simulator is new each run: so is its device store, and the Discovery exchange
+        # shows every time.
+        simulated = {"store": False, "device": SIMULATED_DEVICE}
+        return StaticTokenProvider(sim.add_token()), config, simulated
     from avsclient.auth import LWAConfig, LWAHttpClient, RefreshingTokenProvider, TokenStore
+    from avsclient.store import STORE_FILE_NAME
 
     store = TokenStore(args.token_file)
     stored = store.load()
@@ -444,7 +457,18 @@ async def _tokens_and_config(
     stack.push_async_callback(http.aclose)
     tokens = await stack.enter_async_context(RefreshingTokenProvider(lwa, store=store, http=http))
     config = ClientConfig(endpoint=args.endpoint, region=args.region, ca_file=args.ca_file)
-    return tokens, config
+    # A real device keeps its store next to its token file, and describes itself as linked.
+    extra: dict[str, Any] = {"store": store.path.parent / STORE_FILE_NAME}
+    product_id, serial = getattr(args, "product_id", None), getattr(args, "serial", None)
+    if (product_id or stored.product_id) and (serial or stored.device_serial_number):
+        extra["device"] = stored.device(product_id=product_id, serial=serial)
+    else:
+        console.say(
+            f"No product id and serial number in {store.path} (linked by an older avsclient): "
+            "no Discovery report is sent. Run `avsclient login` again, or give --product-id "
+            "and --serial."
+        )
+    return tokens, config, extra
 
 
 class _UsageError(Exception):
@@ -519,7 +543,7 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
     failures = 0
     async with contextlib.AsyncExitStack() as stack:
         try:
-            tokens, config = await _tokens_and_config(args, stack, console)
+            tokens, config, extra = await _tokens_and_config(args, stack, console)
         except (_UsageError, AVSError, ValueError) as exc:
             console.say(f"avsclient talk: {exc}")
             return 2
@@ -535,11 +559,6 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
         stack.push_async_callback(sink.aclose)
         sources = _Sources(list(args.input or []), args.profile, args.input_device)
         activity = _Activity(console)
-        # The simulator is new each run: so is its device store, and the Discovery exchange
-        # shows every time. A real device keeps its store next to its token file.
-        extra: dict[str, Any] = (
-            {"store": False, "device": SIMULATED_DEVICE} if args.simulator else {}
-        )
         client = AVSClient(config, tokens, sink=sink, source_factory=sources.open, **extra)
         client.add_listener(activity)
         console.say(f"Connecting to {config.url()} (waiting up to {args.connect_timeout:g} s)...")

@@ -32,6 +32,7 @@ from hyperframe.frame import GoAwayFrame
 
 from avsclient.exceptions import ConnectionLost
 from avsclient.http2 import H2Connection
+from avsclient.simulator.discovery import CAPABILITIES_API_PATH
 from avsclient.simulator.gateway import GatewayReply
 from avsclient.simulator.gateway import route as gateway_route
 from avsclient.simulator.mime import (
@@ -202,6 +203,8 @@ class Connection(asyncio.Protocol):
             self._streams[sid] = _EventStream(self, sid, headers)
         elif gateway_route(path) is not None:
             self._streams[sid] = _GatewayStream(self, sid, headers, path)
+        elif path == CAPABILITIES_API_PATH:
+            self._streams[sid] = _CapabilitiesStream(self, sid, headers, path)
         elif path == DIRECTIVES_PATH:
             self._streams[sid] = _DownchannelRequest(self, sid, headers)
         elif path == PING_PATH:
@@ -213,7 +216,7 @@ class Connection(asyncio.Protocol):
             self.respond_error(sid, 404, f"no such path: {path}")
             return
         posts = path == EVENTS_PATH or path.lower() in _LWA_PATHS or gateway_route(path) is not None
-        expected = "POST" if posts else "GET"
+        expected = "PUT" if path == CAPABILITIES_API_PATH else "POST" if posts else "GET"
         if method != expected:
             self.respond_error(sid, 405, f"{path} takes {expected}, not {method}")
             return
@@ -553,6 +556,20 @@ class _GatewayStream(_LWAStream):
             extra += [("content-type", _JSON), ("content-length", str(len(reply.body)))]
             conn.send_headers(sid, reply.status, extra, end=False)
             await conn._send_and_finish(sid, reply.body)
+
+
+class _CapabilitiesStream(_GatewayStream):
+    """PUT /v1/devices/@self/capabilities (the legacy Capabilities API), answered by
+    `sim.capabilities_api` once the body is complete."""
+
+    def on_data(self, data: bytes) -> None:
+        room = 256 * 1024 + 1 - len(self.body)  # one byte past the limit: enough to refuse
+        if room > 0:
+            self.body += data[:room]
+
+    def on_end(self) -> None:
+        status, body = self.conn.sim.capabilities_api.handle(self.headers, bytes(self.body))
+        self.conn.respond(self.stream_id, status, body, _JSON)
 
 
 class _Downchannel:

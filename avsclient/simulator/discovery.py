@@ -7,7 +7,14 @@ answered 202, then `Alexa.EventProcessed` with its `eventCorrelationToken` goes 
 downchannel (9.3) when the report declares `Alexa` 3; an invalid one is answered 400 with the
 problems. VerifyGateway is answered 204, or 200 with a SetGateway when a test moved the
 gateway (`move_gateway`). Faults: `fail_next(n, status)` (400, 403, 500, 503) and
-`drop_acks(n)` (202 and no EventProcessed).
+`drop_acks(n)` (202 and no EventProcessed); for VerifyGateway `fail_verify_next(n, status)`
+and `ignore_verify_next(n)` (no answer for a while).
+
+`CapabilitiesApiService` is the legacy Capabilities API (9.7): `PUT
+/v1/devices/@self/capabilities` with the access token in `x-amz-access-token`, JSON with a
+`Content-Length`, a body of `envelopeVersion` "20160207" and capabilities judged like a
+report's (`capabilities_problems()`); 204, or 400 `{"message": ...}`, or 403; faults with
+`fail_next(n, status)`.
 """
 
 from __future__ import annotations
@@ -23,7 +30,13 @@ from typing import Any
 
 from avsclient.simulator.scenarios import ReceivedEvent, ScriptedReply, directive
 
-__all__ = ["DiscoveryService", "report_problems"]
+__all__ = [
+    "CAPABILITIES_API_PATH",
+    "CapabilitiesApiService",
+    "DiscoveryService",
+    "capabilities_problems",
+    "report_problems",
+]
 
 logger = logging.getLogger("avsclient.simulator")
 
@@ -256,6 +269,7 @@ class DiscoveryService:
         reports: every AddOrUpdateReport judged, with its problems (valid: none).
         deleted: endpoint ids received in DeleteReport events.
         acknowledged: correlation tokens EventProcessed was sent for.
+        verifications: every VerifyGateway received, answered or not.
     """
 
     def __init__(self, push: Pusher) -> None:
@@ -263,9 +277,14 @@ class DiscoveryService:
         self.reports: list[_Verdict] = []
         self.deleted: list[str] = []
         self.acknowledged: list[str] = []
+        self.verifications: list[ReceivedEvent] = []
         self._fail: deque[list[int]] = deque()
         self._drop = 0
         self._move_to: str | None = None
+        self._fail_verify: deque[list[int]] = deque()
+        self._ignore_verify = 0
+        #: How long an ignored VerifyGateway waits before its (late) 204.
+        self.ignore_seconds = 30.0
         self._tasks: set[asyncio.Task[None]] = set()
         self.ack_delay = 0.01
 
@@ -283,6 +302,19 @@ class DiscoveryService:
             raise ValueError("n must be >= 1")
         self._drop += n
 
+    def fail_verify_next(self, n: int = 1, *, status: int = 500) -> None:
+        """Answer the next `n` VerifyGateway events with `status` (400, 403, 500 or 503)."""
+        if n < 1 or status not in _FAULT_STATUSES:
+            raise ValueError(f"n >= 1 and status in {sorted(_FAULT_STATUSES)}")
+        self._fail_verify.append([n, status])
+
+    def ignore_verify_next(self, n: int = 1) -> None:
+        """Leave the next `n` VerifyGateway events unanswered (for `ignore_seconds`, then a
+        late 204 if the stream is still open)."""
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        self._ignore_verify += n
+
     def move_gateway(self, url: str | None) -> None:
         """Answer VerifyGateway with 200 and `SetGateway {"gateway": url}` (None: 204 again)."""
         self._move_to = url
@@ -294,9 +326,19 @@ class DiscoveryService:
 
     # -- answering -----------------------------------------------------------------------
 
-    def reply(self, event: ReceivedEvent) -> ScriptedReply:
+    def reply(self, event: ReceivedEvent) -> ScriptedReply | Awaitable[ScriptedReply]:
         """The answer to an Alexa.Discovery or Alexa.ApiGateway event (the script's handler)."""
         if event.name == "VerifyGateway":
+            self.verifications.append(event)
+            if self._fail_verify:
+                entry = self._fail_verify[0]
+                entry[0] -= 1
+                if not entry[0]:
+                    self._fail_verify.popleft()
+                return ScriptedReply(status=entry[1], description="injected failure")
+            if self._ignore_verify:
+                self._ignore_verify -= 1
+                return self._late(self._verify_gateway(event))
             return self._verify_gateway(event)
         if event.name == "DeleteReport":
             for endpoint in event.payload.get("endpoints", []):
@@ -342,6 +384,10 @@ class DiscoveryService:
             return ScriptedReply.of(move)
         return ScriptedReply(status=204)
 
+    async def _late(self, reply: ScriptedReply) -> ScriptedReply:
+        await asyncio.sleep(self.ignore_seconds)
+        return reply
+
     async def _acknowledge(self, token: str) -> None:
         await asyncio.sleep(self.ack_delay)  # after the 202, as AVS does
         message = directive("Alexa", "EventProcessed")
@@ -359,3 +405,121 @@ class DiscoveryService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+# -- the legacy Capabilities API (avs-protocol 9.7) ---------------------------------------------
+
+CAPABILITIES_API_PATH = "/v1/devices/@self/capabilities"
+_CAPABILITIES_FAULTS = frozenset({400, 403, 404, 500, 503})
+_MAX_CAPABILITIES_BODY = 256 * 1024
+
+
+def capabilities_problems(headers: Mapping[str, str], body: bytes) -> list[str]:
+    """Every rule of 9.7 a Capabilities API request breaks, token aside (empty: valid)."""
+    out: list[str] = []
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        out.append("Content-Type must be application/json")
+    length = headers.get("content-length")
+    if length is None or not length.isdigit() or int(length) != len(body):
+        out.append("Content-Length must give the body's length")
+    if "authorization" in headers:
+        out.append("the token goes in x-amz-access-token, not Authorization")
+    try:
+        doc: Any = json.loads(body)
+    except (ValueError, RecursionError):
+        return [*out, "the body is not JSON"]
+    if not isinstance(doc, dict):
+        return [*out, "the body must be a JSON object"]
+    if doc.get("envelopeVersion") != "20160207":
+        out.append('envelopeVersion must be "20160207"')
+    capabilities = doc.get("capabilities")
+    if not isinstance(capabilities, list) or not capabilities:
+        return [*out, "capabilities must be a non-empty array"]
+    declared: set[str] = set()
+    for j, cap in enumerate(capabilities):
+        where = f"capabilities[{j}]"
+        if not isinstance(cap, dict):
+            out.append(f"{where} is not an object")
+            continue
+        unknown = set(cap) - {"type", "interface", "version", "configurations"}
+        if unknown:
+            out.append(f"{where} has fields a capability does not have: {sorted(unknown)}")
+        interface, version = cap.get("interface"), cap.get("version")
+        if cap.get("type") != "AlexaInterface":
+            out.append(f"{where}.type must be AlexaInterface")
+        if not isinstance(interface, str) or not interface:
+            out.append(f"{where}.interface must be a non-empty string")
+            continue
+        if not isinstance(version, str):
+            out.append(f'{where}.version must be a string (e.g. "1.0")')
+            continue
+        if interface in declared:
+            out.append(f"{where}: {interface} is declared twice")
+        declared.add(interface)
+        documented = _DOCUMENTED.get(interface)
+        if documented is not None and version not in documented:
+            out.append(f"{where}: {interface} {version} is not a documented version")
+        out.extend(_configuration_problems(interface, cap.get("configurations"), where))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilitiesPut:
+    """One request received: its headers, its body (parsed, or None) and its problems."""
+
+    headers: Mapping[str, str]
+    document: Any
+    problems: tuple[str, ...]
+    status: int
+
+
+class CapabilitiesApiService:
+    """The simulator's legacy Capabilities API; sans-IO (`handle` answers one request).
+
+    Attributes:
+        requests: every PUT received, with the problems found and the status answered.
+    """
+
+    def __init__(self, token_accepted: Callable[[str], bool]) -> None:
+        self._token_accepted = token_accepted
+        self.requests: list[CapabilitiesPut] = []
+        self._fail: deque[list[int]] = deque()
+
+    def fail_next(self, n: int = 1, *, status: int = 500) -> None:
+        """Answer the next `n` valid requests with `status` (400, 403, 404, 500 or 503)."""
+        if n < 1 or status not in _CAPABILITIES_FAULTS:
+            raise ValueError(f"n >= 1 and status in {sorted(_CAPABILITIES_FAULTS)}")
+        self._fail.append([n, status])
+
+    @property
+    def accepted(self) -> list[Any]:
+        """The bodies answered 204."""
+        return [r.document for r in self.requests if r.status == 204]
+
+    def handle(self, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+        """The status and JSON body (empty for 204) for one complete request."""
+        token = headers.get("x-amz-access-token", "")
+        if len(body) > _MAX_CAPABILITIES_BODY:
+            problems = [f"the body is larger than {_MAX_CAPABILITIES_BODY} bytes"]
+        else:
+            problems = capabilities_problems(headers, body)
+        try:
+            document: Any = json.loads(body)
+        except (ValueError, RecursionError):
+            document = None
+        if not token or not self._token_accepted(token):
+            status, message = 403, "invalid or missing x-amz-access-token"
+        elif problems:
+            status, message = 400, "; ".join(problems)[:1000]
+            logger.warning("invalid Capabilities API request: %s", message)
+        elif self._fail:
+            entry = self._fail[0]
+            entry[0] -= 1
+            if not entry[0]:
+                self._fail.popleft()
+            status, message = entry[1], "injected failure"
+        else:
+            status, message = 204, ""
+        self.requests.append(CapabilitiesPut(dict(headers), document, tuple(problems), status))
+        return status, b"" if status == 204 else json.dumps({"message": message}).encode()

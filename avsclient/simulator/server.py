@@ -28,7 +28,7 @@ from avsclient.config import ClientConfig
 from avsclient.simulator._extra import missing_extra
 from avsclient.simulator.config import SimulatorConfig
 from avsclient.simulator.connection import Connection
-from avsclient.simulator.discovery import DiscoveryService
+from avsclient.simulator.discovery import CapabilitiesApiService, DiscoveryService
 from avsclient.simulator.faults import Faults
 from avsclient.simulator.gateway import GatewayService
 from avsclient.simulator.lwa import DEFAULT_CLIENT_ID, LWAService
@@ -70,6 +70,8 @@ class Simulator(AsyncService):
         gateway: the smart-home event gateway and Skill Messaging API (`GatewayService`).
         discovery: Alexa.Discovery reports judged against the reference, EventProcessed,
             VerifyGateway (`DiscoveryService`).
+        capabilities_api: the legacy Capabilities API, `PUT /v1/devices/@self/capabilities`
+            on this same server (`CapabilitiesApiService`).
         media: an HTTPS media server for AudioPlayer streams (`MediaServer`), started with
             the simulator; its certificate comes from the simulator's CA when it serves TLS.
         config: the `SimulatorConfig` in use.
@@ -98,6 +100,7 @@ class Simulator(AsyncService):
         for name in ("AddOrUpdateReport", "DeleteReport"):
             self.script.on("Alexa.Discovery", name, self.discovery.reply)
         self.script.on("Alexa.ApiGateway", "VerifyGateway", self.discovery.reply)
+        self.capabilities_api = CapabilitiesApiService(self.token_accepted)
         self.media = MediaServer()
         self._tokens: set[str] = set()
         self._server: asyncio.Server | None = None
@@ -208,9 +211,15 @@ class Simulator(AsyncService):
         return ClientConfig(endpoint=self.url, ca_file=ca_file, **options)
 
     def write_token_file(
-        self, path: str | os.PathLike[str], client_id: str = DEFAULT_CLIENT_ID
+        self,
+        path: str | os.PathLike[str],
+        client_id: str = DEFAULT_CLIENT_ID,
+        *,
+        product_id: str = "sim_device",
+        serial: str = "0001",
     ) -> Path:
-        """Write tokens this simulator accepts as a token file, as `avsclient login` would.
+        """Write tokens this simulator accepts as a token file, as `avsclient login` would
+        (with the device's product id and serial number).
 
         `avsclient talk --token-file PATH` and `AVSClient.from_login(token_file=PATH)` then
         use them, refreshing them against this simulator's Login with Amazon service.
@@ -229,7 +238,14 @@ class Simulator(AsyncService):
             expires_at=now + self.lwa.access_token_lifetime,
         )
         store = TokenStore(path)
-        store.save(StoredTokens(client_id=client_id, tokens=tokens))
+        store.save(
+            StoredTokens(
+                client_id=client_id,
+                tokens=tokens,
+                product_id=product_id,
+                device_serial_number=serial,
+            )
+        )
         return store.path
 
     def add_token(self, token: str | None = None) -> str:

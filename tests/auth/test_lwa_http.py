@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -908,3 +909,27 @@ async def test_cancelling_aclose_is_not_swallowed(
         await closer
     with pytest.raises(asyncio.CancelledError):
         await waiter
+
+
+async def test_a_refresh_keeps_the_device_identity_login_recorded(
+    avs_simulator: Simulator, sim_http: LWAHttpClient, fake_time: FakeTime, tmp_path: Path
+) -> None:
+    """The product id and serial stay in the token file across refreshes, whether the
+    provider started from the file or from a refresh token."""
+    path = tmp_path / "tokens.json"
+    avs_simulator.write_token_file(path, product_id="speaker", serial="SN-5")
+    first = TokenStore(path).load()
+    assert first is not None
+    before = first.tokens.access_token
+    for start in ({}, {"refresh_token": avs_simulator.lwa.issue_refresh_token()}):
+        fake_time.now = max(fake_time.now, time.time()) + 7200  # the stored token expired
+        async with RefreshingTokenProvider(
+            config(avs_simulator), store=TokenStore(path), http=sim_http,
+            clock=fake_time.clock, sleep=fake_time.sleep, **start,  # type: ignore[arg-type]
+        ) as provider:
+            token = await provider.get_token()
+        stored = TokenStore(path).load()
+        assert stored is not None
+        assert stored.tokens.access_token == token != before
+        assert (stored.product_id, stored.device_serial_number) == ("speaker", "SN-5")
+        before = token

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -299,3 +300,26 @@ def test_saved_json_is_documented_shape(tmp_path: Path) -> None:
         "expires_at",
         "scope",
     }
+
+
+def test_the_device_identity_is_an_optional_part_of_format_1(tmp_path: Path) -> None:
+    """`avsclient login` records product id and serial; a file without them (written before)
+    still loads, and names what is missing when a device identity is asked of it."""
+    store = TokenStore(tmp_path / "tokens.json")
+    store.save(replace(record(), product_id="speaker", device_serial_number="SN-1"))
+    doc = json.loads(store.path.read_text())
+    assert doc["version"] == 1
+    assert (doc["product_id"], doc["device_serial_number"]) == ("speaker", "SN-1")
+    loaded = store.load()
+    assert loaded is not None
+    assert loaded.device().endpoint_id == "cid::speaker::SN-1"
+    assert loaded.device(serial="SN-2").endpoint_id == "cid::speaker::SN-2"
+    store.save(record())
+    older = store.load()
+    assert older is not None
+    assert older.product_id is None
+    with pytest.raises(ValueError, match="product id and serial number is unknown"):
+        older.device()
+    assert older.device(product_id="p", serial="s").endpoint_id == "cid::p::s"
+    with pytest.raises(ValueError, match="without '::'"):
+        older.device(product_id="p", serial="a::b")
