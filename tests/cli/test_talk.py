@@ -388,7 +388,8 @@ async def test_button_keys_press_playback_controller_buttons(tmp_path: Path) -> 
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "avsclient", "talk", "--endpoint", sim.url, "--ca-file",
             str(sim.ca_file), "--token-file", str(await _token_file(sim, tmp_path)),
-            "--output", str(tmp_path / "out.wav"), stdin=asyncio.subprocess.PIPE,
+            "--output", str(tmp_path / "out.wav"), "--input", str(UTTERANCE),  # no microphone
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_env(),
         )
         stdout, stderr = await asyncio.wait_for(process.communicate(b"p\nn\ns\nb\n"), 120)

@@ -12,6 +12,8 @@ from avsclient.simulator import AlertLedger, Simulator
 
 from .test_talk import _run_talk, _token_file
 
+UTTERANCE = Path(__file__).resolve().parents[2] / "avsclient" / "assets" / "utterance.wav"
+
 
 async def test_the_a_line_stops_the_ringing_alert(tmp_path: Path) -> None:
     """At a terminal: the help line names the key; a timer rings (AlertStarted), `a` + Enter
@@ -22,7 +24,8 @@ async def test_the_a_line_stops_the_ringing_alert(tmp_path: Path) -> None:
             token_file = await _token_file(sim, tmp_path)
             run = asyncio.ensure_future(_run_talk(
                 sim, "--token-file", str(token_file), "--output", str(tmp_path / "out.wav"),
-                stdin=slave))
+                # a recording stands in for the microphone: no turn is taken, only keys
+                "--input", str(UTTERANCE), stdin=slave))
             await sim.wait_for_event("System", "SynchronizeState", timeout=60)
             ledger = AlertLedger()
             message = ledger.set_timer(1.0)  # no loopCount: it would ring for an hour
