@@ -25,9 +25,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from avsclient._resource import AsyncResource
 from avsclient.exceptions import AudioError
 
+from ._decoding import DecodingSink
 from ._engines import import_engine
 from .format import AudioFormat, SampleEncoding
 from .sinks import AudioSink
@@ -288,12 +288,14 @@ class MediaDecoder:
             self._on_metadata(clean)
 
 
-class MediaSink(AsyncResource):
+class MediaSink(DecodingSink[MediaDecoder]):
     """Makes an `AudioSink` accept a compressed stream decoded by `MediaDecoder` (PyAV).
 
     `write()` feeds the decoder and waits while `queue_bytes` are waiting for it; `drain()`
     ends the stream and waits until it has been played; `stop()` abandons it at once.
     """
+
+    _name = "MediaSink"
 
     def __init__(
         self,
@@ -315,99 +317,29 @@ class MediaSink(AsyncResource):
         if queue_bytes <= 0:
             raise ValueError("queue_bytes must be positive")
         import_engine("av", "media")  # fail here, before any byte is fetched
-        self.sink = sink
+        super().__init__(sink)
         self._max = queue_bytes
         self._on_metadata = on_metadata
-        self._decoder: MediaDecoder | None = None
-        self._progress = asyncio.Event()
-        self._closed = False
-
-    @property
-    def decoder(self) -> MediaDecoder | None:
-        """The decoder of the stream in progress, if any."""
-        return self._decoder
 
     @property
     def pending(self) -> bool:
         """True while input waits to be decoded."""
         return self._decoder is not None and self._decoder.pending_bytes > 0
 
-    def _new_decoder(self) -> MediaDecoder:
-        loop = asyncio.get_running_loop()
-        sink, progress, on_metadata = self.sink, self._progress, self._on_metadata
-
-        def on_pcm(pcm: bytes) -> None:
-            asyncio.run_coroutine_threadsafe(sink.write(pcm), loop).result()
-
-        def on_progress() -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(progress.set)
+    def _make_decoder(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_pcm: Callable[[bytes], None],
+        on_progress: Callable[[], None],
+    ) -> MediaDecoder:
+        on_metadata = self._on_metadata
 
         def tags(found: dict[str, str]) -> None:
             if on_metadata is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(on_metadata, found)
 
-        return MediaDecoder(sink.format, on_pcm, on_progress=on_progress, on_metadata=tags)
+        return MediaDecoder(self.sink.format, on_pcm, on_progress=on_progress, on_metadata=tags)
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed stream bytes; waits while `queue_bytes` wait to be decoded.
-
-        Raises:
-            AudioError: the adapter is closed, or decoding or the sink failed.
-        """
-        if self._closed:
-            raise AudioError("MediaSink is closed")
-        decoder = self._decoder
-        if decoder is None:
-            decoder = self._decoder = self._new_decoder()
-        decoder.feed(data)
-        while (
-            decoder.pending_bytes > self._max and not decoder.seeking and not decoder.done.is_set()
-        ):
-            self._progress.clear()
-            await self._progress.wait()
-        if decoder.error is not None:
-            raise decoder.error
-
-    async def _wait_done(self, decoder: MediaDecoder) -> None:
-        while not decoder.done.is_set():
-            self._progress.clear()
-            if decoder.done.is_set():
-                break
-            await self._progress.wait()
-        await asyncio.to_thread(decoder.join)
-
-    async def drain(self) -> None:
-        """End the stream, then wait until all of it has been played.
-
-        Raises:
-            AudioError: the stream could not be decoded or played.
-        """
-        decoder = self._decoder
-        if decoder is None:
-            return
-        decoder.end()
-        await self._wait_done(decoder)
-        if self._decoder is decoder:
-            self._decoder = None
-        if decoder.error is not None:
-            raise decoder.error
-        await self.sink.drain()
-
-    async def stop(self) -> None:
-        """Abandon the stream and stop the sink at once."""
-        decoder, self._decoder = self._decoder, None
-        if decoder is not None:
-            decoder.cancel()
-            await self.sink.stop()  # releases a write the worker may be waiting on
-            await self._wait_done(decoder)
-        await self.sink.stop()
-
-    async def aclose(self) -> None:
-        """Stop, then close the wrapped sink. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            try:
-                await self.stop()
-            finally:
-                await self.sink.aclose()
+    def _backlogged(self, decoder: MediaDecoder) -> bool:
+        # While the demuxer seeks ahead it waits for bytes: the producer must not wait too.
+        return decoder.pending_bytes > self._max and not decoder.seeking

@@ -32,9 +32,9 @@ from typing import Any
 
 import miniaudio
 
-from avsclient._resource import AsyncResource
 from avsclient.exceptions import AudioError
 
+from ._decoding import DecodingSink
 from .format import AudioFormat, SampleEncoding
 from .sinks import AudioSink
 
@@ -716,14 +716,17 @@ class Mp3Decoder:
             self._finish()
 
 
-class Mp3Sink(AsyncResource):
+class Mp3Sink(DecodingSink[Mp3Decoder]):
     """Makes an `AudioSink` accept MP3 chunks (a Speak attachment as it streams in).
 
     Each `write()` feeds the decoder; decoded PCM goes to `sink` as soon as each frame is
     decoded. `drain()` ends the current MP3 stream, waits until it has been decoded and
     played, and makes the adapter ready for the next stream; `stop()` abandons the stream and
-    stops the sink at once.
+    stops the sink at once. `write()` waits while `queue_frames` frames are waiting to be
+    decoded.
     """
+
+    _name = "Mp3Sink"
 
     def __init__(self, sink: AudioSink, *, queue_frames: int = DEFAULT_MP3_QUEUE_FRAMES) -> None:
         """Wrap a sink.
@@ -737,95 +740,22 @@ class Mp3Sink(AsyncResource):
         """
         if queue_frames <= 0:
             raise ValueError("queue_frames must be positive")
-        self.sink = sink
+        super().__init__(sink)
         self._max = queue_frames
-        self._decoder: Mp3Decoder | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._progress = asyncio.Event()
-        self._closed = False
         #: MP3 bytes accepted since creation.
         self.bytes_fed = 0
 
-    @property
-    def decoder(self) -> Mp3Decoder | None:
-        """The decoder of the stream in progress, if any."""
-        return self._decoder
+    def _make_decoder(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_pcm: Callable[[bytes], None],
+        on_progress: Callable[[], None],
+    ) -> Mp3Decoder:
+        return Mp3Decoder(self.sink.format, on_pcm, on_progress=on_progress)
 
-    def _new_decoder(self) -> Mp3Decoder:
-        loop = self._loop = asyncio.get_running_loop()
-        sink = self.sink
-        progress = self._progress
+    def _backlogged(self, decoder: Mp3Decoder) -> bool:
+        return decoder.pending_frames > self._max
 
-        def on_pcm(pcm: bytes) -> None:
-            asyncio.run_coroutine_threadsafe(sink.write(pcm), loop).result()
-
-        def on_progress() -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(progress.set)
-
-        return Mp3Decoder(sink.format, on_pcm, on_progress=on_progress)
-
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed MP3 bytes; waits while `queue_frames` frames are waiting to be decoded.
-
-        Raises:
-            AudioError: the adapter is closed, or decoding or the sink failed.
-        """
-        if self._closed:
-            raise AudioError("Mp3Sink is closed")
-        decoder = self._decoder
-        if decoder is None:
-            decoder = self._decoder = self._new_decoder()
+    def _feed(self, decoder: Mp3Decoder, data: bytes | bytearray | memoryview) -> None:
         self.bytes_fed += len(data)
         decoder.feed(data)
-        while decoder.pending_frames > self._max and not decoder.done.is_set():
-            self._progress.clear()
-            await self._progress.wait()
-        if decoder.error is not None:
-            raise decoder.error
-
-    async def _wait_done(self, decoder: Mp3Decoder) -> None:
-        while not decoder.done.is_set():
-            self._progress.clear()
-            if decoder.done.is_set():
-                break
-            await self._progress.wait()
-        # `done` is the worker's last act, so this join is short; it leaves no thread behind.
-        await asyncio.to_thread(decoder.join)
-
-    async def drain(self) -> None:
-        """End the MP3 stream, then wait until all of it has been played.
-
-        Raises:
-            AudioError: the stream could not be decoded or played.
-        """
-        decoder = self._decoder
-        if decoder is None:
-            return
-        decoder.end()
-        # The decoder stays attached until it is done: if this wait is cancelled (a barge-in
-        # cancelling the playing task), stop() must still find it to cut it off.
-        await self._wait_done(decoder)
-        if self._decoder is decoder:
-            self._decoder = None
-        if decoder.error is not None:
-            raise decoder.error
-        await self.sink.drain()
-
-    async def stop(self) -> None:
-        """Abandon the MP3 stream and stop the sink at once (barge-in)."""
-        decoder, self._decoder = self._decoder, None
-        if decoder is not None:
-            decoder.cancel()
-            await self.sink.stop()  # releases a write the worker may be waiting on
-            await self._wait_done(decoder)
-        await self.sink.stop()  # and silences anything written meanwhile
-
-    async def aclose(self) -> None:
-        """Stop, then close the wrapped sink. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            try:
-                await self.stop()
-            finally:
-                await self.sink.aclose()
