@@ -1,8 +1,10 @@
-"""`DecodingSink`: what `Mp3Sink` and `MediaSink` share. Each makes an `AudioSink` accept a
-compressed stream that a decoder turns into PCM on a worker thread; this base feeds the decoder
-with backpressure, hands its PCM to the sink in the event loop, and ends (`drain()`) or
-abandons (`stop()`) the stream. A subclass says how to make its decoder and when the decoder's
-input queue is full.
+"""What `Mp3Sink` and `MediaSink` share, and what `Mp3Decoder` and `MediaDecoder` share.
+
+Each sink makes an `AudioSink` accept a compressed stream that its decoder turns into PCM on a
+worker thread. `DecoderThread` is that worker's lifecycle (start on the first input, cancel,
+finish, join); `DecodingSink` feeds one decoder per stream with backpressure, hands its PCM to
+the sink in the event loop, and ends (`drain()`) or abandons (`stop()`) the stream. A subclass
+says how to make its decoder and when the decoder's input queue is full.
 """
 
 from __future__ import annotations
@@ -16,9 +18,80 @@ from typing import ClassVar, Generic, Protocol, TypeVar
 from avsclient._resource import AsyncResource
 from avsclient.exceptions import AudioError
 
+from .format import AudioFormat
 from .sinks import AudioSink
 
-__all__ = ["DecodingSink", "StreamDecoder"]
+__all__ = ["DecoderThread", "DecodingSink", "StreamDecoder"]
+
+
+class DecoderThread(abc.ABC):
+    """A decoder's worker thread: `_run()` decodes and ends with `_finish()`.
+
+    The input, guarded by `_cond`, is the subclass's; `feed()` calls `_start()` once input is
+    there. `done` is set when the worker has finished (or was never needed).
+    """
+
+    #: The worker thread's name.
+    _thread_name: ClassVar[str]
+
+    def __init__(
+        self,
+        fmt: AudioFormat,
+        on_pcm: Callable[[bytes], None],
+        on_progress: Callable[[], None] | None,
+    ) -> None:
+        self.format = fmt
+        self._on_pcm = on_pcm
+        self._on_progress = on_progress
+        self._cond = threading.Condition()
+        self._ended = False
+        self._cancelled = False
+        self._thread: threading.Thread | None = None
+        #: Set when the worker has finished (or was never needed).
+        self.done = threading.Event()
+        #: The failure, once `done` is set (None on success or cancellation).
+        self.error: AudioError | None = None
+        #: PCM bytes handed to `on_pcm`.
+        self.pcm_bytes = 0
+
+    @abc.abstractmethod
+    def _run(self) -> None:
+        """The worker: decode the input, hand PCM to `_on_pcm`, then `_finish()`."""
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
+            self._thread.start()
+
+    @abc.abstractmethod
+    def _drop_input(self) -> None:
+        """Forget queued input (called under `_cond` when cancelled)."""
+
+    def cancel(self) -> None:
+        """Abandon the stream: the worker stops before its next piece of PCM."""
+        with self._cond:
+            self._cancelled = True
+            self._drop_input()
+            self._cond.notify()
+        if self._thread is None:
+            self._finish()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker thread to exit; once `done` is set this returns at once.
+
+        Returns:
+            True when no worker thread is left running.
+        """
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def _finish(self) -> None:
+        self.done.set()
+        if self._on_progress is not None:
+            self._on_progress()
 
 
 class StreamDecoder(Protocol):

@@ -21,13 +21,12 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from avsclient.exceptions import AudioError
 
-from ._decoding import DecodingSink
+from ._decoding import DecoderThread, DecodingSink
 from ._engines import import_engine
 from .format import AudioFormat, SampleEncoding
 from .sinks import AudioSink
@@ -68,7 +67,7 @@ class _Input(io.RawIOBase):
         return self._decoder._pos
 
 
-class MediaDecoder:
+class MediaDecoder(DecoderThread):
     """Decodes one compressed audio stream progressively on a worker thread (PyAV).
 
     `feed()` never blocks; PCM in `fmt` goes to `on_pcm` on the worker thread, which may block
@@ -76,6 +75,8 @@ class MediaDecoder:
     worker has finished, and `error` then holds a failure. Tags the container carries (`title`,
     `artist`, ...) go once to `on_metadata`.
     """
+
+    _thread_name = "avsclient-media"
 
     def __init__(
         self,
@@ -97,27 +98,15 @@ class MediaDecoder:
         if fmt.channels not in _LAYOUTS:
             raise ValueError(f"MediaDecoder produces mono or stereo, not {fmt.channels} channels")
         self._av = import_engine("av", "media")
-        self.format = fmt
-        self._on_pcm = on_pcm
-        self._on_progress = on_progress
+        super().__init__(fmt, on_pcm, on_progress)
         self._on_metadata = on_metadata
         self._max_seekable = max_seekable
-        self._cond = threading.Condition()
         # Every byte received, while the stream is short enough to keep (`max_seekable`);
         # past that only the unread tail is kept and seeking fails.
         self._data = bytearray()
         self._base = 0  # stream offset of _data[0]
         self._pos = 0  # FFmpeg's read position
         self._received = 0
-        self._ended = False
-        self._cancelled = False
-        self._thread: threading.Thread | None = None
-        #: Set when the worker has finished (or was never needed).
-        self.done = threading.Event()
-        #: The failure, once `done` is set (None on success or cancellation).
-        self.error: AudioError | None = None
-        #: PCM bytes handed to `on_pcm`.
-        self.pcm_bytes = 0
         #: True while the demuxer waits in a seek for bytes that have not arrived.
         self.seeking = False
 
@@ -140,9 +129,7 @@ class MediaDecoder:
             self._data += data
             self._received += len(data)
             self._cond.notify()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="avsclient-media", daemon=True)
-            self._thread.start()
+        self._start()
 
     def end(self) -> None:
         """No more input: decode what is queued, then finish. Idempotent."""
@@ -153,26 +140,8 @@ class MediaDecoder:
             self.error = AudioError("the media stream is empty")
             self._finish()
 
-    def cancel(self) -> None:
-        """Abandon the stream: the worker stops before its next piece of PCM."""
-        with self._cond:
-            self._cancelled = True
-            self._cond.notify()
-        if self._thread is None:
-            self._finish()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the worker thread to exit; True when none is left running."""
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
-
-    def _finish(self) -> None:
-        self.done.set()
-        if self._on_progress is not None:
-            self._on_progress()
+    def _drop_input(self) -> None:
+        pass  # once cancelled, `_read()` ends the stream whatever arrived
 
     # The worker thread ---------------------------------------------------------------------
 

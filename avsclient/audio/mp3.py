@@ -25,7 +25,6 @@ import asyncio
 import collections
 import itertools
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ import miniaudio
 
 from avsclient.exceptions import AudioError
 
-from ._decoding import DecodingSink
+from ._decoding import DecoderThread, DecodingSink
 from .format import AudioFormat, SampleEncoding
 from .sinks import AudioSink
 
@@ -529,7 +528,7 @@ class _FrameSource(miniaudio.StreamableSource):  # type: ignore[misc]
         return self._decoder._seek_input(offset, origin)
 
 
-class Mp3Decoder:
+class Mp3Decoder(DecoderThread):
     """Decodes an MP3 byte stream progressively on a worker thread.
 
     `feed()` never blocks; each decoded piece of PCM (in `fmt`) is passed to `on_pcm` on the
@@ -537,6 +536,8 @@ class Mp3Decoder:
     or `cancel()` to abandon the stream; `done` is set when the worker has finished, and
     `error` then holds a decoding failure, if any.
     """
+
+    _thread_name = "avsclient-mp3"
 
     def __init__(
         self,
@@ -556,26 +557,14 @@ class Mp3Decoder:
         Raises:
             ValueError: miniaudio has no output for `fmt`.
         """
-        self.format = fmt
         self._sample_format = _sample_format(fmt)
-        self._on_pcm = on_pcm
-        self._on_progress = on_progress
+        super().__init__(fmt, on_pcm, on_progress)
         self._splitter = Mp3FrameSplitter()
-        self._cond = threading.Condition()
         self._frames: collections.deque[bytes] = collections.deque()
         self._partial = b""  # the rest of a frame miniaudio asked for only part of
         # Everything handed to miniaudio so far, while short: its decoder peeks at the start
         # of the stream (for an ID3 tag) and seeks back, so that much must be replayable.
         self._handed: bytearray | None = bytearray()
-        self._ended = False
-        self._cancelled = False
-        self._thread: threading.Thread | None = None
-        #: Set when the worker has finished (or was never needed).
-        self.done = threading.Event()
-        #: The decoding failure, once `done` is set (None on success or cancellation).
-        self.error: AudioError | None = None
-        #: PCM bytes handed to `on_pcm`.
-        self.pcm_bytes = 0
 
     @property
     def splitter(self) -> Mp3FrameSplitter:
@@ -601,9 +590,7 @@ class Mp3Decoder:
         with self._cond:
             self._frames.extend(frames)
             self._cond.notify()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="avsclient-mp3", daemon=True)
-            self._thread.start()
+        self._start()
 
     def end(self) -> None:
         """No more input: decode what is queued, then finish. Idempotent."""
@@ -622,31 +609,8 @@ class Mp3Decoder:
                 )
             self._finish()
 
-    def cancel(self) -> None:
-        """Abandon the stream: the worker stops before its next piece of PCM."""
-        with self._cond:
-            self._cancelled = True
-            self._frames.clear()
-            self._cond.notify()
-        if self._thread is None:
-            self._finish()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the worker thread to exit; once `done` is set this returns at once.
-
-        Returns:
-            True when no worker thread is left running.
-        """
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
-
-    def _finish(self) -> None:
-        self.done.set()
-        if self._on_progress is not None:
-            self._on_progress()
+    def _drop_input(self) -> None:
+        self._frames.clear()
 
     # The worker thread ---------------------------------------------------------------------
 
