@@ -61,7 +61,13 @@ from avsclient.agents.alert_schedule import (
     format_time,
     parse_scheduled_time,
 )
-from avsclient.agents.base import AgentServices, Capability, CapabilityAgent, DirectiveHandler
+from avsclient.agents.base import (
+    AgentServices,
+    Capability,
+    CapabilityAgent,
+    DirectiveHandler,
+    stop_sound,
+)
 from avsclient.agents.events import AlertStateChanged, ClientEvent, ConnectionStatusChanged
 from avsclient.audio import decode_mp3
 from avsclient.audio.alert_tones import alert_tone
@@ -412,11 +418,9 @@ class AlertsAgent(CapabilityAgent):
 
     async def _silence(self) -> None:
         player, self._player = self._player, None
-        if player is not None and not player.done():
-            player.cancel()
-            await asyncio.gather(player, return_exceptions=True)
-        with contextlib.suppress(AudioError):
-            await self.output.stop()
+        if not await stop_sound(player, self.output.stop):
+            with contextlib.suppress(AudioError):
+                await self.output.stop()  # nothing was playing: stop the output all the same
         self.output.mixer.duck(self.output.name, False)
         self.output.mixer.set_gain(self.output.name, self.volume / 100)
 
@@ -617,11 +621,7 @@ class AlertsAgent(CapabilityAgent):
         self._background = background
         self.output.mixer.duck(self.output.name, background)
         player, self._player = self._player, None
-        if player is not None and not player.done():
-            player.cancel()
-            await asyncio.gather(player, return_exceptions=True)
-            with contextlib.suppress(AudioError):
-                await self.output.stop()
+        await stop_sound(player, self.output.stop)
         self._player = asyncio.get_running_loop().create_task(self._ring(alert, background))
 
     def _spawn(self, coro: Any) -> None:

@@ -10,6 +10,7 @@ user activity, attachments) comes from the client in `AgentServices` when the ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import types
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from avsclient.agents.events import ClientEvent, EventFailed, EventSent
 from avsclient.config import AMAZON_ENDPOINT_HOSTS, check_cloud_endpoint
 from avsclient.directives import ImmediateHandler
-from avsclient.exceptions import StateError
+from avsclient.exceptions import AudioError, StateError
 from avsclient.messages import ContextState, Directive, Event
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ __all__ = [
     "Messenger",
     "OUTBOX_SIZE",
     "StateReportEntry",
+    "stop_sound",
 ]
 
 _log = logging.getLogger("avsclient.agents")
@@ -180,6 +182,22 @@ class Messenger:
             self._worker = None
         if not self._outbox.empty():
             _log.info("%d queued events not sent at close", self._outbox.qsize())
+
+
+async def stop_sound(player: asyncio.Task[Any] | None, stop: Callable[[], Awaitable[None]]) -> bool:
+    """Cut off a sound being played by the task `player`: cancel it, wait for it to end, then
+    `stop()` its output (an AudioError from the output is ignored: the sound has ended).
+
+    Returns:
+        False, doing nothing, when `player` is None or has already finished.
+    """
+    if player is None or player.done():
+        return False
+    player.cancel()
+    await asyncio.gather(player, return_exceptions=True)
+    with contextlib.suppress(AudioError):
+        await stop()
+    return True
 
 
 def _name(document: Mapping[str, Any]) -> tuple[str, str]:

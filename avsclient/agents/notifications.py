@@ -24,7 +24,7 @@ import httpx
 
 from avsclient._httpx import map_httpx_errors
 from avsclient.agents import payload
-from avsclient.agents.base import AgentServices, CapabilityAgent, DirectiveHandler
+from avsclient.agents.base import AgentServices, CapabilityAgent, DirectiveHandler, stop_sound
 from avsclient.agents.events import IndicatorChanged
 from avsclient.audio import Mp3Sink
 from avsclient.exceptions import AudioError, DirectiveError, TransportError
@@ -220,11 +220,7 @@ class NotificationsAgent(CapabilityAgent):
 
     async def _on_clear(self, directive: Directive) -> None:
         task, self._playing = self._playing, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            with contextlib.suppress(AudioError):
-                await self.mp3.stop()
+        await stop_sound(task, self.mp3.stop)
         self._save(enabled=False, visual=False, asset_id=None)
 
     def _save(self, *, enabled: bool, visual: bool, asset_id: str | None) -> None:

@@ -21,13 +21,12 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from avsclient._resource import AsyncResource
 from avsclient.exceptions import AudioError
 
+from ._decoding import DecoderThread, DecodingSink
 from ._engines import import_engine
 from .format import AudioFormat, SampleEncoding
 from .sinks import AudioSink
@@ -68,7 +67,7 @@ class _Input(io.RawIOBase):
         return self._decoder._pos
 
 
-class MediaDecoder:
+class MediaDecoder(DecoderThread):
     """Decodes one compressed audio stream progressively on a worker thread (PyAV).
 
     `feed()` never blocks; PCM in `fmt` goes to `on_pcm` on the worker thread, which may block
@@ -76,6 +75,8 @@ class MediaDecoder:
     worker has finished, and `error` then holds a failure. Tags the container carries (`title`,
     `artist`, ...) go once to `on_metadata`.
     """
+
+    _thread_name = "avsclient-media"
 
     def __init__(
         self,
@@ -97,27 +98,15 @@ class MediaDecoder:
         if fmt.channels not in _LAYOUTS:
             raise ValueError(f"MediaDecoder produces mono or stereo, not {fmt.channels} channels")
         self._av = import_engine("av", "media")
-        self.format = fmt
-        self._on_pcm = on_pcm
-        self._on_progress = on_progress
+        super().__init__(fmt, on_pcm, on_progress)
         self._on_metadata = on_metadata
         self._max_seekable = max_seekable
-        self._cond = threading.Condition()
         # Every byte received, while the stream is short enough to keep (`max_seekable`);
         # past that only the unread tail is kept and seeking fails.
         self._data = bytearray()
         self._base = 0  # stream offset of _data[0]
         self._pos = 0  # FFmpeg's read position
         self._received = 0
-        self._ended = False
-        self._cancelled = False
-        self._thread: threading.Thread | None = None
-        #: Set when the worker has finished (or was never needed).
-        self.done = threading.Event()
-        #: The failure, once `done` is set (None on success or cancellation).
-        self.error: AudioError | None = None
-        #: PCM bytes handed to `on_pcm`.
-        self.pcm_bytes = 0
         #: True while the demuxer waits in a seek for bytes that have not arrived.
         self.seeking = False
 
@@ -140,9 +129,7 @@ class MediaDecoder:
             self._data += data
             self._received += len(data)
             self._cond.notify()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="avsclient-media", daemon=True)
-            self._thread.start()
+        self._start()
 
     def end(self) -> None:
         """No more input: decode what is queued, then finish. Idempotent."""
@@ -153,26 +140,8 @@ class MediaDecoder:
             self.error = AudioError("the media stream is empty")
             self._finish()
 
-    def cancel(self) -> None:
-        """Abandon the stream: the worker stops before its next piece of PCM."""
-        with self._cond:
-            self._cancelled = True
-            self._cond.notify()
-        if self._thread is None:
-            self._finish()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the worker thread to exit; True when none is left running."""
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
-
-    def _finish(self) -> None:
-        self.done.set()
-        if self._on_progress is not None:
-            self._on_progress()
+    def _drop_input(self) -> None:
+        pass  # once cancelled, `_read()` ends the stream whatever arrived
 
     # The worker thread ---------------------------------------------------------------------
 
@@ -288,12 +257,14 @@ class MediaDecoder:
             self._on_metadata(clean)
 
 
-class MediaSink(AsyncResource):
+class MediaSink(DecodingSink[MediaDecoder]):
     """Makes an `AudioSink` accept a compressed stream decoded by `MediaDecoder` (PyAV).
 
     `write()` feeds the decoder and waits while `queue_bytes` are waiting for it; `drain()`
     ends the stream and waits until it has been played; `stop()` abandons it at once.
     """
+
+    _name = "MediaSink"
 
     def __init__(
         self,
@@ -315,99 +286,29 @@ class MediaSink(AsyncResource):
         if queue_bytes <= 0:
             raise ValueError("queue_bytes must be positive")
         import_engine("av", "media")  # fail here, before any byte is fetched
-        self.sink = sink
+        super().__init__(sink)
         self._max = queue_bytes
         self._on_metadata = on_metadata
-        self._decoder: MediaDecoder | None = None
-        self._progress = asyncio.Event()
-        self._closed = False
-
-    @property
-    def decoder(self) -> MediaDecoder | None:
-        """The decoder of the stream in progress, if any."""
-        return self._decoder
 
     @property
     def pending(self) -> bool:
         """True while input waits to be decoded."""
         return self._decoder is not None and self._decoder.pending_bytes > 0
 
-    def _new_decoder(self) -> MediaDecoder:
-        loop = asyncio.get_running_loop()
-        sink, progress, on_metadata = self.sink, self._progress, self._on_metadata
-
-        def on_pcm(pcm: bytes) -> None:
-            asyncio.run_coroutine_threadsafe(sink.write(pcm), loop).result()
-
-        def on_progress() -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(progress.set)
+    def _make_decoder(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_pcm: Callable[[bytes], None],
+        on_progress: Callable[[], None],
+    ) -> MediaDecoder:
+        on_metadata = self._on_metadata
 
         def tags(found: dict[str, str]) -> None:
             if on_metadata is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(on_metadata, found)
 
-        return MediaDecoder(sink.format, on_pcm, on_progress=on_progress, on_metadata=tags)
+        return MediaDecoder(self.sink.format, on_pcm, on_progress=on_progress, on_metadata=tags)
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed stream bytes; waits while `queue_bytes` wait to be decoded.
-
-        Raises:
-            AudioError: the adapter is closed, or decoding or the sink failed.
-        """
-        if self._closed:
-            raise AudioError("MediaSink is closed")
-        decoder = self._decoder
-        if decoder is None:
-            decoder = self._decoder = self._new_decoder()
-        decoder.feed(data)
-        while (
-            decoder.pending_bytes > self._max and not decoder.seeking and not decoder.done.is_set()
-        ):
-            self._progress.clear()
-            await self._progress.wait()
-        if decoder.error is not None:
-            raise decoder.error
-
-    async def _wait_done(self, decoder: MediaDecoder) -> None:
-        while not decoder.done.is_set():
-            self._progress.clear()
-            if decoder.done.is_set():
-                break
-            await self._progress.wait()
-        await asyncio.to_thread(decoder.join)
-
-    async def drain(self) -> None:
-        """End the stream, then wait until all of it has been played.
-
-        Raises:
-            AudioError: the stream could not be decoded or played.
-        """
-        decoder = self._decoder
-        if decoder is None:
-            return
-        decoder.end()
-        await self._wait_done(decoder)
-        if self._decoder is decoder:
-            self._decoder = None
-        if decoder.error is not None:
-            raise decoder.error
-        await self.sink.drain()
-
-    async def stop(self) -> None:
-        """Abandon the stream and stop the sink at once."""
-        decoder, self._decoder = self._decoder, None
-        if decoder is not None:
-            decoder.cancel()
-            await self.sink.stop()  # releases a write the worker may be waiting on
-            await self._wait_done(decoder)
-        await self.sink.stop()
-
-    async def aclose(self) -> None:
-        """Stop, then close the wrapped sink. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            try:
-                await self.stop()
-            finally:
-                await self.sink.aclose()
+    def _backlogged(self, decoder: MediaDecoder) -> bool:
+        # While the demuxer seeks ahead it waits for bytes: the producer must not wait too.
+        return decoder.pending_bytes > self._max and not decoder.seeking

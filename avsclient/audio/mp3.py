@@ -25,16 +25,15 @@ import asyncio
 import collections
 import itertools
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import miniaudio
 
-from avsclient._resource import AsyncResource
 from avsclient.exceptions import AudioError
 
+from ._decoding import DecoderThread, DecodingSink
 from .format import AudioFormat, SampleEncoding
 from .sinks import AudioSink
 
@@ -529,7 +528,7 @@ class _FrameSource(miniaudio.StreamableSource):  # type: ignore[misc]
         return self._decoder._seek_input(offset, origin)
 
 
-class Mp3Decoder:
+class Mp3Decoder(DecoderThread):
     """Decodes an MP3 byte stream progressively on a worker thread.
 
     `feed()` never blocks; each decoded piece of PCM (in `fmt`) is passed to `on_pcm` on the
@@ -537,6 +536,8 @@ class Mp3Decoder:
     or `cancel()` to abandon the stream; `done` is set when the worker has finished, and
     `error` then holds a decoding failure, if any.
     """
+
+    _thread_name = "avsclient-mp3"
 
     def __init__(
         self,
@@ -556,26 +557,14 @@ class Mp3Decoder:
         Raises:
             ValueError: miniaudio has no output for `fmt`.
         """
-        self.format = fmt
         self._sample_format = _sample_format(fmt)
-        self._on_pcm = on_pcm
-        self._on_progress = on_progress
+        super().__init__(fmt, on_pcm, on_progress)
         self._splitter = Mp3FrameSplitter()
-        self._cond = threading.Condition()
         self._frames: collections.deque[bytes] = collections.deque()
         self._partial = b""  # the rest of a frame miniaudio asked for only part of
         # Everything handed to miniaudio so far, while short: its decoder peeks at the start
         # of the stream (for an ID3 tag) and seeks back, so that much must be replayable.
         self._handed: bytearray | None = bytearray()
-        self._ended = False
-        self._cancelled = False
-        self._thread: threading.Thread | None = None
-        #: Set when the worker has finished (or was never needed).
-        self.done = threading.Event()
-        #: The decoding failure, once `done` is set (None on success or cancellation).
-        self.error: AudioError | None = None
-        #: PCM bytes handed to `on_pcm`.
-        self.pcm_bytes = 0
 
     @property
     def splitter(self) -> Mp3FrameSplitter:
@@ -601,9 +590,7 @@ class Mp3Decoder:
         with self._cond:
             self._frames.extend(frames)
             self._cond.notify()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="avsclient-mp3", daemon=True)
-            self._thread.start()
+        self._start()
 
     def end(self) -> None:
         """No more input: decode what is queued, then finish. Idempotent."""
@@ -622,31 +609,8 @@ class Mp3Decoder:
                 )
             self._finish()
 
-    def cancel(self) -> None:
-        """Abandon the stream: the worker stops before its next piece of PCM."""
-        with self._cond:
-            self._cancelled = True
-            self._frames.clear()
-            self._cond.notify()
-        if self._thread is None:
-            self._finish()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the worker thread to exit; once `done` is set this returns at once.
-
-        Returns:
-            True when no worker thread is left running.
-        """
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
-
-    def _finish(self) -> None:
-        self.done.set()
-        if self._on_progress is not None:
-            self._on_progress()
+    def _drop_input(self) -> None:
+        self._frames.clear()
 
     # The worker thread ---------------------------------------------------------------------
 
@@ -716,14 +680,17 @@ class Mp3Decoder:
             self._finish()
 
 
-class Mp3Sink(AsyncResource):
+class Mp3Sink(DecodingSink[Mp3Decoder]):
     """Makes an `AudioSink` accept MP3 chunks (a Speak attachment as it streams in).
 
     Each `write()` feeds the decoder; decoded PCM goes to `sink` as soon as each frame is
     decoded. `drain()` ends the current MP3 stream, waits until it has been decoded and
     played, and makes the adapter ready for the next stream; `stop()` abandons the stream and
-    stops the sink at once.
+    stops the sink at once. `write()` waits while `queue_frames` frames are waiting to be
+    decoded.
     """
+
+    _name = "Mp3Sink"
 
     def __init__(self, sink: AudioSink, *, queue_frames: int = DEFAULT_MP3_QUEUE_FRAMES) -> None:
         """Wrap a sink.
@@ -737,95 +704,22 @@ class Mp3Sink(AsyncResource):
         """
         if queue_frames <= 0:
             raise ValueError("queue_frames must be positive")
-        self.sink = sink
+        super().__init__(sink)
         self._max = queue_frames
-        self._decoder: Mp3Decoder | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._progress = asyncio.Event()
-        self._closed = False
         #: MP3 bytes accepted since creation.
         self.bytes_fed = 0
 
-    @property
-    def decoder(self) -> Mp3Decoder | None:
-        """The decoder of the stream in progress, if any."""
-        return self._decoder
+    def _make_decoder(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_pcm: Callable[[bytes], None],
+        on_progress: Callable[[], None],
+    ) -> Mp3Decoder:
+        return Mp3Decoder(self.sink.format, on_pcm, on_progress=on_progress)
 
-    def _new_decoder(self) -> Mp3Decoder:
-        loop = self._loop = asyncio.get_running_loop()
-        sink = self.sink
-        progress = self._progress
+    def _backlogged(self, decoder: Mp3Decoder) -> bool:
+        return decoder.pending_frames > self._max
 
-        def on_pcm(pcm: bytes) -> None:
-            asyncio.run_coroutine_threadsafe(sink.write(pcm), loop).result()
-
-        def on_progress() -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(progress.set)
-
-        return Mp3Decoder(sink.format, on_pcm, on_progress=on_progress)
-
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed MP3 bytes; waits while `queue_frames` frames are waiting to be decoded.
-
-        Raises:
-            AudioError: the adapter is closed, or decoding or the sink failed.
-        """
-        if self._closed:
-            raise AudioError("Mp3Sink is closed")
-        decoder = self._decoder
-        if decoder is None:
-            decoder = self._decoder = self._new_decoder()
+    def _feed(self, decoder: Mp3Decoder, data: bytes | bytearray | memoryview) -> None:
         self.bytes_fed += len(data)
         decoder.feed(data)
-        while decoder.pending_frames > self._max and not decoder.done.is_set():
-            self._progress.clear()
-            await self._progress.wait()
-        if decoder.error is not None:
-            raise decoder.error
-
-    async def _wait_done(self, decoder: Mp3Decoder) -> None:
-        while not decoder.done.is_set():
-            self._progress.clear()
-            if decoder.done.is_set():
-                break
-            await self._progress.wait()
-        # `done` is the worker's last act, so this join is short; it leaves no thread behind.
-        await asyncio.to_thread(decoder.join)
-
-    async def drain(self) -> None:
-        """End the MP3 stream, then wait until all of it has been played.
-
-        Raises:
-            AudioError: the stream could not be decoded or played.
-        """
-        decoder = self._decoder
-        if decoder is None:
-            return
-        decoder.end()
-        # The decoder stays attached until it is done: if this wait is cancelled (a barge-in
-        # cancelling the playing task), stop() must still find it to cut it off.
-        await self._wait_done(decoder)
-        if self._decoder is decoder:
-            self._decoder = None
-        if decoder.error is not None:
-            raise decoder.error
-        await self.sink.drain()
-
-    async def stop(self) -> None:
-        """Abandon the MP3 stream and stop the sink at once (barge-in)."""
-        decoder, self._decoder = self._decoder, None
-        if decoder is not None:
-            decoder.cancel()
-            await self.sink.stop()  # releases a write the worker may be waiting on
-            await self._wait_done(decoder)
-        await self.sink.stop()  # and silences anything written meanwhile
-
-    async def aclose(self) -> None:
-        """Stop, then close the wrapped sink. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            try:
-                await self.stop()
-            finally:
-                await self.sink.aclose()

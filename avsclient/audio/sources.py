@@ -570,7 +570,24 @@ def _abort_and_close(stream: Any) -> None:
 # -- end of speech -------------------------------------------------------------------------
 
 
-class EndpointedSource(AudioSource):
+class _PassThroughSource(AudioSource):
+    """Frames of another source, `source`, in its format and frame size."""
+
+    source: AudioSource
+
+    @property
+    def format(self) -> AudioFormat:
+        return self.source.format
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.source.frame_bytes
+
+    async def aclose(self) -> None:
+        await self.source.aclose()
+
+
+class EndpointedSource(_PassThroughSource):
     """Passes frames of another source through until the endpointer ends the utterance.
 
     Frames stop right after the one that completes the hangover (so the upload includes
@@ -603,14 +620,6 @@ class EndpointedSource(AudioSource):
         #: Events reported so far, in order.
         self.events: list[EndpointEvent] = []
 
-    @property
-    def format(self) -> AudioFormat:
-        return self.source.format
-
-    @property
-    def frame_bytes(self) -> int:
-        return self.source.frame_bytes
-
     async def read_frame(self) -> bytes:
         if self.detector.state is EndpointState.ENDED:
             return b""
@@ -622,11 +631,8 @@ class EndpointedSource(AudioSource):
             self.events.append(event)
         return frame
 
-    async def aclose(self) -> None:
-        await self.source.aclose()
 
-
-class ContinuousSource(AudioSource):
+class ContinuousSource(_PassThroughSource):
     """Another source, then silence for ever: a recording that stands in for a microphone.
 
     After `source` ends, frames of digital silence follow, paced in real time, until
@@ -642,14 +648,6 @@ class ContinuousSource(AudioSource):
         self._closed = False
         #: True once `source` has ended and silence is being produced.
         self.exhausted = False
-
-    @property
-    def format(self) -> AudioFormat:
-        return self.source.format
-
-    @property
-    def frame_bytes(self) -> int:
-        return self.source.frame_bytes
 
     async def read_frame(self) -> bytes:
         if self._closed:
@@ -669,4 +667,4 @@ class ContinuousSource(AudioSource):
 
     async def aclose(self) -> None:
         self._closed = True
-        await self.source.aclose()
+        await super().aclose()

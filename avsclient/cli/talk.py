@@ -506,6 +506,28 @@ def _reply_line(seconds: float, sink: _MeteredSink, dialog: Dialog) -> str:
     return f"{line} over {ended - began:.2f} s"
 
 
+async def _end_of_turn(
+    dialog: Dialog, activity: _Activity, console: _Console, *, say_failure: bool
+) -> int:
+    """Wait for the turn to finish and the device to go idle; the number of failures (0-2).
+
+    A device still busy after 120 s is said; a failed Recognize event only with `say_failure`.
+    """
+    failures = 0
+    await dialog.wait_finished()
+    try:
+        await activity.wait_idle(timeout=120)
+    except TimeoutError as exc:
+        console.say(str(exc))
+        failures += 1
+    if dialog.result is None or not dialog.result.ok:
+        if say_failure:
+            outcome = "no result" if dialog.result is None else dialog.result.outcome.name
+            console.say(f"The Recognize event failed: {outcome}")
+        failures += 1
+    return failures
+
+
 async def _stop_on_enter(
     recognizing: asyncio.Future[Dialog], source: AudioSource, lines: _Lines
 ) -> None:
@@ -607,16 +629,7 @@ async def _talk(args: argparse.Namespace, console: _Console) -> int:
                 console.say("(press Enter to stop talking)")
                 await _stop_on_enter(recognizing, source, lines)
             dialog = await recognizing
-            await dialog.wait_finished()
-            try:
-                await activity.wait_idle(timeout=120)
-            except TimeoutError as exc:
-                console.say(str(exc))
-                failures += 1
-            if dialog.result is None or not dialog.result.ok:
-                outcome = "no result" if dialog.result is None else dialog.result.outcome.name
-                console.say(f"The Recognize event failed: {outcome}")
-                failures += 1
+            failures += await _end_of_turn(dialog, activity, console, say_failure=True)
             console.say(_latency_line(dialog))
             console.say(_reply_line(sink.seconds - played_before, sink, dialog))
             if args.once:
@@ -711,14 +724,7 @@ async def _wake_word_loop(
                 console.say(f"The microphone failed: {listener.error}")
                 return 1
             dialog = listener.dialogs[-1]
-            await dialog.wait_finished()
-            try:
-                await activity.wait_idle(timeout=120)
-            except TimeoutError as exc:
-                console.say(str(exc))
-                failures += 1
-            if dialog.result is None or not dialog.result.ok:
-                failures += 1
+            failures += await _end_of_turn(dialog, activity, console, say_failure=False)
             trace = dialog.trace
             if trace.wake_word_detected_at is not None and trace.audio_started_at is not None:
                 wake_ms = (trace.audio_started_at - trace.wake_word_detected_at) * 1000

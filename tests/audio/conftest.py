@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -9,7 +11,7 @@ import sys
 import tempfile
 import time
 import wave
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,34 @@ class PulseServer:
         return subprocess.run(
             args, env=self.env(), capture_output=True, text=True, timeout=10, check=False
         )
+
+
+@contextlib.asynccontextmanager
+async def monitor_recording(pulse: PulseServer, raw: Path) -> AsyncIterator[None]:
+    """Record what the null sink plays (its monitor, 16 kHz mono s16le) into `raw` with
+    parecord while the block runs; the recording has begun when the block starts."""
+    parecord = require_executable("parecord")
+    recorder = subprocess.Popen(
+        [
+            parecord,
+            f"--device={NULL_SINK}.monitor",
+            "--rate=16000",
+            "--channels=1",
+            "--format=s16le",
+            "--raw",
+            str(raw),
+        ],
+        env=pulse.env(),
+    )
+    try:
+        for _ in range(100):  # until parecord is really recording
+            if raw.exists() and raw.stat().st_size > 3200:
+                break
+            await asyncio.sleep(0.1)
+        yield
+    finally:
+        recorder.terminate()
+        recorder.wait(10)
 
 
 # Variables that would point clients at another daemon, or at another daemon's files.

@@ -27,6 +27,7 @@ from tests.audio.conftest import (
     PulseServer,
     best_alignment,
     envelope,
+    monitor_recording,
     read_wav_as_avs,
 )
 from tests.helpers import require_executable
@@ -83,27 +84,14 @@ async def test_speaker_plays_a_decoded_mp3_that_the_monitor_records(
     pulse: PulseServer, tmp_path: Path
 ) -> None:
     """An MP3 streamed through Mp3Sink into Speaker is recorded (parecord) intact."""
-    parecord = require_executable("parecord")
     raw = tmp_path / "recorded.raw"
-    recorder = subprocess.Popen(
-        [parecord, "--device=vmic.monitor", "--rate=16000", "--channels=1",
-         "--format=s16le", "--raw", str(raw)],
-        env=pulse.env(),
-    )
-    try:
-        for _ in range(100):  # until parecord is really recording
-            if raw.exists() and raw.stat().st_size > 3200:
-                break
-            await asyncio.sleep(0.1)
+    async with monitor_recording(pulse, raw):
         data = SPEECH_MP3.read_bytes()
         async with Mp3Sink(Speaker(PLAYBACK_FORMAT)) as sink:
             for i in range(0, len(data), 1024):  # an attachment arriving in pieces
                 await sink.write(data[i : i + 1024])
             await asyncio.wait_for(sink.drain(), 30)
         await asyncio.sleep(0.5)
-    finally:
-        recorder.terminate()
-        recorder.wait(10)
     recorded = np.frombuffer(raw.read_bytes(), dtype="<i2")
     reference = np.frombuffer(decode_mp3(data, AVS_FORMAT), dtype="<i2")
     corr, lag = best_alignment(envelope(reference, 16000), envelope(recorded, 16000))

@@ -4,7 +4,6 @@ null sink), ducked for a while; the monitor hears the level drop by the duck gai
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,7 @@ import pytest
 
 from avsclient.audio import PLAYBACK_FORMAT, Mixer, Speaker
 from avsclient.audio.convert import encode_samples
-from tests.audio.conftest import PulseServer, envelope
-from tests.helpers import require_executable
+from tests.audio.conftest import PulseServer, envelope, monitor_recording
 
 pytestmark = pytest.mark.system
 
@@ -21,30 +19,13 @@ pytestmark = pytest.mark.system
 async def test_ducked_music_is_heard_quieter_on_the_device(
     pulse: PulseServer, tmp_path: Path
 ) -> None:
-    parecord = require_executable("parecord")
-    raw = tmp_path / "recorded.raw"
-    recorder = subprocess.Popen(
-        [
-            parecord,
-            "--device=vmic.monitor",
-            "--rate=16000",
-            "--channels=1",
-            "--format=s16le",
-            "--raw",
-            str(raw),
-        ],
-        env=pulse.env(),
-    )
     rate = PLAYBACK_FORMAT.rate
     t = np.arange(rate) / rate
     second = encode_samples(
         (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[:, None], PLAYBACK_FORMAT
     )
-    try:
-        for _ in range(100):  # until parecord is really recording
-            if raw.exists() and raw.stat().st_size > 3200:
-                break
-            await asyncio.sleep(0.1)
+    raw = tmp_path / "recorded.raw"
+    async with monitor_recording(pulse, raw):
         speaker = Speaker(PLAYBACK_FORMAT)
         try:
             mixer = Mixer(speaker)
@@ -57,9 +38,6 @@ async def test_ducked_music_is_heard_quieter_on_the_device(
         finally:
             await speaker.aclose()
         await asyncio.sleep(0.3)
-    finally:
-        recorder.terminate()
-        recorder.wait(10)
     levels = envelope(np.frombuffer(raw.read_bytes(), dtype="<i2"), 16000, frame_ms=50)
     loud = levels > levels.max() - 3
     assert loud.sum() >= 20  # about two seconds at full level

@@ -5,7 +5,6 @@ hears the track's tone for about as long as the track lasts."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,7 @@ from avsclient.config import ClientConfig
 from avsclient.simulator import Simulator, check_playback
 from avsclient.simulator.playback import play
 from avsclient.simulator.tracks import tone_mp3
-from tests.audio.conftest import PulseServer, envelope
-from tests.helpers import require_executable
+from tests.audio.conftest import PulseServer, envelope, monitor_recording
 
 pytestmark = pytest.mark.system
 
@@ -27,25 +25,8 @@ pytestmark = pytest.mark.system
 async def test_music_plays_through_the_pulseaudio_null_sink(
     pulse: PulseServer, tmp_path: Path
 ) -> None:
-    parecord = require_executable("parecord")
     raw = tmp_path / "recorded.raw"
-    recorder = subprocess.Popen(
-        [
-            parecord,
-            "--device=vmic.monitor",
-            "--rate=16000",
-            "--channels=1",
-            "--format=s16le",
-            "--raw",
-            str(raw),
-        ],
-        env=pulse.env(),
-    )
-    try:
-        for _ in range(100):  # until parecord is really recording
-            if raw.exists() and raw.stat().st_size > 3200:
-                break
-            await asyncio.sleep(0.1)
+    async with monitor_recording(pulse, raw):
         async with Simulator() as sim:
             url = sim.media.add("/tone.mp3", tone_mp3(2.0, freq=500.0))
             config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file))
@@ -64,9 +45,6 @@ async def test_music_plays_through_the_pulseaudio_null_sink(
                 await speaker.aclose()
             assert check_playback(sim.events) == []
         await asyncio.sleep(0.3)
-    finally:
-        recorder.terminate()
-        recorder.wait(10)
     assert 1900 <= finished.payload["offsetInMilliseconds"] <= 2100
     samples = np.frombuffer(raw.read_bytes(), dtype="<i2")
     levels = envelope(samples, 16000, frame_ms=50)
