@@ -12,6 +12,7 @@ from avsclient.config import Region
 from avsclient.environment import parse_device, read_environment
 
 __all__ = [
+    "add_device_identity",
     "device",
     "fill_from_environment",
     "positive_seconds",
@@ -73,6 +74,19 @@ def wav_output(text: str) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise argparse.ArgumentTypeError(f"{text}: not writable (permission denied)")
     return path
+
+
+def add_device_identity(parser: argparse.ArgumentParser) -> None:
+    """--product-id and --serial, for the commands that use what `avsclient login` recorded
+    (the Discovery endpoint `clientId::productId::serial`)."""
+    parser.add_argument(
+        "--product-id",
+        help="AVS product id, if not the one `avsclient login` recorded ($AVSCLIENT_PRODUCT_ID)",
+    )
+    parser.add_argument(
+        "--serial",
+        help="device serial number, if not the one `avsclient login` recorded ($AVSCLIENT_SERIAL)",
+    )
 
 
 def fill_from_environment(args: argparse.Namespace) -> None:

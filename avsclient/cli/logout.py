@@ -72,14 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ca-file", help="PEM file of CAs to trust ($AVSCLIENT_CA_FILE)")
     parser.add_argument("--lwa-url", help="Login with Amazon base URL ($AVSCLIENT_LWA_URL)")
-    parser.add_argument(
-        "--product-id",
-        help="AVS product id, if not the one `avsclient login` recorded ($AVSCLIENT_PRODUCT_ID)",
-    )
-    parser.add_argument(
-        "--serial",
-        help="device serial number, if not the one `avsclient login` recorded ($AVSCLIENT_SERIAL)",
-    )
+    _args.add_device_identity(parser)
     parser.add_argument(
         "--connect-timeout",
         type=_args.positive_seconds,

@@ -102,14 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--token-file", type=Path, help="tokens from `avsclient login` ($AVSCLIENT_TOKEN_FILE)"
     )
     parser.add_argument("--lwa-url", help="Login with Amazon base URL ($AVSCLIENT_LWA_URL)")
-    parser.add_argument(
-        "--product-id",
-        help="AVS product id, if not the one `avsclient login` recorded ($AVSCLIENT_PRODUCT_ID)",
-    )
-    parser.add_argument(
-        "--serial",
-        help="device serial number, if not the one `avsclient login` recorded ($AVSCLIENT_SERIAL)",
-    )
+    _args.add_device_identity(parser)
     parser.add_argument(
         "--input",
         action="append",

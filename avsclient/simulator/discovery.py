@@ -161,24 +161,15 @@ def _endpoint_problems(endpoint: Mapping[str, Any], at: str) -> list[str]:
         if not isinstance(cap, dict):
             out.append(f"{where} is not an object")
             continue
-        interface, version = cap.get("interface"), cap.get("version")
-        if cap.get("type") != "AlexaInterface":
-            out.append(f"{where}.type must be AlexaInterface")
-        if not isinstance(interface, str) or not interface:
-            out.append(f"{where}.interface must be a non-empty string")
+        named = _interface_problems(cap, where, out)
+        if named is None:
             continue
-        if not isinstance(version, str):
-            out.append(f'{where}.version must be a string (e.g. "1.0")')
-            continue
+        interface, version = named
         if interface == "Alexa.Discovery":
             out.append(f"{where}: Alexa.Discovery is implicit and never listed (9.1)")
         if interface in declared and cap.get("instance") is None:
             out.append(f"{where}: {interface} is declared twice")
         declared[interface] = version
-        documented = _DOCUMENTED.get(interface)
-        if documented is not None and version not in documented:
-            out.append(f"{where}: {interface} {version} is not a documented version")
-        out.extend(_configuration_problems(interface, cap.get("configurations"), where))
     registration = endpoint.get("registration")
     if registration is not None:
         if not isinstance(registration, dict) or not all(
@@ -445,23 +436,36 @@ def capabilities_problems(headers: Mapping[str, str], body: bytes) -> list[str]:
         unknown = set(cap) - {"type", "interface", "version", "configurations"}
         if unknown:
             out.append(f"{where} has fields a capability does not have: {sorted(unknown)}")
-        interface, version = cap.get("interface"), cap.get("version")
-        if cap.get("type") != "AlexaInterface":
-            out.append(f"{where}.type must be AlexaInterface")
-        if not isinstance(interface, str) or not interface:
-            out.append(f"{where}.interface must be a non-empty string")
+        named = _interface_problems(cap, where, out)
+        if named is None:
             continue
-        if not isinstance(version, str):
-            out.append(f'{where}.version must be a string (e.g. "1.0")')
-            continue
+        interface, _ = named
         if interface in declared:
             out.append(f"{where}: {interface} is declared twice")
         declared.add(interface)
-        documented = _DOCUMENTED.get(interface)
-        if documented is not None and version not in documented:
-            out.append(f"{where}: {interface} {version} is not a documented version")
-        out.extend(_configuration_problems(interface, cap.get("configurations"), where))
     return out
+
+
+def _interface_problems(
+    cap: dict[str, Any], where: str, out: list[str]
+) -> tuple[str, str] | None:
+    """Check one capability object of either report (Discovery's or the Capabilities API's):
+    its type, interface and version (documented ones, 9.8) and its configurations. Returns
+    the interface and version, or None when they are unusable (the problems are in `out`)."""
+    interface, version = cap.get("interface"), cap.get("version")
+    if cap.get("type") != "AlexaInterface":
+        out.append(f"{where}.type must be AlexaInterface")
+    if not isinstance(interface, str) or not interface:
+        out.append(f"{where}.interface must be a non-empty string")
+        return None
+    if not isinstance(version, str):
+        out.append(f'{where}.version must be a string (e.g. "1.0")')
+        return None
+    documented = _DOCUMENTED.get(interface)
+    if documented is not None and version not in documented:
+        out.append(f"{where}: {interface} {version} is not a documented version")
+    out.extend(_configuration_problems(interface, cap.get("configurations"), where))
+    return interface, version
 
 
 @dataclass(frozen=True, slots=True)
