@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from avsclient.agents.speech_recognizer import RecognizerState
-    from avsclient.agents.speech_synthesizer import SpeechActivity
     from avsclient.avs.manager import ChangedReason, ConnectionStatus, EventResult
     from avsclient.dialog import Disposition
     from avsclient.focus import FocusState, MixingBehavior
@@ -32,12 +30,38 @@ __all__ = [
     "FocusChanged",
     "IndicatorChanged",
     "ProcessingStateChanged",
+    "RecognizerState",
     "RecognizerStateChanged",
+    "SpeechActivity",
     "SpeechStateChanged",
     "VolumeStateChanged",
     "WakeWordDetected",
     "WakeWordRejected",
 ]
+
+
+# The states applications observe; the agents that move them import them from here.
+
+
+class RecognizerState(enum.Enum):
+    """Where the recognizer is (the SDK's states)."""
+
+    IDLE = "IDLE"
+    #: Audio is streaming to AVS.
+    RECOGNIZING = "RECOGNIZING"
+    #: AVS asked for more speech; waiting for the next Recognize or the timeout.
+    EXPECTING_SPEECH = "EXPECTING_SPEECH"
+    #: The upload ended; waiting for the response ("thinking").
+    BUSY = "BUSY"
+
+
+class SpeechActivity(enum.Enum):
+    """`playerActivity` of `SpeechSynthesizer.SpeechState`."""
+
+    PLAYING = "PLAYING"
+    FINISHED = "FINISHED"
+    #: Cut short by barge-in (later SpeechSynthesizer versions).
+    INTERRUPTED = "INTERRUPTED"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,7 +29,12 @@ from avsclient.agents.base import (
     DirectiveHandler,
     StateReportEntry,
 )
-from avsclient.agents.events import ExpectingSpeech, RecognizerStateChanged, WakeWordRejected
+from avsclient.agents.events import (
+    ExpectingSpeech,
+    RecognizerState,
+    RecognizerStateChanged,
+    WakeWordRejected,
+)
 from avsclient.agents.recognizer_settings import RecognizerSettings
 from avsclient.audio import (
     AVS_FORMAT,
@@ -81,18 +86,6 @@ MAX_EXPECT_SPEECH_MS = 5 * 60 * 1000
 
 SourceFactory: TypeAlias = Callable[[], "AudioSource | Awaitable[AudioSource | None] | None"]
 """Opens the microphone again for ExpectSpeech; returning None lets the timeout run."""
-
-
-class RecognizerState(enum.Enum):
-    """Where the recognizer is (the SDK's states)."""
-
-    IDLE = "IDLE"
-    #: Audio is streaming to AVS.
-    RECOGNIZING = "RECOGNIZING"
-    #: AVS asked for more speech; waiting for the next Recognize or the timeout.
-    EXPECTING_SPEECH = "EXPECTING_SPEECH"
-    #: The upload ended; waiting for the response ("thinking").
-    BUSY = "BUSY"
 
 
 class RecognizerInput(enum.Enum):

@@ -10,13 +10,12 @@ avs-protocol 13.3). Losing the channel (a Recognize acquires it) interrupts the 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections.abc import Callable
 
 from avsclient.agents import payload
 from avsclient.agents.base import CapabilityAgent, DirectiveHandler
-from avsclient.agents.events import SpeechStateChanged
+from avsclient.agents.events import SpeechActivity, SpeechStateChanged
 from avsclient.attachments import AttachmentReader, cid_of
 from avsclient.audio import AudioSink, Mp3Sink
 from avsclient.dialog import DIALOG_HOLD_TIMEOUT
@@ -30,15 +29,6 @@ _log = logging.getLogger("avsclient.agents")
 
 # A Speak's url is `cid:` and a Content-ID (avs-protocol 5.4); 2048 characters is plenty.
 _MAX_URL = 2048
-
-
-class SpeechActivity(enum.Enum):
-    """`playerActivity` of `SpeechSynthesizer.SpeechState`."""
-
-    PLAYING = "PLAYING"
-    FINISHED = "FINISHED"
-    #: Cut short by barge-in (later SpeechSynthesizer versions).
-    INTERRUPTED = "INTERRUPTED"
 
 
 class SpeechSynthesizerAgent(CapabilityAgent):

@@ -18,9 +18,9 @@ import logging
 import secrets
 import ssl
 import urllib.parse
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import h2.config
 import h2.connection
@@ -32,9 +32,12 @@ from hyperframe.frame import GoAwayFrame
 
 from avsclient.exceptions import ConnectionLost
 from avsclient.http2 import H2Connection
-from avsclient.simulator.discovery import CAPABILITIES_API_PATH
-from avsclient.simulator.gateway import GatewayReply
+from avsclient.simulator.config import SimulatorConfig
+from avsclient.simulator.discovery import CAPABILITIES_API_PATH, CapabilitiesApiService
+from avsclient.simulator.faults import Faults
+from avsclient.simulator.gateway import GatewayReply, GatewayService
 from avsclient.simulator.gateway import route as gateway_route
+from avsclient.simulator.lwa import LWAService
 from avsclient.simulator.mime import (
     RelatedWriter,
     UploadError,
@@ -42,12 +45,53 @@ from avsclient.simulator.mime import (
     avs_exception_body,
     parse_content_type,
 )
-from avsclient.simulator.scenarios import ReceivedEvent, ScriptedReply, check_wake_word
-
-if TYPE_CHECKING:
-    from avsclient.simulator.server import Simulator
+from avsclient.simulator.scenarios import ReceivedEvent, Script, ScriptedReply, check_wake_word
 
 __all__: list[str] = []
+
+
+class SimulatorHost(Protocol):
+    """What a connection uses of the simulator that owns it (`Simulator`, which imports this
+    module): its configuration, script, faults and services, and the hooks it reports to."""
+
+    config: SimulatorConfig
+    script: Script
+    faults: Faults
+    lwa: LWAService
+    gateway: GatewayService
+    capabilities_api: CapabilitiesApiService
+    _tasks: set[asyncio.Task[None]]
+
+    def token_accepted(self, token: str) -> bool: ...
+
+    async def push_directive(
+        self,
+        message: Mapping[str, Any],
+        attachments: Mapping[str, bytes] | None = None,
+        *,
+        timeout: float = 5.0,
+    ) -> int: ...
+
+    def _record_event(self, event: ReceivedEvent) -> None: ...
+
+    def _downchannel_changed(self) -> None: ...
+
+    def _connection_opened(self, conn: Connection) -> None: ...
+
+    def _connection_closed(self, conn: Connection) -> None: ...
+
+    def _directive_chunks(
+        self,
+        writer: RelatedWriter,
+        message: dict[str, Any],
+        attachments: Mapping[str, bytes],
+        *,
+        last: bool,
+        corrupt_framing: bool | None = None,
+        corrupt_json: bool | None = None,
+    ) -> list[bytes]: ...
+
+    def _reply_chunks(self, writer: RelatedWriter, reply: ScriptedReply) -> list[bytes]: ...
 
 logger = logging.getLogger("avsclient.simulator")
 
@@ -83,7 +127,7 @@ class _ServerH2Connection(H2Connection):
 class Connection(asyncio.Protocol):
     """The simulator's side of one client connection."""
 
-    def __init__(self, sim: Simulator, connection_id: int) -> None:
+    def __init__(self, sim: SimulatorHost, connection_id: int) -> None:
         self.sim = sim
         self.connection_id = connection_id
         self.transport: asyncio.Transport | None = None
