@@ -63,6 +63,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "avsclient._redaction",
         "avsclient._resource",
         "avsclient._retry",
+        "avsclient._tasks",
         "avsclient.attachments",
         "avsclient.audio",
         "avsclient.auth",

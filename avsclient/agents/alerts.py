@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from avsclient._tasks import TaskSet
 from avsclient.agents import payload as fields
 from avsclient.agents.alert_schedule import (
     ACTIVE,
@@ -194,7 +195,7 @@ class AlertsAgent(CapabilityAgent):
         self._kick: asyncio.Event | None = None
         self._driver: asyncio.Task[None] | None = None
         self._player: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(_log, "alerts")
         self._background = False
         self._focus = FocusState.NONE
         self._own_http = http is None
@@ -612,7 +613,7 @@ class AlertsAgent(CapabilityAgent):
         if alert is None or state is previous:
             return
         if state is FocusState.NONE:
-            self._spawn(self.stop())
+            self._tasks.spawn(self.stop())
             return
         background = state is FocusState.BACKGROUND
         if previous is not FocusState.NONE or background:
@@ -623,11 +624,6 @@ class AlertsAgent(CapabilityAgent):
         player, self._player = self._player, None
         await stop_sound(player, self.output.stop)
         self._player = asyncio.get_running_loop().create_task(self._ring(alert, background))
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _sound_of(self, alert: Alert, background: bool) -> tuple[list[bytes], int | None, float]:
         """The PCM of one loop (in order), the loop count (None: until stopped) and the pause."""
@@ -675,7 +671,7 @@ class AlertsAgent(CapabilityAgent):
             _log.error("alert %r: the output failed: %s", alert.token, exc)
         if background:
             return  # the foreground sound takes over after the dialog
-        self._spawn(self._completed(alert.token, loops is not None and played >= loops))
+        self._tasks.spawn(self._completed(alert.token, loops is not None and played >= loops))
 
     def ring_gain(self, alert: Alert, *, background: bool = False, elapsed: float = 0.0) -> float:
         """The gain `alert` sounds at (before ducking), `elapsed` seconds after it began: the
@@ -714,7 +710,7 @@ class AlertsAgent(CapabilityAgent):
     def _prefetch(self, alert: Alert) -> None:
         plan = _asset_plan(alert.payload)
         if plan is not None and alert.token not in self._assets:
-            self._spawn(self._fetch_assets(alert.token, plan))
+            self._tasks.spawn(self._fetch_assets(alert.token, plan))
 
     async def _fetch_assets(self, token: str, plan: _AssetPlan) -> None:
         if self._http is None:

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from avsclient._fsm import StateMachine, Table
+from avsclient._tasks import TaskSet
 from avsclient.agents import payload
 from avsclient.agents.base import (
     AgentServices,
@@ -210,7 +211,7 @@ class SpeechRecognizerAgent(CapabilityAgent):
         self._stop = False
         self._expect_initiator: dict[str, Any] | None = None
         self._expect_timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(_log, "recognizer")
         self._cloud_stopped = False  # the current upload was ended by StopCapture
         #: Wake words AVS did not confirm (StopCapture with no answer, avs-protocol 11.2).
         self.wake_words_rejected = 0
@@ -382,7 +383,7 @@ class SpeechRecognizerAgent(CapabilityAgent):
                 # The turn goes on while its directives are handled (its Speak takes the
                 # channel over): release only then, so that what the turn sent to the
                 # background (music, a ringing alert) does not come back in between (13.3).
-                self._spawn(self._release_when_handled(dialog))
+                self._tasks.spawn(self._release_when_handled(dialog))
         services.activity.touch()
         sent = fields.get("initiator") or {}
         if sent.get("type") == "WAKEWORD" and self._rejected(dialog):
@@ -473,7 +474,7 @@ class SpeechRecognizerAgent(CapabilityAgent):
             opened = self.source_factory()
             source = await opened if inspect.isawaitable(opened) else opened
             if source is not None and self.state is RecognizerState.EXPECTING_SPEECH:
-                self._spawn(self.recognize(source, profile=self.profile))
+                self._tasks.spawn(self.recognize(source, profile=self.profile))
             elif source is not None:
                 await source.aclose()
 
@@ -496,23 +497,14 @@ class SpeechRecognizerAgent(CapabilityAgent):
         self._move(RecognizerInput.EXPECT_TIMED_OUT)
         self._expect_initiator = None
         _log.info("nobody spoke after ExpectSpeech: sending ExpectSpeechTimedOut")
-        self._spawn(self.messenger.post_event(Event.build(self.namespace, "ExpectSpeechTimedOut")))
-        self._spawn(self.services.focus.release(self.channel, self))
+        timed_out = Event.build(self.namespace, "ExpectSpeechTimedOut")
+        self._tasks.spawn(self.messenger.post_event(timed_out))
+        self._tasks.spawn(self.services.focus.release(self.channel, self))
 
     def _cancel_expect_timer(self) -> None:
         if self._expect_timer is not None:
             self._expect_timer.cancel()
             self._expect_timer = None
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("recognizer task failed", exc_info=task.exception())
 
     async def aclose(self) -> None:
         """Stop the expect-speech timer and any recognition it started."""
@@ -520,7 +512,4 @@ class SpeechRecognizerAgent(CapabilityAgent):
         self._stop = True
         if self._source is not None:
             await self._source.aclose()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from avsclient._retry import RetryPolicy
+from avsclient._tasks import TaskSet
 from avsclient.agents import payload
 from avsclient.agents.base import (
     AgentServices,
@@ -119,7 +120,7 @@ class SystemAgent(CapabilityAgent):
         self._random = random
         self.inactivity_report_interval = inactivity_report_interval
         self._timer: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(_log, "system")
         #: The last System.Exception received, as (code, description).
         self.last_exception: tuple[str, str | None] | None = None
 
@@ -192,14 +193,9 @@ class SystemAgent(CapabilityAgent):
         if version is not None and (
             store is None or store.get(self.namespace, "softwareInfoAccepted") != version
         ):
-            self._spawn(self._send_software_info(version))
+            self._tasks.spawn(self._send_software_info(version))
         if store is not None and store.get(self.namespace, "stateReportPending"):
-            self._spawn(self._send_state_report())
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._send_state_report())
 
     # -- SoftwareInfo and StateReport --------------------------------------------------------
 
@@ -241,14 +237,14 @@ class SystemAgent(CapabilityAgent):
             raise DirectiveError(
                 "no firmware version is known", error_type=ExceptionType.INTERNAL_ERROR.value
             )
-        self._spawn(self._send_software_info(device.firmware_version))
+        self._tasks.spawn(self._send_software_info(device.firmware_version))
 
     async def _on_report_state(self, directive: Directive) -> None:
-        self._spawn(self._send_state_report())
+        self._tasks.spawn(self._send_state_report())
 
     async def _on_revoke_authorization(self, directive: Directive) -> None:
         _log.warning("AVS revoked this device's authorization")
-        self._spawn(self.services.revoke())  # it closes the connection this came on
+        self._tasks.spawn(self.services.revoke())  # it closes the connection this came on
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -360,13 +356,11 @@ class SystemAgent(CapabilityAgent):
 
     async def aclose(self) -> None:
         """Stop the inactivity timer and the SoftwareInfo and StateReport senders."""
-        tasks = list(self._tasks)
-        if self._timer is not None:
-            tasks.append(self._timer)
-            self._timer = None
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel()
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            await asyncio.gather(timer, return_exceptions=True)
 
 
 def _known_time_zone(name: str) -> bool:

@@ -21,11 +21,12 @@ import collections
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from avsclient._resource import AsyncService
+from avsclient._tasks import TaskSet
 from avsclient.agents.events import WakeWordDetected
 from avsclient.agents.speech_recognizer import PROFILES, RecognizerInput
 from avsclient.audio import (
@@ -165,7 +166,7 @@ class WakeWordListener(AsyncService):
         self.capture = RingCapture(source, capacity_ms=ring_ms)
         self.capture.add_listener(self._on_frame)
         self._offset: int | None = None  # ring position of the detector's position 0
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(_log, "wake-word")
         self._started = False
         self._closed = False
         self.detections = 0
@@ -204,10 +205,7 @@ class WakeWordListener(AsyncService):
         if self._closed:
             return
         self._closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel()
         await self.capture.aclose()
 
     @property
@@ -261,10 +259,10 @@ class WakeWordListener(AsyncService):
         if not accepted:
             self.ignored += 1
             return
-        self._spawn(self._turn(detection, detected_at))
+        self._tasks.spawn(self._turn(detection, detected_at))
         if recognizer.wake_word_confirmation == "TONE" and self.tone_sink is not None:
             self.tones += 1
-            self._spawn(self._tone(self.tone_sink))
+            self._tasks.spawn(self._tone(self.tone_sink))
 
     async def _turn(self, detection: WakeWordDetection, detected_at: float) -> None:
         try:
@@ -296,12 +294,3 @@ class WakeWordListener(AsyncService):
         endpointer = self.new_endpointer()
         return source if endpointer is None else EndpointedSource(source, endpointer=endpointer)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("wake-word task failed", exc_info=task.exception())
