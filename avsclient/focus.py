@@ -259,6 +259,13 @@ class FocusManager:
         # The activity going to the background ducks or pauses before the new one starts.
         changes.sort(key=lambda change: change[2] is FocusState.FOREGROUND)
         for observer, channel, state, behavior in changes:
+            # While an earlier observer reacted, a later acquire or release may have changed
+            # this channel again: a change it overtook is not delivered (the later one is).
+            holder = self._holders.get(channel)
+            if holder is None or holder[0] is not observer:
+                continue
+            if self._states.get(channel) != (state, behavior):
+                continue
             await self._tell(observer, channel, state, behavior)
 
     async def _tell(

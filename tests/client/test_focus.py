@@ -169,3 +169,31 @@ async def test_speech_plays_through_the_mixers_dialog_channel(
         await sim.wait_for_event("SpeechSynthesizer", "SpeechFinished")
     assert channel.frames_played > 0
     assert sink.bytes_written == channel.frames_played * PLAYBACK_FORMAT.frame_size
+
+
+async def test_a_change_overtaken_while_another_observer_was_told_is_not_delivered() -> None:
+    """Focus changes overlap when an observer takes time to react: speech takes Dialog while
+    music is slow to duck, and speech releases Dialog before its own FOREGROUND was delivered.
+    The stale FOREGROUND is never told to speech, nor announced, and music ends FOREGROUND."""
+
+    class Slow(Activity):
+        async def focus_changed(self, channel: str, state: FocusState) -> None:
+            await asyncio.sleep(0.05)
+            await super().focus_changed(channel, state)
+
+    log: list[tuple[str, str, object]] = []
+    changes: list[FocusChange] = []
+    focus = FocusManager(listener=changes.append)
+    music = Slow("music", focus, log)
+    speech = Activity("speech", focus, log)
+    await focus.acquire("Content", music, MIX)
+    log.clear()
+    changes.clear()
+    taking = asyncio.ensure_future(focus.acquire("Dialog", speech))
+    await asyncio.sleep(0.01)  # music is still reacting to BACKGROUND
+    await focus.release("Dialog", speech)
+    await taking
+    assert ("speech", "FOREGROUND", "PRIMARY") not in log
+    assert not any(c.observer is speech and c.state is FocusState.FOREGROUND for c in changes)
+    assert log[-1][:2] == ("music", "FOREGROUND")
+    assert focus.state("Content") is FocusState.FOREGROUND
