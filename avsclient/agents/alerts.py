@@ -498,9 +498,10 @@ class AlertsAgent(CapabilityAgent):
         async with self._lock:
             present = [t for t in tokens if t in self.schedule]
             try:  # all or nothing: a failure rolls every deletion back (16.3)
-                with self.store.transaction():
+                with self.store.transaction():  # the deletions and their report, or neither
                     for token in present:
                         self.store.delete_alert(token)
+                    self._put(Event.build(_NAMESPACE, "DeleteAlertsSucceeded", {"tokens": tokens}))
             except DeviceStoreError as exc:
                 _log.error("DeleteAlerts failed, nothing deleted: %s", exc)
                 self._send("DeleteAlertsFailed", {"tokens": tokens})
@@ -508,7 +509,6 @@ class AlertsAgent(CapabilityAgent):
             now = self._clock()
             for token in present:
                 await self._carry_out(self.schedule.remove(token, StopReason.DELETED, now))
-            self._send("DeleteAlertsSucceeded", {"tokens": tokens})
         self._wake()
 
     async def _on_set_volume(self, directive: Directive) -> None:

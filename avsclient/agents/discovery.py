@@ -26,7 +26,6 @@ The state (`DiscoveryState`) is observable: `state`, and `DiscoveryStateChanged`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -400,8 +399,8 @@ class DiscoveryAgent(CapabilityAgent):
     async def _post_connect(self, sender: LinkSender) -> None:
         if self._retrying is not None:  # this connection runs it now, in order
             self._retrying.cancel()
-            with contextlib.suppress(BaseException):
-                await self._retrying
+            # Wait for it to end without swallowing a cancellation of this step itself.
+            await asyncio.gather(self._retrying, return_exceptions=True)
             self._retrying = None
         if not await self._attempt(self._observed(sender.send), sender.token):
             self._schedule_retry()

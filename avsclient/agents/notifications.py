@@ -13,11 +13,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 import ssl
-import struct
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -26,7 +23,8 @@ from avsclient._httpx import map_httpx_errors
 from avsclient.agents import payload
 from avsclient.agents.base import AgentServices, CapabilityAgent, DirectiveHandler, stop_sound
 from avsclient.agents.events import IndicatorChanged
-from avsclient.audio import Mp3Sink
+from avsclient.audio import AudioFormat, Mp3Sink
+from avsclient.audio.alert_tones import alert_tone
 from avsclient.exceptions import AudioError, DirectiveError, TransportError
 from avsclient.messages import ContextState, Directive
 
@@ -47,15 +45,9 @@ _AUDIO_TYPES = ("audio/",)
 
 
 def chime(rate: int = 16_000, channels: int = 1) -> bytes:
-    """The built-in notification chime: two short tones, 16-bit PCM at `rate`."""
-    samples: list[int] = []
-    for freq, seconds in ((880.0, 0.12), (1318.5, 0.18)):
-        count = int(rate * seconds)
-        for i in range(count):
-            fade = min(1.0, i / (rate * 0.01), (count - i) / (rate * 0.02))
-            value = int(0.3 * 32767 * fade * math.sin(2 * math.pi * freq * i / rate))
-            samples.extend([value] * channels)
-    return struct.pack(f"<{len(samples)}h", *samples)
+    """The built-in notification chime (`alert_tone("NOTIFICATION")`), 16-bit PCM at `rate`;
+    the agent plays it in its output's own format."""
+    return alert_tone("NOTIFICATION", AudioFormat(rate=rate, channels=channels))
 
 
 class NotificationsAgent(CapabilityAgent):
@@ -194,8 +186,11 @@ class NotificationsAgent(CapabilityAgent):
 
     async def _render(self, previous: asyncio.Task[None] | None, sound: bytes | None) -> None:
         if previous is not None:  # a different asset plays after the current one ends
-            with contextlib.suppress(BaseException):
-                await previous
+            try:
+                await asyncio.wait([previous])  # its outcome is its own (logged there)
+            except asyncio.CancelledError:  # ClearIndicator or close: the queue goes too
+                previous.cancel()
+                raise
         focus = self.services.focus
         await focus.acquire(self.channel, self)
         try:
@@ -203,14 +198,12 @@ class NotificationsAgent(CapabilityAgent):
                 await self.mp3.write(sound)
                 await self.mp3.drain()
             else:
-                fmt = self.output.format
-                await self.output.write(chime(fmt.rate, fmt.channels))
+                await self.output.write(alert_tone("NOTIFICATION", self.output.format))
                 await self.output.drain()
             self.played += 1
         except AudioError as exc:
             _log.warning("the indicator could not be played (%s): the chime instead", exc)
-            fmt = self.output.format
-            await self.output.write(chime(fmt.rate, fmt.channels))
+            await self.output.write(alert_tone("NOTIFICATION", self.output.format))
             self.played += 1
         finally:
             await focus.release(self.channel, self)

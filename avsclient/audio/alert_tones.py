@@ -23,7 +23,7 @@ FloatArray = npt.NDArray[np.float32]
 
 #: The built-in sounds: one per alert type, and `BACKGROUND`, the short tone played while a
 #: dialog holds the foreground (16.5).
-TONE_NAMES = ("ALARM", "TIMER", "REMINDER", "BACKGROUND")
+TONE_NAMES = ("ALARM", "TIMER", "REMINDER", "BACKGROUND", "NOTIFICATION")
 
 # (frequencies in Hz summed, seconds of tone, seconds of silence after) per note.
 _Note = tuple[tuple[float, ...], float, float]
@@ -37,6 +37,8 @@ _PATTERNS: dict[str, tuple[_Note, ...]] = {
     "REMINDER": (((523.3,), 0.2, 0.05), ((659.3,), 0.2, 0.05), ((784.0,), 0.5, 0.4)),
     # One short, quiet-ish double beep.
     "BACKGROUND": (((988.0,), 0.08, 0.06), ((988.0,), 0.08, 0.0)),
+    # The notification chime: two short rising tones (A5, E6), 0.3 s.
+    "NOTIFICATION": (((880.0,), 0.12, 0.0), ((1318.5,), 0.18, 0.0)),
 }
 _EDGE = 0.005  # attack and release, seconds
 _LEVEL = 0.35  # peak amplitude of a note (full scale 1.0): loud but with headroom
