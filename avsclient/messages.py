@@ -141,6 +141,8 @@ _OPENERS = frozenset(b"[{")
 
 def _check_depth(raw: bytes, limit: int) -> None:
     """Raise RemoteProtocolError when arrays and objects nest deeper than `limit`."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return  # the usual case, without a copy (brackets inside strings only over-count)
     brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
     if brackets.count(b"[") + brackets.count(b"{") <= limit:
         return  # the usual case: fewer openers than the limit

@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from avsclient._retry import RetryPolicy
+from avsclient.avs.exchange import message_id_of as exchange_message_id_of
+from avsclient.avs.policy import EventOutcome
 from avsclient.exceptions import DeviceStoreError
 
 if TYPE_CHECKING:
@@ -63,9 +65,8 @@ def message_id_of(document: Mapping[str, Any]) -> str:
     Raises:
         ValueError: the document has no messageId.
     """
-    header = document.get("event", {}).get("header", {}) if isinstance(document, Mapping) else {}
-    message_id = header.get("messageId") if isinstance(header, Mapping) else None
-    if not isinstance(message_id, str) or not message_id:
+    message_id = exchange_message_id_of(document)
+    if not message_id:
         raise ValueError("an outbox event needs event.header.messageId")
     return message_id
 
@@ -219,9 +220,9 @@ class EventOutbox:
                     _log.error("outbox: cannot remove delivered %s: %s", entry.message_id, exc)
                     await self._back_off()
                 continue
-            if result.outcome.name == "CANCELED":
+            if result.outcome is EventOutcome.CANCELED:
                 return  # the connection manager is closed: so is the client
-            if result.outcome.name == "BAD_REQUEST":
+            if result.outcome is EventOutcome.BAD_REQUEST:
                 self.rejected += 1
                 _log.error(
                     "outbox: AVS refused %s as malformed (%s); dropped",

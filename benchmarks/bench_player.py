@@ -23,9 +23,7 @@ import numpy as np
 from avsclient.audio import AudioFormat, MediaSink, Mixer, Mp3Sink, NullSink, decode_mp3
 from avsclient.audio.convert import encode_samples
 from avsclient.audio.mixer import MixerCore
-from avsclient.auth import StaticTokenProvider
 from avsclient.client import AVSClient
-from avsclient.config import ClientConfig
 from avsclient.simulator import Simulator
 from avsclient.simulator.playback import play, stop
 from avsclient.simulator.tracks import tone_media, tone_mp3
@@ -103,8 +101,7 @@ async def first_pcm(rounds: int) -> tuple[list[float], list[float]]:
     async with Simulator() as sim:
         url = sim.media.add("/track.mp3", tone_mp3(5.0))
         sink = _FirstWrite()
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file))
-        async with AVSClient(config, StaticTokenProvider(sim.add_token()), sink=sink) as client:
+        async with AVSClient.for_simulator(sim, sink=sink, store=False) as client:
             await client.wait_connected(20)
             async with httpx.AsyncClient(verify=sim.media.ssl_context()) as http:
                 for n in range(rounds):

@@ -44,9 +44,7 @@ from avsclient.audio import (  # noqa: E402
     WakeWordDetection,
     refine_start,
 )
-from avsclient.auth import StaticTokenProvider  # noqa: E402
 from avsclient.client import AVSClient  # noqa: E402
-from avsclient.config import ClientConfig  # noqa: E402
 from avsclient.simulator import Simulator  # noqa: E402
 from tests.audio.wake_corpus import (  # noqa: E402
     VOICES,
@@ -93,33 +91,31 @@ async def wake_to_first_byte(
     client_ms: list[float] = []
     server_ms: list[float] = []
     baseline_ms: list[float] = []
-    async with Simulator() as sim:
-        config = ClientConfig(endpoint=sim.url, ca_file=str(sim.ca_file))
-        async with AVSClient(config, StaticTokenProvider(sim.add_token())) as client:
-            await client.wait_connected(20)
-            loop = asyncio.get_running_loop()
-            for clip in clips:
-                mic = LiveSource(speed=4.0)
-                listener = WakeWordListener(client.recognizer, mic, endpointer=None)
-                async with listener:
-                    mic.say(clip.samples)
-                    await _wait(lambda: len(listener.dialogs) == 1, 30)  # noqa: B023
-                trace = listener.dialogs[0].trace
-                recognize = [e for e in sim.events if e.name == "Recognize"][-1]
-                assert recognize.name == "Recognize"
-                assert recognize.audio_started_at is not None
-                assert trace.wake_word_detected_at is not None
-                assert trace.audio_started_at is not None
-                client_ms.append(1000 * (trace.audio_started_at - trace.wake_word_detected_at))
-                server_ms.append(1000 * (recognize.audio_started_at - trace.wake_word_detected_at))
-                await _wait(lambda: client.recognizer.state.value == "IDLE", 10)
-                started = loop.time()
-                await client.recognize(ArraySource(clip.samples[:16000], 16000))
-                tap = [e for e in sim.events if e.name == "Recognize"][-1]
-                assert tap.name == "Recognize"
-                assert tap.audio_started_at is not None
-                baseline_ms.append(1000 * (tap.audio_started_at - started))
-                await _wait(lambda: client.recognizer.state.value == "IDLE", 10)
+    async with Simulator() as sim, AVSClient.for_simulator(sim, store=False) as client:
+        await client.wait_connected(20)
+        loop = asyncio.get_running_loop()
+        for clip in clips:
+            mic = LiveSource(speed=4.0)
+            listener = WakeWordListener(client.recognizer, mic, endpointer=None)
+            async with listener:
+                mic.say(clip.samples)
+                await _wait(lambda: len(listener.dialogs) == 1, 30)  # noqa: B023
+            trace = listener.dialogs[0].trace
+            recognize = [e for e in sim.events if e.name == "Recognize"][-1]
+            assert recognize.name == "Recognize"
+            assert recognize.audio_started_at is not None
+            assert trace.wake_word_detected_at is not None
+            assert trace.audio_started_at is not None
+            client_ms.append(1000 * (trace.audio_started_at - trace.wake_word_detected_at))
+            server_ms.append(1000 * (recognize.audio_started_at - trace.wake_word_detected_at))
+            await _wait(lambda: client.recognizer.state.value == "IDLE", 10)
+            started = loop.time()
+            await client.recognize(ArraySource(clip.samples[:16000], 16000))
+            tap = [e for e in sim.events if e.name == "Recognize"][-1]
+            assert tap.name == "Recognize"
+            assert tap.audio_started_at is not None
+            baseline_ms.append(1000 * (tap.audio_started_at - started))
+            await _wait(lambda: client.recognizer.state.value == "IDLE", 10)
     return client_ms, server_ms, baseline_ms
 
 

@@ -29,11 +29,15 @@ def _declared() -> list[Requirement]:
 
 
 def _pins() -> dict[str, Version]:
+    """The pins that apply on the oldest supported Python (3.11), whose bounds setup.cfg
+    declares; lines marked for newer Pythons pin what installs there."""
     pins = {}
     for line in (ROOT / "constraints" / "minimum.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            name, version = line.split("==")
-            pins[name.strip().lower()] = Version(version)
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"python_version": "3.11"}):
+                (spec,) = req.specifier
+                pins[req.name.lower()] = Version(spec.version)
     return pins
 
 

@@ -294,11 +294,13 @@ class AlertsAgent(CapabilityAgent):
 
     def observe(self, event: ClientEvent) -> None:
         """The connection is back: the outbox tries at once instead of finishing a back-off
-        (which grows to a minute during a long outage)."""
+        (which grows to a minute during a long outage). The client wakes the outbox it shares
+        with the agents itself; this is for an outbox the agent was given or made."""
         if (
             isinstance(event, ConnectionStatusChanged)
             and event.status is ConnectionStatus.CONNECTED
             and self._outbox is not None
+            and self._outbox is not self.services.outbox
         ):
             self._outbox.wake()
 

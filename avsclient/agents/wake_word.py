@@ -112,6 +112,9 @@ class WakeWordListener(AsyncService):
         ignored: detections ignored because a recognition was streaming.
         tones: confirmation tones played.
         dialogs: the last finished wake-word turns (at most 16).
+        turns: wake-word turns finished so far (all of them, unlike `dialogs`).
+        unfollowed: accepted detections that could not start a turn (a tap started first,
+            or the word was overwritten in the ring).
     """
 
     def __init__(
@@ -173,6 +176,8 @@ class WakeWordListener(AsyncService):
         self.ignored = 0
         self.tones = 0
         self.dialogs: collections.deque[Dialog] = collections.deque(maxlen=_DIALOGS_KEPT)
+        self.turns = 0
+        self.unfollowed = 0
 
     def new_endpointer(self) -> Endpointer | None:
         """A fresh endpointer for one turn (None when turns end only by StopCapture)."""
@@ -276,8 +281,10 @@ class WakeWordListener(AsyncService):
             )
         except (StateError, AudioError) as exc:  # a tap started first; the word was overwritten
             _log.warning("wake word not followed: %s", exc)
+            self.unfollowed += 1
             return
         self.dialogs.append(dialog)
+        self.turns += 1
 
     async def _tone(self, sink: AudioSink) -> None:
         converter = PcmConverter(AVS_FORMAT, sink.format)

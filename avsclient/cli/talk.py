@@ -705,10 +705,14 @@ async def _wake_word_loop(
                 console.say(f"No wake word heard within {timeout:.0f} s.")
                 return 1
             heard.clear()
-            done = len(listener.dialogs)
+            done, unfollowed = listener.turns, listener.unfollowed
             try:
                 async with asyncio.timeout(120):
-                    while len(listener.dialogs) == done and listener.error is None:
+                    while (
+                        listener.turns == done
+                        and listener.unfollowed == unfollowed
+                        and listener.error is None
+                    ):
                         await asyncio.sleep(0.05)
             except TimeoutError:
                 console.say("The wake-word turn did not finish in time")
@@ -716,6 +720,9 @@ async def _wake_word_loop(
             if listener.error is not None:
                 console.say(f"The microphone failed: {listener.error}")
                 return 1
+            if listener.turns == done:
+                console.note("the wake word could not start a turn; listening again")
+                continue
             dialog = listener.dialogs[-1]
             failures += await _end_of_turn(dialog, activity, console, say_failure=False)
             trace = dialog.trace

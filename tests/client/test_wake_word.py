@@ -155,6 +155,7 @@ async def test_a_rejected_wake_word_returns_to_listening_quietly(
         await wait_until(lambda: len(listener.dialogs) == 2)
         await listener.dialogs[1].wait_finished()
     first, second = listener.dialogs
+    assert listener.turns == 2 and listener.unfollowed == 0  # counted beyond the 16 kept
     assert sim.script.rejected == [first.dialog_request_id]
     (rejected,) = turns.of(WakeWordRejected)
     assert rejected.dialog_request_id == first.dialog_request_id
