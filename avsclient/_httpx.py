@@ -26,7 +26,7 @@ from avsclient.exceptions import (
     TransportError,
 )
 
-__all__ = ["http2_client", "map_httpx_errors", "transport_error"]
+__all__ = ["http2_client", "map_httpx_errors", "refuse_cleartext", "transport_error"]
 
 
 def http2_client(
@@ -109,3 +109,14 @@ def map_httpx_errors(peer: str) -> Iterator[None]:
         yield
     except httpx.TransportError as exc:
         raise transport_error(exc, peer) from exc
+
+
+async def refuse_cleartext(request: httpx.Request) -> None:
+    """An httpx request hook (`event_hooks={"request": [refuse_cleartext]}`): every request,
+    redirects included, stays on https; a redirect to http fails before anything is sent.
+
+    Raises:
+        httpx.UnsupportedProtocol: the request is not https.
+    """
+    if request.url.scheme != "https":
+        raise httpx.UnsupportedProtocol(f"refused a non-https URL: {request.url}", request=request)

@@ -76,3 +76,26 @@ async def test_http2_client_is_locked_down() -> None:
         assert str(h2c.base_url) == "http://127.0.0.1:1"
     with pytest.raises(ValueError, match="http"):
         http2_client("ftp://x", timeout=1.0)
+
+
+async def test_refuse_cleartext_stops_a_redirect_to_http_before_it_is_sent() -> None:
+    """The request hook for media and asset fetches: an https URL redirected to http fails
+    with UnsupportedProtocol, and the http URL is never requested."""
+    import httpx
+
+    from avsclient._httpx import refuse_cleartext
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(302, headers={"location": "http://media.example/a.mp3"})
+
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(answer),
+        follow_redirects=True,
+        event_hooks={"request": [refuse_cleartext]},
+    ) as client:
+        with pytest.raises(httpx.UnsupportedProtocol, match="non-https"):
+            await client.get("https://media.example/a.mp3")
+    assert seen == ["https://media.example/a.mp3"]

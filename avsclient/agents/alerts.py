@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from avsclient._httpx import refuse_cleartext
 from avsclient._tasks import TaskSet
 from avsclient.agents import payload as fields
 from avsclient.agents.alert_schedule import (
@@ -717,7 +718,11 @@ class AlertsAgent(CapabilityAgent):
     async def _fetch_assets(self, token: str, plan: _AssetPlan) -> None:
         if self._http is None:
             self._http = httpx.AsyncClient(
-                timeout=ASSET_TIMEOUT, follow_redirects=True, max_redirects=5, verify=self._verify
+                timeout=ASSET_TIMEOUT,
+                follow_redirects=True,
+                max_redirects=5,
+                verify=self._verify,
+                event_hooks={"request": [refuse_cleartext]},
             )
         fmt = self.output.format
         decoded: dict[str, bytes] = {}

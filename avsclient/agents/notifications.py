@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from avsclient._httpx import map_httpx_errors
+from avsclient._httpx import map_httpx_errors, refuse_cleartext
 from avsclient.agents import payload
 from avsclient.agents.base import AgentServices, CapabilityAgent, DirectiveHandler, stop_sound
 from avsclient.agents.events import IndicatorChanged
@@ -147,7 +147,11 @@ class NotificationsAgent(CapabilityAgent):
             with map_httpx_errors("the notification asset server"):
                 async with (
                     httpx.AsyncClient(
-                        timeout=ASSET_TIMEOUT, verify=self._verify, follow_redirects=True
+                        timeout=ASSET_TIMEOUT,
+                        verify=self._verify,
+                        follow_redirects=True,
+                        max_redirects=5,
+                        event_hooks={"request": [refuse_cleartext]},
                     ) as http,
                     http.stream("GET", url) as response,
                 ):
