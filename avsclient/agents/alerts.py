@@ -32,6 +32,7 @@ schedule, online or not, and survive a restart.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -208,8 +209,9 @@ class AlertsAgent(CapabilityAgent):
         self.alarm_volume_ramp = "NONE"
         self._ramp = (ramp_start, ramp_seconds)
         self._rang_from: tuple[str, float] | None = None  # (token, loop time) of the ramp
-        #: When the sound of each started alert was first written to the mixer (monotonic).
-        self.sound_started: dict[str, float] = {}
+        #: When the sound of the latest started alerts was first written to the mixer
+        #: (monotonic), the last `MAX_CACHED_ALERTS` kept.
+        self.sound_started: collections.OrderedDict[str, float] = collections.OrderedDict()
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -665,6 +667,8 @@ class AlertsAgent(CapabilityAgent):
                 for chunk in pcm:
                     if chunk and not writer.spent and alert.token not in self.sound_started:
                         self.sound_started[alert.token] = self._monotonic()
+                        while len(self.sound_started) > MAX_CACHED_ALERTS:
+                            self.sound_started.popitem(last=False)
                     await writer.write(chunk)
                 played += 1
                 if pause_bytes and (loops is None or played < loops):

@@ -44,7 +44,8 @@ from avsclient.agents.capabilities_api import (
     put_outcome,
 )
 from avsclient.agents.events import DiscoveryState, DiscoveryStateChanged
-from avsclient.exceptions import CapabilityReportError
+from avsclient.avs.tokens import AttemptFailed
+from avsclient.exceptions import AVSError, CapabilityReportError
 from avsclient.messages import Directive
 
 if TYPE_CHECKING:
@@ -456,20 +457,22 @@ class DiscoveryAgent(CapabilityAgent):
                 return await self._attempt_legacy(self.capabilities_api, services.device, token)
             correlation = str(uuid.uuid4())
             try:
+                access_token = await token()
+            except (AVSError, AttemptFailed, TimeoutError) as exc:  # no token yet: try later
+                self.failures += 1
+                self.state_reason = f"no access token: {exc}"
+                return False
+            try:
                 document = build_report(
                     services.device,
                     services.capabilities(),
-                    token=await token(),
+                    token=access_token,
                     correlation_token=correlation,
                 )
                 check_report(document)
             except CapabilityReportError as exc:
                 self._set(DiscoveryState.INVALID, str(exc))
                 return True
-            except Exception as exc:  # no token: try again later
-                self.failures += 1
-                self.state_reason = f"no access token: {exc}"
-                return False
             digest = report_digest(document)
             store = services.store
             accepted = store.get(_NAMESPACE, _STORE_KEY) if store is not None else None
