@@ -11,6 +11,7 @@ it up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -131,6 +132,11 @@ class Connector:
         #: The running attempt's step and since when (loop time), or None between attempts.
         self.step: tuple[str, float] | None = None
         self._deadline = math.inf  # loop time at which the attempt under way times out
+        self._hold_cut = asyncio.Event()
+
+    def cut_hold(self) -> None:
+        """End the hold before an attempt now (`ConnectionManager.wake`: the network is back)."""
+        self._hold_cut.set()
 
     def describe_step(self) -> str:
         """Where the attempt under way is, for a ConnectTimeout message ("" between attempts):
@@ -159,7 +165,10 @@ class Connector:
                 self._current_url(),
                 hold,
             )
-            await asyncio.sleep(hold)
+            self._hold_cut.clear()
+            with contextlib.suppress(TimeoutError):  # cut_hold() ends it early
+                async with asyncio.timeout(hold):
+                    await self._hold_cut.wait()
         limit = self.config.connect_timeout
         self._deadline = asyncio.get_running_loop().time() + limit
         try:

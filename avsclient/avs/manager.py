@@ -272,6 +272,7 @@ class ConnectionManager(AsyncService):
         store was fixed)."""
         self._wake_requested = True
         self._kick.set()
+        self._connector.cut_hold()  # the hold before replacing a link that ended unproven
 
     async def set_endpoint(self, url: object) -> None:
         """Move to another endpoint (System.SetEndpoint): check it, persist it, then reconnect
