@@ -319,8 +319,9 @@ class ClientConfig:
             leaves liveness to `GET /ping` alone.
         liveness_timeout: how long that PING may stay unacknowledged; no answer means the
             link is dead. With the defaults a silent dead link is found within 20 s.
-        event_timeout: an event stream without progress for this long ends TIMEDOUT and
-            triggers an immediate ping.
+        event_timeout: an event stream without progress for this long, or whose response
+            has not ended this long after its upload finished (time spent handling its parts
+            not counted), ends TIMEDOUT and triggers an immediate ping.
         connect_timeout: a whole connection attempt (token, TCP, TLS, downchannel,
             SynchronizeState) must succeed within this.
         backoff: the reconnect delay table; the last entry repeats for ever.

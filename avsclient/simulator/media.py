@@ -134,7 +134,8 @@ class MediaServer:
         """Create a server (it listens once started).
 
         Args:
-            ca: the CA that signs its certificate (default: a new one).
+            ca: the CA that signs its certificate (default: the one `start()` is given, else
+                a new one made when first needed).
         """
         self.routes: dict[str, MediaRoute] = {}
         self.requests: dict[str, int] = {}
@@ -145,7 +146,7 @@ class MediaServer:
         #: Body bytes written per path (what a client was sent, ranges and repeats included).
         self.sent: dict[str, int] = {}
         self.live: dict[str, LivePlaylist] = {}
-        self._ca = ca or trustme.CA()
+        self._ca = ca
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
@@ -184,13 +185,25 @@ class MediaServer:
     def ssl_context(self) -> ssl.SSLContext:
         """A client context trusting this server's CA (and nothing else)."""
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        self._ca.configure_trust(ctx)
+        self._authority().configure_trust(ctx)
         return ctx
 
-    async def start(self) -> None:
-        """Listen on an ephemeral loopback port."""
+    def _authority(self) -> trustme.CA:
+        if self._ca is None:
+            self._ca = trustme.CA()
+        return self._ca
+
+    async def start(self, ca: trustme.CA | None = None) -> None:
+        """Listen on an ephemeral loopback port.
+
+        Args:
+            ca: the CA to sign its certificate with (the simulator's own, so that one CA file
+                covers AVS and its media); routes added before `start()` stay.
+        """
+        if ca is not None:
+            self._ca = ca
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+        self._authority().issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=ctx)
         self.port = self._server.sockets[0].getsockname()[1]
 

@@ -135,8 +135,7 @@ class Simulator(AsyncService):
             self._tmpdir = Path(tempfile.mkdtemp(prefix="avs-simulator-"))
             self.ca_file = self._tmpdir / "ca.pem"
             self._ca.cert_pem.write_to_path(str(self.ca_file))
-            self.media = MediaServer(self._ca)
-        await self.media.start()
+        await self.media.start(self._ca)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             self._new_connection, self.host, self.port, ssl=server_ctx
