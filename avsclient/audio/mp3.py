@@ -178,14 +178,7 @@ class Mp3FrameSplitter:
     @staticmethod
     def _id3_length(buf: bytearray, pos: int) -> int | None:
         """Total length of the ID3v2 tag at `pos` (header, body, footer), or None if invalid."""
-        size_bytes = buf[pos + 6 : pos + 10]
-        if any(b & 0x80 for b in size_bytes):
-            return None
-        body = 0
-        for b in size_bytes:
-            body = (body << 7) | b  # "syncsafe" integer: 7 bits per byte
-        footer = 10 if buf[pos + 5] & 0x10 else 0
-        return _ID3_HEADER_SIZE + body + footer
+        return id3v2_length(buf[pos : pos + _ID3_HEADER_SIZE]) or None
 
     def close(self) -> int:
         """End of stream: returns (and counts as skipped) the bytes of a truncated last frame."""
@@ -227,14 +220,15 @@ class Id3TagReader:
         buf += memoryview(data)[: max(0, self.limit - len(buf))]
         if len(buf) < _ID3_HEADER_SIZE:
             return {}
-        total = _ID3_HEADER_SIZE + _syncsafe(buf[6:10])
-        if buf[:3] != b"ID3" or buf[3] not in (3, 4) or total > self.limit:
+        total = id3v2_length(buf)  # 0: no tag, or a size field that is not syncsafe
+        if not total or buf[3] not in (3, 4) or total > self.limit:
             self.finished = True
             return {}
         if len(buf) < total:
             return {}
         self.finished = True
-        tags = self._frames(bytes(buf[_ID3_HEADER_SIZE:total]), buf[3], buf[5])
+        body_end = total - (_ID3_HEADER_SIZE if buf[5] & 0x10 else 0)  # a footer is no frame
+        tags = self._frames(bytes(buf[_ID3_HEADER_SIZE:body_end]), buf[3], buf[5])
         buf.clear()
         return tags
 
