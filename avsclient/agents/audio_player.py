@@ -529,6 +529,14 @@ def _pending(decoder: Mp3Sink | MediaSink) -> bool:
     return mp3 is not None and mp3.pending_frames > 0
 
 
+def _media_failure(exc: httpx.HTTPError) -> _Failed:
+    """The PlaybackFailed a media request's httpx error means: a redirect loop is the
+    request's fault (INVALID_REQUEST), anything else on the way is the service's."""
+    if isinstance(exc, httpx.TooManyRedirects):
+        return _Failed(MediaError.INVALID_REQUEST, f"too many redirects: {exc}")
+    return _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}")
+
+
 async def _https_only(request: httpx.Request) -> None:
     # Every request, redirects included, stays on https: a redirect to http is refused before
     # anything is sent.
@@ -997,10 +1005,8 @@ class AudioPlayerAgent(CapabilityAgent):
                         yield _Part(media, start, chunk)
                         start = False
                     return
-        except httpx.TooManyRedirects as exc:
-            raise _Failed(MediaError.INVALID_REQUEST, f"too many redirects: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}") from exc
+        except (httpx.TooManyRedirects, httpx.TransportError) as exc:
+            raise _media_failure(exc) from exc
         if seek is not None:
             async for part in self._seek(*seek, headers, offset_ms):
                 yield part
@@ -1036,10 +1042,8 @@ class AudioPlayerAgent(CapabilityAgent):
             async with self._http.stream("GET", url, headers=await self._headers(url)) as response:
                 await self._check(response)
                 text_ = await _read_bounded(response, MAX_PLAYLIST_BYTES)
-        except httpx.TooManyRedirects as exc:
-            raise _Failed(MediaError.INVALID_REQUEST, f"too many redirects: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}") from exc
+        except (httpx.TooManyRedirects, httpx.TransportError) as exc:
+            raise _media_failure(exc) from exc
         return live.load(text_, loaded)
 
     async def _seek(
@@ -1112,10 +1116,8 @@ class AudioPlayerAgent(CapabilityAgent):
                     async for chunk in stream:
                         yield _Part("mp3", False, chunk)
                     return
-        except httpx.TooManyRedirects as exc:
-            raise _Failed(MediaError.INVALID_REQUEST, f"too many redirects: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}") from exc
+        except (httpx.TooManyRedirects, httpx.TransportError) as exc:
+            raise _media_failure(exc) from exc
         async for part in self._whole(url, headers):
             yield part
 
@@ -1134,7 +1136,7 @@ class AudioPlayerAgent(CapabilityAgent):
                     return None
                 return await _read_bytes(response, last - first + 1)
         except httpx.HTTPError as exc:
-            raise _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}") from exc
+            raise _media_failure(exc) from exc
 
     async def _whole(self, url: str, headers: dict[str, str]) -> AsyncIterator[_Part]:
         # The whole stream, decoded from its start (the offset is skipped after decoding).
@@ -1146,10 +1148,8 @@ class AudioPlayerAgent(CapabilityAgent):
                 async for chunk in response.aiter_bytes():
                     yield _Part("mp3", start, chunk)
                     start = False
-        except httpx.TooManyRedirects as exc:
-            raise _Failed(MediaError.INVALID_REQUEST, f"too many redirects: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise _Failed(MediaError.SERVICE_UNAVAILABLE, f"media unreachable: {exc}") from exc
+        except (httpx.TooManyRedirects, httpx.TransportError) as exc:
+            raise _media_failure(exc) from exc
 
     # -- focus -----------------------------------------------------------------------------
 
