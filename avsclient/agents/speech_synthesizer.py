@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from avsclient._tasks import TaskSet
 from avsclient.agents import payload
 from avsclient.agents.base import CapabilityAgent, DirectiveHandler
 from avsclient.agents.events import SpeechActivity, SpeechStateChanged
@@ -63,7 +64,7 @@ class SpeechSynthesizerAgent(CapabilityAgent):
         self._playback: asyncio.Task[None] | None = None
         self._dialog: str | None = None
         self._speaks = 0  # Speak handlers running (holding the focus channel)
-        self._holds: set[asyncio.Task[None]] = set()  # waiting for their dialog to end
+        self._holds = TaskSet(_log, "synthesizer")  # waiting for their dialog to end
 
     def handlers(self) -> dict[str, DirectiveHandler]:
         return {"Speak": self._on_speak}
@@ -134,11 +135,9 @@ class SpeechSynthesizerAgent(CapabilityAgent):
         so the wait happens in a task of its own."""
         focus = self.services.focus
         if dialog_request_id is None:
-            task = asyncio.ensure_future(focus.release(self.channel, self))
+            self._holds.spawn(focus.release(self.channel, self))
         else:
-            task = asyncio.ensure_future(self._release_when_handled(dialog_request_id))
-        self._holds.add(task)
-        task.add_done_callback(self._holds.discard)
+            self._holds.spawn(self._release_when_handled(dialog_request_id))
 
     async def _release_when_handled(self, dialog_request_id: str) -> None:
         if not await self.services.dialogs.wait_handled(dialog_request_id, DIALOG_HOLD_TIMEOUT):
@@ -227,7 +226,5 @@ class SpeechSynthesizerAgent(CapabilityAgent):
 
     async def aclose(self) -> None:
         """Stop playback (the sink stays open: it belongs to the application)."""
-        for task in list(self._holds):
-            task.cancel()
-        await asyncio.gather(*self._holds, return_exceptions=True)
+        await self._holds.cancel()
         await self._stop_playback()
